@@ -1,0 +1,384 @@
+"""``datakit``: versioned datasets for fine-tuning: import, validate, inspect, export.
+
+Each command parses its input, calls one library function and prints the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .clikit import (
+    Group,
+    data_root_option,
+    echo_json,
+    json_option,
+    progress,
+    quiet_option,
+    setup_logging,
+    verbose_option,
+)
+from .errors import DatakitError
+from .formats import EXPORT_FORMATS, IMPORT_FORMATS
+from .schemas import RECORD_KINDS
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@verbose_option
+@click.version_option(package_name="finetune-toolkit", prog_name="datakit")
+def cli(verbose: bool) -> None:
+    """Grow, check and version the datasets you fine-tune on.
+
+    Every dataset is a series of immutable versions under the data root
+    (data/NAME/vN/records.jsonl + manifest.json). Address a version as NAME
+    (latest), NAME@v3 or NAME@TAG.
+
+    \b
+    Examples:
+      datakit import seeds.json --format alpaca --name seeds
+      datakit validate seeds
+      datakit show seeds@v1
+      datakit export seeds --format trl -o train.jsonl
+    """
+    setup_logging(verbose)
+
+
+def _store(data_root: str):
+    from .store import DatasetStore
+
+    return DatasetStore(data_root)
+
+
+@cli.command("import")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option("--format", "-f", "fmt", type=click.Choice(IMPORT_FORMATS), default="jsonl", show_default=True, help="Format of SRC.")
+@click.option("--name", "-n", required=True, help="Dataset to add a version to (created if new).")
+@click.option("--kind", type=click.Choice(RECORD_KINDS), help="Record kind for jsonl/csv (inferred from the keys when omitted).")
+@click.option("-m", "--message", help="Note stored in the manifest.")
+@data_root_option
+@json_option
+@quiet_option
+def import_cmd(src: str, fmt: str, name: str, kind: str | None, message: str | None, data_root: str, as_json: bool, quiet: bool) -> None:
+    """Convert SRC to records and store it as the next version of NAME.
+
+    Every record is checked against its kind's schema before anything is
+    written; the first bad one stops the import with file:line: field. Records
+    get a stable content-hash id. Importing the same content again reuses the
+    latest version instead of adding a copy.
+
+    \b
+    Formats:
+      jsonl          our records (chat, instruction, preference, ...)
+      alpaca         {instruction, input, output}, JSON array or JSONL
+      sharegpt       {conversations: [{from, value}]}
+      openai         OpenAI chat fine-tuning JSONL, tool calls included
+      self-instruct  Self-Instruct seed tasks (one record per instance)
+      xstest         XSTest prompts CSV -> eval items (safe: comply, unsafe: refuse)
+      csv            a header row naming record fields
+
+    \b
+    Examples:
+      datakit import seed_tasks.jsonl --format self-instruct --name seeds
+      datakit import chats.jsonl --format openai --name support -m "Q3 export"
+    """
+    from .formats import read_source, validated
+
+    src_kind, located = read_source(src, fmt, kind)
+    records = progress(validated(located, src_kind, src), quiet, desc=f"import {name}", unit=" rec")
+    version = _store(data_root).write(
+        name, records, src_kind, step="import", config={"source": str(src), "format": fmt},
+        message=message, source=src, reuse_identical=True,
+    )
+    m = version.manifest()
+    if as_json:
+        echo_json({"ref": version.ref, "kind": m["kind"], "count": m["count"], "reused": version.reused})
+    elif version.reused:
+        click.echo(f"unchanged: {version.ref} already holds these {m['count']} {m['kind']} records")
+    else:
+        click.echo(f"{version.ref}: {m['count']} {m['kind']} records from {src}")
+
+
+@cli.command("export")
+@click.argument("ref")
+@click.option("--format", "-f", "fmt", type=click.Choice(EXPORT_FORMATS), default="trl", show_default=True, help="Output format.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write (.json: one JSON array; else JSONL).")
+@data_root_option
+@quiet_option
+def export_cmd(ref: str, fmt: str, output: str, data_root: str, quiet: bool) -> None:
+    """Write dataset version REF in another format.
+
+    trl writes the columns TRL trainers read (messages / prompt, chosen,
+    rejected / prompt, completion, label) without ids and meta. The output is
+    written to a temporary file and renamed, so a failure leaves nothing.
+
+    \b
+    Examples:
+      datakit export seeds --format trl -o sft.jsonl
+      datakit export prefs@v2 --format trl -o dpo.jsonl
+      datakit export seeds@golden --format alpaca -o seeds.json
+    """
+    from .formats import export_records
+
+    v = _store(data_root).resolve(ref)
+    m = v.manifest()
+    n = export_records(progress(v.records(), quiet, total=m["count"], desc="export", unit=" rec"), m["kind"], fmt, output)
+    click.echo(f"wrote {n} records of {v.ref} as {fmt} to {output}")
+
+
+@cli.command("ls")
+@data_root_option
+@json_option
+def ls_cmd(data_root: str, as_json: bool) -> None:
+    """List datasets with their latest version, kind and size.
+
+    \b
+    Examples:
+      datakit ls
+      datakit ls --data-root /mnt/datasets --json
+    """
+    store = _store(data_root)
+    rows = []
+    for name in store.names():
+        v = store.versions(name)[-1]
+        m = v.manifest()
+        rows.append({"name": name, "latest": v.ref, "versions": len(store.versions(name)), "kind": m["kind"], "count": m["count"], "tags": store.tags(name)})
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no datasets under {data_root}")
+        return
+    w = max(len(r["name"]) for r in rows)
+    click.echo(f"{'NAME':<{w}}  {'LATEST':>6}  {'KIND':<11} {'RECORDS':>8}  TAGS")
+    for r in rows:
+        tags = ", ".join(f"{t}=v{n}" for t, n in sorted(r["tags"].items()))
+        click.echo(f"{r['name']:<{w}}  {r['latest'].split('@')[1]:>6}  {r['kind']:<11} {r['count']:>8}  {tags}")
+
+
+@cli.command("log")
+@click.argument("name")
+@data_root_option
+@json_option
+def log_cmd(name: str, data_root: str, as_json: bool) -> None:
+    """Show the versions of dataset NAME, newest first, with what made each.
+
+    \b
+    Examples:
+      datakit log seeds
+    """
+    store = _store(data_root)
+    store.resolve(name.split("@")[0])  # clear error for an unknown name
+    tags_by_version: dict[int, list[str]] = {}
+    for t, n in store.tags(name).items():
+        tags_by_version.setdefault(n, []).append(t)
+    rows = []
+    for v in reversed(store.versions(name)):
+        m = v.manifest()
+        rows.append({"ref": v.ref, "created": m["created"], "kind": m["kind"], "count": m["count"], "step": m["step"]["name"], "parents": m["parents"], "tags": sorted(tags_by_version.get(v.version, [])), "message": m.get("message")})
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        tags = f" [{', '.join(r['tags'])}]" if r["tags"] else ""
+        parents = f" <- {', '.join(r['parents'])}" if r["parents"] else ""
+        msg = f"  {r['message']}" if r["message"] else ""
+        click.echo(f"{r['ref']}{tags}  {r['created']}  {r['step']}  {r['count']} {r['kind']}{parents}{msg}")
+
+
+@cli.command("show")
+@click.argument("ref")
+@click.option("-n", "--records", "n", default=3, show_default=True, type=click.IntRange(min=0), help="How many records to print.")
+@data_root_option
+@json_option
+def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
+    """Print the manifest of version REF and its first records.
+
+    \b
+    Examples:
+      datakit show seeds
+      datakit show seeds@v2 -n 10
+      datakit show seeds --json | jq .manifest.stats
+    """
+    import itertools
+
+    v = _store(data_root).resolve(ref)
+    m = v.manifest()
+    head = list(itertools.islice(v.records(), n))
+    if as_json:
+        echo_json({"ref": v.ref, "path": str(v.path), "manifest": m, "records": head})
+        return
+    click.echo(f"{v.ref}  ({v.path})")
+    click.echo(f"  kind     {m['kind']}")
+    click.echo(f"  records  {m['count']}   bytes {m.get('bytes', '?')}   sha256 {m['sha256'][:16]}")
+    click.echo(f"  created  {m['created']}   step {m['step']['name']}" + (f"   config {m['step']['config_hash']}" if m["step"].get("config_hash") else ""))
+    if m["parents"]:
+        click.echo(f"  parents  {', '.join(m['parents'])}")
+    if m.get("message"):
+        click.echo(f"  message  {m['message']}")
+    stats = ", ".join(f"{k} {v}" for k, v in m["stats"].items() if k != "records")
+    if stats:
+        click.echo(f"  stats    {stats}")
+    import orjson
+
+    for rec in head:
+        click.echo(orjson.dumps(rec).decode()[:500])
+
+
+@cli.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(min=0), help="Records to print per section.")
+@data_root_option
+@json_option
+def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
+    """Compare two versions by record id: added, removed and changed records.
+
+    Ids are content hashes, so an edited record shows as one removed and one
+    added unless it kept its id; "changed" means same id, other content or meta.
+
+    \b
+    Examples:
+      datakit diff seeds@v1 seeds@v2
+      datakit diff seeds@v1 seeds --json
+    """
+    import orjson
+
+    d = _store(data_root).diff(a, b)
+    if as_json:
+        echo_json({"a": d["a"], "b": d["b"], "added": d["added"], "removed": d["removed"], "changed": [{"a": x, "b": y} for x, y in d["changed"]], "unchanged": d["unchanged"]})
+        return
+    click.echo(f"{d['a']} -> {d['b']}: +{len(d['added'])} added, -{len(d['removed'])} removed, ~{len(d['changed'])} changed, {d['unchanged']} unchanged")
+    for sign, recs in (("+", d["added"]), ("-", d["removed"])):
+        for rec in recs[:limit]:
+            click.echo(f"{sign} {orjson.dumps(rec).decode()[:300]}")
+        if len(recs) > limit:
+            click.echo(f"{sign} ... {len(recs) - limit} more")
+    for x, y in d["changed"][:limit]:
+        click.echo(f"~ {x['id']}: {orjson.dumps(x).decode()[:140]} => {orjson.dumps(y).decode()[:140]}")
+
+
+@cli.command("tag")
+@click.argument("ref")
+@click.argument("tag")
+@click.option("--force", is_flag=True, help="Move the tag if it already points elsewhere.")
+@data_root_option
+def tag_cmd(ref: str, tag: str, force: bool, data_root: str) -> None:
+    """Name version REF as TAG, so NAME@TAG addresses it.
+
+    \b
+    Examples:
+      datakit tag seeds@v3 golden
+      datakit tag seeds golden --force    # move it to the latest
+    """
+    v = _store(data_root).tag(ref, tag, force)
+    click.echo(f"{v.name}@{tag} -> {v.ref}")
+
+
+@cli.command("validate")
+@click.argument("target")
+@click.option("--schema", "kind", type=click.Choice(RECORD_KINDS), help="Record kind to check against (inferred from the first record when omitted).")
+@click.option("--max-errors", default=50, show_default=True, type=click.IntRange(min=1), help="Problems to print (the counts cover all).")
+@click.option("--max-line-mb", default=64, show_default=True, type=click.IntRange(min=1), help="Reject lines longer than this many MiB without loading them.")
+@data_root_option
+@json_option
+def validate_cmd(target: str, kind: str | None, max_errors: int, max_line_mb: int, data_root: str, as_json: bool) -> None:
+    """Check every record of a JSONL file or dataset version against its schema.
+
+    TARGET is a file path or a dataset reference (NAME, NAME@v2, NAME@TAG).
+    Prints one line per problem, FILE:LINE: $.json.path: message, then a
+    summary. Malformed JSON, invalid UTF-8, oversized lines, wrong types,
+    missing fields, unknown roles and duplicate ids are all reported. Exit
+    code 1 when any record is invalid.
+
+    \b
+    Examples:
+      datakit validate train.jsonl
+      datakit validate prefs.jsonl --schema preference
+      datakit validate seeds@v2 --json
+    """
+    from .validate import validate_file
+
+    path = Path(target)
+    if not path.exists() and "/" not in target and not target.endswith(".jsonl"):
+        try:
+            v = _store(data_root).resolve(target)
+        except DatakitError as e:
+            raise DatakitError(f"{target}: no such file, and {e}") from None
+        path = v.records_path
+        kind = kind or v.kind
+    report = validate_file(path, kind, max_problems=max_errors, max_line_bytes=max_line_mb * 2**20)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for p in report.problems:
+            click.echo(p.format(report.file))
+        if report.truncated:
+            click.echo(f"... more problems not shown (--max-errors {max_errors})")
+        valid = report.records - report.invalid
+        verdict = "ok" if report.ok else "INVALID"
+        click.echo(f"{verdict}: {report.file}: {valid} of {report.records} {report.kind} records valid, {report.invalid} invalid")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@cli.group("config", cls=Group)
+def config_group() -> None:
+    """Check pipeline.yaml or print its schema.
+
+    \b
+    Examples:
+      datakit config check pipeline.yaml
+      datakit config schema > pipeline.schema.json
+    """
+
+
+@config_group.command("check")
+@click.argument("path", default="pipeline.yaml", required=False)
+@json_option
+def config_check(path: str, as_json: bool) -> None:
+    """Check PATH (default pipeline.yaml) against the pipeline schema.
+
+    All problems are reported together, each with its line and key path;
+    unknown keys come with a "did you mean" hint. Nothing runs.
+
+    \b
+    Examples:
+      datakit config check
+      datakit config check examples/qlora-7b.yaml
+    """
+    from .config import check_config, load_yaml
+
+    data, lines = load_yaml(path)
+    if data is not None and not isinstance(data, dict):
+        raise DatakitError(f"{path}:1: the config must be a mapping of sections (data, train, eval)")
+    problems = check_config(data, lines, path)
+    if as_json:
+        echo_json({"file": path, "ok": not problems, "problems": problems})
+    else:
+        for p in problems:
+            click.echo(p)
+        click.echo(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}" if problems else f"ok: {path}")
+    if problems:
+        raise SystemExit(1)
+
+
+@config_group.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of pipeline.yaml (every field with its type, default and help).
+
+    \b
+    Examples:
+      datakit config schema | jq '.definitions.import'
+    """
+    from .schemas import load_schema
+
+    echo_json(load_schema("pipeline"))
+
+
+def main() -> None:
+    cli(prog_name="datakit")
+
+
+if __name__ == "__main__":
+    main()

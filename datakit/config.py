@@ -1,0 +1,135 @@
+"""Load and check ``pipeline.yaml`` against ``schemas/pipeline.json``.
+
+The schema is the one place where each field's type, default and help live. Every error of a
+config is reported together, each with its key path and YAML line; an unknown key gets a
+"did you mean" hint from the keys the schema allows at that place.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+from .errors import DatakitError
+from .schemas import load_schema
+
+
+def _yaml():
+    import yaml
+
+    return yaml
+
+
+def load_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
+    """Parse a YAML file; return the data and a map from key path to 1-based line."""
+    yaml = _yaml()
+    p = Path(path)
+    if not p.is_file():
+        raise DatakitError(f"{path}: no such file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatakitError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise DatakitError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise DatakitError(f"{path}: invalid YAML: {e}") from None
+    lines: dict[tuple, int] = {}
+
+    def walk(n: Any, at: tuple) -> None:
+        lines.setdefault(at, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                lines[at + (key,)] = k.start_mark.line + 1
+                walk(v, at + (key,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, at + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+def key_path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _subschema(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        schema = root["definitions"][name]
+    return schema
+
+
+def check_config(data: Any, lines: dict[tuple, int] | None = None, file: str = "pipeline.yaml") -> list[str]:
+    """Every problem of a config, one line each: ``file:line: key.path: message``."""
+    import jsonschema
+
+    lines = lines or {}
+    schema = load_schema("pipeline")
+    if data is None:
+        data = {}
+    problems: list[tuple[int, str]] = []
+    for err in jsonschema.Draft7Validator(schema).iter_errors(data):
+        path = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = list(_subschema(err.schema, schema).get("properties", {}))
+            extra = [k for k in err.instance if k not in allowed]
+            for key in extra:
+                hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                tip = f"; did you mean {hint[0]!r}?" if hint else (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+                problems.append((lines.get(path + (key,), lines.get(path, 0)), f"{key_path(path + (key,))}: unknown key{tip}"))
+            continue
+        if err.validator == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            problems.append((lines.get(path, 0), f"{key_path(path)}: missing required key {missing!r}"))
+            continue
+        problems.append((lines.get(path, 0), f"{key_path(path)}: {err.message}"))
+    problems.sort(key=lambda p: p[0])
+    return [f"{file}:{ln}: {msg}" if ln else f"{file}: {msg}" for ln, msg in problems]
+
+
+def with_defaults(data: dict[str, Any], schema: dict | None = None, root: dict | None = None) -> dict[str, Any]:
+    """Fill schema defaults into a (checked) config; returns a copy."""
+    root = root or load_schema("pipeline")
+    schema = _subschema(schema or root, root)
+    out = copy.deepcopy(data)
+    for key, sub in schema.get("properties", {}).items():
+        sub = _subschema(sub, root)
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if isinstance(out.get(key), dict) and sub.get("type", "object") == "object" and "properties" in sub:
+            out[key] = with_defaults(out[key], sub, root)
+        elif isinstance(out.get(key), list) and "items" in sub:
+            item_schema = _subschema(sub["items"], root)
+            out[key] = [with_defaults(x, item_schema, root) if isinstance(x, dict) else x for x in out[key]]
+    if isinstance(schema.get("additionalProperties"), dict):
+        item_schema = _subschema(schema["additionalProperties"], root)
+        for key, val in out.items():
+            if key not in schema.get("properties", {}) and isinstance(val, dict):
+                out[key] = with_defaults(val, item_schema, root)
+    return out
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Load, check (all errors together, one DatakitError) and fill defaults."""
+    data, lines = load_yaml(path)
+    if data is not None and not isinstance(data, dict):
+        raise DatakitError(f"{path}:1: the config must be a mapping of sections (data, train, eval)")
+    problems = check_config(data, lines, str(path))
+    if problems:
+        n = len(problems)
+        raise DatakitError(f"{n} problem{'s' if n > 1 else ''} in {path}:\n" + "\n".join(problems))
+    return with_defaults(data or {})

@@ -1,0 +1,142 @@
+"""Record kinds, stable content ids and conversions between record shapes.
+
+One JSON object per JSONL line; the shapes follow TRL's dataset formats (see
+``schemas/records/``). Every record carries a stable ``id`` (a hash of its content fields)
+and a ``meta`` object with its provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from .errors import DatakitError
+from .schemas import RECORD_KINDS, content_fields
+
+Record = dict[str, Any]
+
+# Keys whose presence identifies a kind, most specific first. Used when --schema/--kind is
+# omitted; the schema check still runs afterwards, so a wrong guess surfaces as field errors.
+_KIND_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("prediction", ("item_id",)),
+    ("preference", ("chosen",)),
+    ("preference", ("rejected",)),
+    ("unpaired", ("completion",)),
+    ("unpaired", ("label",)),
+    ("eval_item", ("references",)),
+    ("eval_item", ("expected",)),
+    ("instruction", ("instruction",)),
+    ("chat", ("messages",)),
+    ("eval_item", ("prompt",)),
+)
+
+ID_LENGTH = 16  # hex chars of sha256: 64 bits, collision-free far beyond dataset sizes in use
+
+
+def infer_kind(record: Any) -> str | None:
+    """Guess the record kind from its keys; None when nothing matches."""
+    if not isinstance(record, dict):
+        return None
+    for kind, keys in _KIND_SIGNATURES:
+        if all(k in record for k in keys):
+            return kind
+    return None
+
+
+def check_kind(kind: str) -> str:
+    if kind not in RECORD_KINDS:
+        raise DatakitError(f"unknown record kind {kind!r}; choose one of: {', '.join(RECORD_KINDS)}")
+    return kind
+
+
+def record_id(record: Record, kind: str) -> str:
+    """Stable id: sha256 over the canonical JSON of the record's content fields.
+
+    ``id`` and ``meta`` are left out, so the same content made by two different steps gets
+    the same id, which is what ``datakit diff`` compares.
+    """
+    content = {k: record[k] for k in content_fields(kind) if k in record}
+    blob = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(blob).hexdigest()[:ID_LENGTH]
+
+
+def with_id(record: Record, kind: str) -> Record:
+    """Return the record with ``id`` first and ``meta`` present (copies; input untouched)."""
+    out: Record = {"id": record.get("id") or record_id(record, kind)}
+    for k, v in record.items():
+        if k not in ("id", "meta"):
+            out[k] = v
+    out["meta"] = dict(record.get("meta") or {})
+    return out
+
+
+# ---------------------------------------------------------------- conversions between shapes
+
+
+def instruction_to_messages(rec: Record) -> list[dict[str, str]]:
+    """Alpaca instruction (+ optional input) and output as a user/assistant exchange."""
+    user = rec["instruction"]
+    if rec.get("input"):
+        user = f"{user}\n\n{rec['input']}"
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
+
+
+def messages_to_instruction(messages: list[dict[str, Any]]) -> dict[str, str] | None:
+    """A single user/assistant exchange (optionally after a system turn) as Alpaca fields.
+
+    Returns None for conversations that do not fit (several turns, tool calls).
+    """
+    turns = [m for m in messages if m.get("role") != "system"]
+    if len(turns) != 2 or turns[0].get("role") != "user" or turns[1].get("role") != "assistant":
+        return None
+    if turns[1].get("tool_calls"):
+        return None
+    return {"instruction": turns[0].get("content") or "", "input": "", "output": turns[1].get("content") or ""}
+
+
+def to_chat(rec: Record, kind: str) -> Record:
+    """Convert a record to the chat kind where the shape allows it."""
+    if kind == "chat":
+        return rec
+    if kind == "instruction":
+        out: Record = {"messages": instruction_to_messages(rec)}
+        if "id" in rec:
+            out["id"] = rec["id"]
+        if "meta" in rec:
+            out["meta"] = rec["meta"]
+        return out
+    raise DatakitError(f"{kind} records cannot be converted to chat")
+
+
+def stats(records: Iterable[Record], kind: str) -> dict[str, Any]:
+    """Small per-version statistics for the manifest and ``datakit show``."""
+    n = 0
+    chars = 0
+    turns = 0
+    tool_calls = 0
+    sources: dict[str, int] = {}
+    for rec in records:
+        n += 1
+        src = (rec.get("meta") or {}).get("source")
+        if src:
+            sources[src] = sources.get(src, 0) + 1
+        for f in content_fields(kind):
+            v = rec.get(f)
+            if isinstance(v, str):
+                chars += len(v)
+            elif isinstance(v, list):
+                for m in v:
+                    if isinstance(m, dict):
+                        chars += len(m.get("content") or "")
+                        tool_calls += len(m.get("tool_calls") or ())
+                        turns += 1
+    out: dict[str, Any] = {"records": n, "mean_chars": round(chars / n, 1) if n else 0.0}
+    if kind == "chat":
+        out["mean_turns"] = round(turns / n, 2) if n else 0.0
+        out["tool_calls"] = tool_calls
+    if sources:
+        out["sources"] = dict(sorted(sources.items()))
+    return out

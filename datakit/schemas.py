@@ -1,0 +1,51 @@
+"""Access to the JSON Schemas in ``schemas/`` (shipped in the wheel as ``datakit._schemas``).
+
+The JSON files are the single source of truth for record kinds, the dataset manifest and the
+pipeline config; Python code reads them instead of restating them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import DatakitError
+
+RECORD_KINDS = ("chat", "instruction", "preference", "unpaired", "eval_item", "prediction")
+
+
+@functools.cache
+def schema_dir() -> Path:
+    # A source checkout (and an editable install) keeps the schemas at the repository root; a
+    # wheel install carries them as the package data of datakit._schemas.
+    repo = Path(__file__).resolve().parent.parent / "schemas"
+    if (repo / "manifest.json").is_file():
+        return repo
+    from importlib.resources import files
+
+    return Path(str(files("datakit._schemas")))
+
+
+@functools.cache
+def _load(rel: str) -> dict[str, Any]:
+    with open(schema_dir() / rel, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """Load a schema by name: a record kind (``chat``), ``manifest`` or ``pipeline``."""
+    if name in RECORD_KINDS:
+        return _load(f"records/{name}.json")
+    if name in ("manifest", "pipeline"):
+        return _load(f"{name}.json")
+    raise DatakitError(
+        f"unknown schema {name!r}; choose one of: {', '.join(RECORD_KINDS + ('manifest', 'pipeline'))}"
+    )
+
+
+def content_fields(kind: str) -> tuple[str, ...]:
+    """The fields that make up a record's content (everything but ``id`` and ``meta``)."""
+    props = load_schema(kind)["properties"]
+    return tuple(k for k in props if k not in ("id", "meta"))

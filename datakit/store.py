@@ -1,0 +1,311 @@
+"""Versioned, immutable JSONL datasets under a data root.
+
+Layout (plain files, so git-lfs or DVC can track it too)::
+
+    <root>/<name>/v<N>/records.jsonl   one record per line, ids filled in
+    <root>/<name>/v<N>/manifest.json   schemas/manifest.json
+    <root>/<name>/tags.json            {"tag": N}
+    <root>/<name>/.lock                writers serialise on it (filelock)
+
+A version is written into a hidden temporary directory first and renamed into place under
+the dataset's lock, so readers never see a half-written version, a killed writer leaves only
+a hidden temp directory (swept by the next writer), and concurrent writers get distinct
+version numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import DatakitError
+from .records import Record, check_kind, stats, with_id
+from .validate import iter_lines, validator_for
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
+_TMP_PREFIX = ".tmp-"
+
+
+def config_hash(config: Any) -> str | None:
+    if config is None:
+        return None
+    return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored dataset version."""
+
+    name: str
+    version: int
+    path: Path
+    reused: bool = field(default=False, compare=False)  # write() found identical content
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def records_path(self) -> Path:
+        return self.path / "records.jsonl"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return orjson.loads(self.manifest_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise DatakitError(f"{self.manifest_path}: unreadable manifest: {e}") from None
+
+    @property
+    def kind(self) -> str:
+        return self.manifest()["kind"]
+
+    def records(self) -> Iterator[Record]:
+        for _lineno, obj, problem in iter_lines(self.records_path):
+            if problem is not None:
+                raise DatakitError(problem.format(str(self.records_path)))
+            yield obj
+
+    def verify(self) -> None:
+        """Raise DatakitError if records.jsonl no longer matches the manifest's sha256."""
+        h = hashlib.sha256()
+        with open(self.records_path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        if h.hexdigest() != self.manifest()["sha256"]:
+            raise DatakitError(f"{self.records_path}: sha256 does not match the manifest (file modified?)")
+
+
+class DatasetStore:
+    """All datasets under one data root."""
+
+    def __init__(self, root: str | Path = "data"):
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ reading
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name) and self._version_numbers(p.name))
+
+    def _version_numbers(self, name: str) -> list[int]:
+        d = self.root / name
+        if not d.is_dir():
+            return []
+        nums = []
+        for p in d.iterdir():
+            m = _VERSION_DIR.match(p.name)
+            if m and (p / "manifest.json").is_file():
+                nums.append(int(m.group(1)))
+        return sorted(nums)
+
+    def versions(self, name: str) -> list[Version]:
+        return [Version(name, n, self.root / name / f"v{n}") for n in self._version_numbers(name)]
+
+    def tags(self, name: str) -> dict[str, int]:
+        p = self.root / name / "tags.json"
+        if not p.is_file():
+            return {}
+        try:
+            return orjson.loads(p.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise DatakitError(f"{p}: unreadable tags file: {e}") from None
+
+    def resolve(self, ref: str) -> Version:
+        """``name`` (latest), ``name@v3``, ``name@3``, ``name@latest`` or ``name@<tag>``."""
+        name, _, sel = ref.partition("@")
+        if not NAME_RE.match(name):
+            raise DatakitError(f"{ref!r} is not a dataset reference (expected NAME, NAME@vN or NAME@TAG)")
+        nums = self._version_numbers(name)
+        if not nums:
+            known = self.names()
+            hint = f"; datasets under {self.root}: {', '.join(known)}" if known else f"; {self.root} holds no datasets"
+            raise DatakitError(f"no dataset named {name!r}{hint}")
+        if not sel or sel == "latest":
+            n = nums[-1]
+        elif re.fullmatch(r"v?[0-9]+", sel):
+            n = int(sel.lstrip("v"))
+            if n not in nums:
+                raise DatakitError(f"{name} has no version v{n} (versions: {', '.join(f'v{x}' for x in nums)})")
+        else:
+            tags = self.tags(name)
+            if sel not in tags:
+                have = ", ".join(sorted(tags)) or "none"
+                raise DatakitError(f"{name} has no tag {sel!r} (tags: {have})")
+            n = tags[sel]
+        return Version(name, n, self.root / name / f"v{n}")
+
+    # ------------------------------------------------------------------ writing
+
+    def _lock(self, name: str):
+        from filelock import FileLock
+
+        return FileLock(str(self.root / name / ".lock"), timeout=600)
+
+    def write(
+        self,
+        name: str,
+        records: Iterable[Record],
+        kind: str,
+        *,
+        parents: Iterable[str] = (),
+        step: str = "write",
+        config: Any = None,
+        message: str | None = None,
+        source: str = "<records>",
+        reuse_identical: bool = False,
+    ) -> Version:
+        """Validate and store ``records`` as the next version of ``name``; atomic.
+
+        Records get their content-hash ``id`` and a ``meta`` object if missing. An invalid
+        record or a duplicate id raises DatakitError and leaves no version behind. With
+        ``reuse_identical``, records byte-identical to the latest version (same kind) return
+        that version, marked ``reused``, instead of adding a copy.
+        """
+        if not NAME_RE.match(name):
+            raise DatakitError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-'")
+        check_kind(kind)
+        parents = list(parents)
+        validator = validator_for(kind)
+        ds_dir = self.root / name
+        ds_dir.mkdir(parents=True, exist_ok=True)
+        tmp = ds_dir / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            h = hashlib.sha256()
+            size = 0
+            seen: set[str] = set()
+            with open(tmp / "records.jsonl", "wb") as out:
+
+                def written() -> Iterator[Record]:
+                    nonlocal size
+                    for i, raw in enumerate(records, 1):
+                        rec = with_id(raw, kind) if isinstance(raw, dict) else raw
+                        if not validator.is_valid(rec):
+                            if not isinstance(rec, dict):
+                                raise DatakitError(f"{source}: record {i}: expected a JSON object")
+                            path, msg = validator.errors(rec)[0]
+                            raise DatakitError(f"{source}: record {i}: {path}: {msg}")
+                        if rec["id"] in seen:
+                            raise DatakitError(f"{source}: record {i}: $.id: duplicate id {rec['id']!r}")
+                        seen.add(rec["id"])
+                        line = orjson.dumps(rec) + b"\n"
+                        out.write(line)
+                        h.update(line)
+                        size += len(line)
+                        yield rec
+
+                st = stats(written(), kind)
+                out.flush()
+                os.fsync(out.fileno())
+            manifest: dict[str, Any] = {
+                "format_version": 1,
+                "name": name,
+                "version": 0,
+                "kind": kind,
+                "count": st["records"],
+                "sha256": h.hexdigest(),
+                "bytes": size,
+                "parents": parents,
+                "step": {"name": step, "config": config, "config_hash": config_hash(config)},
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "stats": st,
+            }
+            if message:
+                manifest["message"] = message
+            with self._lock(name):
+                self._sweep_stale_tmp(ds_dir)
+                nums = self._version_numbers(name)
+                if reuse_identical and nums:
+                    latest = Version(name, nums[-1], ds_dir / f"v{nums[-1]}")
+                    lm = latest.manifest()
+                    if lm["sha256"] == manifest["sha256"] and lm["kind"] == kind:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        return Version(name, latest.version, latest.path, reused=True)
+                n = (nums[-1] if nums else 0) + 1
+                manifest["version"] = n
+                with open(tmp / "manifest.json", "wb") as f:
+                    f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                final = ds_dir / f"v{n}"
+                os.rename(tmp, final)
+                _fsync_dir(ds_dir)
+            log.info("wrote %s@v%d (%d records)", name, n, st["records"])
+            return Version(name, n, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _sweep_stale_tmp(self, ds_dir: Path) -> None:
+        """Remove temp directories left by writers that died (their pid is gone)."""
+        for p in ds_dir.glob(f"{_TMP_PREFIX}*"):
+            try:
+                pid = int(p.name[len(_TMP_PREFIX) :].split("-")[0])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def tag(self, ref: str, tag: str, force: bool = False) -> Version:
+        if not NAME_RE.match(tag) or re.fullmatch(r"v?[0-9]+|latest", tag):
+            raise DatakitError(f"invalid tag {tag!r}: a tag is a name (not 'latest' and not like v3)")
+        v = self.resolve(ref)
+        with self._lock(v.name):
+            tags = self.tags(v.name)
+            if tag in tags and tags[tag] != v.version and not force:
+                raise DatakitError(f"tag {tag!r} already points to {v.name}@v{tags[tag]}; use --force to move it")
+            tags[tag] = v.version
+            p = self.root / v.name / "tags.json"
+            tmp = p.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(orjson.dumps(tags, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+            os.replace(tmp, p)
+        return v
+
+    # ------------------------------------------------------------------ comparing
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """Records added, removed and changed (same id, other content or meta) from a to b."""
+        va, vb = self.resolve(a), self.resolve(b)
+        ra = {r["id"]: r for r in va.records()}
+        rb = {r["id"]: r for r in vb.records()}
+        added = [rb[i] for i in rb if i not in ra]
+        removed = [ra[i] for i in ra if i not in rb]
+        changed = [(ra[i], rb[i]) for i in rb if i in ra and ra[i] != rb[i]]
+        return {"a": va.ref, "b": vb.ref, "added": added, "removed": removed, "changed": changed, "unchanged": len(rb) - len(added) - len(changed)}

@@ -1,0 +1,249 @@
+"""Validate JSONL record files against the record schemas.
+
+Fast path: orjson parses each line and a fastjsonschema-compiled check (generated Python
+code) accepts valid records; only a record that fails is re-checked with ``jsonschema``'s
+``Draft7Validator.iter_errors`` so every error is reported with its JSON path. Both compile
+the same schema file, so verdicts agree (the unit tests and bench/validate.py check this).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .errors import DatakitError
+from .records import check_kind, infer_kind
+from .schemas import load_schema
+
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one line: where (line, JSON path) and what."""
+
+    line: int | None
+    path: str
+    message: str
+
+    def format(self, file: str) -> str:
+        loc = f"{file}:{self.line}" if self.line is not None else file
+        return f"{loc}: {self.path}: {self.message}" if self.path else f"{loc}: {self.message}"
+
+
+@dataclass
+class Report:
+    file: str
+    kind: str | None
+    records: int = 0
+    invalid: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.invalid == 0 and not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["valid"] = self.records - self.invalid
+        d["ok"] = self.ok
+        return d
+
+
+def json_path(parts: Any) -> str:
+    out = "$"
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(p, str) and p.isidentifier():
+            out += f".{p}"
+        else:
+            out += f"[{orjson.dumps(p).decode()}]"
+    return out
+
+
+def _describe(err: Any) -> str:
+    """jsonschema's message, sharpened for anyOf/oneOf where the bare message says little."""
+    msg = err.message
+    if err.validator in ("anyOf", "oneOf") and err.context:
+        # The deepest sub-error usually names the actual problem (e.g. a bad role inside a
+        # message list of a preference record).
+        deepest = max(err.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(err.absolute_path):
+            return f"{json_path(deepest.absolute_path)}: {deepest.message}"
+        if err.validator == "oneOf" and err.schema.get("oneOf") and all(
+            "required" in s for s in err.schema["oneOf"]
+        ):
+            names = " or ".join(repr(s["required"][0]) for s in err.schema["oneOf"])
+            return f"needs exactly one of {names}"
+    if len(msg) > 300:
+        msg = msg[:300] + "..."
+    return msg
+
+
+class RecordValidator:
+    """Checks records of one kind: ``is_valid`` is the fast verdict, ``errors`` the full list."""
+
+    def __init__(self, kind: str):
+        import fastjsonschema
+        import jsonschema
+
+        self.kind = check_kind(kind)
+        schema = load_schema(kind)
+        self._fast = fastjsonschema.compile(schema)
+        self._full = jsonschema.Draft7Validator(schema)
+
+    def is_valid(self, record: Any) -> bool:
+        try:
+            self._fast(record)
+        except Exception:  # fastjsonschema.JsonSchemaException; any other failure is a "no" too
+            return False
+        return True
+
+    def errors(self, record: Any) -> list[tuple[str, str]]:
+        errs = sorted(self._full.iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path])
+        out = []
+        for e in errs:
+            msg = _describe(e)
+            if msg.startswith("$"):
+                path, _, msg = msg.partition(": ")
+            else:
+                path = json_path(e.absolute_path)
+            out.append((path, msg))
+        return out
+
+
+@functools.cache
+def validator_for(kind: str) -> RecordValidator:
+    return RecordValidator(kind)
+
+
+def iter_lines(path: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple[int, Any, Problem | None]]:
+    """Yield ``(line_no, obj, None)`` per parsed line or ``(line_no, None, problem)``.
+
+    Blank lines are skipped. A line longer than ``max_line_bytes`` is reported and skipped
+    without being held in memory. Raises DatakitError for a missing or unreadable file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DatakitError(f"{path}: no such file")
+    if p.is_dir():
+        raise DatakitError(f"{path}: is a directory, expected a JSONL file")
+    try:
+        f = open(p, "rb")
+    except OSError as e:
+        raise DatakitError(f"{path}: cannot read: {e.strerror}") from None
+    with f:
+        lineno = 0
+        while True:
+            raw = f.readline(max_line_bytes + 1)
+            if not raw:
+                return
+            lineno += 1
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw)
+                while chunk := f.readline(1 << 20):
+                    size += len(chunk)
+                    if chunk.endswith(b"\n"):
+                        break
+                yield lineno, None, Problem(
+                    lineno, "", f"line is {size / 2**20:.1f} MiB, over the {max_line_bytes / 2**20:.0f} MiB limit per record (--max-line-mb)"
+                )
+                continue
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as e:
+                yield lineno, None, Problem(lineno, "", _parse_problem(raw, e))
+                continue
+            yield lineno, obj, None
+
+
+def _parse_problem(raw: bytes, err: Exception) -> str:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as u:
+        return f"invalid UTF-8 at byte {u.start} of the line"
+    msg = str(err).split(": line")[0]
+    return f"malformed JSON: {msg}"
+
+
+def validate_file(
+    path: str | Path,
+    kind: str | None = None,
+    max_problems: int = 1000,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Report:
+    """Validate every line of a JSONL file; the kind is inferred from the first record if None.
+
+    Collects at most ``max_problems`` problems (counts stay exact beyond that).
+    """
+    report = Report(file=str(path), kind=kind)
+    validator = validator_for(kind) if kind else None
+    seen_ids: dict[str, int] = {}
+
+    def add(problem: Problem) -> None:
+        if len(report.problems) < max_problems:
+            report.problems.append(problem)
+        else:
+            report.truncated = True
+
+    for lineno, obj, problem in iter_lines(path, max_line_bytes):
+        report.records += 1
+        if problem is not None:
+            report.invalid += 1
+            add(problem)
+            continue
+        if validator is None:
+            guessed = infer_kind(obj)
+            if guessed is None:
+                keys = ", ".join(sorted(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
+                raise DatakitError(
+                    f"{path}:{lineno}: cannot tell the record kind from the keys ({keys}); pass --schema KIND"
+                )
+            report.kind = guessed
+            validator = validator_for(guessed)
+        if validator.is_valid(obj):
+            rid = obj.get("id")
+            if rid is not None:
+                first = seen_ids.setdefault(rid, lineno)
+                if first != lineno:
+                    report.invalid += 1
+                    add(Problem(lineno, "$.id", f"duplicate id {rid!r} (first on line {first})"))
+            continue
+        report.invalid += 1
+        if not isinstance(obj, dict):
+            add(Problem(lineno, "$", f"expected a JSON object, got {_json_type(obj)}"))
+            continue
+        for jpath, msg in validator.errors(obj):
+            add(Problem(lineno, jpath, msg))
+    if report.records == 0:
+        raise DatakitError(f"{path}: file is empty (no records)")
+    return report
+
+
+def _json_type(obj: Any) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(obj), "null" if obj is None else type(obj).__name__
+    )
+
+
+def validate_records(records: list[dict[str, Any]], kind: str, source: str = "<records>") -> None:
+    """Raise DatakitError naming the first invalid record (used before any write)."""
+    v = validator_for(kind)
+    for i, rec in enumerate(records, 1):
+        if not v.is_valid(rec):
+            if not isinstance(rec, dict):
+                raise DatakitError(f"{source}:{i}: $: expected a JSON object, got {_json_type(rec)}")
+            path, msg = v.errors(rec)[0]
+            raise DatakitError(f"{source}:{i}: {path}: {msg}")
