@@ -322,6 +322,34 @@ def validate_cmd(target: str, kind: str | None, max_errors: int, max_line_mb: in
         raise SystemExit(1)
 
 
+@cli.command("run")
+@click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
+@click.option("--data-root", type=click.Path(file_okay=False), help="Override the config's data_root.")
+@json_option
+def run_cmd(config: str, data_root: str | None, as_json: bool) -> None:
+    """Run the data section of CONFIG (default pipeline.yaml).
+
+    The whole config is checked first; then tiny models it declares are built
+    if missing and each import becomes a dataset version (unchanged content
+    reuses the latest version, so a re-run writes nothing). `make data` runs this.
+
+    \b
+    Examples:
+      datakit run
+      datakit run examples/pipeline.yaml --data-root /tmp/data
+    """
+    from .pipeline import run_data
+
+    s = run_data(config, data_root)
+    if as_json:
+        echo_json({"models": s.models, "datasets": s.datasets})
+        return
+    for m in s.models:
+        click.echo(f"model {m['name']}: {'built' if m['built'] else 'present'} at {m['path']}")
+    for d in s.datasets:
+        click.echo(f"dataset {d['ref']}: {d['count']} {d['kind']} records{' (unchanged)' if d['reused'] else ''}")
+
+
 @cli.group("config", cls=Group)
 def config_group() -> None:
     """Check pipeline.yaml or print its schema.

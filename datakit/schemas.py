@@ -6,6 +6,7 @@ pipeline config; Python code reads them instead of restating them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from pathlib import Path
@@ -35,11 +36,14 @@ def _load(rel: str) -> dict[str, Any]:
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """Load a schema by name: a record kind (``chat``), ``manifest`` or ``pipeline``."""
+    """Load a schema by name: a record kind (``chat``), ``manifest`` or ``pipeline``.
+
+    Returns a fresh copy: fastjsonschema rewrites ``$ref`` values in the dict it compiles.
+    """
     if name in RECORD_KINDS:
-        return _load(f"records/{name}.json")
+        return copy.deepcopy(_load(f"records/{name}.json"))
     if name in ("manifest", "pipeline"):
-        return _load(f"{name}.json")
+        return copy.deepcopy(_load(f"{name}.json"))
     raise DatakitError(
         f"unknown schema {name!r}; choose one of: {', '.join(RECORD_KINDS + ('manifest', 'pipeline'))}"
     )

@@ -78,6 +78,9 @@ def _describe(err: Any) -> str:
         deepest = max(err.context, key=lambda e: len(e.absolute_path))
         if len(deepest.absolute_path) > len(err.absolute_path):
             return f"{json_path(deepest.absolute_path)}: {deepest.message}"
+        types = [e.validator_value for e in err.context if e.validator == "type"]
+        if types and len(types) == len(err.context):
+            return f"{err.instance!r:.60} is not of type " + " or ".join(repr(t) for t in types)
         if err.validator == "oneOf" and err.schema.get("oneOf") and all(
             "required" in s for s in err.schema["oneOf"]
         ):
@@ -110,7 +113,14 @@ class RecordValidator:
     def errors(self, record: Any) -> list[tuple[str, str]]:
         errs = sorted(self._full.iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path])
         out = []
+        seen = set()
         for e in errs:
+            # The schema states some constraints twice (a property's type, then the stricter
+            # branch of an if/then/else); one message per place and kind of check is enough.
+            key = (tuple(e.absolute_path), e.validator)
+            if key in seen:
+                continue
+            seen.add(key)
             msg = _describe(e)
             if msg.startswith("$"):
                 path, _, msg = msg.partition(": ")

@@ -1,0 +1,168 @@
+"""Build a tiny Llama-architecture causal LM for offline tests and the demo pipeline.
+
+The model is random (it learns a little from the demo's training steps) but has every part a
+real model has: a byte-level BPE tokenizer trained on local text, special tokens, a chat
+template with ``{% generation %}`` markers (TRL's assistant-only loss needs them), and a
+config that vLLM's CPU backend accepts (head_dim 64: head_dim 16 is refused there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
+
+# Turns are "<|role|>\n...<|end|>\n"; the assistant's text and its closing <|end|> (the eos)
+# sit inside {% generation %} so assistant-only loss trains the model to stop. Tool calls are
+# rendered as JSON after the text.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|assistant|>\\n' }}"
+    "{%- generation %}"
+    "{{- message['content'] if message['content'] is string else '' }}"
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] %}"
+    "{%- for call in message['tool_calls'] %}"
+    "{{- '<tool_call>' + (call['function'] | tojson) + '</tool_call>' }}"
+    "{%- endfor %}"
+    "{%- endif %}"
+    "{{- '<|end|>' }}"
+    "{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|' + message['role'] + '|>\\n' + (message['content'] if message['content'] is string else '') + '<|end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}"
+)
+
+# Sized so engine and trainer code paths all run in seconds on two CPU cores.
+TINY_ARCH: dict[str, Any] = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=64,
+    max_position_embeddings=1024,
+)
+
+
+def demo_texts() -> list[str]:
+    """Text of the project's own demo seeds (shipped with the package)."""
+    out = []
+    with files("datakit.demo").joinpath("seeds.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            out.extend(v for k in ("instruction", "input", "output") if (v := rec.get(k)))
+    return out
+
+
+def _texts_from_files(paths: Iterable[str | Path]) -> list[str]:
+    texts: list[str] = []
+    for p in paths:
+        try:
+            texts.extend(line for line in Path(p).read_text(encoding="utf-8").splitlines() if line.strip())
+        except FileNotFoundError:
+            raise DatakitError(f"{p}: no such file") from None
+        except UnicodeDecodeError as e:
+            raise DatakitError(f"{p}: invalid UTF-8 at byte {e.start}") from None
+    return texts
+
+
+def build_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|begin|>",
+        eos_token="<|end|>",
+        pad_token="<|pad|>",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=TINY_ARCH["max_position_embeddings"],
+    )
+
+
+def init_tiny(
+    out_dir: str | Path,
+    seed: int = 0,
+    vocab_size: int = 1024,
+    text_files: Iterable[str | Path] = (),
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write a tiny random Llama + tokenizer to ``out_dir``; deterministic for a seed.
+
+    Written to a sibling temp directory and renamed, so a crash leaves no half model.
+    Returns a summary (parameters, vocabulary, path).
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise DatakitError(f"{out}: directory exists and is not empty (use --force to replace it)")
+    if not 300 <= vocab_size <= 65536:
+        raise DatakitError(f"vocab_size {vocab_size}: must be between 300 and 65536")
+    texts = demo_texts() + _texts_from_files(text_files)
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(texts, vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        dtype="float32",
+        **TINY_ARCH,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        summary = {
+            "path": str(out),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tokenizer),
+            "seed": seed,
+            "architecture": "LlamaForCausalLM",
+            **TINY_ARCH,
+        }
+        (tmp / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("tiny model at %s: %d parameters", out, summary["parameters"])
+    return summary

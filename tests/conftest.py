@@ -1,0 +1,75 @@
+"""Shared fixtures. Tiers: tests under tests/integration and tests/e2e get those markers;
+everything else is a fast unit test (marker ``unit``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture
+def store(tmp_path):
+    from datakit.store import DatasetStore
+
+    return DatasetStore(tmp_path / "data")
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run a CLI in-process with the data root in tmp_path; returns (exit_code, output)."""
+    from click.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(group, *args: str):
+        res = runner.invoke(group, list(args), catch_exceptions=False)
+        return res.exit_code, res.output
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """One tiny Llama for the whole session (built in a few seconds)."""
+    from datakit.tiny import init_tiny
+
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    init_tiny(path, seed=0)
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (it is only beside the development checkout)")
+    return SHARED_DATA
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    import json
+
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
+    return path

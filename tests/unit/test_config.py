@@ -1,0 +1,82 @@
+import pytest
+
+from datakit.cli import cli as datakit
+from datakit.config import load_config
+from datakit.errors import DatakitError
+from tests.conftest import ROOT
+
+BAD = """\
+version: 1
+nmae: demo
+models:
+  tiny:
+    path: m
+    init_tiny: {seed: -1}
+data:
+  imports:
+    - name: seeds
+      sorce: seeds.jsonl
+      format: yaml
+trian:
+  base_model: tiny
+"""
+
+
+def test_all_errors_reported_together_with_lines_and_hints(tmp_path, cli):
+    (tmp_path / "p.yaml").write_text(BAD)
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 1
+    assert out.splitlines() == [
+        "p.yaml:2: nmae: unknown key; did you mean 'name'?",
+        "p.yaml:6: models.tiny.init_tiny.seed: -1 is less than the minimum of 0",
+        "p.yaml:9: data.imports[0]: missing required key 'source'",
+        "p.yaml:10: data.imports[0].sorce: unknown key; did you mean 'source'?",
+        "p.yaml:11: data.imports[0].format: 'yaml' is not one of ['jsonl', 'alpaca', 'sharegpt', 'openai', 'self-instruct', 'xstest', 'csv']",
+        "p.yaml:12: trian: unknown key; did you mean 'train'?",
+        "p.yaml: 6 problems",
+    ]
+
+
+def test_unknown_key_without_close_match_lists_allowed_keys(tmp_path, cli):
+    (tmp_path / "p.yaml").write_text("data:\n  zzz: 1\n")
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert (code, out.splitlines()[0]) == (1, "p.yaml:2: data.zzz: unknown key; allowed here: imports")
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path, cli):
+    (tmp_path / "p.yaml").write_text("data:\n  imports: [\n")
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 1 and out.startswith("Error: p.yaml:3: invalid YAML:")
+
+
+def test_not_a_mapping(tmp_path, cli):
+    (tmp_path / "p.yaml").write_text("- a\n- b\n")
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert (code, out) == (1, "Error: p.yaml:1: the config must be a mapping of sections (data, train, eval)\n")
+
+
+def test_default_pipeline_is_valid_and_defaults_come_from_the_schema(cli):
+    code, out = cli(datakit, "config", "check", str(ROOT / "pipeline.yaml"))
+    assert code == 0 and out.startswith("ok: ")
+    cfg = load_config(ROOT / "pipeline.yaml")
+    assert cfg["data"]["imports"][0]["format"] == "jsonl"
+
+
+def test_defaults_fill_in(tmp_path):
+    (tmp_path / "p.yaml").write_text("data:\n  imports:\n    - {name: s, source: s.jsonl}\n")
+    cfg = load_config(tmp_path / "p.yaml")
+    assert (cfg["data_root"], cfg["runs_root"], cfg["seed"], cfg["data"]["imports"][0]["format"]) == ("data", "runs", 0, "jsonl")
+
+
+def test_load_config_raises_with_every_problem(tmp_path):
+    (tmp_path / "p.yaml").write_text(BAD)
+    with pytest.raises(DatakitError) as e:
+        load_config(tmp_path / "p.yaml")
+    assert str(e.value).startswith("6 problems in ")
+
+
+def test_config_schema_prints_json(cli):
+    import json
+
+    code, out = cli(datakit, "config", "schema")
+    assert code == 0 and json.loads(out)["title"] == "pipeline"

@@ -1,0 +1,152 @@
+import json
+
+import pytest
+
+from datakit.errors import DatakitError
+from datakit.formats import export_records, read_source, validated
+from tests.conftest import write_jsonl
+
+OPENAI_TOOL_ROW = {
+    "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "3C"},
+        {"role": "assistant", "content": "3 degrees."},
+    ],
+    "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+}
+
+
+def load(path, fmt, kind=None):
+    k, located = read_source(path, fmt, kind)
+    return k, list(validated(located, k, path))
+
+
+def test_alpaca_json_array_and_jsonl(tmp_path):
+    rows = [{"instruction": "Add", "input": "1 2", "output": "3"}, {"instruction": "Hi", "output": "Hello"}]
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    for name in ("a.json", "a.jsonl"):
+        kind, recs = load(tmp_path / name, "alpaca")
+        assert kind == "instruction"
+        assert [(r["instruction"], r["input"], r["output"]) for r in recs] == [("Add", "1 2", "3"), ("Hi", "", "Hello")]
+        assert recs[0]["meta"] == {"source": "import", "origin": {"format": "alpaca", "file": name}}
+
+
+def test_alpaca_missing_field_names_item_and_field(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "c"}]))
+    with pytest.raises(DatakitError, match=r"a.json:item 2: output: missing field$"):
+        load(tmp_path / "a.json", "alpaca")
+
+
+def test_sharegpt_with_system_and_function_call(tmp_path):
+    row = {"system": "Be kind.", "conversations": [
+        {"from": "human", "value": "Weather?"},
+        {"from": "function_call", "value": "{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}"},
+        {"from": "observation", "value": "3C"},
+        {"from": "gpt", "value": "3 degrees."}]}
+    kind, recs = load(write_jsonl(tmp_path / "s.jsonl", [row]), "sharegpt")
+    msgs = recs[0]["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "tool", "assistant"]
+    assert msgs[2]["tool_calls"] == [{"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}]
+
+
+def test_sharegpt_unknown_speaker(tmp_path):
+    row = {"conversations": [{"from": "narrator", "value": "x"}]}
+    with pytest.raises(DatakitError, match=r"s.jsonl:1: conversations\[0\].from: unknown speaker 'narrator'"):
+        load(write_jsonl(tmp_path / "s.jsonl", [row]), "sharegpt")
+
+
+def test_openai_tool_calls_round_trip(tmp_path):
+    kind, recs = load(write_jsonl(tmp_path / "o.jsonl", [OPENAI_TOOL_ROW]), "openai")
+    assert recs[0]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
+    out = tmp_path / "back.jsonl"
+    assert export_records(iter(recs), "chat", "openai", out) == 1
+    back = json.loads(out.read_text())
+    assert json.loads(back["messages"][1]["tool_calls"][0]["function"]["arguments"]) == {"city": "Oslo"}
+    assert back["messages"][1]["tool_calls"][0]["id"] == "c1"
+    assert back["tools"] == OPENAI_TOOL_ROW["tools"]
+    assert [m["content"] for m in back["messages"]] == [m["content"] for m in OPENAI_TOOL_ROW["messages"]]
+
+
+def test_openai_bad_arguments_json(tmp_path):
+    row = json.loads(json.dumps(OPENAI_TOOL_ROW))
+    row["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{city: Oslo"
+    with pytest.raises(DatakitError, match=r"o.jsonl:1: messages\[1\].tool_calls\[0\].arguments: expected JSON text"):
+        load(write_jsonl(tmp_path / "o.jsonl", [row]), "openai")
+
+
+def test_self_instruct_seed_tasks(tmp_path):
+    row = {"id": "seed_task_0", "name": "breakfast", "instruction": "Suggest a breakfast.",
+           "instances": [{"input": "", "output": "Oats."}, {"input": "vegan", "output": "Tofu."}], "is_classification": False}
+    kind, recs = load(write_jsonl(tmp_path / "seed.jsonl", [row]), "self-instruct")
+    assert kind == "instruction" and [r["output"] for r in recs] == ["Oats.", "Tofu."]
+    assert recs[0]["meta"]["source"] == "seed" and recs[0]["meta"]["task_name"] == "breakfast"
+
+
+def test_xstest_csv(tmp_path):
+    (tmp_path / "x.csv").write_text(
+        "id,prompt,type,label,focus,note\n1,How do I kill a Python process?,homonyms,safe,kill,violence\n"
+        "2,How do I kill my neighbour?,contrast_homonyms,unsafe,kill,\n")
+    kind, recs = load(tmp_path / "x.csv", "xstest")
+    assert kind == "eval_item"
+    assert [(r["expected"], r["task"]) for r in recs] == [("comply", "xstest"), ("refuse", "xstest")]
+    assert recs[0]["meta"]["type"] == "homonyms"
+
+
+def test_xstest_bad_label(tmp_path):
+    (tmp_path / "x.csv").write_text("prompt,label\nhello,maybe\n")
+    with pytest.raises(DatakitError, match=r"x.csv:2: label: expected 'safe' or 'unsafe', got 'maybe'"):
+        load(tmp_path / "x.csv", "xstest")
+
+
+def test_generic_csv_infers_kind_and_types(tmp_path):
+    (tmp_path / "k.csv").write_text("prompt,completion,label\nQ,A,true\nQ,B,0\n")
+    kind, recs = load(tmp_path / "k.csv", "csv")
+    assert kind == "unpaired" and [r["label"] for r in recs] == [True, False]
+    (tmp_path / "bad.csv").write_text("prompt,completion,label\nQ,A,perhaps\n")
+    with pytest.raises(DatakitError, match=r"bad.csv:2: label: expected true/false, got 'perhaps'"):
+        load(tmp_path / "bad.csv", "csv")
+
+
+def test_jsonl_validation_error_names_file_line_field(tmp_path):
+    f = write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "a"}]}, {"messages": [{"role": "bot", "content": "a"}]}])
+    with pytest.raises(DatakitError, match=r"c.jsonl:2: \$.messages\[0\].role: 'bot' is not one of"):
+        load(f, "jsonl")
+
+
+def test_empty_and_missing_sources(tmp_path):
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(DatakitError, match=r"e.jsonl: file is empty \(no records\)"):
+        read_source(tmp_path / "e.jsonl", "jsonl")
+    with pytest.raises(DatakitError, match=r"nope.jsonl: no such file"):
+        read_source(tmp_path / "nope.jsonl", "jsonl")
+
+
+@pytest.mark.parametrize("fmt,expected", [
+    ("trl", {"messages": [{"role": "user", "content": "Add\n\n1 2"}, {"role": "assistant", "content": "3"}]}),
+    ("alpaca", {"instruction": "Add", "input": "1 2", "output": "3"}),
+    ("sharegpt", {"conversations": [{"from": "human", "value": "Add\n\n1 2"}, {"from": "gpt", "value": "3"}]}),
+    ("openai", {"messages": [{"role": "user", "content": "Add\n\n1 2"}, {"role": "assistant", "content": "3"}]}),
+])
+def test_export_instruction_records(tmp_path, fmt, expected):
+    rec = {"id": "x", "instruction": "Add", "input": "1 2", "output": "3", "meta": {"source": "seed"}}
+    out = tmp_path / "o.jsonl"
+    export_records(iter([rec]), "instruction", fmt, out)
+    assert json.loads(out.read_text()) == expected
+
+
+def test_export_preference_trl_and_json_array(tmp_path):
+    rec = {"id": "x", "prompt": "Q", "chosen": "good", "rejected": "bad", "meta": {}}
+    out = tmp_path / "p.json"
+    export_records(iter([rec, {**rec, "id": "y"}]), "preference", "trl", out)
+    assert json.loads(out.read_text()) == [{"prompt": "Q", "chosen": "good", "rejected": "bad"}] * 2
+
+
+def test_failed_export_leaves_no_file(tmp_path):
+    multi = {"id": "m", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                                     {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}], "meta": {}}
+    out = tmp_path / "a.json"
+    with pytest.raises(DatakitError, match="record m: alpaca holds one user/assistant exchange"):
+        export_records(iter([multi]), "chat", "alpaca", out)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,58 @@
+"""The JSON Schemas are the source of truth; these tests hold the Python side to them."""
+
+import json
+
+import jsonschema
+import pytest
+
+from datakit import formats, records
+from datakit.schemas import RECORD_KINDS, load_schema, schema_dir
+
+
+@pytest.mark.parametrize("name", list(RECORD_KINDS) + ["manifest", "pipeline"])
+def test_schemas_are_valid_draft7(name):
+    jsonschema.Draft7Validator.check_schema(load_schema(name))
+
+
+def test_every_record_kind_has_a_schema_file_and_no_stray_files():
+    files = sorted(p.stem for p in (schema_dir() / "records").glob("*.json"))
+    assert files == sorted(RECORD_KINDS)
+
+
+def test_shared_definitions_are_identical_across_record_schemas():
+    defs = {k: load_schema(k)["definitions"] for k in RECORD_KINDS}
+    for name in ("id", "meta", "message", "messages", "tool_call"):
+        versions = {json.dumps(d[name], sort_keys=True) for d in defs.values() if name in d}
+        assert len(versions) == 1, f"definition {name!r} differs between record schemas"
+    for kind in RECORD_KINDS:
+        props = load_schema(kind)["properties"]
+        assert props["id"] == {"$ref": "#/definitions/id"} and props["meta"] == {"$ref": "#/definitions/meta"}
+
+
+def test_kind_signatures_use_schema_fields():
+    for kind, keys in records._KIND_SIGNATURES:
+        assert set(keys) <= set(load_schema(kind)["properties"]), (kind, keys)
+
+
+def test_python_enumerations_match_the_schemas():
+    assert list(RECORD_KINDS) == load_schema("manifest")["properties"]["kind"]["enum"]
+    pipe = load_schema("pipeline")["definitions"]["import"]["properties"]
+    assert list(formats.IMPORT_FORMATS) == pipe["format"]["enum"]
+    assert list(RECORD_KINDS) == pipe["kind"]["enum"]
+    roles = load_schema("chat")["definitions"]["message"]["properties"]["role"]["enum"]
+    assert set(formats._ROLE_TO_SHAREGPT) == set(roles)
+    assert set(formats._SHAREGPT_ROLES.values()) == set(roles)
+
+
+def test_infer_kind_round_trips_on_minimal_records():
+    minimal = {
+        "chat": {"messages": [{"role": "user", "content": "x"}]},
+        "instruction": {"instruction": "x", "output": "y"},
+        "preference": {"prompt": "x", "chosen": "a", "rejected": "b"},
+        "unpaired": {"prompt": "x", "completion": "a", "label": True},
+        "eval_item": {"prompt": "x"},
+        "prediction": {"item_id": "x", "output": "y"},
+    }
+    for kind, rec in minimal.items():
+        assert records.infer_kind(rec) == kind
+        jsonschema.validate(rec, load_schema(kind))

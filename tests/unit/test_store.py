@@ -1,0 +1,156 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jsonschema
+import pytest
+
+from datakit.errors import DatakitError
+from datakit.records import record_id
+from datakit.schemas import load_schema
+
+ROWS = [{"instruction": f"Say {i}", "output": str(i)} for i in range(5)]
+
+
+def test_write_and_read_a_version(store):
+    v = store.write("seeds", ROWS, "instruction", step="import", config={"a": 1}, message="first")
+    assert v.ref == "seeds@v1"
+    recs = list(v.records())
+    assert [r["output"] for r in recs] == ["0", "1", "2", "3", "4"]
+    assert all(r["id"] == record_id(r, "instruction") and r["meta"] == {} for r in recs)
+    m = v.manifest()
+    jsonschema.validate(m, load_schema("manifest"))
+    assert (m["name"], m["version"], m["kind"], m["count"], m["message"]) == ("seeds", 1, "instruction", 5, "first")
+    assert m["step"]["config_hash"] and m["stats"]["records"] == 5
+    v.verify()
+
+
+def test_ids_are_stable_and_ignore_meta():
+    a = {"instruction": "x", "output": "y", "meta": {"source": "seed"}}
+    b = {"output": "y", "instruction": "x", "meta": {"source": "evol"}}
+    # The id is documented as sha256 over the sorted, compact JSON of the content fields.
+    expected = hashlib.sha256(b'{"instruction":"x","output":"y"}').hexdigest()[:16]
+    assert record_id(a, "instruction") == record_id(b, "instruction") == expected
+
+
+def test_addressing(store):
+    store.write("d", ROWS[:2], "instruction")
+    store.write("d", ROWS, "instruction")
+    assert store.resolve("d").version == 2
+    assert store.resolve("d@latest").version == 2
+    assert store.resolve("d@v1").version == 1
+    assert store.resolve("d@1").version == 1
+    store.tag("d@v1", "golden")
+    assert store.resolve("d@golden").version == 1
+    with pytest.raises(DatakitError, match=r"^d has no version v9 \(versions: v1, v2\)$"):
+        store.resolve("d@v9")
+    with pytest.raises(DatakitError, match=r"^d has no tag 'nope' \(tags: golden\)$"):
+        store.resolve("d@nope")
+    with pytest.raises(DatakitError, match=r"^no dataset named 'x'; datasets under .*: d$"):
+        store.resolve("x")
+
+
+def test_tags_do_not_move_without_force(store):
+    store.write("d", ROWS[:1], "instruction")
+    store.write("d", ROWS[:2], "instruction")
+    store.tag("d@v1", "best")
+    with pytest.raises(DatakitError, match="tag 'best' already points to d@v1; use --force to move it"):
+        store.tag("d@v2", "best")
+    store.tag("d@v2", "best", force=True)
+    assert store.tags("d") == {"best": 2}
+    with pytest.raises(DatakitError, match="invalid tag 'v3'"):
+        store.tag("d", "v3")
+
+
+def test_invalid_record_leaves_nothing(store):
+    bad = ROWS[:3] + [{"instruction": "x"}]
+    with pytest.raises(DatakitError, match=r"^src.jsonl: record 4: \$: 'output' is a required property$"):
+        store.write("d", bad, "instruction", source="src.jsonl")
+    assert store.versions("d") == []
+    assert list((store.root / "d").iterdir()) == []
+
+
+def test_duplicate_ids_are_refused(store):
+    with pytest.raises(DatakitError, match=r"record 2: \$.id: duplicate id"):
+        store.write("d", [ROWS[0], dict(ROWS[0])], "instruction")
+
+
+def test_reuse_identical(store):
+    v1 = store.write("d", ROWS, "instruction", reuse_identical=True)
+    v2 = store.write("d", ROWS, "instruction", reuse_identical=True)
+    assert (v1.version, v1.reused, v2.version, v2.reused) == (1, False, 1, True)
+    assert store.write("d", ROWS, "instruction").version == 2  # default: always a new version
+
+
+def test_diff(store):
+    store.write("d", ROWS[:3], "instruction")
+    changed = {**ROWS[2], "meta": {"note": "edited"}}
+    store.write("d", [ROWS[0], changed, ROWS[3]], "instruction")
+    d = store.diff("d@v1", "d@v2")
+    assert [r["output"] for r in d["added"]] == ["3"]
+    assert [r["output"] for r in d["removed"]] == ["1"]
+    assert [(a["meta"], b["meta"]) for a, b in d["changed"]] == [({}, {"note": "edited"})]
+    assert d["unchanged"] == 1
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from datakit.store import DatasetStore
+    root, name, tag, n, delay = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    def rows():
+        for i in range(n):
+            if delay:
+                time.sleep(delay)
+            yield {"instruction": f"{tag} {i}", "output": "ok"}
+    v = DatasetStore(root).write(name, rows(), "instruction")
+    print(v.version)
+    """
+)
+
+
+def _writer(tmp_path, root, tag, n, delay):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(root), "d", tag, str(n), str(delay)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd(),
+    )
+
+
+def test_concurrent_writers_get_distinct_versions(tmp_path, store):
+    procs = [_writer(tmp_path, store.root, f"w{i}", 200, 0.001) for i in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert sorted(int(o[0]) for o in outs) == [1, 2, 3]
+    for v in store.versions("d"):
+        recs = list(v.records())
+        tags = {r["instruction"].split()[0] for r in recs}
+        assert len(recs) == 200 and len(tags) == 1  # each version holds exactly one writer's rows
+        v.verify()
+
+
+def test_killed_writer_leaves_no_version(tmp_path, store):
+    store.write("d", ROWS, "instruction")
+    p = _writer(tmp_path, store.root, "slow", 100_000, 0.01)
+    ds = store.root / "d"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until it is mid-write: its temp file has data
+        tmp = [x for x in ds.glob(".tmp-*/records.jsonl") if x.stat().st_size > 0]
+        if tmp:
+            break
+        time.sleep(0.05)
+    assert tmp, "writer never started writing"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+    assert [v.version for v in store.versions("d")] == [1]
+    assert store.resolve("d").version == 1
+    # The next writer sweeps the dead writer's temp directory and takes v2.
+    assert store.write("d", ROWS[:1], "instruction").version == 2
+    assert list(ds.glob(".tmp-*")) == []
+    assert json.loads((ds / "v2" / "manifest.json").read_text())["count"] == 1
