@@ -24,6 +24,7 @@ from .records import (
     instruction_to_messages,
     messages_to_instruction,
 )
+from .schemas import load_schema
 from .validate import iter_lines, validator_for
 
 IMPORT_FORMATS = ("jsonl", "alpaca", "sharegpt", "openai", "self-instruct", "xstest", "csv")
@@ -245,7 +246,7 @@ def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
     kind = kind or infer_kind({h: None for h in header})
     if kind is None:
         raise DatakitError(f"{path}:1: cannot tell the record kind from the columns ({', '.join(header)}); pass --kind")
-    props = validator_for(check_kind(kind))._full.schema["properties"]
+    props = load_schema(check_kind(kind))["properties"]
 
     def gen() -> Iterator[Located]:
         for loc, row in _csv_rows(path):

@@ -7,8 +7,8 @@ import pytest
 
 from datakit.cli import cli as datakit
 from evalkit.cli import cli as evalkit
-from trainkit.cli import cli as trainkit
 from tests.conftest import write_jsonl
+from trainkit.cli import cli as trainkit
 
 
 def all_commands():
