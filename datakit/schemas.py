@@ -38,7 +38,7 @@ def _load(rel: str) -> dict[str, Any]:
 def load_schema(name: str) -> dict[str, Any]:
     """Load a schema by name: a record kind (``chat``), ``manifest`` or ``pipeline``.
 
-    Returns a fresh copy: fastjsonschema rewrites ``$ref`` values in the dict it compiles.
+    Returns a fresh copy, so no caller (or validator library) can change the cached one.
     """
     if name in RECORD_KINDS:
         return copy.deepcopy(_load(f"records/{name}.json"))
