@@ -51,9 +51,7 @@ eval: setup
 	@echo "eval: no eval stage declared yet in $(CONFIG) (evalkit run arrives with the eval issue)"
 
 demo: data train eval
-	$(BIN)/datakit validate demo-seeds
-	$(BIN)/datakit export demo-seeds --format trl -o runs/demo-seeds.trl.jsonl
-	@echo "==> demo done: datasets in data/ (datakit ls), tiny model in runs/models/tiny"
+	@echo "==> demo done ($(CONFIG)). Look around: datakit ls; datakit show demo-seeds; datakit log demo-seeds"
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -20,13 +20,12 @@ RECORD_KINDS = ("chat", "instruction", "preference", "unpaired", "eval_item", "p
 @functools.cache
 def schema_dir() -> Path:
     # A source checkout (and an editable install) keeps the schemas at the repository root; a
-    # wheel install carries them as the package data of datakit._schemas.
-    repo = Path(__file__).resolve().parent.parent / "schemas"
-    if (repo / "manifest.json").is_file():
-        return repo
-    from importlib.resources import files
-
-    return Path(str(files("datakit._schemas")))
+    # wheel install carries the same files as datakit/_schemas.
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "schemas", here / "_schemas"):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise DatakitError(f"schema files not found next to {here} (broken install?)")
 
 
 @functools.cache

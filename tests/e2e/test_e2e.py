@@ -1,0 +1,93 @@
+"""End to end: the installed console scripts and the Make targets, as a user runs them."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def run(*cmd, cwd=None, check=True):
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_console_scripts_answer_help():
+    for tool in ("datakit", "trainkit", "evalkit"):
+        out = run(BIN / tool, "--help").stdout
+        assert "Examples:" in out and "Usage:" in out
+
+
+def test_cli_round_trip_through_console_scripts(tmp_path):
+    (tmp_path / "chats.jsonl").write_text(json.dumps({"messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "content": "3C"},
+        {"role": "assistant", "content": "3 degrees."}]}) + "\n")
+    dk = BIN / "datakit"
+    assert run(dk, "import", "chats.jsonl", "-f", "openai", "-n", "agent", cwd=tmp_path).stdout == "agent@v1: 1 chat records from chats.jsonl\n"
+    assert run(dk, "validate", "agent", cwd=tmp_path).stdout.startswith("ok: ")
+    run(dk, "export", "agent", "-f", "sharegpt", "-o", "out.jsonl", cwd=tmp_path)
+    convs = json.loads((tmp_path / "out.jsonl").read_text())["conversations"]
+    assert [c["from"] for c in convs] == ["human", "function_call", "observation", "gpt"]
+    # Bad input: one line, exit 1, no traceback.
+    (tmp_path / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n{"messages": 5}\n')
+    proc = run(dk, "import", "bad.jsonl", "-n", "agent", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr == "Error: bad.jsonl:2: $.messages: 5 is not of type 'array'\n"
+    assert run(dk, "log", "agent", cwd=tmp_path).stdout.count("\n") == 1  # still one version
+    proc = run(dk, "validate", "bad.jsonl", "--max-line-mb", "0", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Invalid value for '--max-line-mb'" in proc.stderr
+
+
+def _demo_config(tmp_path: Path) -> Path:
+    text = (ROOT / "pipeline.yaml").read_text().replace("source: datakit/demo/seeds.jsonl", f"source: {ROOT / 'datakit/demo/seeds.jsonl'}")
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
+    cfg = _demo_config(tmp_path)
+    env_make = ["make", "-C", ROOT, f"CONFIG={cfg}", f"VENV={BIN.parent}"]
+    out = run(*env_make, "demo").stdout
+    assert "model tiny: built at" in out and "dataset demo-seeds@v1: 32 instruction records" in out
+    assert (tmp_path / "runs/models/tiny/config.json").is_file()
+    manifest = json.loads((tmp_path / "data/demo-seeds/v1/manifest.json").read_text())
+    assert manifest["count"] == 32 and manifest["kind"] == "instruction"
+    # A re-run reuses everything: no new version, no model rebuilt.
+    out = run(*env_make, "data").stdout
+    assert "model tiny: present" in out and "dataset demo-seeds@v1: 32 instruction records (unchanged)" in out
+    assert not (tmp_path / "data/demo-seeds/v2").exists()
+
+
+def test_make_data_stops_on_a_bad_config_before_any_work(tmp_path):
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text("data:\n  imports:\n    - {name: s, sorce: x.jsonl}\n")
+    proc = run("make", "-C", ROOT, f"CONFIG={cfg}", f"VENV={BIN.parent}", "data", check=False)
+    assert proc.returncode != 0
+    assert f"{cfg}:3: data.imports[0].sorce: unknown key; did you mean 'source'?" in proc.stdout
+    assert not (tmp_path / "data").exists()
+
+
+def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
+    if shutil.which("pip", path=str(BIN)) is None:
+        return
+    run(BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT, cwd=tmp_path)
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    for kind in ("chat", "instruction", "preference", "unpaired", "eval_item", "prediction"):
+        assert f"datakit/_schemas/records/{kind}.json" in names
+    assert "datakit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
+    assert {"datakit/cli.py", "trainkit/cli.py", "evalkit/cli.py"} <= set(names)
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    eps = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).read(entry).decode()
+    assert "datakit = datakit.cli:main" in eps and "trainkit = trainkit.cli:main" in eps
+    assert os.path.exists(ROOT / "schemas/manifest.json")
