@@ -52,14 +52,35 @@ def _store(data_root: str):
 
 @cli.command("import")
 @click.argument("src", type=click.Path(dir_okay=False))
-@click.option("--format", "-f", "fmt", type=click.Choice(IMPORT_FORMATS), default="jsonl", show_default=True, help="Format of SRC.")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(IMPORT_FORMATS),
+    default="jsonl",
+    show_default=True,
+    help="Format of SRC.",
+)
 @click.option("--name", "-n", required=True, help="Dataset to add a version to (created if new).")
-@click.option("--kind", type=click.Choice(RECORD_KINDS), help="Record kind for jsonl/csv (inferred from the keys when omitted).")
+@click.option(
+    "--kind",
+    type=click.Choice(RECORD_KINDS),
+    help="Record kind for jsonl/csv (inferred from the keys when omitted).",
+)
 @click.option("-m", "--message", help="Note stored in the manifest.")
 @data_root_option
 @json_option
 @quiet_option
-def import_cmd(src: str, fmt: str, name: str, kind: str | None, message: str | None, data_root: str, as_json: bool, quiet: bool) -> None:
+def import_cmd(
+    src: str,
+    fmt: str,
+    name: str,
+    kind: str | None,
+    message: str | None,
+    data_root: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Convert SRC to records and store it as the next version of NAME.
 
     Every record is checked against its kind's schema before anything is
@@ -87,12 +108,20 @@ def import_cmd(src: str, fmt: str, name: str, kind: str | None, message: str | N
     src_kind, located = read_source(src, fmt, kind)
     records = progress(validated(located, src_kind, src), quiet, desc=f"import {name}", unit=" rec")
     version = _store(data_root).write(
-        name, records, src_kind, step="import", config={"source": str(src), "format": fmt},
-        message=message, source=src, reuse_identical=True,
+        name,
+        records,
+        src_kind,
+        step="import",
+        config={"source": str(src), "format": fmt},
+        message=message,
+        source=src,
+        reuse_identical=True,
     )
     m = version.manifest()
     if as_json:
-        echo_json({"ref": version.ref, "kind": m["kind"], "count": m["count"], "reused": version.reused})
+        echo_json(
+            {"ref": version.ref, "kind": m["kind"], "count": m["count"], "reused": version.reused}
+        )
     elif version.reused:
         click.echo(f"unchanged: {version.ref} already holds these {m['count']} {m['kind']} records")
     else:
@@ -101,8 +130,22 @@ def import_cmd(src: str, fmt: str, name: str, kind: str | None, message: str | N
 
 @cli.command("export")
 @click.argument("ref")
-@click.option("--format", "-f", "fmt", type=click.Choice(EXPORT_FORMATS), default="trl", show_default=True, help="Output format.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write (.json: one JSON array; else JSONL).")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(EXPORT_FORMATS),
+    default="trl",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="File to write (.json: one JSON array; else JSONL).",
+)
 @data_root_option
 @quiet_option
 def export_cmd(ref: str, fmt: str, output: str, data_root: str, quiet: bool) -> None:
@@ -122,7 +165,12 @@ def export_cmd(ref: str, fmt: str, output: str, data_root: str, quiet: bool) -> 
 
     v = _store(data_root).resolve(ref)
     m = v.manifest()
-    n = export_records(progress(v.records(), quiet, total=m["count"], desc="export", unit=" rec"), m["kind"], fmt, output)
+    n = export_records(
+        progress(v.records(), quiet, total=m["count"], desc="export", unit=" rec"),
+        m["kind"],
+        fmt,
+        output,
+    )
     click.echo(f"wrote {n} records of {v.ref} as {fmt} to {output}")
 
 
@@ -142,7 +190,16 @@ def ls_cmd(data_root: str, as_json: bool) -> None:
     for name in store.names():
         v = store.versions(name)[-1]
         m = v.manifest()
-        rows.append({"name": name, "latest": v.ref, "versions": len(store.versions(name)), "kind": m["kind"], "count": m["count"], "tags": store.tags(name)})
+        rows.append(
+            {
+                "name": name,
+                "latest": v.ref,
+                "versions": len(store.versions(name)),
+                "kind": m["kind"],
+                "count": m["count"],
+                "tags": store.tags(name),
+            }
+        )
     if as_json:
         echo_json(rows)
         return
@@ -153,7 +210,9 @@ def ls_cmd(data_root: str, as_json: bool) -> None:
     click.echo(f"{'NAME':<{w}}  {'LATEST':>6}  {'KIND':<11} {'RECORDS':>8}  TAGS")
     for r in rows:
         tags = ", ".join(f"{t}=v{n}" for t, n in sorted(r["tags"].items()))
-        click.echo(f"{r['name']:<{w}}  {r['latest'].split('@')[1]:>6}  {r['kind']:<11} {r['count']:>8}  {tags}")
+        click.echo(
+            f"{r['name']:<{w}}  {r['latest'].split('@')[1]:>6}  {r['kind']:<11} {r['count']:>8}  {tags}"
+        )
 
 
 @cli.command("log")
@@ -175,7 +234,18 @@ def log_cmd(name: str, data_root: str, as_json: bool) -> None:
     rows = []
     for v in reversed(store.versions(name)):
         m = v.manifest()
-        rows.append({"ref": v.ref, "created": m["created"], "kind": m["kind"], "count": m["count"], "step": m["step"]["name"], "parents": m["parents"], "tags": sorted(tags_by_version.get(v.version, [])), "message": m.get("message")})
+        rows.append(
+            {
+                "ref": v.ref,
+                "created": m["created"],
+                "kind": m["kind"],
+                "count": m["count"],
+                "step": m["step"]["name"],
+                "parents": m["parents"],
+                "tags": sorted(tags_by_version.get(v.version, [])),
+                "message": m.get("message"),
+            }
+        )
     if as_json:
         echo_json(rows)
         return
@@ -183,12 +253,22 @@ def log_cmd(name: str, data_root: str, as_json: bool) -> None:
         tags = f" [{', '.join(r['tags'])}]" if r["tags"] else ""
         parents = f" <- {', '.join(r['parents'])}" if r["parents"] else ""
         msg = f"  {r['message']}" if r["message"] else ""
-        click.echo(f"{r['ref']}{tags}  {r['created']}  {r['step']}  {r['count']} {r['kind']}{parents}{msg}")
+        click.echo(
+            f"{r['ref']}{tags}  {r['created']}  {r['step']}  {r['count']} {r['kind']}{parents}{msg}"
+        )
 
 
 @cli.command("show")
 @click.argument("ref")
-@click.option("-n", "--records", "n", default=3, show_default=True, type=click.IntRange(min=0), help="How many records to print.")
+@click.option(
+    "-n",
+    "--records",
+    "n",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many records to print.",
+)
 @data_root_option
 @json_option
 def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
@@ -211,7 +291,10 @@ def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
     click.echo(f"{v.ref}  ({v.path})")
     click.echo(f"  kind     {m['kind']}")
     click.echo(f"  records  {m['count']}   bytes {m.get('bytes', '?')}   sha256 {m['sha256'][:16]}")
-    click.echo(f"  created  {m['created']}   step {m['step']['name']}" + (f"   config {m['step']['config_hash']}" if m["step"].get("config_hash") else ""))
+    click.echo(
+        f"  created  {m['created']}   step {m['step']['name']}"
+        + (f"   config {m['step']['config_hash']}" if m["step"].get("config_hash") else "")
+    )
     if m["parents"]:
         click.echo(f"  parents  {', '.join(m['parents'])}")
     if m.get("message"):
@@ -228,7 +311,13 @@ def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
 @cli.command("diff")
 @click.argument("a")
 @click.argument("b")
-@click.option("--limit", default=5, show_default=True, type=click.IntRange(min=0), help="Records to print per section.")
+@click.option(
+    "--limit",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Records to print per section.",
+)
 @data_root_option
 @json_option
 def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
@@ -246,16 +335,29 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
 
     d = _store(data_root).diff(a, b)
     if as_json:
-        echo_json({"a": d["a"], "b": d["b"], "added": d["added"], "removed": d["removed"], "changed": [{"a": x, "b": y} for x, y in d["changed"]], "unchanged": d["unchanged"]})
+        echo_json(
+            {
+                "a": d["a"],
+                "b": d["b"],
+                "added": d["added"],
+                "removed": d["removed"],
+                "changed": [{"a": x, "b": y} for x, y in d["changed"]],
+                "unchanged": d["unchanged"],
+            }
+        )
         return
-    click.echo(f"{d['a']} -> {d['b']}: +{len(d['added'])} added, -{len(d['removed'])} removed, ~{len(d['changed'])} changed, {d['unchanged']} unchanged")
+    click.echo(
+        f"{d['a']} -> {d['b']}: +{len(d['added'])} added, -{len(d['removed'])} removed, ~{len(d['changed'])} changed, {d['unchanged']} unchanged"
+    )
     for sign, recs in (("+", d["added"]), ("-", d["removed"])):
         for rec in recs[:limit]:
             click.echo(f"{sign} {orjson.dumps(rec).decode()[:300]}")
         if len(recs) > limit:
             click.echo(f"{sign} ... {len(recs) - limit} more")
     for x, y in d["changed"][:limit]:
-        click.echo(f"~ {x['id']}: {orjson.dumps(x).decode()[:140]} => {orjson.dumps(y).decode()[:140]}")
+        click.echo(
+            f"~ {x['id']}: {orjson.dumps(x).decode()[:140]} => {orjson.dumps(y).decode()[:140]}"
+        )
 
 
 @cli.command("tag")
@@ -277,12 +379,38 @@ def tag_cmd(ref: str, tag: str, force: bool, data_root: str) -> None:
 
 @cli.command("validate")
 @click.argument("target")
-@click.option("--schema", "kind", type=click.Choice(RECORD_KINDS), help="Record kind to check against (inferred from the first record when omitted).")
-@click.option("--max-errors", default=50, show_default=True, type=click.IntRange(min=1), help="Problems to print (the counts cover all).")
-@click.option("--max-line-mb", default=64, show_default=True, type=click.IntRange(min=1), help="Reject lines longer than this many MiB without loading them.")
+@click.option(
+    "--schema",
+    "kind",
+    type=click.Choice(RECORD_KINDS),
+    help="Record kind to check against (inferred from the first record when omitted).",
+)
+@click.option(
+    "--max-errors",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Problems to print (the counts cover all).",
+)
+@click.option(
+    "--max-line-mb",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reject lines longer than this many MiB without loading them.",
+)
 @data_root_option
 @json_option
-def validate_cmd(target: str, kind: str | None, max_errors: int, max_line_mb: int, data_root: str, as_json: bool) -> None:
+@quiet_option
+def validate_cmd(
+    target: str,
+    kind: str | None,
+    max_errors: int,
+    max_line_mb: int,
+    data_root: str,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Check every record of a JSONL file or dataset version against its schema.
 
     TARGET is a file path or a dataset reference (NAME, NAME@v2, NAME@TAG).
@@ -307,7 +435,21 @@ def validate_cmd(target: str, kind: str | None, max_errors: int, max_line_mb: in
             raise DatakitError(f"{target}: no such file, and {e}") from None
         path = v.records_path
         kind = kind or v.kind
-    report = validate_file(path, kind, max_problems=max_errors, max_line_bytes=max_line_mb * 2**20)
+    with progress(
+        None,
+        quiet,
+        total=path.stat().st_size if path.is_file() else None,
+        unit="B",
+        unit_scale=True,
+        desc="validate",
+    ) as bar:
+        report = validate_file(
+            path,
+            kind,
+            max_problems=max_errors,
+            max_line_bytes=max_line_mb * 2**20,
+            on_bytes=bar.update,
+        )
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -317,14 +459,18 @@ def validate_cmd(target: str, kind: str | None, max_errors: int, max_line_mb: in
             click.echo(f"... more problems not shown (--max-errors {max_errors})")
         valid = report.records - report.invalid
         verdict = "ok" if report.ok else "INVALID"
-        click.echo(f"{verdict}: {report.file}: {valid} of {report.records} {report.kind} records valid, {report.invalid} invalid")
+        click.echo(
+            f"{verdict}: {report.file}: {valid} of {report.records} {report.kind} records valid, {report.invalid} invalid"
+        )
     if not report.ok:
         raise SystemExit(1)
 
 
 @cli.command("run")
 @click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
-@click.option("--data-root", type=click.Path(file_okay=False), help="Override the config's data_root.")
+@click.option(
+    "--data-root", type=click.Path(file_okay=False), help="Override the config's data_root."
+)
 @json_option
 def run_cmd(config: str, data_root: str | None, as_json: bool) -> None:
     """Run the data section of CONFIG (default pipeline.yaml).
@@ -347,7 +493,9 @@ def run_cmd(config: str, data_root: str | None, as_json: bool) -> None:
     for m in s.models:
         click.echo(f"model {m['name']}: {'built' if m['built'] else 'present'} at {m['path']}")
     for d in s.datasets:
-        click.echo(f"dataset {d['ref']}: {d['count']} {d['kind']} records{' (unchanged)' if d['reused'] else ''}")
+        click.echo(
+            f"dataset {d['ref']}: {d['count']} {d['kind']} records{' (unchanged)' if d['reused'] else ''}"
+        )
 
 
 @cli.group("config", cls=Group)
@@ -379,14 +527,20 @@ def config_check(path: str, as_json: bool) -> None:
 
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):
-        raise DatakitError(f"{path}:1: the config must be a mapping of sections (data, train, eval)")
+        raise DatakitError(
+            f"{path}:1: the config must be a mapping of sections (data, train, eval)"
+        )
     problems = check_config(data, lines, path)
     if as_json:
         echo_json({"file": path, "ok": not problems, "problems": problems})
     else:
         for p in problems:
             click.echo(p)
-        click.echo(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}" if problems else f"ok: {path}")
+        click.echo(
+            f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+            if problems
+            else f"ok: {path}"
+        )
     if problems:
         raise SystemExit(1)
 

@@ -40,7 +40,9 @@ def setup_logging(verbose: bool, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-verbose_option = click.option("-v", "--verbose", is_flag=True, help="Show debug logs and full tracebacks.")
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, help="Show debug logs and full tracebacks."
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or chatter (CI).")
 data_root_option = click.option(
@@ -63,4 +65,6 @@ def progress(iterable: Any, quiet: bool, **kwargs: Any) -> Any:
     """tqdm on stderr, shown only for a terminal and when not quiet."""
     from tqdm import tqdm
 
-    return tqdm(iterable, disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True, **kwargs)
+    return tqdm(
+        iterable, disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True, **kwargs
+    )

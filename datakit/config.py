@@ -73,7 +73,9 @@ def _subschema(schema: dict, root: dict) -> dict:
     return schema
 
 
-def check_config(data: Any, lines: dict[tuple, int] | None = None, file: str = "pipeline.yaml") -> list[str]:
+def check_config(
+    data: Any, lines: dict[tuple, int] | None = None, file: str = "pipeline.yaml"
+) -> list[str]:
     """Every problem of a config, one line each: ``file:line: key.path: message``."""
     import jsonschema
 
@@ -89,19 +91,32 @@ def check_config(data: Any, lines: dict[tuple, int] | None = None, file: str = "
             extra = [k for k in err.instance if k not in allowed]
             for key in extra:
                 hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-                tip = f"; did you mean {hint[0]!r}?" if hint else (f"; allowed here: {', '.join(allowed)}" if allowed else "")
-                problems.append((lines.get(path + (key,), lines.get(path, 0)), f"{key_path(path + (key,))}: unknown key{tip}"))
+                tip = (
+                    f"; did you mean {hint[0]!r}?"
+                    if hint
+                    else (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+                )
+                problems.append(
+                    (
+                        lines.get(path + (key,), lines.get(path, 0)),
+                        f"{key_path(path + (key,))}: unknown key{tip}",
+                    )
+                )
             continue
         if err.validator == "required":
             missing = err.message.split("'")[1] if "'" in err.message else err.message
-            problems.append((lines.get(path, 0), f"{key_path(path)}: missing required key {missing!r}"))
+            problems.append(
+                (lines.get(path, 0), f"{key_path(path)}: missing required key {missing!r}")
+            )
             continue
         problems.append((lines.get(path, 0), f"{key_path(path)}: {err.message}"))
     problems.sort(key=lambda p: p[0])
     return [f"{file}:{ln}: {msg}" if ln else f"{file}: {msg}" for ln, msg in problems]
 
 
-def with_defaults(data: dict[str, Any], schema: dict | None = None, root: dict | None = None) -> dict[str, Any]:
+def with_defaults(
+    data: dict[str, Any], schema: dict | None = None, root: dict | None = None
+) -> dict[str, Any]:
     """Fill schema defaults into a (checked) config; returns a copy."""
     root = root or load_schema("pipeline")
     schema = _subschema(schema or root, root)
@@ -110,11 +125,17 @@ def with_defaults(data: dict[str, Any], schema: dict | None = None, root: dict |
         sub = _subschema(sub, root)
         if key not in out and "default" in sub:
             out[key] = copy.deepcopy(sub["default"])
-        if isinstance(out.get(key), dict) and sub.get("type", "object") == "object" and "properties" in sub:
+        if (
+            isinstance(out.get(key), dict)
+            and sub.get("type", "object") == "object"
+            and "properties" in sub
+        ):
             out[key] = with_defaults(out[key], sub, root)
         elif isinstance(out.get(key), list) and "items" in sub:
             item_schema = _subschema(sub["items"], root)
-            out[key] = [with_defaults(x, item_schema, root) if isinstance(x, dict) else x for x in out[key]]
+            out[key] = [
+                with_defaults(x, item_schema, root) if isinstance(x, dict) else x for x in out[key]
+            ]
     if isinstance(schema.get("additionalProperties"), dict):
         item_schema = _subschema(schema["additionalProperties"], root)
         for key, val in out.items():
@@ -127,7 +148,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     """Load, check (all errors together, one DatakitError) and fill defaults."""
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):
-        raise DatakitError(f"{path}:1: the config must be a mapping of sections (data, train, eval)")
+        raise DatakitError(
+            f"{path}:1: the config must be a mapping of sections (data, train, eval)"
+        )
     problems = check_config(data, lines, str(path))
     if problems:
         n = len(problems)

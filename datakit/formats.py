@@ -32,10 +32,18 @@ EXPORT_FORMATS = ("trl", "alpaca", "sharegpt", "openai")
 
 # ShareGPT speaker names seen in the wild, mapped to our roles.
 _SHAREGPT_ROLES = {
-    "human": "user", "user": "user",
-    "gpt": "assistant", "assistant": "assistant", "model": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
     "system": "system",
-    "tool": "tool", "observation": "tool", "function_response": "tool",
+    "tool": "tool",
+    "observation": "tool",
+    "function_response": "tool",
 }
 _ROLE_TO_SHAREGPT = {"user": "human", "assistant": "gpt", "system": "system", "tool": "observation"}
 
@@ -69,11 +77,15 @@ def _need(obj: Any, field: str, loc: str, path: Path, types: type | tuple[type, 
         raise DatakitError(f"{path}:{loc}: {field}: missing field")
     val = obj[field]
     if not isinstance(val, types):
-        raise DatakitError(f"{path}:{loc}: {field}: expected {getattr(types, '__name__', types)}, got {type(val).__name__}")
+        raise DatakitError(
+            f"{path}:{loc}: {field}: expected {getattr(types, '__name__', types)}, got {type(val).__name__}"
+        )
     return val
 
 
-def _origin(meta: dict[str, Any] | None, fmt: str, path: Path, source: str = "import") -> dict[str, Any]:
+def _origin(
+    meta: dict[str, Any] | None, fmt: str, path: Path, source: str = "import"
+) -> dict[str, Any]:
     m = dict(meta or {})
     m.setdefault("source", source)
     m.setdefault("origin", {"format": fmt, "file": path.name})
@@ -90,7 +102,9 @@ def _read_jsonl(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
         kind = infer_kind(first)
         if kind is None:
             keys = ", ".join(sorted(first)[:8]) if isinstance(first, dict) else type(first).__name__
-            raise DatakitError(f"{path}:{loc}: cannot tell the record kind from the keys ({keys}); pass --kind")
+            raise DatakitError(
+                f"{path}:{loc}: cannot tell the record kind from the keys ({keys}); pass --kind"
+            )
 
     def gen() -> Iterator[Located]:
         yield loc, first
@@ -99,7 +113,15 @@ def _read_jsonl(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
     def tagged() -> Iterator[Located]:
         for loc_, obj in gen():
             if isinstance(obj, dict):
-                obj = {**obj, "meta": _origin(obj.get("meta"), "jsonl", path, (obj.get("meta") or {}).get("source", "import"))}
+                obj = {
+                    **obj,
+                    "meta": _origin(
+                        obj.get("meta"),
+                        "jsonl",
+                        path,
+                        (obj.get("meta") or {}).get("source", "import"),
+                    ),
+                }
             yield loc_, obj
 
     return kind, tagged()
@@ -113,7 +135,9 @@ def _read_alpaca(path: Path) -> Iterator[Located]:
             "output": _need(obj, "output", loc, path),
         }
         if not isinstance(rec["input"], str):
-            raise DatakitError(f"{path}:{loc}: input: expected str, got {type(rec['input']).__name__}")
+            raise DatakitError(
+                f"{path}:{loc}: input: expected str, got {type(rec['input']).__name__}"
+            )
         yield loc, {**rec, "meta": _origin(None, "alpaca", path)}
 
 
@@ -126,19 +150,32 @@ def _read_sharegpt(path: Path) -> Iterator[Located]:
         for j, turn in enumerate(convs):
             field = f"conversations[{j}]"
             if not isinstance(turn, dict):
-                raise DatakitError(f"{path}:{loc}: {field}: expected an object with 'from' and 'value'")
+                raise DatakitError(
+                    f"{path}:{loc}: {field}: expected an object with 'from' and 'value'"
+                )
             speaker = turn.get("from")
             value = turn.get("value")
             if speaker == "function_call":
                 call = _parse_json_field(value, f"{field}.value", loc, path)
-                msg = {"role": "assistant", "content": "", "tool_calls": [_tool_call(call, f"{field}.value", loc, path)]}
-                if messages and messages[-1]["role"] == "assistant" and messages[-1].get("tool_calls") and not messages[-1]["content"]:
+                msg = {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [_tool_call(call, f"{field}.value", loc, path)],
+                }
+                if (
+                    messages
+                    and messages[-1]["role"] == "assistant"
+                    and messages[-1].get("tool_calls")
+                    and not messages[-1]["content"]
+                ):
                     messages[-1]["tool_calls"].extend(msg["tool_calls"])
                 else:
                     messages.append(msg)
                 continue
             if speaker not in _SHAREGPT_ROLES:
-                raise DatakitError(f"{path}:{loc}: {field}.from: unknown speaker {speaker!r} (known: {', '.join(sorted(_SHAREGPT_ROLES))}, function_call)")
+                raise DatakitError(
+                    f"{path}:{loc}: {field}.from: unknown speaker {speaker!r} (known: {', '.join(sorted(_SHAREGPT_ROLES))}, function_call)"
+                )
             if not isinstance(value, str):
                 raise DatakitError(f"{path}:{loc}: {field}.value: expected a string")
             messages.append({"role": _SHAREGPT_ROLES[speaker], "content": value})
@@ -151,7 +188,9 @@ def _parse_json_field(value: Any, field: str, loc: str, path: Path) -> Any:
     try:
         return json.loads(value)
     except (TypeError, ValueError):
-        raise DatakitError(f"{path}:{loc}: {field}: expected JSON text, got {str(value)[:40]!r}") from None
+        raise DatakitError(
+            f"{path}:{loc}: {field}: expected JSON text, got {str(value)[:40]!r}"
+        ) from None
 
 
 def _tool_call(call: Any, field: str, loc: str, path: Path) -> dict[str, Any]:
@@ -183,9 +222,14 @@ def _read_openai(path: Path) -> Iterator[Located]:
                 raise DatakitError(f"{path}:{loc}: {field}: expected an object")
             msg = {k: m[k] for k in ("role", "content", "tool_call_id", "name") if k in m}
             if isinstance(msg.get("content"), list):  # content parts: keep the text parts
-                msg["content"] = "".join(p.get("text", "") for p in msg["content"] if isinstance(p, dict))
+                msg["content"] = "".join(
+                    p.get("text", "") for p in msg["content"] if isinstance(p, dict)
+                )
             if m.get("tool_calls"):
-                msg["tool_calls"] = [_tool_call(c, f"{field}.tool_calls[{k}]", loc, path) for k, c in enumerate(m["tool_calls"])]
+                msg["tool_calls"] = [
+                    _tool_call(c, f"{field}.tool_calls[{k}]", loc, path)
+                    for k, c in enumerate(m["tool_calls"])
+                ]
             out.append(msg)
         rec: Record = {"messages": out}
         if obj.get("tools"):
@@ -203,8 +247,20 @@ def _read_self_instruct(path: Path) -> Iterator[Located]:
         for j, inst in enumerate(instances):
             out = _need(inst, "output", f"{loc}: instances[{j}]", path)
             meta = _origin(None, "self-instruct", path, "seed")
-            meta.update(task_name=obj.get("name"), task_id=obj.get("id"), is_classification=bool(obj.get("is_classification")))
-            yield loc, {"instruction": instruction, "input": inst.get("input") or "", "output": out, "meta": meta}
+            meta.update(
+                task_name=obj.get("name"),
+                task_id=obj.get("id"),
+                is_classification=bool(obj.get("is_classification")),
+            )
+            yield (
+                loc,
+                {
+                    "instruction": instruction,
+                    "input": inst.get("input") or "",
+                    "output": out,
+                    "meta": meta,
+                },
+            )
 
 
 def _csv_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[str, dict[str, str]]]:
@@ -213,7 +269,9 @@ def _csv_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[str,
         header = reader.fieldnames or []
         missing = [c for c in required if c not in header]
         if missing:
-            raise DatakitError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
+            raise DatakitError(
+                f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})"
+            )
         try:
             for row in reader:
                 yield str(reader.line_num), row
@@ -231,7 +289,15 @@ def _read_xstest(path: Path) -> Iterator[Located]:
         meta.update({k: row[k] for k in ("type", "focus", "note") if row.get(k)})
         if row.get("id"):
             meta["xstest_id"] = row["id"]
-        yield loc, {"prompt": row["prompt"], "expected": "refuse" if label == "unsafe" else "comply", "task": "xstest", "meta": meta}
+        yield (
+            loc,
+            {
+                "prompt": row["prompt"],
+                "expected": "refuse" if label == "unsafe" else "comply",
+                "task": "xstest",
+                "meta": meta,
+            },
+        )
 
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -245,7 +311,9 @@ def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
         raise DatakitError(f"{path}: file is empty (no header row)")
     kind = kind or infer_kind({h: None for h in header})
     if kind is None:
-        raise DatakitError(f"{path}:1: cannot tell the record kind from the columns ({', '.join(header)}); pass --kind")
+        raise DatakitError(
+            f"{path}:1: cannot tell the record kind from the columns ({', '.join(header)}); pass --kind"
+        )
     props = load_schema(check_kind(kind))["properties"]
 
     def gen() -> Iterator[Located]:
@@ -260,7 +328,11 @@ def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
                     if low not in _TRUE | _FALSE:
                         raise DatakitError(f"{path}:{loc}: {col}: expected true/false, got {val!r}")
                     rec[col] = low in _TRUE
-                elif typ in ("array", "object") or "$ref" in props[col] or col in ("messages", "meta"):
+                elif (
+                    typ in ("array", "object")
+                    or "$ref" in props[col]
+                    or col in ("messages", "meta")
+                ):
                     stripped = val.strip()
                     if col == "references" and not stripped.startswith("["):
                         rec[col] = [val]
@@ -274,7 +346,9 @@ def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
     return kind, gen()
 
 
-def read_source(path: str | Path, fmt: str, kind: str | None = None) -> tuple[str, Iterator[Located]]:
+def read_source(
+    path: str | Path, fmt: str, kind: str | None = None
+) -> tuple[str, Iterator[Located]]:
     """Open an outside file; return its record kind and an iterator of located records."""
     p = Path(path)
     if not p.exists():
@@ -285,8 +359,13 @@ def read_source(path: str | Path, fmt: str, kind: str | None = None) -> tuple[st
         raise DatakitError(f"{path}: file is empty (no records)")
     if kind is not None:
         check_kind(kind)
-    fixed = {"alpaca": ("instruction", _read_alpaca), "sharegpt": ("chat", _read_sharegpt), "openai": ("chat", _read_openai),
-             "self-instruct": ("instruction", _read_self_instruct), "xstest": ("eval_item", _read_xstest)}
+    fixed = {
+        "alpaca": ("instruction", _read_alpaca),
+        "sharegpt": ("chat", _read_sharegpt),
+        "openai": ("chat", _read_openai),
+        "self-instruct": ("instruction", _read_self_instruct),
+        "xstest": ("eval_item", _read_xstest),
+    }
     if fmt == "jsonl":
         return _read_jsonl(p, kind)
     if fmt == "csv":
@@ -328,8 +407,14 @@ def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         m2 = dict(m)
         if m.get("tool_calls"):
             m2["tool_calls"] = [
-                {**({"id": c["id"]} if "id" in c else {}), "type": "function",
-                 "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False)}}
+                {
+                    **({"id": c["id"]} if "id" in c else {}),
+                    "type": "function",
+                    "function": {
+                        "name": c["function"]["name"],
+                        "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False),
+                    },
+                }
                 for c in m["tool_calls"]
             ]
         out.append(m2)
@@ -348,7 +433,9 @@ def convert(rec: Record, kind: str, fmt: str) -> dict[str, Any]:
             return {k: rec[k] for k in ("prompt", "chosen", "rejected")}
         if kind == "unpaired":
             return {k: rec[k] for k in ("prompt", "completion", "label")}
-        raise DatakitError(f"trl export covers chat, instruction, preference and unpaired records, not {kind}")
+        raise DatakitError(
+            f"trl export covers chat, instruction, preference and unpaired records, not {kind}"
+        )
     if fmt == "openai":
         out = {"messages": _to_openai_messages(_chat_messages(rec, kind))}
         if rec.get("tools"):
@@ -361,13 +448,30 @@ def convert(rec: Record, kind: str, fmt: str) -> dict[str, Any]:
                 if m.get("content"):
                     convs.append({"from": "gpt", "value": m["content"]})
                 for c in m["tool_calls"]:
-                    convs.append({"from": "function_call", "value": json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]}, ensure_ascii=False)})
+                    convs.append(
+                        {
+                            "from": "function_call",
+                            "value": json.dumps(
+                                {
+                                    "name": c["function"]["name"],
+                                    "arguments": c["function"]["arguments"],
+                                },
+                                ensure_ascii=False,
+                            ),
+                        }
+                    )
             else:
-                convs.append({"from": _ROLE_TO_SHAREGPT[m["role"]], "value": m.get("content") or ""})
+                convs.append(
+                    {"from": _ROLE_TO_SHAREGPT[m["role"]], "value": m.get("content") or ""}
+                )
         return {"conversations": convs}
     if fmt == "alpaca":
         if kind == "instruction":
-            return {"instruction": rec["instruction"], "input": rec.get("input", ""), "output": rec["output"]}
+            return {
+                "instruction": rec["instruction"],
+                "input": rec.get("input", ""),
+                "output": rec["output"],
+            }
         if kind == "chat":
             fields = messages_to_instruction(rec["messages"])
             if fields is None:

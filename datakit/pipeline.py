@@ -33,7 +33,9 @@ def resolve_path(base: Path, p: str) -> Path:
 def run_data(config_path: str | Path, data_root: str | Path | None = None) -> RunSummary:
     cfg = load_config(config_path)
     base = Path(config_path).resolve().parent
-    store = DatasetStore(data_root if data_root is not None else resolve_path(base, cfg["data_root"]))
+    store = DatasetStore(
+        data_root if data_root is not None else resolve_path(base, cfg["data_root"])
+    )
     summary = RunSummary()
     for name, model in cfg.get("models", {}).items():
         path = resolve_path(base, model["path"])
@@ -41,16 +43,27 @@ def run_data(config_path: str | Path, data_root: str | Path | None = None) -> Ru
             from .tiny import init_tiny
 
             opts = model["init_tiny"]
-            info = init_tiny(path, seed=opts.get("seed", cfg["seed"]), vocab_size=opts.get("vocab_size", 1024))
-            summary.models.append({"name": name, "path": str(path), "built": True, "parameters": info["parameters"]})
+            info = init_tiny(
+                path, seed=opts.get("seed", cfg["seed"]), vocab_size=opts.get("vocab_size", 1024)
+            )
+            summary.models.append(
+                {"name": name, "path": str(path), "built": True, "parameters": info["parameters"]}
+            )
         else:
             summary.models.append({"name": name, "path": str(path), "built": False})
     for imp in cfg.get("data", {}).get("imports", []):
         src = resolve_path(base, imp["source"])
         kind, located = read_source(src, imp["format"], imp.get("kind"))
         v = store.write(
-            imp["name"], validated(located, kind, src), kind, step="import",
-            config={"source": imp["source"], "format": imp["format"]}, source=str(src), reuse_identical=True,
+            imp["name"],
+            validated(located, kind, src),
+            kind,
+            step="import",
+            config={"source": imp["source"], "format": imp["format"]},
+            source=str(src),
+            reuse_identical=True,
         )
-        summary.datasets.append({"ref": v.ref, "kind": kind, "count": v.manifest()["count"], "reused": v.reused})
+        summary.datasets.append(
+            {"ref": v.ref, "kind": kind, "count": v.manifest()["count"], "reused": v.reused}
+        )
     return summary

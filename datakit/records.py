@@ -48,7 +48,9 @@ def infer_kind(record: Any) -> str | None:
 
 def check_kind(kind: str) -> str:
     if kind not in RECORD_KINDS:
-        raise DatakitError(f"unknown record kind {kind!r}; choose one of: {', '.join(RECORD_KINDS)}")
+        raise DatakitError(
+            f"unknown record kind {kind!r}; choose one of: {', '.join(RECORD_KINDS)}"
+        )
     return kind
 
 
@@ -94,7 +96,11 @@ def messages_to_instruction(messages: list[dict[str, Any]]) -> dict[str, str] | 
         return None
     if turns[1].get("tool_calls"):
         return None
-    return {"instruction": turns[0].get("content") or "", "input": "", "output": turns[1].get("content") or ""}
+    return {
+        "instruction": turns[0].get("content") or "",
+        "input": "",
+        "output": turns[1].get("content") or "",
+    }
 
 
 def to_chat(rec: Record, kind: str) -> Record:

@@ -108,7 +108,9 @@ class Version:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         if h.hexdigest() != self.manifest()["sha256"]:
-            raise DatakitError(f"{self.records_path}: sha256 does not match the manifest (file modified?)")
+            raise DatakitError(
+                f"{self.records_path}: sha256 does not match the manifest (file modified?)"
+            )
 
 
 class DatasetStore:
@@ -122,7 +124,11 @@ class DatasetStore:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_RE.match(p.name) and self._version_numbers(p.name))
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and NAME_RE.match(p.name) and self._version_numbers(p.name)
+        )
 
     def _version_numbers(self, name: str) -> list[int]:
         d = self.root / name
@@ -151,18 +157,26 @@ class DatasetStore:
         """``name`` (latest), ``name@v3``, ``name@3``, ``name@latest`` or ``name@<tag>``."""
         name, _, sel = ref.partition("@")
         if not NAME_RE.match(name):
-            raise DatakitError(f"{ref!r} is not a dataset reference (expected NAME, NAME@vN or NAME@TAG)")
+            raise DatakitError(
+                f"{ref!r} is not a dataset reference (expected NAME, NAME@vN or NAME@TAG)"
+            )
         nums = self._version_numbers(name)
         if not nums:
             known = self.names()
-            hint = f"; datasets under {self.root}: {', '.join(known)}" if known else f"; {self.root} holds no datasets"
+            hint = (
+                f"; datasets under {self.root}: {', '.join(known)}"
+                if known
+                else f"; {self.root} holds no datasets"
+            )
             raise DatakitError(f"no dataset named {name!r}{hint}")
         if not sel or sel == "latest":
             n = nums[-1]
         elif re.fullmatch(r"v?[0-9]+", sel):
             n = int(sel.lstrip("v"))
             if n not in nums:
-                raise DatakitError(f"{name} has no version v{n} (versions: {', '.join(f'v{x}' for x in nums)})")
+                raise DatakitError(
+                    f"{name} has no version v{n} (versions: {', '.join(f'v{x}' for x in nums)})"
+                )
         else:
             tags = self.tags(name)
             if sel not in tags:
@@ -199,7 +213,9 @@ class DatasetStore:
         that version, marked ``reused``, instead of adding a copy.
         """
         if not NAME_RE.match(name):
-            raise DatakitError(f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-'")
+            raise DatakitError(
+                f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-'"
+            )
         check_kind(kind)
         parents = list(parents)
         validator = validator_for(kind)
@@ -223,7 +239,9 @@ class DatasetStore:
                             path, msg = validator.errors(rec)[0]
                             raise DatakitError(f"{source}: record {i}: {path}: {msg}")
                         if rec["id"] in seen:
-                            raise DatakitError(f"{source}: record {i}: $.id: duplicate id {rec['id']!r}")
+                            raise DatakitError(
+                                f"{source}: record {i}: $.id: duplicate id {rec['id']!r}"
+                            )
                         seen.add(rec["id"])
                         line = orjson.dumps(rec) + b"\n"
                         out.write(line)
@@ -285,16 +303,22 @@ class DatasetStore:
 
     def tag(self, ref: str, tag: str, force: bool = False) -> Version:
         if not NAME_RE.match(tag) or re.fullmatch(r"v?[0-9]+|latest", tag):
-            raise DatakitError(f"invalid tag {tag!r}: a tag is a name (not 'latest' and not like v3)")
+            raise DatakitError(
+                f"invalid tag {tag!r}: a tag is a name (not 'latest' and not like v3)"
+            )
         v = self.resolve(ref)
         with self._lock(v.name):
             tags = self.tags(v.name)
             if tag in tags and tags[tag] != v.version and not force:
-                raise DatakitError(f"tag {tag!r} already points to {v.name}@v{tags[tag]}; use --force to move it")
+                raise DatakitError(
+                    f"tag {tag!r} already points to {v.name}@v{tags[tag]}; use --force to move it"
+                )
             tags[tag] = v.version
             p = self.root / v.name / "tags.json"
             tmp = p.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(orjson.dumps(tags, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+            tmp.write_bytes(
+                orjson.dumps(tags, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+            )
             os.replace(tmp, p)
         return v
 
@@ -308,4 +332,11 @@ class DatasetStore:
         added = [rb[i] for i in rb if i not in ra]
         removed = [ra[i] for i in ra if i not in rb]
         changed = [(ra[i], rb[i]) for i in rb if i in ra and ra[i] != rb[i]]
-        return {"a": va.ref, "b": vb.ref, "added": added, "removed": removed, "changed": changed, "unchanged": len(rb) - len(added) - len(changed)}
+        return {
+            "a": va.ref,
+            "b": vb.ref,
+            "added": added,
+            "removed": removed,
+            "changed": changed,
+            "unchanged": len(rb) - len(added) - len(changed),
+        }

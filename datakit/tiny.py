@@ -22,7 +22,15 @@ from datakit.errors import DatakitError
 
 log = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ["<|pad|>", "<|begin|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|tool|>"]
+SPECIAL_TOKENS = [
+    "<|pad|>",
+    "<|begin|>",
+    "<|end|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|tool|>",
+]
 
 # Turns are "<|role|>\n...<|end|>\n"; the assistant's text and its closing <|end|> (the eos)
 # sit inside {% generation %} so assistant-only loss trains the model to stop. Tool calls are
@@ -74,7 +82,9 @@ def _texts_from_files(paths: Iterable[str | Path]) -> list[str]:
     texts: list[str] = []
     for p in paths:
         try:
-            texts.extend(line for line in Path(p).read_text(encoding="utf-8").splitlines() if line.strip())
+            texts.extend(
+                line for line in Path(p).read_text(encoding="utf-8").splitlines() if line.strip()
+            )
         except FileNotFoundError:
             raise DatakitError(f"{p}: no such file") from None
         except UnicodeDecodeError as e:
@@ -142,7 +152,9 @@ def init_tiny(
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -10,7 +10,7 @@ bench/validate.py check this).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,10 @@ def _describe(err: Any) -> str:
         types = [e.validator_value for e in err.context if e.validator == "type"]
         if types and len(types) == len(err.context):
             return f"{err.instance!r:.60} is not of type " + " or ".join(repr(t) for t in types)
-        if err.validator == "oneOf" and err.schema.get("oneOf") and all(
-            "required" in s for s in err.schema["oneOf"]
+        if (
+            err.validator == "oneOf"
+            and err.schema.get("oneOf")
+            and all("required" in s for s in err.schema["oneOf"])
         ):
             names = " or ".join(repr(s["required"][0]) for s in err.schema["oneOf"])
             return f"needs exactly one of {names}"
@@ -107,7 +109,9 @@ class RecordValidator:
         return self._fast.is_valid(record)
 
     def errors(self, record: Any) -> list[tuple[str, str]]:
-        errs = sorted(self._full.iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path])
+        errs = sorted(
+            self._full.iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path]
+        )
         out = []
         seen = set()
         for e in errs:
@@ -131,11 +135,17 @@ def validator_for(kind: str) -> RecordValidator:
     return RecordValidator(kind)
 
 
-def iter_lines(path: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[tuple[int, Any, Problem | None]]:
+def iter_lines(
+    path: str | Path,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, Any, Problem | None]]:
     """Yield ``(line_no, obj, None)`` per parsed line or ``(line_no, None, problem)``.
 
     Blank lines are skipped. A line longer than ``max_line_bytes`` is reported and skipped
-    without being held in memory. Raises DatakitError for a missing or unreadable file.
+    without being held in memory. ``on_bytes(n)`` is called with the bytes read since its last
+    call, every few thousand lines (for progress bars). Raises DatakitError for a missing or
+    unreadable file.
     """
     p = Path(path)
     if not p.exists():
@@ -148,21 +158,34 @@ def iter_lines(path: str | Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -
         raise DatakitError(f"{path}: cannot read: {e.strerror}") from None
     with f:
         lineno = 0
+        reported = 0
         while True:
             raw = f.readline(max_line_bytes + 1)
             if not raw:
+                if on_bytes is not None:
+                    on_bytes(f.tell() - reported)
                 return
             lineno += 1
+            if on_bytes is not None and lineno % 4096 == 0:
+                pos = f.tell()
+                on_bytes(pos - reported)
+                reported = pos
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 size = len(raw)
-                while chunk := f.readline(1 << 20):
+                while chunk := f.readline(1 << 20):  # skip the rest of the line
                     size += len(chunk)
                     if chunk.endswith(b"\n"):
                         break
-                yield lineno, None, Problem(
-                    lineno, "", f"line is {size / 2**20:.1f} MiB, over the {max_line_bytes / 2**20:.0f} MiB limit per record (--max-line-mb)"
+                yield (
+                    lineno,
+                    None,
+                    Problem(
+                        lineno,
+                        "",
+                        f"line is {size / 2**20:.1f} MiB, over the {max_line_bytes / 2**20:.0f} MiB limit per record (--max-line-mb)",
+                    ),
                 )
                 continue
             if not raw.strip():
@@ -189,6 +212,7 @@ def validate_file(
     kind: str | None = None,
     max_problems: int = 1000,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Report:
     """Validate every line of a JSONL file; the kind is inferred from the first record if None.
 
@@ -204,7 +228,7 @@ def validate_file(
         else:
             report.truncated = True
 
-    for lineno, obj, problem in iter_lines(path, max_line_bytes):
+    for lineno, obj, problem in iter_lines(path, max_line_bytes, on_bytes):
         report.records += 1
         if problem is not None:
             report.invalid += 1
@@ -239,9 +263,13 @@ def validate_file(
 
 
 def _json_type(obj: Any) -> str:
-    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
-        type(obj), "null" if obj is None else type(obj).__name__
-    )
+    return {
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+    }.get(type(obj), "null" if obj is None else type(obj).__name__)
 
 
 def validate_records(records: list[dict[str, Any]], kind: str, source: str = "<records>") -> None:
@@ -250,6 +278,8 @@ def validate_records(records: list[dict[str, Any]], kind: str, source: str = "<r
     for i, rec in enumerate(records, 1):
         if not v.is_valid(rec):
             if not isinstance(rec, dict):
-                raise DatakitError(f"{source}:{i}: $: expected a JSON object, got {_json_type(rec)}")
+                raise DatakitError(
+                    f"{source}:{i}: $: expected a JSON object, got {_json_type(rec)}"
+                )
             path, msg = v.errors(rec)[0]
             raise DatakitError(f"{source}:{i}: {path}: {msg}")

@@ -22,12 +22,37 @@ def cli(verbose: bool) -> None:
 
 @cli.command("init-tiny")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Seed for the tokenizer and weights.")
-@click.option("--vocab-size", default=1024, show_default=True, type=click.IntRange(300, 65536), help="BPE vocabulary size.")
-@click.option("--text", "text_files", multiple=True, type=click.Path(dir_okay=False), help="Extra text file(s) to train the tokenizer on (repeatable).")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed for the tokenizer and weights.",
+)
+@click.option(
+    "--vocab-size",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(300, 65536),
+    help="BPE vocabulary size.",
+)
+@click.option(
+    "--text",
+    "text_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Extra text file(s) to train the tokenizer on (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
 @json_option
-def init_tiny_cmd(out_dir: str, seed: int, vocab_size: int, text_files: tuple[str, ...], force: bool, as_json: bool) -> None:
+def init_tiny_cmd(
+    out_dir: str,
+    seed: int,
+    vocab_size: int,
+    text_files: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+) -> None:
     """Build a tiny random Llama model with a BPE tokenizer and chat template in OUT_DIR.
 
     For offline tests and the demo: it loads in transformers, TRL, PEFT,
@@ -42,11 +67,15 @@ def init_tiny_cmd(out_dir: str, seed: int, vocab_size: int, text_files: tuple[st
     """
     from datakit.tiny import init_tiny
 
-    summary = init_tiny(out_dir, seed=seed, vocab_size=vocab_size, text_files=text_files, force=force)
+    summary = init_tiny(
+        out_dir, seed=seed, vocab_size=vocab_size, text_files=text_files, force=force
+    )
     if as_json:
         echo_json(summary)
     else:
-        click.echo(f"tiny model at {summary['path']}: {summary['parameters']:,} parameters, vocabulary {summary['vocab_size']}")
+        click.echo(
+            f"tiny model at {summary['path']}: {summary['parameters']:,} parameters, vocabulary {summary['vocab_size']}"
+        )
 
 
 def main() -> None:

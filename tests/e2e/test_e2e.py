@@ -14,9 +14,13 @@ BIN = Path(sys.executable).parent
 
 
 def run(*cmd, cwd=None, check=True):
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, timeout=900)
+    proc = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, timeout=900
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -27,19 +31,41 @@ def test_console_scripts_answer_help():
 
 
 def test_cli_round_trip_through_console_scripts(tmp_path):
-    (tmp_path / "chats.jsonl").write_text(json.dumps({"messages": [
-        {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
-        {"role": "tool", "content": "3C"},
-        {"role": "assistant", "content": "3 degrees."}]}) + "\n")
+    (tmp_path / "chats.jsonl").write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "Weather in Oslo?"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "type": "function",
+                                "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "content": "3C"},
+                    {"role": "assistant", "content": "3 degrees."},
+                ]
+            }
+        )
+        + "\n"
+    )
     dk = BIN / "datakit"
-    assert run(dk, "import", "chats.jsonl", "-f", "openai", "-n", "agent", cwd=tmp_path).stdout == "agent@v1: 1 chat records from chats.jsonl\n"
+    assert (
+        run(dk, "import", "chats.jsonl", "-f", "openai", "-n", "agent", cwd=tmp_path).stdout
+        == "agent@v1: 1 chat records from chats.jsonl\n"
+    )
     assert run(dk, "validate", "agent", cwd=tmp_path).stdout.startswith("ok: ")
     run(dk, "export", "agent", "-f", "sharegpt", "-o", "out.jsonl", cwd=tmp_path)
     convs = json.loads((tmp_path / "out.jsonl").read_text())["conversations"]
     assert [c["from"] for c in convs] == ["human", "function_call", "observation", "gpt"]
     # Bad input: one line, exit 1, no traceback.
-    (tmp_path / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n{"messages": 5}\n')
+    (tmp_path / "bad.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "x"}]}\n{"messages": 5}\n'
+    )
     proc = run(dk, "import", "bad.jsonl", "-n", "agent", cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert proc.stderr == "Error: bad.jsonl:2: $.messages: 5 is not of type 'array'\n"
@@ -49,7 +75,11 @@ def test_cli_round_trip_through_console_scripts(tmp_path):
 
 
 def _demo_config(tmp_path: Path) -> Path:
-    text = (ROOT / "pipeline.yaml").read_text().replace("source: datakit/demo/seeds.jsonl", f"source: {ROOT / 'datakit/demo/seeds.jsonl'}")
+    text = (
+        (ROOT / "pipeline.yaml")
+        .read_text()
+        .replace("source: datakit/demo/seeds.jsonl", f"source: {ROOT / 'datakit/demo/seeds.jsonl'}")
+    )
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text(text)
     return cfg
@@ -65,7 +95,10 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert manifest["count"] == 32 and manifest["kind"] == "instruction"
     # A re-run reuses everything: no new version, no model rebuilt.
     out = run(*env_make, "data").stdout
-    assert "model tiny: present" in out and "dataset demo-seeds@v1: 32 instruction records (unchanged)" in out
+    assert (
+        "model tiny: present" in out
+        and "dataset demo-seeds@v1: 32 instruction records (unchanged)" in out
+    )
     assert not (tmp_path / "data/demo-seeds/v2").exists()
 
 
@@ -81,7 +114,17 @@ def test_make_data_stops_on_a_bad_config_before_any_work(tmp_path):
 def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
     if shutil.which("pip", path=str(BIN)) is None:
         return
-    run(BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, ROOT, cwd=tmp_path)
+    run(
+        BIN / "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        tmp_path,
+        ROOT,
+        cwd=tmp_path,
+    )
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     for kind in ("chat", "instruction", "preference", "unpaired", "eval_item", "prediction"):
         assert f"datakit/_schemas/records/{kind}.json" in names

@@ -23,7 +23,9 @@ def all_commands():
             yield top, group, path, cmd
 
 
-@pytest.mark.parametrize("top,group,path,cmd", list(all_commands()), ids=lambda x: x if isinstance(x, str) else None)
+@pytest.mark.parametrize(
+    "top,group,path,cmd", list(all_commands()), ids=lambda x: x if isinstance(x, str) else None
+)
 def test_every_command_has_help_with_examples(cli, top, group, path, cmd):
     code, out = cli(group, *path, "--help")
     assert code == 0
@@ -43,7 +45,9 @@ def test_help_does_not_import_heavy_libraries():
         "heavy = sorted(m for m in ('torch', 'transformers', 'vllm', 'trl', 'peft', 'datasets', 'sentence_transformers', 'jsonschema', 'jsonschema_rs', 'yaml') if m in sys.modules)\n"
         "print(heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -55,12 +59,21 @@ def test_bad_flag_exits_2(cli):
 
 
 def test_import_show_log_tag_diff_ls(cli, tmp_path):
-    write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Add 1 and 2", "output": "3"}, {"instruction": "Say hi", "output": "hi"}])
+    write_jsonl(
+        tmp_path / "a.jsonl",
+        [{"instruction": "Add 1 and 2", "output": "3"}, {"instruction": "Say hi", "output": "hi"}],
+    )
     code, out = cli(datakit, "import", "a.jsonl", "--name", "seeds")
     assert (code, out) == (0, "seeds@v1: 2 instruction records from a.jsonl\n")
     code, out = cli(datakit, "import", "a.jsonl", "--name", "seeds")
     assert (code, out) == (0, "unchanged: seeds@v1 already holds these 2 instruction records\n")
-    write_jsonl(tmp_path / "b.jsonl", [{"instruction": "Add 1 and 2", "output": "3"}, {"instruction": "Say bye", "output": "bye"}])
+    write_jsonl(
+        tmp_path / "b.jsonl",
+        [
+            {"instruction": "Add 1 and 2", "output": "3"},
+            {"instruction": "Say bye", "output": "bye"},
+        ],
+    )
     code, out = cli(datakit, "import", "b.jsonl", "--name", "seeds", "-m", "second batch")
     assert (code, out) == (0, "seeds@v2: 2 instruction records from b.jsonl\n")
 
@@ -70,11 +83,15 @@ def test_import_show_log_tag_diff_ls(cli, tmp_path):
     code, out = cli(datakit, "log", "seeds")
     lines = out.splitlines()
     assert code == 0 and len(lines) == 2
-    assert lines[0].startswith("seeds@v2  ") and lines[0].endswith("import  2 instruction  second batch")
+    assert lines[0].startswith("seeds@v2  ") and lines[0].endswith(
+        "import  2 instruction  second batch"
+    )
     assert lines[1].startswith("seeds@v1 [golden]  ")
 
     code, out = cli(datakit, "show", "seeds@golden", "-n", "1")
-    assert code == 0 and out.startswith("seeds@v1  (data/seeds/v1)\n  kind     instruction\n  records  2 ")
+    assert code == 0 and out.startswith(
+        "seeds@v1  (data/seeds/v1)\n  kind     instruction\n  records  2 "
+    )
     assert '"instruction":"Add 1 and 2"' in out and "Say hi" not in out
 
     code, out = cli(datakit, "show", "seeds", "--json", "-n", "0")
@@ -82,12 +99,22 @@ def test_import_show_log_tag_diff_ls(cli, tmp_path):
 
     code, out = cli(datakit, "diff", "seeds@v1", "seeds@v2")
     # "Add 1 and 2" keeps its id (same content) but its meta.origin names the other file.
-    assert code == 0 and out.splitlines()[0] == "seeds@v1 -> seeds@v2: +1 added, -1 removed, ~1 changed, 0 unchanged"
-    assert '~ ' in out and '"file":"b.jsonl"' in out
+    assert (
+        code == 0
+        and out.splitlines()[0]
+        == "seeds@v1 -> seeds@v2: +1 added, -1 removed, ~1 changed, 0 unchanged"
+    )
+    assert "~ " in out and '"file":"b.jsonl"' in out
     assert "+ " in out and "Say bye" in out and "- " in out
 
     code, out = cli(datakit, "ls")
-    assert code == 0 and out.splitlines()[1].split() == ["seeds", "v2", "instruction", "2", "golden=v1"]
+    assert code == 0 and out.splitlines()[1].split() == [
+        "seeds",
+        "v2",
+        "instruction",
+        "2",
+        "golden=v1",
+    ]
 
 
 def test_missing_dataset_and_file_errors(cli, tmp_path):
@@ -100,7 +127,13 @@ def test_missing_dataset_and_file_errors(cli, tmp_path):
 
 
 def test_import_of_bad_record_writes_nothing(cli, tmp_path):
-    write_jsonl(tmp_path / "bad.jsonl", [{"messages": [{"role": "user", "content": "a"}]}, '{"messages": [{"role": "user", "content": "a"}'])
+    write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "a"}]},
+            '{"messages": [{"role": "user", "content": "a"}',
+        ],
+    )
     code, out = cli(datakit, "import", "bad.jsonl", "--name", "chat")
     assert (code, out) == (1, "Error: bad.jsonl:2: malformed JSON: unexpected end of data\n")
     assert not any((tmp_path / "data").glob("chat/v*"))
@@ -110,7 +143,10 @@ def test_validate_output_and_exit_codes(cli, tmp_path):
     write_jsonl(tmp_path / "ok.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}])
     code, out = cli(datakit, "validate", "ok.jsonl")
     assert (code, out) == (0, "ok: ok.jsonl: 1 of 1 preference records valid, 0 invalid\n")
-    write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "p", "chosen": "a"}, {"prompt": "p", "chosen": "a", "rejected": 3}])
+    write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"prompt": "p", "chosen": "a"}, {"prompt": "p", "chosen": "a", "rejected": 3}],
+    )
     code, out = cli(datakit, "validate", "bad.jsonl", "--schema", "preference")
     assert code == 1
     assert out.splitlines() == [
@@ -120,14 +156,22 @@ def test_validate_output_and_exit_codes(cli, tmp_path):
     ]
     code, out = cli(datakit, "validate", "bad.jsonl", "--json")
     report = json.loads(out)
-    assert code == 1 and report["invalid"] == 2 and report["problems"][0] == {"line": 1, "path": "$", "message": "'rejected' is a required property"}
+    assert (
+        code == 1
+        and report["invalid"] == 2
+        and report["problems"][0]
+        == {"line": 1, "path": "$", "message": "'rejected' is a required property"}
+    )
 
 
 def test_validate_a_stored_version(cli, tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"instruction": "x", "output": "y"}])
     cli(datakit, "import", "a.jsonl", "--name", "d")
     code, out = cli(datakit, "validate", "d@v1")
-    assert (code, out) == (0, "ok: data/d/v1/records.jsonl: 1 of 1 instruction records valid, 0 invalid\n")
+    assert (code, out) == (
+        0,
+        "ok: data/d/v1/records.jsonl: 1 of 1 instruction records valid, 0 invalid\n",
+    )
 
 
 def test_export_writes_trl_columns(cli, tmp_path):
@@ -135,7 +179,9 @@ def test_export_writes_trl_columns(cli, tmp_path):
     cli(datakit, "import", "a.jsonl", "--name", "d")
     code, out = cli(datakit, "export", "d", "-f", "trl", "-o", "t.jsonl")
     assert (code, out) == (0, "wrote 1 records of d@v1 as trl to t.jsonl\n")
-    assert json.loads((tmp_path / "t.jsonl").read_text()) == {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}
+    assert json.loads((tmp_path / "t.jsonl").read_text()) == {
+        "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    }
 
 
 def test_verbose_shows_the_traceback(tmp_path, monkeypatch):
@@ -152,5 +198,8 @@ def test_trainkit_init_tiny_refuses_to_overwrite(cli, tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "x").write_text("keep me")
     code, out = cli(trainkit, "init-tiny", "m")
-    assert (code, out) == (1, "Error: m: directory exists and is not empty (use --force to replace it)\n")
+    assert (code, out) == (
+        1,
+        "Error: m: directory exists and is not empty (use --force to replace it)\n",
+    )
     assert (tmp_path / "m" / "x").read_text() == "keep me"

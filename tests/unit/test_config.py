@@ -40,7 +40,10 @@ def test_all_errors_reported_together_with_lines_and_hints(tmp_path, cli):
 def test_unknown_key_without_close_match_lists_allowed_keys(tmp_path, cli):
     (tmp_path / "p.yaml").write_text("data:\n  zzz: 1\n")
     code, out = cli(datakit, "config", "check", "p.yaml")
-    assert (code, out.splitlines()[0]) == (1, "p.yaml:2: data.zzz: unknown key; allowed here: imports")
+    assert (code, out.splitlines()[0]) == (
+        1,
+        "p.yaml:2: data.zzz: unknown key; allowed here: imports",
+    )
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path, cli):
@@ -52,7 +55,10 @@ def test_yaml_syntax_error_names_the_line(tmp_path, cli):
 def test_not_a_mapping(tmp_path, cli):
     (tmp_path / "p.yaml").write_text("- a\n- b\n")
     code, out = cli(datakit, "config", "check", "p.yaml")
-    assert (code, out) == (1, "Error: p.yaml:1: the config must be a mapping of sections (data, train, eval)\n")
+    assert (code, out) == (
+        1,
+        "Error: p.yaml:1: the config must be a mapping of sections (data, train, eval)\n",
+    )
 
 
 def test_default_pipeline_is_valid_and_defaults_come_from_the_schema(cli):
@@ -65,7 +71,12 @@ def test_default_pipeline_is_valid_and_defaults_come_from_the_schema(cli):
 def test_defaults_fill_in(tmp_path):
     (tmp_path / "p.yaml").write_text("data:\n  imports:\n    - {name: s, source: s.jsonl}\n")
     cfg = load_config(tmp_path / "p.yaml")
-    assert (cfg["data_root"], cfg["runs_root"], cfg["seed"], cfg["data"]["imports"][0]["format"]) == ("data", "runs", 0, "jsonl")
+    assert (
+        cfg["data_root"],
+        cfg["runs_root"],
+        cfg["seed"],
+        cfg["data"]["imports"][0]["format"],
+    ) == ("data", "runs", 0, "jsonl")
 
 
 def test_load_config_raises_with_every_problem(tmp_path):

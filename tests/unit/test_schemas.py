@@ -26,7 +26,9 @@ def test_shared_definitions_are_identical_across_record_schemas():
         assert len(versions) == 1, f"definition {name!r} differs between record schemas"
     for kind in RECORD_KINDS:
         props = load_schema(kind)["properties"]
-        assert props["id"] == {"$ref": "#/definitions/id"} and props["meta"] == {"$ref": "#/definitions/meta"}
+        assert props["id"] == {"$ref": "#/definitions/id"} and props["meta"] == {
+            "$ref": "#/definitions/meta"
+        }
 
 
 def test_kind_signatures_use_schema_fields():

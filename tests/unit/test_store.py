@@ -25,7 +25,13 @@ def test_write_and_read_a_version(store):
     assert all(r["id"] == record_id(r, "instruction") and r["meta"] == {} for r in recs)
     m = v.manifest()
     jsonschema.validate(m, load_schema("manifest"))
-    assert (m["name"], m["version"], m["kind"], m["count"], m["message"]) == ("seeds", 1, "instruction", 5, "first")
+    assert (m["name"], m["version"], m["kind"], m["count"], m["message"]) == (
+        "seeds",
+        1,
+        "instruction",
+        5,
+        "first",
+    )
     assert m["step"]["config_hash"] and m["stats"]["records"] == 5
     v.verify()
 
@@ -59,7 +65,9 @@ def test_tags_do_not_move_without_force(store):
     store.write("d", ROWS[:1], "instruction")
     store.write("d", ROWS[:2], "instruction")
     store.tag("d@v1", "best")
-    with pytest.raises(DatakitError, match="tag 'best' already points to d@v1; use --force to move it"):
+    with pytest.raises(
+        DatakitError, match="tag 'best' already points to d@v1; use --force to move it"
+    ):
         store.tag("d@v2", "best")
     store.tag("d@v2", "best", force=True)
     assert store.tags("d") == {"best": 2}
@@ -69,7 +77,9 @@ def test_tags_do_not_move_without_force(store):
 
 def test_invalid_record_leaves_nothing(store):
     bad = ROWS[:3] + [{"instruction": "x"}]
-    with pytest.raises(DatakitError, match=r"^src.jsonl: record 4: \$: 'output' is a required property$"):
+    with pytest.raises(
+        DatakitError, match=r"^src.jsonl: record 4: \$: 'output' is a required property$"
+    ):
         store.write("d", bad, "instruction", source="src.jsonl")
     assert store.versions("d") == []
     assert list((store.root / "d").iterdir()) == []
@@ -119,7 +129,10 @@ def _writer(tmp_path, root, tag, n, delay):
     script.write_text(WRITER)
     return subprocess.Popen(
         [sys.executable, str(script), str(root), "d", tag, str(n), str(delay)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=os.getcwd(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
     )
 
 

@@ -10,16 +10,30 @@ from datakit.schemas import RECORD_KINDS, load_schema
 from datakit.validate import RecordValidator, validate_file
 from tests.conftest import write_jsonl
 
-GOOD_CHAT = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+GOOD_CHAT = {
+    "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+}
 TOOL_CHAT = {
     "messages": [
         {"role": "system", "content": "You can call tools."},
         {"role": "user", "content": "Weather in Oslo?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}]},
-        {"role": "tool", "tool_call_id": "c1", "name": "weather", "content": "{\"temp\": 3}"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": {"city": "Oslo"}},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "name": "weather", "content": '{"temp": 3}'},
         {"role": "assistant", "content": "It is 3 degrees in Oslo."},
     ],
-    "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+    "tools": [
+        {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    ],
 }
 
 
@@ -50,7 +64,11 @@ def test_each_bad_input_gets_its_own_message(tmp_path):
     assert r.records == 9 and r.invalid == 8 and not r.ok
     got = problems(r)
     assert (2, "", "malformed JSON: unexpected end of data") in got
-    assert (3, "$.messages[0].role", "'robot' is not one of ['system', 'user', 'assistant', 'tool']") in got
+    assert (
+        3,
+        "$.messages[0].role",
+        "'robot' is not one of ['system', 'user', 'assistant', 'tool']",
+    ) in got
     assert (4, "$.messages", "[] should be non-empty") in got
     assert (5, "$.messages[0].content", "5 is not of type 'string', 'null'") in got
     assert (6, "$.messages[0]", "'content' is a required property") in got
@@ -61,7 +79,10 @@ def test_each_bad_input_gets_its_own_message(tmp_path):
 
 
 def test_full_error_list_for_one_record(tmp_path):
-    rec = {"messages": [{"role": "robot", "content": "x"}, {"role": "user", "content": 3}], "extra": 1}
+    rec = {
+        "messages": [{"role": "robot", "content": "x"}, {"role": "user", "content": 3}],
+        "extra": 1,
+    }
     r = validate_file(write_jsonl(tmp_path / "a.jsonl", [rec]), "chat")
     assert [p.path for p in r.problems] == ["$", "$.messages[0].role", "$.messages[1].content"]
 
@@ -93,7 +114,9 @@ def test_a_100_mb_line_is_reported_without_loading_it(tmp_path):
         out.write((json.dumps(GOOD_CHAT) + "\n").encode())
     r = validate_file(f)
     assert r.records == 3 and r.invalid == 1
-    assert problems(r) == [(2, "", "line is 100.0 MiB, over the 64 MiB limit per record (--max-line-mb)")]
+    assert problems(r) == [
+        (2, "", "line is 100.0 MiB, over the 64 MiB limit per record (--max-line-mb)")
+    ]
 
 
 def test_duplicate_ids_are_reported(tmp_path):
@@ -103,8 +126,16 @@ def test_duplicate_ids_are_reported(tmp_path):
 
 
 def test_kind_is_inferred_or_the_error_says_how_to_set_it(tmp_path):
-    assert validate_file(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}])).kind == "preference"
-    with pytest.raises(DatakitError, match=r"u.jsonl:1: cannot tell the record kind from the keys \(foo\); pass --schema KIND"):
+    assert (
+        validate_file(
+            write_jsonl(tmp_path / "p.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"}])
+        ).kind
+        == "preference"
+    )
+    with pytest.raises(
+        DatakitError,
+        match=r"u.jsonl:1: cannot tell the record kind from the keys \(foo\); pass --schema KIND",
+    ):
         validate_file(write_jsonl(tmp_path / "u.jsonl", [{"foo": 1}]))
 
 
@@ -117,10 +148,19 @@ def test_problem_list_is_capped_but_counts_are_exact(tmp_path):
 SAMPLES = {
     "chat": [GOOD_CHAT, TOOL_CHAT],
     "instruction": [{"instruction": "Add", "input": "1 2", "output": "3"}],
-    "preference": [{"prompt": "Q", "chosen": "good", "rejected": "bad"},
-                   {"prompt": [{"role": "user", "content": "Q"}], "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}],
+    "preference": [
+        {"prompt": "Q", "chosen": "good", "rejected": "bad"},
+        {
+            "prompt": [{"role": "user", "content": "Q"}],
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        },
+    ],
     "unpaired": [{"prompt": "Q", "completion": "A", "label": True}],
-    "eval_item": [{"prompt": "2+2?", "references": ["4"], "task": "math"}, {"messages": [{"role": "user", "content": "hi"}], "expected": "comply"}],
+    "eval_item": [
+        {"prompt": "2+2?", "references": ["4"], "task": "math"},
+        {"messages": [{"role": "user", "content": "hi"}], "expected": "comply"},
+    ],
     "prediction": [{"item_id": "x1", "output": "4", "model": "tiny"}],
 }
 JUNK = [None, 0, -1, 1.5, "", "x", True, [], [1], {}, {"role": "user"}, {"a": 1}]
