@@ -471,24 +471,38 @@ def validate_cmd(
 @click.option(
     "--data-root", type=click.Path(file_okay=False), help="Override the config's data_root."
 )
+@click.option("--only", multiple=True, help="Run only this step (repeatable).")
+@click.option("--force", is_flag=True, help="Re-run steps even when their config is unchanged.")
 @json_option
-def run_cmd(config: str, data_root: str | None, as_json: bool) -> None:
+@quiet_option
+def run_cmd(
+    config: str,
+    data_root: str | None,
+    only: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Run the data section of CONFIG (default pipeline.yaml).
 
-    The whole config is checked first; then tiny models it declares are built
-    if missing and each import becomes a dataset version (unchanged content
-    reuses the latest version, so a re-run writes nothing). `make data` runs this.
+    The whole config is checked first. Then tiny models it declares are built
+    if missing, each import becomes a dataset version, and the steps run in
+    order, each writing a new version of its output dataset (rejects with their
+    reasons in rejects.jsonl beside it). Unchanged imports and steps are
+    skipped; engine calls are cached under runs_root/cache, so an interrupted
+    run resumes where it stopped. `make data` runs this.
 
     \b
     Examples:
       datakit run
-      datakit run examples/pipeline.yaml --data-root /tmp/data
+      datakit run pipeline.yaml --only answers --force
+      datakit run examples/self-instruct.yaml --data-root /tmp/data -q
     """
     from .pipeline import run_data
 
-    s = run_data(config, data_root)
+    s = run_data(config, data_root, quiet=quiet, only=list(only) or None, force=force)
     if as_json:
-        echo_json({"models": s.models, "datasets": s.datasets})
+        echo_json({"models": s.models, "datasets": s.datasets, "steps": s.steps})
         return
     for m in s.models:
         click.echo(f"model {m['name']}: {'built' if m['built'] else 'present'} at {m['path']}")
@@ -496,6 +510,56 @@ def run_cmd(config: str, data_root: str | None, as_json: bool) -> None:
         click.echo(
             f"dataset {d['ref']}: {d['count']} {d['kind']} records{' (unchanged)' if d['reused'] else ''}"
         )
+    for st in s.steps:
+        click.echo(_step_line(st))
+
+
+def _step_line(st: dict) -> str:
+    line = f"step {st['name']} ({st['op']}): {st['ref']}, {st['count']} {st['kind']} records"
+    if st["skipped"]:
+        return line + " (unchanged, skipped)"
+    if st["drops"]:
+        line += "; dropped " + ", ".join(
+            f"{n} {r}" for r, n in sorted(st["drops"].items(), key=lambda x: -x[1])
+        )
+    for role, e in (st.get("engine") or {}).items():
+        line += f"; {role}: {e['model_calls']:.0f} calls, {e['cache_hits']:.0f} cached, {e['tokens_per_s']} tok/s"
+    return line
+
+
+@cli.group("generate", cls=Group)
+def generate_group() -> None:
+    """Grow datasets with an LLM engine: Self-Instruct, Evol-Instruct, responses, ...
+
+    Each subcommand reads a dataset version and writes the next version of -o
+    NAME. The same ops run as steps of pipeline.yaml (`datakit run`).
+
+    \b
+    Examples:
+      datakit generate self-instruct seeds -o grown --model runs/models/tiny
+      datakit generate respond grown -o answers --model runs/models/tiny
+      datakit generate preferences seeds -o prefs --model runs/models/tiny
+    """
+
+
+def _register_generators() -> None:
+    from .cli_generate import make_command
+
+    for op in (
+        "self_instruct",
+        "evol_instruct",
+        "respond",
+        "distill",
+        "augment",
+        "critique_revise",
+        "preferences",
+    ):
+        generate_group.add_command(make_command(op, op.replace("_", "-"), True))
+    cli.add_command(make_command("judge", "judge", True))
+    cli.add_command(make_command("filter", "filter", False))
+
+
+_register_generators()
 
 
 @cli.group("config", cls=Group)

@@ -1,8 +1,10 @@
-"""Run the data section of ``pipeline.yaml``: build declared tiny models, import sources.
+"""Run the data section of ``pipeline.yaml``: build declared tiny models, import sources,
+then run the generation and curation steps in order.
 
 Paths in the config are relative to the config file's directory. Each import becomes a new
-dataset version unless its content equals the latest version (then it is reused), so a
-re-run of an unchanged pipeline writes nothing.
+dataset version unless its content equals the latest version (then it is reused), and a
+step whose config, inputs and engines are unchanged is skipped, so a re-run of an unchanged
+pipeline writes nothing and calls no model.
 """
 
 from __future__ import annotations
@@ -23,6 +25,25 @@ log = logging.getLogger(__name__)
 class RunSummary:
     models: list[dict[str, Any]] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def engine_specs(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
+    """data.engines as EngineSpecs, with model names resolved through `models`."""
+    from .engines import EngineSpec
+
+    specs = {}
+    for name, e in cfg.get("data", {}).get("engines", {}).items():
+        model = e["model"]
+        if model in cfg.get("models", {}):
+            model = str(resolve_path(base, cfg["models"][model]["path"]))
+        elif e["backend"] != "openai" and (model.startswith(".") or Path(base / model).exists()):
+            model = str(resolve_path(base, model))
+        specs[name] = (
+            EngineSpec(e["backend"], model, dict(e.get("options", {}))),
+            e.get("batch_size", 256),
+        )
+    return specs
 
 
 def resolve_path(base: Path, p: str) -> Path:
@@ -30,7 +51,13 @@ def resolve_path(base: Path, p: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def run_data(config_path: str | Path, data_root: str | Path | None = None) -> RunSummary:
+def run_data(
+    config_path: str | Path,
+    data_root: str | Path | None = None,
+    quiet: bool = False,
+    only: list[str] | None = None,
+    force: bool = False,
+) -> RunSummary:
     cfg = load_config(config_path)
     base = Path(config_path).resolve().parent
     store = DatasetStore(

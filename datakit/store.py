@@ -204,13 +204,17 @@ class DatasetStore:
         message: str | None = None,
         source: str = "<records>",
         reuse_identical: bool = False,
+        extra_files: dict[str, Iterable[Any]] | None = None,
+        extra_stats: dict[str, Any] | None = None,
     ) -> Version:
         """Validate and store ``records`` as the next version of ``name``; atomic.
 
         Records get their content-hash ``id`` and a ``meta`` object if missing. An invalid
         record or a duplicate id raises DatakitError and leaves no version behind. With
         ``reuse_identical``, records byte-identical to the latest version (same kind) return
-        that version, marked ``reused``, instead of adding a copy.
+        that version, marked ``reused``, instead of adding a copy. ``extra_files`` (name ->
+        JSON rows, e.g. the rejects of a curation step) are written beside records.jsonl,
+        inside the same atomic rename; ``extra_stats`` are merged into the manifest stats.
         """
         if not NAME_RE.match(name):
             raise DatakitError(
@@ -252,6 +256,15 @@ class DatasetStore:
                 st = stats(written(), kind)
                 out.flush()
                 os.fsync(out.fileno())
+            for fname, rows in (extra_files or {}).items():
+                if "/" in fname or fname in ("records.jsonl", "manifest.json"):
+                    raise DatakitError(f"invalid extra file name {fname!r}")
+                with open(tmp / fname, "wb") as f:
+                    for row in rows:
+                        f.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            st.update(extra_stats or {})
             manifest: dict[str, Any] = {
                 "format_version": 1,
                 "name": name,

@@ -68,14 +68,71 @@ TINY_ARCH: dict[str, Any] = dict(
 )
 
 
+def demo_seeds() -> list[dict[str, Any]]:
+    with files("datakit.demo").joinpath("seeds.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def demo_texts() -> list[str]:
     """Text of the project's own demo seeds (shipped with the package)."""
-    out = []
-    with files("datakit.demo").joinpath("seeds.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            out.extend(v for k in ("instruction", "input", "output") if (v := rec.get(k)))
-    return out
+    return [
+        v for rec in demo_seeds() for k in ("instruction", "input", "output") if (v := rec.get(k))
+    ]
+
+
+def _pretrain_texts(tokenizer: Any, seed: int) -> list[str]:
+    """Chat exchanges and Self-Instruct-style task lists made from the demo seeds."""
+    import random
+
+    from .generate.prompts import SELF_INSTRUCT_TASKS
+
+    rng = random.Random(seed)
+    seeds = demo_seeds()
+    texts = []
+    for rec in seeds:
+        user = rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
+        msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
+        texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
+    for _ in range(len(seeds)):
+        shots = rng.sample([r["instruction"] for r in seeds], 9)
+        examples = "\n".join(f"Task {i + 1}: {t}" for i, t in enumerate(shots[:8]))
+        texts.append(
+            SELF_INSTRUCT_TASKS.format(examples=examples, next=9) + f" {shots[8]}\nTask 10:"
+        )
+    return texts
+
+
+def pretrain(
+    model: Any, tokenizer: Any, steps: int, seed: int, lr: float = 3e-3, batch_size: int = 8
+) -> list[float]:
+    """A few hundred steps of language modelling on the demo seeds, so the tiny model ends
+    its turns and continues task lists (a random model only babbles until max_tokens)."""
+    import random
+
+    import torch
+
+    texts = _pretrain_texts(tokenizer, seed)
+    enc = [
+        tokenizer(t, add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
+        for t in texts
+    ]
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    pad = tokenizer.pad_token_id
+    losses = []
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(enc, min(batch_size, len(enc)))
+        width = max(len(x) for x in batch)
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x in batch])
+        labels = torch.tensor([x + [-100] * (width - len(x)) for x in batch])
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    model.eval()
+    return losses
 
 
 def _texts_from_files(paths: Iterable[str | Path]) -> list[str]:
@@ -122,11 +179,13 @@ def init_tiny(
     vocab_size: int = 1024,
     text_files: Iterable[str | Path] = (),
     force: bool = False,
+    train_steps: int = 0,
 ) -> dict[str, Any]:
     """Write a tiny random Llama + tokenizer to ``out_dir``; deterministic for a seed.
 
-    Written to a sibling temp directory and renamed, so a crash leaves no half model.
-    Returns a summary (parameters, vocabulary, path).
+    With ``train_steps`` it is first trained that many steps on the demo seeds. Written to a
+    sibling temp directory and renamed, so a crash leaves no half model. Returns a summary
+    (parameters, vocabulary, path, training loss).
     """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
@@ -151,6 +210,9 @@ def init_tiny(
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    # Deterministic per seed: the same seed gives the same bytes on a machine.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    losses = pretrain(model, tokenizer, train_steps, seed) if train_steps else []
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -166,6 +228,9 @@ def init_tiny(
             "parameters": sum(p.numel() for p in model.parameters()),
             "vocab_size": len(tokenizer),
             "seed": seed,
+            "train_steps": train_steps,
+            "loss_first": round(losses[0], 4) if losses else None,
+            "loss_last": round(losses[-1], 4) if losses else None,
             "architecture": "LlamaForCausalLM",
             **TINY_ARCH,
         }

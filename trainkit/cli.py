@@ -43,6 +43,13 @@ def cli(verbose: bool) -> None:
     type=click.Path(dir_okay=False),
     help="Extra text file(s) to train the tokenizer on (repeatable).",
 )
+@click.option(
+    "--train-steps",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="First train this many steps on the demo seeds, so the model ends its turns (~300 is plenty).",
+)
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
 @json_option
 def init_tiny_cmd(
@@ -50,6 +57,7 @@ def init_tiny_cmd(
     seed: int,
     vocab_size: int,
     text_files: tuple[str, ...],
+    train_steps: int,
     force: bool,
     as_json: bool,
 ) -> None:
@@ -57,25 +65,36 @@ def init_tiny_cmd(
 
     For offline tests and the demo: it loads in transformers, TRL, PEFT,
     bitsandbytes 4-bit and vLLM (CPU), and builds in seconds. The tokenizer is
-    trained on the project's demo seeds plus any --text files. Same seed, same
-    files: same model, byte for byte.
+    trained on the project's demo seeds plus any --text files. With
+    --train-steps the weights are trained on the demo seeds first (random
+    weights babble until max_tokens). Same seed, same files: same model.
 
     \b
     Examples:
       trainkit init-tiny runs/models/tiny
       trainkit init-tiny /tmp/tiny --seed 1 --vocab-size 2048 --text corpus.txt
+      trainkit init-tiny runs/models/tiny-trained --train-steps 300
     """
     from datakit.tiny import init_tiny
 
     summary = init_tiny(
-        out_dir, seed=seed, vocab_size=vocab_size, text_files=text_files, force=force
+        out_dir,
+        seed=seed,
+        vocab_size=vocab_size,
+        text_files=text_files,
+        force=force,
+        train_steps=train_steps,
     )
     if as_json:
         echo_json(summary)
-    else:
-        click.echo(
-            f"tiny model at {summary['path']}: {summary['parameters']:,} parameters, vocabulary {summary['vocab_size']}"
-        )
+        return
+    trained = ""
+    if summary["train_steps"]:
+        trained = f", trained {summary['train_steps']} steps (loss {summary['loss_first']} -> {summary['loss_last']})"
+    click.echo(
+        f"tiny model at {summary['path']}: {summary['parameters']:,} parameters, "
+        f"vocabulary {summary['vocab_size']}{trained}"
+    )
 
 
 def main() -> None:

@@ -100,6 +100,10 @@ def build_engine(
     where: str = "engine",
 ) -> CachedEngine:
     check_spec(spec, where)
+    if quiet and spec.backend in ("transformers", "vllm"):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     engine = _cls(spec.backend)(spec.model, **spec.options)
     cache = RequestCache(cache_path) if cache_path is not None else None
     return CachedEngine(engine, cache, batch_size=batch_size, quiet=quiet)

@@ -80,6 +80,8 @@ class OpenAIEngine:
             e,
             (
                 GarbageResponse,
+                ValueError,  # a 200 whose body is not JSON
+                o.APIResponseValidationError,
                 o.APIConnectionError,
                 o.APITimeoutError,
                 o.RateLimitError,
@@ -91,7 +93,9 @@ class OpenAIEngine:
 
     async def _with_retries(self, i: int, r: Request) -> Result:
         last: Exception | None = None
+        attempts = 0
         for attempt in range(self.max_retries + 1):
+            attempts += 1
             client = self.clients[(i + attempt) % len(self.clients)]
             try:
                 return await self._call(client, r)
@@ -117,7 +121,7 @@ class OpenAIEngine:
                 )
                 await asyncio.sleep(delay)
         msg = f"{type(last).__name__}: {str(last)[:200]}"
-        log.warning("request %d failed after %d attempts: %s", i, self.max_retries + 1, msg)
+        log.warning("request %d failed after %d attempt(s): %s", i, attempts, msg)
         return Result([], error=msg)
 
     async def _call(self, client: Any, r: Request) -> Result:

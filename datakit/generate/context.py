@@ -1,0 +1,73 @@
+"""What every generator gets: the engine, a seeded RNG, provenance and the rejects log."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engines import CachedEngine, Request, Result
+
+
+def template_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class GenContext:
+    engine: CachedEngine | None
+    seed: int = 0
+    quiet: bool = False
+    engines: dict[str, CachedEngine] = field(
+        default_factory=dict
+    )  # extra named engines (judge, teacher)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    drops: Counter = field(default_factory=Counter)
+    step: str = "generate"
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def request_seed(self, *parts: Any) -> int:
+        """A per-request seed from the run seed and the request's identity.
+
+        Independent of batch order, so a resumed run asks exactly the same requests.
+        """
+        h = hashlib.sha256(repr((self.seed, parts)).encode()).digest()
+        return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+    def generate(
+        self, requests: list[Request], desc: str, engine: CachedEngine | None = None
+    ) -> list[Result]:
+        eng = engine or self.engine
+        assert eng is not None, "this step needs an engine"
+        return eng.generate(requests, desc=desc)
+
+    def reject(self, reason: str, record: dict[str, Any], **detail: Any) -> None:
+        self.drops[reason] += 1
+        self.rejects.append({"reason": reason, **detail, "record": record})
+
+    def meta(
+        self,
+        source: str,
+        request: Request | None,
+        template: str | None = None,
+        template_text: str | None = None,
+        parents: list[str] | None = None,
+        engine: CachedEngine | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        eng = engine or self.engine
+        m: dict[str, Any] = {"source": source}
+        if eng is not None:
+            m.update(engine=eng.backend, model=eng.model)
+        if request is not None:
+            m["sampling"] = request.sampling()
+        if template is not None:
+            m["template"] = {"name": template, "hash": template_hash(template_text or "")}
+        if parents:
+            m["parents"] = parents
+        m.update(extra)
+        return m

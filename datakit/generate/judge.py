@@ -1,0 +1,155 @@
+"""LLM judge: pointwise rubric scores and pairwise A/B comparisons.
+
+Scores come through structured outputs (a JSON schema on vllm and vLLM servers, one choice
+per criterion on the transformers backend), so they always parse. The judge's raw output and
+the rubric version go into ``meta.judge``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..engines import CachedEngine, Request
+from . import prompts
+from .context import GenContext
+
+CRITERIA = ("clarity", "helpfulness", "accuracy")
+
+
+def exchange(rec: dict[str, Any]) -> tuple[str, str]:
+    """(instruction, response) of an instruction or chat record."""
+    if "instruction" in rec:
+        inst = rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
+        return inst, rec["output"]
+    msgs = rec["messages"]
+    last_a = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+    user = next(m for m in reversed(msgs[:last_a]) if m["role"] == "user")
+    return user.get("content") or "", msgs[last_a].get("content") or ""
+
+
+def _judge_engine(ctx: GenContext) -> CachedEngine:
+    eng = ctx.engines.get("judge", ctx.engine)
+    assert eng is not None
+    return eng
+
+
+def score(
+    pairs: list[tuple[str, str]],
+    ctx: GenContext,
+    scale: tuple[int, int] = (1, 5),
+    desc: str = "judge",
+) -> list[dict[str, Any]]:
+    """Rubric scores for (instruction, response) pairs: per-criterion scores and quality in [0, 1]."""
+    lo, hi = scale
+    eng = _judge_engine(ctx)
+    texts = [
+        prompts.JUDGE_POINTWISE.format(lo=lo, hi=hi, instruction=i, response=r) for i, r in pairs
+    ]
+    out: list[dict[str, Any]] = []
+    if eng.backend == "transformers":  # no JSON constraint there: one choice per criterion
+        labels = tuple(str(v) for v in range(lo, hi + 1))
+        reqs = [
+            Request.chat(
+                [{"role": "user", "content": f"{t}\n\nScore for {c} only:"}],
+                choice=labels,
+                temperature=0.0,
+                max_tokens=4,
+            )
+            for t in texts
+            for c in CRITERIA
+        ]
+        res = eng.generate(reqs, desc=desc)
+        for k in range(len(pairs)):
+            chunk = res[k * len(CRITERIA) : (k + 1) * len(CRITERIA)]
+            if not all(r.ok for r in chunk):
+                out.append({"error": next(r.error for r in chunk if not r.ok)})
+                continue
+            scores = {c: int(r.text) for c, r in zip(CRITERIA, chunk, strict=True)}
+            out.append(_summary(scores, json.dumps(scores), lo, hi))
+        return out
+    schema = {
+        "type": "object",
+        "properties": {c: {"type": "integer", "enum": list(range(lo, hi + 1))} for c in CRITERIA},
+        "required": list(CRITERIA),
+        "additionalProperties": False,
+    }
+    reqs = [
+        Request.chat(
+            [{"role": "user", "content": t}], json_schema=schema, temperature=0.0, max_tokens=64
+        )
+        for t in texts
+    ]
+    for r in eng.generate(reqs, desc=desc):
+        if not r.ok:
+            out.append({"error": r.error})
+            continue
+        try:
+            raw = json.loads(r.text)
+            scores = {c: int(raw[c]) for c in CRITERIA}
+            if not all(lo <= v <= hi for v in scores.values()):
+                raise ValueError("score out of range")
+        except (ValueError, KeyError, TypeError) as e:
+            out.append({"error": f"unparseable judge output: {e}", "raw": r.text[:500]})
+            continue
+        out.append(_summary(scores, r.text, lo, hi))
+    return out
+
+
+def _summary(scores: dict[str, int], raw: str, lo: int, hi: int) -> dict[str, Any]:
+    quality = sum((v - lo) / (hi - lo) for v in scores.values()) / len(scores)
+    return {"scores": scores, "quality": round(quality, 4), "raw": raw}
+
+
+def compare(
+    items: list[tuple[str, str, str]], ctx: GenContext, desc: str = "pairwise judge"
+) -> list[str]:
+    """For (instruction, a, b): "a", "b" or "tie". Both orders are asked; disagreement is a tie."""
+    eng = _judge_engine(ctx)
+    reqs = []
+    for inst, a, b in items:
+        for x, y in ((a, b), (b, a)):
+            reqs.append(
+                Request.chat(
+                    [
+                        {
+                            "role": "user",
+                            "content": prompts.JUDGE_PAIRWISE.format(instruction=inst, a=x, b=y),
+                        }
+                    ],
+                    choice=("A", "B", "tie"),
+                    temperature=0.0,
+                    max_tokens=4,
+                )
+            )
+    res = eng.generate(reqs, desc=desc)
+    verdicts = []
+    for k in range(len(items)):
+        first, second = res[2 * k], res[2 * k + 1]
+        if not (first.ok and second.ok):
+            verdicts.append("tie")
+            continue
+        v1 = {"A": "a", "B": "b"}.get(first.text.strip(), "tie")
+        v2 = {"A": "b", "B": "a"}.get(second.text.strip(), "tie")  # order swapped
+        verdicts.append(v1 if v1 == v2 else "tie")
+    return verdicts
+
+
+def run(
+    records: list[dict[str, Any]], ctx: GenContext, scale_min: int = 1, scale_max: int = 5
+) -> list[dict[str, Any]]:
+    """Pointwise-judge every record; scores land in meta.judge, records are otherwise unchanged."""
+    eng = _judge_engine(ctx)
+    results = score([exchange(r) for r in records], ctx, (scale_min, scale_max))
+    out = []
+    for rec, res in zip(records, results, strict=True):
+        judged = {
+            **res,
+            "rubric": prompts.RUBRIC_VERSION,
+            "scale": [scale_min, scale_max],
+            "engine": eng.backend,
+            "model": eng.model,
+        }
+        meta = {**(rec.get("meta") or {}), "judge": judged}
+        out.append({**rec, "meta": meta})
+    return out

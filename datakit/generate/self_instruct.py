@@ -1,0 +1,234 @@
+"""Self-Instruct (Wang et al. 2022): grow new instructions from a seed pool.
+
+Each round asks the model to continue a numbered task list made of few-shot examples (by
+default 6 human seeds and 2 machine-made instructions, as in the paper), drops candidates by
+heuristics and by ROUGE-L novelty against everything pooled so far, then writes one instance
+(input/output) per new instruction: output-first for classification tasks, input-first
+otherwise. Every drop is counted by reason and kept in the rejects file.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+
+from ..engines import Request
+from ..novelty import NoveltyIndex
+from . import prompts
+from .context import GenContext
+
+BLACKLIST = (
+    "image",
+    "images",
+    "graph",
+    "graphs",
+    "picture",
+    "pictures",
+    "file",
+    "files",
+    "map",
+    "maps",
+    "draw",
+    "plot",
+    "go to",
+    "video",
+    "audio",
+    "music",
+    "flowchart",
+    "diagram",
+)
+_BLACKLIST_RE = re.compile(
+    r"\b(" + "|".join(re.escape(w) for w in BLACKLIST) + r")\b", re.IGNORECASE
+)
+_TASK_SPLIT = re.compile(r"\n\s*Task\s*\d+\s*[:.]\s*")
+
+
+def heuristic_reason(text: str, truncated: bool, min_words: int, max_words: int) -> str | None:
+    """Why a candidate instruction is dropped before the novelty check, or None."""
+    if truncated:
+        return "truncated"
+    if not text:
+        return "empty"
+    n = len(text.split())
+    if n < min_words:
+        return "too_few_words"
+    if n > max_words:
+        return "too_many_words"
+    if _BLACKLIST_RE.search(text):
+        return "blacklisted_word"
+    if text[0] in string.punctuation:
+        return "starts_with_punctuation"
+    if not text[0].isascii():
+        return "non_ascii_start"
+    return None
+
+
+def split_tasks(continuation: str) -> list[str]:
+    """The model continues "Task 9:"; everything up to the next "Task N:" is one task."""
+    return [" ".join(p.split()) for p in _TASK_SPLIT.split(continuation)]
+
+
+def _parse_input_first(text: str) -> tuple[str, str] | None:
+    head, sep, tail = text.partition("\nOutput:")
+    if not sep:
+        return None
+    inp = head.strip()
+    if inp.lower() in ("<none>", "none", "<noinput>", "n/a", ""):
+        inp = ""
+    out = re.split(r"\n\s*\n|\nTask:", tail, maxsplit=1)[0].strip()
+    return (inp, out) if out else None
+
+
+def _parse_output_first(text: str) -> tuple[str, str] | None:
+    label, sep, tail = text.partition("\nInput:")
+    if not sep:
+        return None
+    inp = re.split(r"\n\s*\n|\nTask:", tail, maxsplit=1)[0].strip()
+    label = label.strip()
+    return (inp, label) if label and inp else None
+
+
+def run(
+    records: list[dict[str, Any]],
+    ctx: GenContext,
+    num_instructions: int = 50,
+    num_shots: int = 8,
+    human_shots: int = 6,
+    rouge_threshold: float = 0.7,
+    min_words: int = 3,
+    max_words: int = 150,
+    max_rounds: int = 20,
+    prompts_per_round: int = 16,
+    temperature: float = 0.7,
+    top_p: float = 0.5,
+    max_tokens: int = 512,
+    instance_max_tokens: int = 256,
+) -> list[dict[str, Any]]:
+    seeds = [r for r in records if r.get("instruction")]
+    seed_texts = [r["instruction"] for r in seeds]
+    seed_ids = {r["instruction"]: r["id"] for r in seeds}
+    index = NoveltyIndex(seed_texts, threshold=rouge_threshold)
+    machine: list[tuple[str, list[str], Request]] = []  # (instruction, parent ids, request)
+
+    for rnd in range(max_rounds):
+        if len(machine) >= num_instructions:
+            break
+        requests, shot_parents = [], []
+        for b in range(prompts_per_round):
+            n_machine = min(num_shots - human_shots, len(machine))
+            n_human = min(num_shots - n_machine, len(seed_texts))
+            shots = ctx.rng.sample(seed_texts, n_human) + [
+                m[0] for m in ctx.rng.sample(machine, n_machine)
+            ]
+            ctx.rng.shuffle(shots)
+            examples = "\n".join(f"Task {i + 1}: {t}" for i, t in enumerate(shots))
+            prompt = prompts.SELF_INSTRUCT_TASKS.format(examples=examples, next=len(shots) + 1)
+            requests.append(
+                Request(
+                    prompt=prompt,
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    seed=ctx.request_seed("self_instruct", rnd, b),
+                )
+            )
+            shot_parents.append([seed_ids[s] for s in shots if s in seed_ids])
+        results = ctx.generate(requests, desc=f"self-instruct round {rnd + 1}")
+        candidates: list[tuple[str, list[str], Request]] = []
+        for req, parents, res in zip(requests, shot_parents, results, strict=True):
+            if not res.ok:
+                ctx.reject("engine_error", {"prompt": req.prompt[-200:]}, error=res.error)
+                continue
+            comp = res.completions[0]
+            parts = split_tasks(comp.text)
+            for k, text in enumerate(parts):
+                truncated = comp.finish_reason == "length" and k == len(parts) - 1
+                reason = heuristic_reason(text, truncated, min_words, max_words)
+                if reason:
+                    ctx.reject(reason, {"instruction": text})
+                else:
+                    candidates.append((text, parents, req))
+        keep, maxes = index.filter([c[0] for c in candidates])
+        for cand, ok, m in zip(candidates, keep, maxes, strict=True):
+            if ok:
+                machine.append(cand)
+            else:
+                ctx.reject("too_similar", {"instruction": cand[0]}, rouge_l=round(m, 4))
+    machine = machine[:num_instructions]
+    return _instances(machine, ctx, instance_max_tokens)
+
+
+def _instances(
+    machine: list[tuple[str, list[str], Request]], ctx: GenContext, max_tokens: int
+) -> list[dict[str, Any]]:
+    """One input/output instance per instruction; classification tasks output-first."""
+    if not machine:
+        return []
+    cls_reqs = [
+        Request(
+            prompt=prompts.SELF_INSTRUCT_IS_CLASSIFICATION.format(instruction=m[0]),
+            choice=("yes", "no"),
+            temperature=0.0,
+            max_tokens=3,
+            seed=ctx.request_seed("is_cls", m[0]),
+        )
+        for m in machine
+    ]
+    is_cls = [
+        r.ok and r.text.strip().lower() == "yes"
+        for r in ctx.generate(cls_reqs, desc="classify tasks")
+    ]
+    inst_reqs = []
+    for (text, _, _), c in zip(machine, is_cls, strict=True):
+        tmpl = prompts.SELF_INSTRUCT_OUTPUT_FIRST if c else prompts.SELF_INSTRUCT_INPUT_FIRST
+        inst_reqs.append(
+            Request(
+                prompt=tmpl.format(instruction=text),
+                temperature=0.0,
+                max_tokens=max_tokens,
+                seed=ctx.request_seed("instance", text),
+                stop=("\nTask:",),
+            )
+        )
+    out = []
+    for (text, parents, gen_req), c, res in zip(
+        machine, is_cls, ctx.generate(inst_reqs, desc="instances"), strict=True
+    ):
+        if not res.ok:
+            ctx.reject("engine_error", {"instruction": text}, error=res.error)
+            continue
+        comp = res.completions[0]
+        if comp.finish_reason == "length":
+            ctx.reject("instance_truncated", {"instruction": text, "raw": comp.text[:500]})
+            continue
+        parsed = (_parse_output_first if c else _parse_input_first)(comp.text)
+        if parsed is None:
+            ctx.reject("instance_unparseable", {"instruction": text, "raw": comp.text[:500]})
+            continue
+        inp, output = parsed
+        tname = "SELF_INSTRUCT_OUTPUT_FIRST" if c else "SELF_INSTRUCT_INPUT_FIRST"
+        out.append(
+            {
+                "instruction": text,
+                "input": inp,
+                "output": output,
+                "meta": ctx.meta(
+                    "self_instruct",
+                    gen_req,
+                    "SELF_INSTRUCT_TASKS",
+                    prompts.SELF_INSTRUCT_TASKS,
+                    parents=parents,
+                    is_classification=c,
+                    instance_template={"name": tname, "hash": _h(prompts.template_text(tname))},
+                    seed=gen_req.seed,
+                ),
+            }
+        )
+    return out
+
+
+def _h(text: str) -> str:
+    from .context import template_hash
+
+    return template_hash(text)

@@ -1,0 +1,242 @@
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from datakit.engines import (
+    CachedEngine,
+    EngineSpec,
+    Request,
+    RequestCache,
+    Result,
+    build_engine,
+    check_spec,
+)
+from datakit.engines.base import Completion
+from datakit.engines.cache import request_key
+from datakit.errors import DatakitError
+
+
+class CountingEngine:
+    """A stand-in backend for the caching logic: answers with the prompt reversed."""
+
+    backend, model = "test", "m"
+
+    def __init__(self, fail=()):
+        self.calls = []
+        self.fail = set(fail)
+
+    def generate(self, requests):
+        self.calls.append(len(requests))
+        return [
+            Result([], error="boom")
+            if r.prompt in self.fail
+            else Result([Completion(r.prompt[::-1], "stop", len(r.prompt))], 3)
+            for r in requests
+        ]
+
+    def close(self):
+        pass
+
+
+def test_request_validation():
+    with pytest.raises(DatakitError, match="exactly one of messages or prompt"):
+        Request()
+    with pytest.raises(DatakitError, match="at most one of json_schema, choice, regex"):
+        Request(prompt="x", choice=("a",), regex="a")
+
+
+def test_cache_hits_dedup_and_errors(tmp_path):
+    eng = CountingEngine(fail={"bad"})
+    ce = CachedEngine(eng, RequestCache(tmp_path / "c.jsonl"), batch_size=2, quiet=True)
+    reqs = [Request(prompt=p, seed=1) for p in ("abc", "de", "abc", "bad", "fgh")]
+    out = ce.generate(reqs)
+    assert [r.text for r in out] == ["cba", "ed", "cba", "", "hgf"]
+    assert eng.calls == [2, 2]  # four distinct requests in batches of two
+    assert not out[3].ok and ce.stats.errors == 1
+    ce.close()
+    # Re-open: everything but the failed request comes from the cache.
+    eng2 = CountingEngine()
+    ce2 = CachedEngine(eng2, RequestCache(tmp_path / "c.jsonl"), quiet=True)
+    out2 = ce2.generate(reqs)
+    assert eng2.calls == [1] and [r.text for r in out2] == ["cba", "ed", "cba", "dab", "hgf"]
+    assert all(r.cached for i, r in enumerate(out2) if i != 3)
+
+
+def test_cache_key_covers_seed_and_model():
+    a = request_key("vllm", "m", Request(prompt="x", seed=1))
+    assert a != request_key("vllm", "m", Request(prompt="x", seed=2))
+    assert a != request_key("vllm", "m2", Request(prompt="x", seed=1))
+    assert a == request_key("vllm", "m", Request(prompt="x", seed=1))
+
+
+def test_torn_cache_line_is_cut_off(tmp_path):
+    c = RequestCache(tmp_path / "c.jsonl")
+    c.put_many([("k1", Result([Completion("a", "stop", 1)]))])
+    c.close()
+    with open(tmp_path / "c.jsonl", "ab") as f:
+        f.write(b'{"k": "k2", "r": {"compl')  # a write killed halfway
+    c = RequestCache(tmp_path / "c.jsonl")
+    assert len(c) == 1 and c.get("k1").text == "a" and c.get("k2") is None
+    c.put_many([("k3", Result([Completion("b", "stop", 1)]))])
+    c.close()
+    lines = (tmp_path / "c.jsonl").read_bytes().splitlines()
+    assert [json.loads(x)["k"] for x in lines] == ["k1", "k3"]
+
+
+def test_bad_engine_specs_fail_before_work(tmp_path):
+    with pytest.raises(
+        DatakitError,
+        match="engine: unknown backend 'vlm'; choose one of: vllm, openai, transformers",
+    ):
+        check_spec(EngineSpec("vlm", "m"))
+    with pytest.raises(DatakitError, match=r"engine: model directory .*nope does not exist"):
+        check_spec(EngineSpec("transformers", str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatakitError, match=r"is not a model directory \(no config.json\)"):
+        check_spec(EngineSpec("transformers", str(tmp_path / "empty")))
+    with pytest.raises(DatakitError, match="the openai backend needs base_url"):
+        check_spec(EngineSpec("openai", "m"))
+    with pytest.raises(
+        DatakitError,
+        match="unknown option 'concurency' for the openai backend; did you mean 'concurrency'",
+    ):
+        check_spec(
+            EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:1/v1", "concurency": 2})
+        )
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """Chat-completions server whose behaviour is chosen by the user message."""
+
+    seen: dict = {}
+    lock = threading.Lock()
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        msg = body["messages"][-1]["content"]
+        with self.lock:
+            n = self.seen[msg] = self.seen.get(msg, 0) + 1
+        if msg.startswith("fail") and n <= int(msg[4:]):
+            return self._send(500, {"error": {"message": "overloaded"}})
+        if msg == "ratelimit" and n == 1:
+            return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+        if msg == "slow" and n == 1:
+            time.sleep(1.5)
+        if msg == "garbage":
+            return self._send(200, None, raw=b"<html>not json</html>")
+        if msg == "nochoices":
+            return self._send(
+                200,
+                {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []},
+            )
+        if msg == "badrequest":
+            return self._send(400, {"error": {"message": "bad"}})
+        port = self.server.server_address[1]
+        self._send(
+            200,
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"{msg}@{port}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            },
+        )
+
+    def _send(self, code, obj, headers=None, raw=None):
+        data = raw if raw is not None else json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # the client hanging up on the deliberately slow answer is expected
+
+
+@pytest.fixture
+def servers():
+    Flaky.seen = {}
+    srvs = [QuietServer(("127.0.0.1", 0), Flaky) for _ in range(2)]
+    for s in srvs:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield [f"http://127.0.0.1:{s.server_address[1]}/v1" for s in srvs]
+    for s in srvs:
+        s.shutdown()
+
+
+def test_openai_retries_spreads_and_keeps_the_rest(servers):
+    eng = build_engine(
+        EngineSpec(
+            "openai",
+            "m",
+            {
+                "base_url": servers,
+                "max_retries": 3,
+                "backoff": 0.01,
+                "timeout": 1.0,
+                "concurrency": 4,
+            },
+        ),
+        quiet=True,
+    )
+    prompts = [
+        "ok1",
+        "ok2",
+        "fail2",
+        "ratelimit",
+        "slow",
+        "garbage",
+        "nochoices",
+        "badrequest",
+        "fail9",
+    ]
+    out = eng.generate([Request.chat([{"role": "user", "content": p}]) for p in prompts])
+    got = {p: (r.text.split("@")[0] if r.ok else None) for p, r in zip(prompts, out, strict=True)}
+    assert got == {
+        "ok1": "ok1",
+        "ok2": "ok2",
+        "fail2": "fail2",
+        "ratelimit": "ratelimit",
+        "slow": "slow",
+        "garbage": None,
+        "nochoices": None,
+        "badrequest": None,
+        "fail9": None,
+    }
+    assert Flaky.seen["garbage"] == 4 and Flaky.seen["fail9"] == 4  # 1 try + 3 retries
+    assert Flaky.seen["badrequest"] == 1  # a 400 is not retried
+    assert "BadRequestError" in out[7].error
+    ports = {r.text.split("@")[1] for r in out[:2]}
+    assert len(ports) == 2  # consecutive requests went to different servers
+    assert eng.stats.errors == 4
+
+
+def test_openai_requires_key_for_remote_urls(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(DatakitError, match="environment variable NO_SUCH_KEY_VAR is not set"):
+        build_engine(
+            EngineSpec(
+                "openai",
+                "m",
+                {"base_url": "https://api.example.com/v1", "api_key_env": "NO_SUCH_KEY_VAR"},
+            )
+        )
