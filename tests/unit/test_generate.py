@@ -1,0 +1,326 @@
+import inspect
+import json
+
+import pytest
+
+from datakit.engines import CachedEngine, Completion, Request, Result
+from datakit.errors import DatakitError
+from datakit.generate import OPS, GenContext, evol, judge, preferences, self_instruct
+from datakit.generate.runner import EnginePool, op_function, op_params, run_step
+from datakit.schemas import load_schema
+
+
+class Scripted:
+    """A deterministic stand-in engine: ``answer(request) -> text`` (the real engines run in
+    the integration tests; these tests pin the generators' own rules)."""
+
+    backend, model = "scripted", "script"
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.seen = []
+
+    def generate(self, requests):
+        self.seen.extend(requests)
+        out = []
+        for r in requests:
+            text = self.answer(r)
+            out.append(
+                Result(
+                    [
+                        Completion(t, "stop", len(t.split()))
+                        for t in ([text] * r.n if isinstance(text, str) else text)
+                    ],
+                    5,
+                )
+            )
+        return out
+
+    def close(self):
+        pass
+
+
+def ctx_for(answer, **kw):
+    return GenContext(CachedEngine(Scripted(answer), quiet=True), quiet=True, **kw)
+
+
+def last_user(r: Request) -> str:
+    return r.messages[-1]["content"] if r.messages else r.prompt
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_op_parameters_in_schema_match_the_functions(op):
+    """The schema is the single source for op parameters: names and defaults must agree."""
+    props = load_schema("pipeline")["definitions"][f"params_{op}"]["properties"]
+    sig = inspect.signature(op_function(op))
+    fn_params = {k: p.default for k, p in sig.parameters.items() if k not in ("records", "ctx")}
+    assert set(props) == set(fn_params)
+    for k, prop in props.items():
+        if "default" in prop:
+            default = fn_params[k]
+            assert prop["default"] == (list(default) if isinstance(default, tuple) else default), k
+
+
+def test_op_params_errors_and_defaults():
+    assert op_params("filter", {})["min_quality"] == 0.7
+    with pytest.raises(
+        DatakitError, match="filter: min_quality: 2 is greater than the maximum of 1"
+    ):
+        op_params("filter", {"min_quality": 2})
+    with pytest.raises(DatakitError, match="Additional properties are not allowed"):
+        op_params("filter", {"min_qualty": 0.5})
+
+
+@pytest.mark.parametrize(
+    "text,truncated,reason",
+    [
+        ("Write a poem about rain.", False, None),
+        ("Write a poem about rain.", True, "truncated"),
+        ("Sort", False, "too_few_words"),
+        ("word " * 151, False, "too_many_words"),
+        ("Draw a picture of a cat.", False, "blacklisted_word"),
+        ("Plot the data on a graph please.", False, "blacklisted_word"),
+        ("Please go to the shop and buy milk.", False, "blacklisted_word"),
+        ("Explain mapping functions in Python.", False, None),  # "map" only as a whole word
+        ("- List three fruits you like.", False, "starts_with_punctuation"),
+        ("Éxplain the rules of chess.", False, "non_ascii_start"),
+        ("", False, "empty"),
+    ],
+)
+def test_self_instruct_heuristics(text, truncated, reason):
+    assert self_instruct.heuristic_reason(" ".join(text.split()), truncated, 3, 150) == reason
+
+
+def test_split_tasks_and_instance_parsing():
+    assert self_instruct.split_tasks(
+        " Name a fruit.\nTask 10: List two rivers.\n Task 11 : Say hi there."
+    ) == ["Name a fruit.", "List two rivers.", "Say hi there."]
+    assert self_instruct._parse_input_first(" <none>\nOutput: 4\n\nTask: x") == ("", "4")
+    assert self_instruct._parse_input_first(" 2 + 2\nOutput: 4") == ("2 + 2", "4")
+    assert self_instruct._parse_input_first(" no output here") is None
+    assert self_instruct._parse_output_first(" positive\nInput: I loved it.") == (
+        "I loved it.",
+        "positive",
+    )
+
+
+def test_self_instruct_flow_drops_copies_and_writes_instances():
+    seeds = [
+        {"id": f"s{i}", "instruction": t, "output": "x"}
+        for i, t in enumerate(
+            [
+                "Give three tips for sleeping well.",
+                "Convert the temperature to Fahrenheit.",
+                "Write a haiku about the sea.",
+                "List the planets in order.",
+                "Translate the sentence into French.",
+                "Summarise the paragraph.",
+                "Name a colour.",
+            ]
+        )
+    ]
+
+    def answer(r):
+        if r.choice:
+            return "yes" if "Classify" in r.prompt else "no"
+        if r.prompt.startswith("Come up"):
+            return " Give three tips for sleeping well.\nTask 10: Classify the animal as fish or bird.\nTask 11: Describe a rainy autumn morning in the city.\nTask 12: Draw a map"
+        if "Class label:" in r.prompt:
+            return " bird\nInput: sparrow"
+        return " <none>\nOutput: Grey clouds hang low over wet streets."
+
+    ctx = ctx_for(answer, seed=3)
+    out = self_instruct.run(seeds, ctx, num_instructions=2, prompts_per_round=2, max_rounds=3)
+    assert [(r["instruction"], r["input"], r["output"]) for r in out] == [
+        ("Classify the animal as fish or bird.", "sparrow", "bird"),
+        (
+            "Describe a rainy autumn morning in the city.",
+            "",
+            "Grey clouds hang low over wet streets.",
+        ),
+    ]
+    assert (
+        out[0]["meta"]["is_classification"] is True and out[1]["meta"]["is_classification"] is False
+    )
+    assert (
+        out[0]["meta"]["source"] == "self_instruct"
+        and out[0]["meta"]["template"]["name"] == "SELF_INSTRUCT_TASKS"
+    )
+    assert set(out[0]["meta"]["parents"]) <= {s["id"] for s in seeds}
+    assert ctx.drops["too_similar"] >= 2 and ctx.drops["truncated"] == 0
+    assert ctx.drops["too_few_words"] + ctx.drops["blacklisted_word"] >= 2
+    assert all(r["reason"] for r in ctx.rejects)
+
+
+def test_self_instruct_shot_mix_is_human_then_machine():
+    seeds = [
+        {"id": f"s{i}", "instruction": f"Seed task number {w} about things.", "output": "x"}
+        for i, w in enumerate("abcdefghij")
+    ]
+    news = iter(
+        [
+            f" Brand new task {w} for the model to try out.\nTask 10: Another fresh {w} idea entirely different here."
+            for w in "klmnopqrstuvwxyz"
+        ]
+    )
+    ctx = ctx_for(
+        lambda r: (
+            "no"
+            if r.choice
+            else (next(news) if r.prompt.startswith("Come up") else " x\nOutput: y")
+        )
+    )
+    self_instruct.run(seeds, ctx, num_instructions=6, prompts_per_round=1, max_rounds=4)
+    task_prompts = [
+        r.prompt for r in ctx.engine.engine.seen if r.prompt and r.prompt.startswith("Come up")
+    ]
+    human = [sum("Seed task" in line for line in p.splitlines()) for p in task_prompts]
+    assert human[0] == 8 and human[1] == 6  # 8 seeds until machine ones exist, then 6 + 2
+
+
+def test_evol_elimination_rules():
+    assert evol.elimination_reason("#Rewritten Prompt#: do X") == "copies_template_words"
+    assert evol.elimination_reason("Is it the?!") == "only_stop_words_or_punctuation"
+    assert evol.elimination_reason("Explain tides in detail, using the Moon's orbit.") is None
+    assert evol.is_apology("I'm sorry, I cannot help with that.")
+    assert not evol.is_apology("Sorry " + "word " * 90)
+
+
+def test_evol_eliminated_return_to_the_pool():
+    def answer(r):
+        text = last_user(r)
+        if r.choice:  # information gain: the first seed's rewrite is judged equal
+            return "equal" if "Alpha" in text.split("Second instruction:")[1] else "not_equal"
+        if "#Given Prompt#" in text:
+            given = text.split("#Given Prompt#:\n")[1].split("\n\n#")[0]
+            return f"{given} Also explain why."
+        return "Because it is so."
+
+    seeds = [
+        {"id": "a", "instruction": "Alpha task here.", "output": "x"},
+        {"id": "b", "instruction": "Beta task here.", "output": "y"},
+    ]
+    ctx = ctx_for(answer, seed=1)
+    out = evol.run(seeds, ctx, rounds=2, operations={"add_constraints": 1.0})
+    assert [r["instruction"] for r in out] == [
+        "Beta task here. Also explain why.",
+        "Beta task here. Also explain why. Also explain why.",
+    ]
+    assert [r["meta"]["evolution"]["chain"] for r in out] == [
+        ["add_constraints"],
+        ["add_constraints", "add_constraints"],
+    ]
+    assert ctx.drops == {"no_information_gain": 2}
+    # The eliminated Alpha was evolved again in round 2 from its original text.
+    rewrites = [
+        last_user(r)
+        for r in ctx.engine.engine.seen
+        if r.messages and "#Given Prompt#" in last_user(r)
+    ]
+    assert sum("Alpha task here.\n\n#Rewritten" in t for t in rewrites) == 2
+    with pytest.raises(DatakitError, match="unknown operation"):
+        evol.run(seeds, ctx, operations={"shorten": 1.0})
+
+
+def _judge_answer(quality_by_text):
+    def answer(r):
+        text = last_user(r)
+        if r.json_schema:
+            resp = text.split("Response: ")[1].split("\n\nAnswer with")[0]
+            v = quality_by_text.get(resp, 3)
+            return json.dumps({"clarity": v, "helpfulness": v, "accuracy": v})
+        return {0.3: "calm answer", 0.7: "medium answer", 1.0: "wild answer"}[r.temperature]
+
+    return answer
+
+
+def test_pointwise_preferences_pair_best_with_worst():
+    ctx = ctx_for(_judge_answer({"calm answer": 5, "medium answer": 3, "wild answer": 1}))
+    out = preferences.run([{"id": "p", "instruction": "Say something.", "output": "x"}], ctx)
+    assert len(out) == 1
+    assert out[0]["chosen"] == [{"role": "assistant", "content": "calm answer"}]
+    assert out[0]["rejected"] == [{"role": "assistant", "content": "wild answer"}]
+    assert out[0]["meta"]["chosen_quality"] == 1.0 and out[0]["meta"]["rejected_quality"] == 0.0
+
+
+def test_ties_and_identical_samples_never_pair():
+    ctx = ctx_for(_judge_answer({}))  # every response scores 3: a tie
+    assert preferences.run([{"id": "p", "instruction": "Say something.", "output": "x"}], ctx) == []
+    assert ctx.drops == {"tie": 1}
+    ctx = ctx_for(
+        lambda r: (
+            json.dumps({"clarity": 3, "helpfulness": 3, "accuracy": 3})
+            if r.json_schema
+            else "same answer"
+        )
+    )
+    assert preferences.run([{"id": "p", "instruction": "Say something.", "output": "x"}], ctx) == []
+    assert ctx.drops == {"fewer_than_two_distinct_samples": 1}
+
+
+def test_pairwise_judge_asks_both_orders_and_disagreement_is_a_tie():
+    # A judge that always prefers whatever is shown first: position bias, no real preference.
+    ctx = ctx_for(lambda r: "A")
+    assert judge.compare([("q", "x", "y")], ctx) == ["tie"]
+    # A judge that prefers the response containing "good" in both orders.
+    ctx = ctx_for(lambda r: "A" if "Response A: good" in last_user(r) else "B")
+    assert judge.compare([("q", "good", "bad"), ("q", "bad", "good")], ctx) == ["a", "b"]
+
+
+def test_pointwise_judge_and_filter_through_the_runner(store, tmp_path):
+    store.write(
+        "answers",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": f"Q{i}"},
+                    {"role": "assistant", "content": f"A{i}"},
+                ]
+            }
+            for i in range(4)
+        ],
+        "chat",
+    )
+    scripted = Scripted(
+        lambda r: json.dumps(
+            {
+                "clarity": 5,
+                "helpfulness": 5 if "A1" in last_user(r) or "A2" in last_user(r) else 1,
+                "accuracy": 5,
+            }
+        )
+    )
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            return CachedEngine(scripted, quiet=True)
+
+    from datakit.engines import EngineSpec
+
+    spec = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
+    res = run_step(
+        store, "judged", "judge", "answers", {}, {"engine": spec}, Pool(tmp_path), quiet=True
+    )
+    recs = list(res.version.records())
+    assert [r["meta"]["judge"]["quality"] for r in recs] == [0.6667, 1.0, 1.0, 0.6667]
+    assert recs[0]["meta"]["judge"]["rubric"] == "pointwise-v1"
+    res = run_step(store, "good", "filter", "judged", {"min_quality": 0.9}, {}, None)
+    assert [r["messages"][1]["content"] for r in res.version.records()] == ["A1", "A2"]
+    rejects = [json.loads(x) for x in (res.version.path / "rejects.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == ["below_min_quality"] * 2
+    assert res.version.manifest()["stats"]["drops"] == {"below_min_quality": 2}
+    assert res.version.manifest()["parents"] == ["judged@v1"]
+    # Unchanged step: skipped, no new version.
+    again = run_step(store, "good", "filter", "judged", {"min_quality": 0.9}, {}, None)
+    assert again.skipped and again.version.version == 1
+    changed = run_step(store, "good", "filter", "judged", {"min_quality": 0.5}, {}, None)
+    assert not changed.skipped and changed.version.version == 2
+
+
+def test_runner_refuses_wrong_input_kind(store):
+    store.write("prefs", [{"prompt": "p", "chosen": "a", "rejected": "b"}], "preference")
+    with pytest.raises(
+        DatakitError,
+        match=r"^grown: self_instruct reads instruction records, but prefs@v1 holds preference records$",
+    ):
+        run_step(store, "grown", "self_instruct", "prefs", {}, {}, None)
