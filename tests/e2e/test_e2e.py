@@ -93,12 +93,34 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert (tmp_path / "runs/models/tiny/config.json").is_file()
     manifest = json.loads((tmp_path / "data/demo-seeds/v1/manifest.json").read_text())
     assert manifest["count"] == 32 and manifest["kind"] == "instruction"
-    # A re-run reuses everything: no new version, no model rebuilt.
+    steps = ["grown", "evolved", "answers", "judged", "good", "prefs", "revised-prefs"]
+    for name in steps:
+        assert f"step {name} (" in out
+        m = json.loads((tmp_path / f"data/{name}/v1/manifest.json").read_text())
+        assert (tmp_path / f"data/{name}/v1/rejects.jsonl").is_file()
+        assert m["count"] + sum(m["stats"]["drops"].values()) >= 1, (
+            name
+        )  # every input went somewhere
+    judged = [
+        json.loads(x) for x in (tmp_path / "data/judged/v1/records.jsonl").read_text().splitlines()
+    ]
+    assert judged and all(
+        0.0 <= r["meta"]["judge"]["quality"] <= 1.0 for r in judged
+    )  # structured outputs parse
+    for r in (
+        json.loads(x) for x in (tmp_path / "data/prefs/v1/records.jsonl").read_text().splitlines()
+    ):
+        assert (
+            r["chosen"] != r["rejected"]
+            and r["meta"]["chosen_quality"] > r["meta"]["rejected_quality"]
+        )
+    # A re-run reuses everything: no new version, no model rebuilt, no step re-run.
     out = run(*env_make, "data").stdout
     assert (
         "model tiny: present" in out
         and "dataset demo-seeds@v1: 32 instruction records (unchanged)" in out
     )
+    assert out.count("(unchanged, skipped)") == len(steps)
     assert not (tmp_path / "data/demo-seeds/v2").exists()
 
 
