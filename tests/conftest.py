@@ -73,3 +73,13 @@ def write_jsonl(path: Path, rows) -> Path:
         for r in rows:
             f.write((r if isinstance(r, str) else json.dumps(r)) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory) -> Path:
+    """A tiny model trained 100 steps on the demo seeds: it ends its turns (~20 s)."""
+    from datakit.tiny import init_tiny
+
+    path = tmp_path_factory.mktemp("models") / "tiny-trained"
+    init_tiny(path, seed=0, train_steps=100)
+    return path
