@@ -1,0 +1,172 @@
+import json
+
+from datakit.cli import cli as datakit
+from tests.conftest import write_jsonl
+
+
+def seeds(cli, tmp_path):
+    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "Say hi.", "output": "hi"}])
+    assert cli(datakit, "import", "s.jsonl", "-n", "seeds")[0] == 0
+
+
+def test_generate_flags(cli, tmp_path):
+    seeds(cli, tmp_path)
+    code, out = cli(datakit, "generate", "respond", "seeds", "-o", "a")
+    assert (code, out.splitlines()[-1]) == (2, "Error: Missing option '--model'.")
+    code, out = cli(
+        datakit, "generate", "respond", "seeds", "-o", "a", "--backend", "openai", "--model", "m"
+    )
+    assert (code, out.splitlines()[-1]) == (2, "Error: --backend openai needs --base-url.")
+    code, out = cli(
+        datakit,
+        "generate",
+        "preferences",
+        "seeds",
+        "-o",
+        "p",
+        "--model",
+        "m",
+        "--temperatures",
+        "0.3,hot",
+    )
+    assert (
+        code == 2
+        and "Invalid value for --temperatures: expected numbers separated by commas, got '0.3,hot'"
+        in out
+    )
+    code, out = cli(
+        datakit,
+        "generate",
+        "respond",
+        "seeds",
+        "-o",
+        "a",
+        "--model",
+        "m",
+        "--engine-option",
+        "novalue",
+    )
+    assert code == 2 and "expected KEY=VALUE, got 'novalue'" in out
+
+
+def test_generate_bad_input_and_engine_fail_before_work(cli, tmp_path):
+    seeds(cli, tmp_path)
+    code, out = cli(
+        datakit,
+        "generate",
+        "respond",
+        "nope",
+        "-o",
+        "a",
+        "--backend",
+        "transformers",
+        "--model",
+        "m",
+    )
+    assert (code, out) == (1, "Error: no dataset named 'nope'; datasets under data: seeds\n")
+    code, out = cli(
+        datakit,
+        "generate",
+        "respond",
+        "seeds",
+        "-o",
+        "a",
+        "--backend",
+        "transformers",
+        "--model",
+        str(tmp_path / "missing"),
+    )
+    assert (code, out) == (
+        1,
+        f"Error: a: engine: model directory {tmp_path / 'missing'} does not exist\n",
+    )
+    code, out = cli(
+        datakit,
+        "generate",
+        "respond",
+        "seeds",
+        "-o",
+        "a",
+        "--backend",
+        "openai",
+        "--model",
+        "m",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--engine-option",
+        "retries=3",
+    )
+    assert code == 1 and out.startswith(
+        "Error: a: engine: unknown option 'retries' for the openai backend"
+    )
+    code, out = cli(
+        datakit,
+        "generate",
+        "self-instruct",
+        "seeds",
+        "-o",
+        "g",
+        "--backend",
+        "transformers",
+        "--model",
+        "m",
+        "--num-shots",
+        "0",
+    )
+    assert (code, out) == (1, "Error: self_instruct: num_shots: 0 is less than the minimum of 1\n")
+    assert not (tmp_path / "data" / "a").exists() and not (tmp_path / "data" / "g").exists()
+
+
+def test_run_checks_step_references_before_any_work(cli, tmp_path):
+    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "Say hi.", "output": "hi"}])
+    (tmp_path / "p.yaml").write_text(
+        "models:\n  tiny: {path: m, init_tiny: {seed: 0}}\n"
+        "data:\n  engines:\n    e: {backend: transformers, model: tiny}\n"
+        "  imports:\n    - {name: seeds, source: s.jsonl}\n"
+        "  steps:\n    - {name: answers, op: respond, input: seeds, engine: big}\n"
+    )
+    code, out = cli(datakit, "run", "p.yaml")
+    assert (code, out) == (
+        1,
+        "Error: data.steps[0] (answers): engine 'big' is not in data.engines (e)\n",
+    )
+    assert (
+        not (tmp_path / "m").exists() and not (tmp_path / "data").exists()
+    )  # no model built, nothing imported
+
+
+def test_run_unknown_op_param_is_a_config_error(cli, tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "data:\n  steps:\n    - {name: good, op: filter, input: x, params: {min_qualty: 0.5}}\n"
+    )
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert (
+        code == 1
+        and "p.yaml:3: data.steps[0].params.min_qualty: unknown key; did you mean 'min_quality'?"
+        in out
+    )
+
+
+def test_filter_command(cli, tmp_path):
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                {"role": "assistant", "content": f"a{i}"},
+            ],
+            "meta": {"judge": {"quality": q}},
+        }
+        for i, q in enumerate([0.9, 0.5, 0.75])
+    ]
+    rows.append(
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    )
+    write_jsonl(tmp_path / "j.jsonl", rows)
+    cli(datakit, "import", "j.jsonl", "-n", "judged")
+    code, out = cli(datakit, "filter", "judged", "-o", "good", "--min-quality", "0.7")
+    assert (code, out) == (
+        0,
+        "step good (filter): good@v1, 2 chat records; dropped 1 below_min_quality, 1 not_judged\n",
+    )
+    code, out = cli(datakit, "filter", "judged", "-o", "good", "--min-quality", "0.7", "--json")
+    assert code == 0 and json.loads(out)["skipped"] is True
