@@ -29,6 +29,7 @@ class GenContext:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self.sampling: dict[str, Any] = {}  # a generator's own sampling summary, for meta
 
     def request_seed(self, *parts: Any) -> int:
         """A per-request seed from the run seed and the request's identity.

@@ -25,6 +25,12 @@ def run(
     min_margin: float = 0.0,
     emit: str = "preference",
 ) -> list[dict[str, Any]]:
+    ctx.sampling = {
+        "temperatures": list(temperatures),
+        "n": samples_per_temperature,
+        "max_tokens": max_tokens,
+        "top_p": 1.0,
+    }
     convs = [prompt_messages(r) for r in records]
     reqs = [
         Request.chat(
@@ -129,6 +135,13 @@ def _emit(
     meta = ctx.meta(
         "preferences",
         None,
+        sampling={
+            **ctx.sampling,
+            "seeds": {
+                str(t): ctx.request_seed("preferences", rec["id"], t)
+                for t in ctx.sampling["temperatures"]
+            },
+        },
         parents=[rec["id"]],
         chosen_temperature=best[1],
         rejected_temperature=worst[1],

@@ -324,3 +324,41 @@ def test_runner_refuses_wrong_input_kind(store):
         match=r"^grown: self_instruct reads instruction records, but prefs@v1 holds preference records$",
     ):
         run_step(store, "grown", "self_instruct", "prefs", {}, {}, None)
+
+
+def test_preference_meta_records_sampling():
+    ctx = ctx_for(_judge_answer({"calm answer": 5, "wild answer": 1}))
+    out = preferences.run(
+        [{"id": "p", "instruction": "Say something.", "output": "x"}],
+        ctx,
+        temperatures=[0.3, 1.0],
+        max_tokens=50,
+    )
+    m = out[0]["meta"]
+    assert m["sampling"]["temperatures"] == [0.3, 1.0] and m["sampling"]["max_tokens"] == 50
+    assert (
+        set(m["sampling"]["seeds"]) == {"0.3", "1.0"}
+        and m["parents"] == ["p"]
+        and m["engine"] == "scripted"
+    )
+
+
+def test_novelty_on_the_real_self_instruct_seeds(shared_data, tmp_path):
+    """The 175 human seed tasks: the filter's decisions equal rouge_score's, pair by pair."""
+    rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
+    from datakit.formats import read_source
+    from datakit.novelty import NoveltyIndex
+
+    kind, located = read_source(shared_data / "self_instruct_seed_tasks.jsonl", "self-instruct")
+    texts = list(dict.fromkeys(r["instruction"] for _, r in located))
+    assert kind == "instruction" and len(texts) == 175
+    pool, cands = texts[:120], texts[120:]
+    keep, maxes = NoveltyIndex(pool).filter(cands)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    ref_pool, ref = list(pool), []
+    for c in cands:
+        m = max(scorer.score(c, p)["rougeL"].fmeasure for p in ref_pool)
+        ref.append(m <= 0.7)
+        if m <= 0.7:
+            ref_pool.append(c)
+    assert keep == ref
