@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from datakit.clikit import Group, echo_json, json_option, setup_logging, verbose_option
+from datakit.clikit import (
+    Group,
+    echo_json,
+    json_option,
+    quiet_option,
+    setup_logging,
+    verbose_option,
+)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +22,11 @@ def cli(verbose: bool) -> None:
 
     \b
     Examples:
+      trainkit run                      # every stage of pipeline.yaml's train: section
+      trainkit run pipeline.yaml --stage sft
+      trainkit show runs/train/sft
+      trainkit merge runs/train/sft -o runs/models/sft-merged
+      trainkit estimate --model runs/models/tiny --method qlora
       trainkit init-tiny runs/models/tiny
     """
     setup_logging(verbose)
@@ -95,6 +107,118 @@ def init_tiny_cmd(
         f"tiny model at {summary['path']}: {summary['parameters']:,} parameters, "
         f"vocabulary {summary['vocab_size']}{trained}"
     )
+
+
+def _quiet_libraries() -> None:
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+
+
+@cli.command("run")
+@click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
+@click.option("--stage", "stages", multiple=True, help="Run only this stage (repeatable).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retrain even a finished stage, replacing its run directory.",
+)
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Override train.output_dir.")
+@click.option(
+    "--data-root", type=click.Path(file_okay=False), help="Override the config's data_root."
+)
+@json_option
+@quiet_option
+def run_cmd(
+    config: str,
+    stages: tuple[str, ...],
+    force: bool,
+    output_dir: str | None,
+    data_root: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Train the stages of CONFIG's train: section, in order (default: pipeline.yaml).
+
+    Each stage reads a dataset version, trains with TRL (sft, dpo, ipo, kto, orpo,
+    simpo, reward, rl) and writes a run directory <output_dir>/<stage> holding the
+    resolved config, dataset versions + sha256, library versions, git commit,
+    metrics.jsonl, TensorBoard events, curves.png and final/ (adapter or model,
+    tokenizer, chat template). A finished stage is skipped on re-run; a killed
+    one resumes from its last checkpoint. Multi-process: launch with torchrun.
+
+    \b
+    Examples:
+      trainkit run
+      trainkit run pipeline.yaml --stage sft --stage dpo
+      trainkit run --force -q
+      torchrun --nproc_per_node 2 -m trainkit run pipeline.yaml --stage sft
+    """
+    from .run import run_train
+
+    if quiet or as_json:
+        _quiet_libraries()
+    plan, results = run_train(
+        config,
+        only=list(stages) or None,
+        force=force,
+        quiet=quiet,
+        output_dir=output_dir,
+        data_root=data_root,
+    )
+    from .run import rank
+
+    if rank() != 0:
+        return
+    if as_json:
+        echo_json(
+            [
+                {
+                    "stage": r.name,
+                    "method": r.method,
+                    "run_dir": str(r.run_dir),
+                    "status": r.status,
+                    "metrics": r.metrics,
+                }
+                for r in results
+            ]
+        )
+        return
+    if not plan.stages:
+        click.echo(f"{config}: no training stages declared (train.stages is empty)")
+    for r in results:
+        loss = r.metrics.get("train_loss")
+        tail = f", train loss {loss:.4f}" if isinstance(loss, float) else ""
+        ev = r.metrics.get("eval_loss")
+        tail += f", eval loss {ev:.4f}" if isinstance(ev, float) else ""
+        click.echo(f"stage {r.name} ({r.method}): {r.status}{tail} -> {r.run_dir}")
+
+
+@cli.command("show")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@json_option
+def show_cmd(run_dir: str, as_json: bool) -> None:
+    """Summarise a training run directory: config, data, versions, metrics.
+
+    \b
+    Examples:
+      trainkit show runs/train/sft
+      trainkit show runs/train/dpo --json
+    """
+    from .show import summarize
+
+    summary = summarize(run_dir)
+    if as_json:
+        echo_json(summary)
+        return
+    from .show import format_summary
+
+    click.echo(format_summary(summary))
 
 
 def main() -> None:

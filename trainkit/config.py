@@ -1,0 +1,195 @@
+"""The ``train:`` section of ``pipeline.yaml``, resolved into runnable stages.
+
+The schema check (all errors together, "did you mean") is datakit's; this module adds what
+a schema cannot say: references between stages (``from``, ``reward_model``), the base model
+resolved through ``models``, and defaults that depend on the method and the adapter.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datakit.config import load_config
+from datakit.errors import DatakitError
+from datakit.pipeline import resolve_path
+
+from . import defaults
+
+
+@dataclass
+class Stage:
+    name: str
+    method: str
+    dataset: str
+    base_model: str  # resolved path or hub id; for `from` stages the earlier stage's output
+    run_dir: Path
+    adapter: dict[str, Any]
+    quantization: dict[str, Any]
+    args: dict[str, Any]
+    params: dict[str, Any]
+    early_stopping: dict[str, Any] | None
+    eval_dataset: str | None = None
+    eval_split: float = 0.0
+    from_stage: str | None = None
+    reward_model: str | None = None  # rl: resolved path (a stage's final dir or a directory)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        """Everything that decides the result, as written to the run's config.json."""
+        return {
+            "name": self.name,
+            "method": self.method,
+            "dataset": self.dataset,
+            "eval_dataset": self.eval_dataset,
+            "eval_split": self.eval_split,
+            "base_model": self.base_model,
+            "from": self.from_stage,
+            "adapter": self.adapter,
+            "quantization": self.quantization,
+            "args": self.args,
+            "params": self.params,
+            "early_stopping": self.early_stopping,
+            "reward_model": self.reward_model,
+        }
+
+
+@dataclass
+class TrainPlan:
+    config_path: Path
+    data_root: Path
+    output_dir: Path
+    stages: list[Stage]
+
+
+def _model_path(cfg: dict[str, Any], base: Path, name: str) -> str:
+    if name in cfg.get("models", {}):
+        return str(resolve_path(base, cfg["models"][name]["path"]))
+    p = resolve_path(base, name)
+    if name.startswith((".", "/")) or p.exists():
+        return str(p)
+    return name  # a hub id, for machines that reach a hub
+
+
+def final_dir(run_dir: Path) -> Path:
+    return run_dir / "final"
+
+
+def plan(config_path: str | Path, output_dir: str | Path | None = None) -> TrainPlan:
+    """Load and check the config; resolve every stage. Raises DatakitError on any problem."""
+    config_path = Path(config_path)
+    cfg = load_config(config_path)
+    base = config_path.resolve().parent
+    train = cfg.get("train") or {}
+    out = (
+        Path(output_dir)
+        if output_dir is not None
+        else resolve_path(base, train.get("output_dir") or str(Path(cfg["runs_root"]) / "train"))
+    )
+    stages = resolve_stages(cfg, base, out)
+    return TrainPlan(config_path, resolve_path(base, cfg["data_root"]), out, stages)
+
+
+def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
+    train = cfg.get("train") or {}
+    raw_stages = train.get("stages", [])
+    problems: list[str] = []
+    seen: dict[str, Stage] = {}
+    stages: list[Stage] = []
+    for i, raw in enumerate(raw_stages):
+        where = f"train.stages[{i}] ({raw['name']})"
+        if raw["name"] in seen:
+            problems.append(f"{where}: a stage named {raw['name']!r} already exists")
+            continue
+        method = raw["method"]
+        adapter = copy.deepcopy(raw["adapter"])
+        quant = copy.deepcopy(raw["quantization"])
+        args = copy.deepcopy(raw["args"])
+        params = copy.deepcopy(raw.get("params") or {})
+        if adapter["type"] == "qlora":
+            quant["load_in_4bit"] = True
+        elif quant.get("load_in_4bit") and adapter["type"] == "full":
+            problems.append(
+                f"{where}: a 4-bit base cannot be fully fine-tuned; use adapter type qlora or lora"
+            )
+        if method == "reward" and adapter["type"] in ("prompt_tuning", "prefix_tuning"):
+            problems.append(
+                f"{where}: a reward model needs its score head trained; use full, lora, dora or qlora"
+            )
+        args.setdefault("learning_rate", defaults.learning_rate(method, adapter["type"]))
+        if args.get("packing") is None:
+            args["packing"] = defaults.packing_default(method, adapter["type"])
+        elif args["packing"] and method != "sft":
+            problems.append(f"{where}: args.packing applies to sft only")
+        elif args["packing"] and adapter["type"] not in defaults.PACKING_SAFE_ADAPTERS:
+            problems.append(
+                f"{where}: args.packing is unsafe with {adapter['type']} (virtual tokens are "
+                "prepended to each row, so packed samples would share them)"
+            )
+        if adapter["type"] == "prefix_tuning" and args["gradient_checkpointing"]:
+            # The prefix lives in the KV cache, and transformers drops the cache under
+            # gradient checkpointing: the attention mask then no longer fits the keys.
+            problems.append(
+                f"{where}: prefix_tuning cannot be combined with gradient_checkpointing"
+            )
+        params = _method_params(method, params)
+        early = raw.get("early_stopping")
+        if early is not None and not (raw.get("eval_dataset") or raw.get("eval_split")):
+            problems.append(f"{where}: early_stopping needs eval_dataset or eval_split")
+        base_model = _model_path(cfg, base, raw.get("base_model") or train.get("base_model") or "")
+        from_stage = raw.get("from")
+        if from_stage is not None:
+            if from_stage not in seen:
+                known = ", ".join(seen) or "none before this one"
+                problems.append(f"{where}: from {from_stage!r} is not an earlier stage ({known})")
+            else:
+                if seen[from_stage].method == "reward":
+                    problems.append(
+                        f"{where}: from {from_stage!r} is a reward model, not a policy to train further"
+                    )
+                base_model = str(final_dir(seen[from_stage].run_dir))
+        if not base_model:
+            problems.append(f"{where}: no model: set train.base_model or the stage's base_model")
+        reward_model = None
+        if method == "rl":
+            rm = params["reward_model"]
+            if rm in seen:
+                if seen[rm].method != "reward":
+                    problems.append(f"{where}: reward_model {rm!r} is a {seen[rm].method} stage")
+                reward_model = str(final_dir(seen[rm].run_dir))
+            else:
+                reward_model = _model_path(cfg, base, rm)
+        stage = Stage(
+            name=raw["name"],
+            method=method,
+            dataset=raw["dataset"],
+            base_model=base_model,
+            run_dir=out / raw["name"],
+            adapter=adapter,
+            quantization=quant,
+            args=args,
+            params=params,
+            early_stopping=early,
+            eval_dataset=raw.get("eval_dataset"),
+            eval_split=raw.get("eval_split", 0.0),
+            from_stage=from_stage,
+            reward_model=reward_model,
+            raw=raw,
+        )
+        seen[stage.name] = stage
+        stages.append(stage)
+    if problems:
+        n = len(problems)
+        raise DatakitError(f"{n} problem{'s' if n > 1 else ''} in train:\n" + "\n".join(problems))
+    return stages
+
+
+def _method_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Fill the method's parameter defaults from the schema (method_<name>)."""
+    from datakit.config import with_defaults
+    from datakit.schemas import load_schema
+
+    root = load_schema("pipeline")
+    return with_defaults(params, root["definitions"][f"method_{method}"], root)

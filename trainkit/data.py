@@ -1,0 +1,243 @@
+"""Dataset versions in, TRL-ready ``datasets.Dataset`` out, with the problems caught first.
+
+Each method reads the record kinds listed in ``defaults.METHOD_KINDS``; conversions:
+- sft: chat as is; instruction -> user/assistant messages; preference -> prompt + chosen
+  as prompt/completion ("SFT on the chosen answers"); unpaired -> its desirable rows.
+- kto: unpaired as is; preference -> two unpaired rows (chosen desirable, rejected not).
+- rl: only the prompt of any kind.
+String prompts and answers become one-turn conversations when the tokenizer has a chat
+template, so the model sees the same format it will be served with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from datakit.errors import DatakitError
+from datakit.records import instruction_to_messages
+from datakit.store import DatasetStore, Version
+
+from .defaults import METHOD_KINDS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageData:
+    train: Any  # datasets.Dataset
+    eval: Any | None
+    refs: list[dict[str, Any]]  # name@version + sha256 of each version used
+    stats: dict[str, Any]
+    peft_config: Any = None  # set by the runner from the stage's adapter
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Arrow types one column for all rows: keep only keys the template reads, and give
+    # tool calls a fixed shape (arguments as a JSON string would break templates that
+    # iterate over them, so they stay objects).
+    out = []
+    for m in messages:
+        msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
+        if m.get("tool_calls"):
+            msg["tool_calls"] = m["tool_calls"]
+        out.append(msg)
+    return out
+
+
+def _as_turns(value: Any, role: str, chat: bool) -> Any:
+    if isinstance(value, list):
+        return _clean_messages(value)
+    if not chat:
+        return value
+    return _user(value) if role == "user" else _assistant(value)
+
+
+def convert(rec: dict[str, Any], kind: str, method: str, chat: bool) -> list[dict[str, Any]]:
+    """One stored record as zero or more rows of the method's TRL dataset format."""
+    if method == "rl":
+        return [{"prompt": _prompt_of(rec, kind, chat)}]
+    if method == "sft":
+        if kind == "chat":
+            row: dict[str, Any] = {"messages": _clean_messages(rec["messages"])}
+            if rec.get("tools"):
+                row["tools"] = rec["tools"]
+            return [row]
+        if kind == "instruction":
+            return [{"messages": instruction_to_messages(rec)}]
+        if kind == "preference":
+            return [_prompt_completion(rec["prompt"], rec["chosen"], chat)]
+        if kind == "unpaired":
+            return (
+                [_prompt_completion(rec["prompt"], rec["completion"], chat)] if rec["label"] else []
+            )
+    if method == "kto":
+        if kind == "unpaired":
+            row = _prompt_completion(rec["prompt"], rec["completion"], chat)
+            row["label"] = bool(rec["label"])
+            return [row]
+        good = _prompt_completion(rec["prompt"], rec["chosen"], chat)
+        bad = _prompt_completion(rec["prompt"], rec["rejected"], chat)
+        return [{**good, "label": True}, {**bad, "label": False}]
+    # dpo, ipo, orpo, simpo, reward: preference
+    conversational = chat or any(isinstance(rec[k], list) for k in ("prompt", "chosen", "rejected"))
+    prompt = _as_turns(rec["prompt"], "user", conversational)
+    return [
+        {
+            "prompt": prompt,
+            "chosen": _as_turns(rec["chosen"], "assistant", conversational),
+            "rejected": _as_turns(rec["rejected"], "assistant", conversational),
+        }
+    ]
+
+
+def _prompt_completion(prompt: Any, completion: Any, chat: bool) -> dict[str, Any]:
+    conversational = chat or isinstance(prompt, list) or isinstance(completion, list)
+    return {
+        "prompt": _as_turns(prompt, "user", conversational),
+        "completion": _as_turns(completion, "assistant", conversational),
+    }
+
+
+def _prompt_of(rec: dict[str, Any], kind: str, chat: bool) -> Any:
+    if kind == "chat" or (kind == "eval_item" and rec.get("messages")):
+        msgs = _clean_messages(rec["messages"])
+        # The conversation up to (not including) the last assistant turn.
+        while msgs and msgs[-1]["role"] == "assistant":
+            msgs.pop()
+        return msgs
+    if kind == "instruction":
+        return (
+            instruction_to_messages(rec)[:1] if chat else instruction_to_messages(rec)[0]["content"]
+        )
+    return _as_turns(rec["prompt"], "user", chat)
+
+
+def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
+    kind = version.kind
+    if kind not in METHOD_KINDS[method]:
+        raise DatakitError(
+            f"{version.ref}: {method} trains on {' or '.join(METHOD_KINDS[method])} records, "
+            f"this version holds {kind} records"
+        )
+    rows: list[dict[str, Any]] = []
+    for rec in version.records():
+        rows.extend(convert(rec, kind, method, chat))
+    if not rows:
+        why = " (no record has label true)" if method == "sft" and kind == "unpaired" else ""
+        raise DatakitError(f"{version.ref}: no training rows{why}; the dataset is empty")
+    return rows
+
+
+def _ref(version: Version) -> dict[str, Any]:
+    m = version.manifest()
+    return {"ref": version.ref, "kind": m["kind"], "count": m["count"], "sha256": m["sha256"]}
+
+
+def load_stage_data(
+    store: DatasetStore,
+    method: str,
+    dataset: str,
+    tokenizer: Any,
+    max_length: int,
+    eval_dataset: str | None = None,
+    eval_split: float = 0.0,
+    seed: int = 0,
+) -> StageData:
+    """Resolve, convert and check the stage's data; split off eval rows if asked."""
+    import datasets
+
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    version = store.resolve(dataset)
+    rows = _rows(version, method, chat)
+    refs = [_ref(version)]
+    _check_chat_template(rows, tokenizer, version.ref)
+    stats = check_lengths(rows, tokenizer, max_length, version.ref)
+    train = datasets.Dataset.from_list(rows)
+    ev = None
+    if eval_dataset:
+        ev_version = store.resolve(eval_dataset)
+        ev = datasets.Dataset.from_list(_rows(ev_version, method, chat))
+        refs.append(_ref(ev_version))
+    elif eval_split:
+        if len(train) < 2:
+            raise DatakitError(
+                f"{version.ref}: eval_split needs at least 2 rows, found {len(train)}"
+            )
+        split = train.train_test_split(test_size=eval_split, seed=seed)
+        train, ev = split["train"], split["test"]
+    stats.update({"train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0})
+    return StageData(train, ev, refs, stats)
+
+
+def _check_chat_template(rows: list[dict[str, Any]], tokenizer: Any, ref: str) -> None:
+    row = rows[0]
+    needs = any(isinstance(v, list) for v in row.values() if not isinstance(v, bool))
+    if needs and not getattr(tokenizer, "chat_template", None):
+        raise DatakitError(
+            f"{ref}: the records are conversations but the model's tokenizer has no chat "
+            "template; add one to tokenizer_config.json (or train from a chat model)"
+        )
+
+
+def _text_of(row: dict[str, Any], tokenizer: Any) -> list[str]:
+    """The texts whose token counts decide truncation (one per sequence the trainer builds)."""
+
+    def render(msgs: Any) -> str:
+        if isinstance(msgs, str):
+            return msgs
+        return tokenizer.apply_chat_template(msgs, tokenize=False)
+
+    if "messages" in row:
+        return [render(row["messages"])]
+    if "completion" in row:
+        p, c = row["prompt"], row["completion"]
+        return [render(p + c) if isinstance(p, list) else p + c]
+    if "chosen" in row:
+        p = row["prompt"]
+        return [
+            render(p + row[k]) if isinstance(p, list) else p + row[k]
+            for k in ("chosen", "rejected")
+        ]
+    return [render(row["prompt"])]
+
+
+def check_lengths(
+    rows: list[dict[str, Any]], tokenizer: Any, max_length: int, ref: str
+) -> dict[str, Any]:
+    """Token lengths; an error when every sequence is longer than max_length."""
+    lengths = []
+    for row in rows:
+        for text in _text_of(row, tokenizer):
+            lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    over = sum(1 for n in lengths if n > max_length)
+    if over == len(lengths):
+        raise DatakitError(
+            f"{ref}: all {len(lengths)} sequences are longer than args.max_length={max_length} "
+            f"tokens (shortest {min(lengths)}); raise max_length or use shorter data"
+        )
+    if over:
+        log.warning(
+            "%s: %d of %d sequences exceed max_length=%d and will be truncated",
+            ref,
+            over,
+            len(lengths),
+            max_length,
+        )
+    lengths.sort()
+    return {
+        "sequences": len(lengths),
+        "tokens": sum(lengths),
+        "truncated": over,
+        "length_p50": lengths[len(lengths) // 2],
+        "length_max": lengths[-1],
+    }

@@ -1,0 +1,33 @@
+"""Supervised fine-tuning (TRL SFTTrainer).
+
+Loss on assistant tokens only for conversations (the chat template's {% generation %}
+markers) and on the completion only for prompt/completion rows, unless the stage says
+otherwise. Packing (best-fit decreasing, padding-free) is on by default where it is safe:
+transformers isolates packed samples through their position ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+    from trl import SFTConfig, SFTTrainer
+
+    conversational = "messages" in data.train.column_names
+    args = SFTConfig(
+        **common,
+        max_length=stage.args["max_length"],
+        packing=stage.args["packing"],
+        assistant_only_loss=conversational and stage.params["assistant_only_loss"],
+        completion_only_loss=stage.params["completion_only_loss"],
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=tokenizer,
+        peft_config=data.peft_config,
+        callbacks=callbacks,
+    )

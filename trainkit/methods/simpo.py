@@ -1,0 +1,33 @@
+"""SimPO (Meng et al. 2024): length-normalised log-likelihood reward with a target margin,
+no reference model.
+
+TRL has no SimPO trainer; it is CPOTrainer with ``loss_type="simpo"``. CPO's default
+``cpo_alpha=1.0`` adds a behaviour-cloning term (a CPO/SimPO hybrid); plain SimPO needs
+``cpo_alpha=0``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    args = CPOConfig(
+        **common,
+        max_length=stage.args["max_length"],
+        loss_type="simpo",
+        cpo_alpha=0.0,
+        beta=stage.params["beta"],
+        simpo_gamma=stage.params["gamma"],
+    )
+    return CPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        processing_class=tokenizer,
+        peft_config=data.peft_config,
+        callbacks=callbacks,
+    )

@@ -1,0 +1,145 @@
+"""Load the base model (optionally 4-bit), tokenizer and the PEFT adapter of a stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+
+from .config import Stage
+
+log = logging.getLogger(__name__)
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def check_model_dir(path: str, where: str) -> None:
+    p = Path(path)
+    if p.exists() and not ((p / "config.json").is_file() or is_adapter_dir(p)):
+        raise DatakitError(f"{where}: {path} is not a model directory (no config.json)")
+    if not p.exists() and (path.startswith((".", "/")) or path.count("/") != 1):
+        raise DatakitError(f"{where}: model {path} does not exist")
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    src = path
+    if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").is_file():
+        src = adapter_base(path)
+    tok = AutoTokenizer.from_pretrained(src)
+    if tok.pad_token is None:
+        # Causal LMs often ship without one; the EOS token is the usual stand-in.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def adapter_base(path: str | Path) -> str:
+    with open(Path(path) / "adapter_config.json") as f:
+        return json.load(f)["base_model_name_or_path"]
+
+
+def _bnb_config(quant: dict[str, Any]) -> Any:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant["quant_type"],
+        bnb_4bit_use_double_quant=quant["double_quant"],
+        bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]),
+    )
+
+
+def merged_from_adapter(adapter_dir: str | Path, dtype: Any = None) -> Any:
+    """A trained adapter merged into its (full-precision) base, as a plain model."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(adapter_base(adapter_dir), dtype=dtype)
+    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+
+
+def load_base(stage: Stage, path: str | None = None) -> Any:
+    """The stage's starting model. A `from` stage that produced an adapter is merged first."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    path = path or stage.base_model
+    dtype = torch.bfloat16 if cuda() and torch.cuda.is_bf16_supported() else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if stage.quantization.get("load_in_4bit"):
+        kwargs["quantization_config"] = _bnb_config(stage.quantization)
+        kwargs["device_map"] = {"": 0} if cuda() else "cpu"
+    if is_adapter_dir(path):
+        merged_dir = stage.run_dir / "merged-start"
+        if not (merged_dir / "config.json").is_file():
+            log.info("merging the adapter of %s into its base to start %s", path, stage.name)
+            merged = merged_from_adapter(path, dtype)
+            merged.save_pretrained(merged_dir)
+            load_tokenizer(path).save_pretrained(merged_dir)
+            del merged
+        path = str(merged_dir)
+    if stage.method == "reward":
+        tok = load_tokenizer(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+        model.config.pad_token_id = tok.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if stage.quantization.get("load_in_4bit"):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=stage.args["gradient_checkpointing"]
+        )
+    return model
+
+
+def peft_config(stage: Stage) -> Any:
+    """The PEFT config of the stage's adapter; None for full fine-tuning."""
+    from peft import (
+        IA3Config,
+        LoraConfig,
+        PrefixTuningConfig,
+        PromptTuningConfig,
+        TaskType,
+    )
+
+    a = stage.adapter
+    task = TaskType.SEQ_CLS if stage.method == "reward" else TaskType.CAUSAL_LM
+    kind = a["type"]
+    if kind == "full":
+        return None
+    if kind in ("lora", "dora", "qlora"):
+        return LoraConfig(
+            r=a["r"],
+            lora_alpha=a["alpha"],
+            lora_dropout=a["dropout"],
+            target_modules=a["target_modules"],
+            use_dora=kind == "dora",
+            task_type=task,
+        )
+    if kind == "ia3":
+        targets = None if a["target_modules"] == "all-linear" else a["target_modules"]
+        # PEFT's per-architecture defaults pick attention k/v and the MLP down projection.
+        return IA3Config(
+            target_modules=targets,
+            feedforward_modules=[] if targets else None,
+            task_type=task,
+        )
+    if kind == "prompt_tuning":
+        return PromptTuningConfig(num_virtual_tokens=a["num_virtual_tokens"], task_type=task)
+    if kind == "prefix_tuning":
+        return PrefixTuningConfig(num_virtual_tokens=a["num_virtual_tokens"], task_type=task)
+    raise DatakitError(f"unknown adapter type {kind!r}")

@@ -1,0 +1,48 @@
+"""Training curves as a PNG (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CURVES = (("loss", "eval_loss"), ("learning_rate",), ("grad_norm",))
+
+
+def plot_curves(metrics_path: Path, out: Path, title: str = "") -> Path | None:
+    """Loss (train and eval), learning rate and grad norm against the step."""
+    if not metrics_path.exists():
+        return None
+    rows = []
+    for line in metrics_path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    panels = [c for c in CURVES if any(k in r for r in rows for k in c)]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), squeeze=False)
+    for ax, keys in zip(axes[0], panels, strict=False):
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+            if pts:
+                xs, ys = zip(*pts, strict=False)
+                ax.plot(xs, ys, marker="." if len(pts) < 50 else None, label=k)
+        ax.set_xlabel("step")
+        ax.set_title(keys[0])
+        ax.grid(alpha=0.3)
+        if len(keys) > 1:
+            ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,368 @@
+"""Run the stages of a ``train:`` section; each stage in its own, self-describing run dir.
+
+    <output_dir>/<stage>/
+        run.json        status, config hash, datasets (name@version + sha256), library
+                        versions, git commit, data stats, final metrics
+        config.json     the resolved stage config (defaults filled in)
+        metrics.jsonl   one line per logging step: loss, eval_loss, learning_rate, grad_norm
+        tensorboard/    the same as TensorBoard events
+        curves.png      loss and learning-rate curves
+        checkpoints/    Trainer checkpoints (a killed run resumes from the last one)
+        final/          the adapter or the model, with tokenizer and chat template
+
+A stage whose run.json says complete for the same config hash is skipped; an incomplete
+one with the same hash resumes from its last checkpoint; a different config in an existing
+run dir is an error unless forced, so a run is never silently mixed with another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+from datakit.store import DatasetStore, config_hash
+
+from .config import Stage, TrainPlan, final_dir, plan
+from .model import check_model_dir, cuda, is_adapter_dir, load_base, load_tokenizer, peft_config
+
+log = logging.getLogger(__name__)
+
+LIBRARIES = (
+    "finetune-toolkit",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+)
+
+
+@dataclass
+class StageResult:
+    name: str
+    method: str
+    run_dir: Path
+    status: str  # trained | resumed | skipped
+    metrics: dict[str, Any]
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(cwd: Path) -> dict[str, Any] | None:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def read_run(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = []
+    for p in (run_dir / "checkpoints").glob("checkpoint-*"):
+        if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file():
+            ckpts.append((int(p.name.split("-")[-1]), p))
+    return max(ckpts)[1] if ckpts else None
+
+
+def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
+    """Training arguments every method shares, from the stage's ``args``."""
+    a = stage.args
+    out: dict[str, Any] = {
+        "output_dir": str(stage.run_dir / "checkpoints"),
+        "num_train_epochs": a["epochs"],
+        "max_steps": a["max_steps"],
+        "learning_rate": a["learning_rate"],
+        "lr_scheduler_type": a["lr_scheduler"],
+        "warmup_steps": a["warmup_ratio"],  # a float below 1 is a ratio of the total steps
+        "per_device_train_batch_size": a["batch_size"],
+        "per_device_eval_batch_size": a["batch_size"],
+        "gradient_accumulation_steps": a["grad_accum"],
+        "gradient_checkpointing": a["gradient_checkpointing"],
+        "seed": a["seed"],
+        "data_seed": a["seed"],
+        "logging_steps": a["logging_steps"],
+        "save_strategy": "steps",
+        "save_steps": a["save_steps"],
+        "save_total_limit": 2,
+        "report_to": "none",  # TensorBoard events are written by our own callback
+        "disable_tqdm": quiet,
+        "use_cpu": not cuda(),
+    }
+    if has_eval:
+        out.update(eval_strategy="steps", eval_steps=a["eval_steps"])
+    if stage.early_stopping is not None:
+        out.update(
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
+            # load_best_model_at_end needs saves on evaluation steps
+            save_steps=a["eval_steps"],
+        )
+    if cuda():
+        import torch
+
+        out["bf16"] = torch.cuda.is_bf16_supported()
+    elif world_size() > 1:
+        out["ddp_backend"] = "gloo"
+    return out
+
+
+def _metrics_callback(stage: Stage, resume_step: int) -> Any:
+    from transformers import TrainerCallback
+
+    run_dir = stage.run_dir
+    path = run_dir / "metrics.jsonl"
+
+    class MetricsLog(TrainerCallback):
+        """Every logged value to metrics.jsonl and TensorBoard (rank 0 only)."""
+
+        def __init__(self) -> None:
+            self.writer = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            if not state.is_world_process_zero:
+                return
+            # A resumed run re-logs the steps after its checkpoint: drop the stale lines.
+            kept = []
+            if path.exists():
+                for line in path.read_text().splitlines():
+                    try:
+                        if json.loads(line).get("step", 0) <= resume_step:
+                            kept.append(line)
+                    except ValueError:
+                        pass  # a line cut short by a kill
+            path.write_text("".join(x + "\n" for x in kept))
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(
+                log_dir=str(run_dir / "tensorboard"), purge_step=resume_step + 1
+            )
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs:
+                return
+            row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), **logs}
+            with path.open("a") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+            if self.writer is not None:
+                for k, v in logs.items():
+                    if isinstance(v, (int, float)):
+                        self.writer.add_scalar(
+                            k.replace("eval_", "eval/") if k.startswith("eval_") else f"train/{k}",
+                            v,
+                            state.global_step,
+                        )
+                self.writer.flush()
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.writer is not None:
+                self.writer.close()
+
+    return MetricsLog()
+
+
+def run_stage(
+    stage: Stage,
+    store: DatasetStore,
+    repo_dir: Path,
+    quiet: bool = False,
+    force: bool = False,
+) -> StageResult:
+    run_dir = stage.run_dir
+    versions = [store.resolve(stage.dataset)]
+    if stage.eval_dataset:
+        versions.append(store.resolve(stage.eval_dataset))
+    resolved = stage.resolved()
+    key = config_hash({"stage": resolved, "data": [v.manifest()["sha256"] for v in versions]})
+    prev = read_run(run_dir)
+    if prev and prev.get("config_hash") == key and prev.get("status") == "complete" and not force:
+        return StageResult(stage.name, stage.method, run_dir, "skipped", prev.get("metrics", {}))
+    if run_dir.exists() and prev is not None and prev.get("config_hash") != key and not force:
+        raise DatakitError(
+            f"{run_dir} holds a run of another config or dataset (stage {stage.name}); "
+            "pass --force to replace it, or set another output_dir"
+        )
+    if force and run_dir.exists() and rank() == 0:
+        shutil.rmtree(run_dir)
+    resume = last_checkpoint(run_dir) if prev and prev.get("config_hash") == key else None
+
+    check_model_dir(stage.base_model, f"train.stages.{stage.name}")
+    if stage.reward_model:
+        if is_adapter_dir(stage.reward_model):
+            raise DatakitError(
+                f"train.stages.{stage.name}: reward_model {stage.reward_model} is an adapter; "
+                "RL needs a full sequence-classification model (trainkit merge it first)"
+            )
+        check_model_dir(stage.reward_model, f"train.stages.{stage.name}.params.reward_model")
+    tokenizer = load_tokenizer(stage.base_model)
+    from .data import load_stage_data
+
+    data = load_stage_data(
+        store,
+        stage.method,
+        stage.dataset,
+        tokenizer,
+        stage.args["max_length"],
+        eval_dataset=stage.eval_dataset,
+        eval_split=stage.eval_split,
+        seed=stage.args["seed"],
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "name": stage.name,
+        "method": stage.method,
+        "status": "running",
+        "config_hash": key,
+        "datasets": data.refs,
+        "data_stats": data.stats,
+        "base_model": stage.base_model,
+        "libraries": library_versions(),
+        "git": git_commit(repo_dir),
+        "world_size": world_size(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if rank() == 0:
+        _write_json(run_dir / "config.json", resolved)
+        _write_json(run_dir / "run.json", info)
+
+    model = load_base(stage)
+    data.peft_config = peft_config(stage)
+    from transformers import EarlyStoppingCallback
+
+    from .methods import builder
+
+    resume_step = int(resume.name.split("-")[-1]) if resume else 0
+    callbacks = [_metrics_callback(stage, resume_step)]
+    if stage.early_stopping is not None:
+        callbacks.append(
+            EarlyStoppingCallback(
+                early_stopping_patience=stage.early_stopping["patience"],
+                early_stopping_threshold=stage.early_stopping["threshold"],
+            )
+        )
+    common = common_args(stage, data.eval is not None, quiet)
+    trainer = builder(stage.method)(stage, model, tokenizer, data, common, callbacks)
+    t0 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - t0
+    metrics = dict(out.metrics)
+    if data.eval is not None:
+        metrics.update(trainer.evaluate())
+    if trainer.is_world_process_zero():
+        save_final(trainer, stage, tokenizer)
+        from .plot import plot_curves
+
+        plot_curves(
+            run_dir / "metrics.jsonl",
+            run_dir / "curves.png",
+            title=f"{stage.name} ({stage.method})",
+        )
+        info.update(
+            status="complete",
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            seconds=round(seconds, 2),
+            global_step=trainer.state.global_step,
+            resumed_from=resume.name if resume else None,
+            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            final=str(final_dir(run_dir)),
+            final_kind="adapter" if is_adapter_dir(final_dir(run_dir)) else "model",
+        )
+        _write_json(run_dir / "run.json", info)
+    return StageResult(
+        stage.name, stage.method, run_dir, "resumed" if resume else "trained", metrics
+    )
+
+
+def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
+    """The final adapter or model, with tokenizer and chat template, in <run>/final."""
+    final = final_dir(stage.run_dir)
+    tmp = final.with_name("final.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model = trainer.model
+    if stage.method == "reward" and hasattr(model, "merge_and_unload"):
+        # RL loads the reward model as a plain sequence classifier: save it merged.
+        model = model.merge_and_unload()
+        model.save_pretrained(tmp)
+    else:
+        trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def run_train(
+    config_path: str | Path,
+    only: list[str] | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    output_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+) -> tuple[TrainPlan, list[StageResult]]:
+    p = plan(config_path, output_dir)
+    names = [s.name for s in p.stages]
+    unknown = [n for n in (only or []) if n not in names]
+    if unknown:
+        raise DatakitError(
+            f"no stage named {', '.join(unknown)} (stages: {', '.join(names) or 'none'})"
+        )
+    store = DatasetStore(data_root if data_root is not None else p.data_root)
+    repo_dir = Path(config_path).resolve().parent
+    results = []
+    for stage in p.stages:
+        if only and stage.name not in only:
+            continue
+        results.append(run_stage(stage, store, repo_dir, quiet=quiet, force=force))
+    return p, results
