@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -135,7 +137,7 @@ def test_make_data_stops_on_a_bad_config_before_any_work(tmp_path):
 
 def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
     if shutil.which("pip", path=str(BIN)) is None:
-        return
+        pytest.skip("no pip in the project venv")
     run(
         BIN / "pip",
         "wheel",
@@ -152,6 +154,15 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
         assert f"datakit/_schemas/records/{kind}.json" in names
     assert "datakit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
     assert {"datakit/cli.py", "trainkit/cli.py", "evalkit/cli.py"} <= set(names)
+    # Every module of the source tree is in the wheel (a subpackage missing from
+    # pyproject's package list would only show up for users installing the wheel).
+    sources = {
+        str(p.relative_to(ROOT))
+        for top in ("datakit", "trainkit", "evalkit")
+        for p in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert sources - set(names) == set()
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     eps = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).read(entry).decode()
     assert "datakit = datakit.cli:main" in eps and "trainkit = trainkit.cli:main" in eps
