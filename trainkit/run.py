@@ -212,6 +212,38 @@ def _metrics_callback(stage: Stage, resume_step: int) -> Any:
     return MetricsLog()
 
 
+# Snapshot trainable weights up to this many elements (adapters always fit; full
+# fine-tuning of a large model would double its memory, so it is not tracked).
+DELTA_MAX_ELEMENTS = 50_000_000
+
+
+def _delta_callback(info: dict[str, Any]) -> Any:
+    from transformers import TrainerCallback
+
+    class WeightsDelta(TrainerCallback):
+        """How far the trainable weights moved (L2 norm of the update): 0 means a silent bug."""
+
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            info["trainable_parameters"] = sum(p.numel() for _, p in params)
+            info["total_parameters"] = sum(p.numel() for p in model.parameters())
+            self.start = None
+            if info["trainable_parameters"] <= DELTA_MAX_ELEMENTS:
+                self.start = {n: p.detach().float().clone() for n, p in params}
+
+        def on_train_end(self, args, state, control, model=None, **kw):
+            if self.start is None:
+                return
+            total = 0.0
+            for n, p in model.named_parameters():
+                if n in self.start:
+                    total += float((p.detach().float() - self.start[n]).pow(2).sum())
+            info["weights_delta_l2"] = total**0.5
+            self.start = None
+
+    return WeightsDelta()
+
+
 def run_stage(
     stage: Stage,
     store: DatasetStore,
@@ -283,7 +315,7 @@ def run_stage(
     from .methods import builder
 
     resume_step = int(resume.name.split("-")[-1]) if resume else 0
-    callbacks = [_metrics_callback(stage, resume_step)]
+    callbacks = [_metrics_callback(stage, resume_step), _delta_callback(info)]
     if stage.early_stopping is not None:
         callbacks.append(
             EarlyStoppingCallback(

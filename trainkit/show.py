@@ -56,6 +56,9 @@ def summarize(run_dir: str | Path) -> dict[str, Any]:
         "final_kind": info.get("final_kind"),
         "git": info.get("git"),
         "libraries": info.get("libraries", {}),
+        "trainable_parameters": info.get("trainable_parameters"),
+        "total_parameters": info.get("total_parameters"),
+        "weights_delta_l2": info.get("weights_delta_l2"),
         "curve": curve,
         "metrics": info.get("metrics", {}),
         "files": files,
@@ -74,6 +77,13 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["global_step"] is not None:
         resumed = f", resumed from {s['resumed_from']}" if s["resumed_from"] else ""
         lines.append(f"  steps: {s['global_step']} in {s['seconds']} s{resumed}")
+    if s["trainable_parameters"]:
+        share = s["trainable_parameters"] / max(1, s["total_parameters"] or 1)
+        moved = s["weights_delta_l2"]
+        moved_txt = f", update norm {moved:.4g}" if moved is not None else ""
+        lines.append(
+            f"  trainable: {s['trainable_parameters']:,} of {s['total_parameters']:,} parameters ({share:.2%}){moved_txt}"
+        )
     c = s["curve"]
     if "first_loss" in c:
         lines.append(

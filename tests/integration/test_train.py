@@ -1,0 +1,266 @@
+"""trainkit on the tiny local model: every method and adapter trains a few real steps with
+TRL/PEFT/bitsandbytes; the loss is logged, the trainable weights moved, and the run
+directory describes itself."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def _seeds() -> list[dict]:
+    return [
+        json.loads(line) for line in (ROOT / "datakit/demo/seeds.jsonl").read_text().splitlines()
+    ]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_trained):
+    """A project dir with a data store holding chat, instruction, preference and unpaired data."""
+    from datakit.records import instruction_to_messages
+    from datakit.store import DatasetStore
+
+    root = tmp_path_factory.mktemp("project")
+    store = DatasetStore(root / "data")
+    seeds = _seeds()
+    store.write(
+        "seeds",
+        [{k: s[k] for k in ("instruction", "input", "output")} for s in seeds],
+        "instruction",
+    )
+    store.write("chat", [{"messages": instruction_to_messages(s)} for s in seeds], "chat")
+    prefs = []
+    for i, s in enumerate(seeds):
+        other = seeds[(i + 7) % len(seeds)]["output"]
+        prompt = s["instruction"] + (f"\n\n{s['input']}" if s["input"] else "")
+        prefs.append({"prompt": prompt, "chosen": s["output"], "rejected": other})
+    store.write("prefs", prefs, "preference")
+    unpaired = [
+        {"prompt": p["prompt"], "completion": p["chosen"], "label": True} for p in prefs[:16]
+    ]
+    unpaired += [
+        {"prompt": p["prompt"], "completion": p["rejected"], "label": False} for p in prefs[16:]
+    ]
+    store.write("unpaired", unpaired, "unpaired")
+    return {"root": root, "model": tiny_trained}
+
+
+def write_config(project, name: str, stages: list[dict], **train) -> Path:
+    cfg = {
+        "data_root": str(project["root"] / "data"),
+        "runs_root": str(project["root"] / "runs" / name),
+        "train": {"base_model": str(project["model"]), "stages": stages, **train},
+    }
+    path = project["root"] / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+FAST = {"max_steps": 3, "batch_size": 4, "max_length": 256, "logging_steps": 1, "save_steps": 100}
+
+
+def train(project, name: str, stages: list[dict], **kw):
+    from trainkit.run import run_train
+
+    return run_train(write_config(project, name, stages), quiet=True, **kw)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_trained(run_dir: Path, steps: int = 3) -> dict:
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "complete" and info["global_step"] == steps
+    losses = [r["loss"] for r in metrics(run_dir) if "loss" in r]
+    assert len(losses) == steps and all(math.isfinite(x) for x in losses)
+    assert info["weights_delta_l2"] > 0, "the trainable weights did not move"
+    assert 0 < info["trainable_parameters"] <= info["total_parameters"]
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    final = run_dir / "final"
+    assert (final / "tokenizer_config.json").is_file() and (final / "chat_template.jinja").is_file()
+    return info
+
+
+@pytest.mark.parametrize(
+    "method,dataset,params",
+    [
+        ("sft", "chat", {}),
+        ("sft", "seeds", {}),  # instruction records, converted to chat
+        ("sft", "prefs", {}),  # prompt + chosen as prompt/completion
+        ("dpo", "prefs", {"beta": 0.1}),
+        ("ipo", "prefs", {}),
+        ("kto", "unpaired", {}),
+        ("kto", "prefs", {}),  # pairs split into desirable / undesirable rows
+        ("orpo", "prefs", {}),
+        ("simpo", "prefs", {}),
+        ("reward", "prefs", {}),
+    ],
+)
+def test_method_trains(project, method, dataset, params):
+    stage = {
+        "name": f"{method}-{dataset}",
+        "method": method,
+        "dataset": dataset,
+        "args": FAST,
+        "params": params,
+    }
+    plan, results = train(project, f"m-{method}-{dataset}", [stage])
+    assert results[0].status == "trained"
+    info = assert_trained(results[0].run_dir)
+    assert (
+        info["datasets"][0]["ref"] == f"{dataset}@v1" and len(info["datasets"][0]["sha256"]) == 64
+    )
+    assert info["libraries"]["trl"].startswith("1.16")
+    first = metrics(results[0].run_dir)[0]["loss"]
+    if method in ("dpo", "reward"):
+        # Before any update, chosen and rejected score the same: the loss is -log sigmoid(0).
+        assert first == pytest.approx(math.log(2), abs=0.02 if method == "dpo" else 0.3)
+    if method == "ipo":
+        # IPO's loss at the start is (0 - 1/(2 beta))^2 = 25 for beta 0.1.
+        assert first == pytest.approx(25.0, rel=0.05)
+    config = json.loads((results[0].run_dir / "config.json").read_text())
+    if method == "simpo":
+        assert config["params"] == {"beta": 2.0, "gamma": 0.5}
+    if method == "reward":
+        from transformers import AutoModelForSequenceClassification
+
+        rm = AutoModelForSequenceClassification.from_pretrained(results[0].run_dir / "final")
+        assert rm.config.num_labels == 1
+
+
+@pytest.mark.parametrize(
+    "adapter", ["full", "lora", "dora", "qlora", "ia3", "prompt_tuning", "prefix_tuning"]
+)
+def test_adapter_trains(project, adapter):
+    args = dict(FAST, packing=False) if adapter.endswith("_tuning") else FAST
+    stage = {
+        "name": adapter,
+        "method": "sft",
+        "dataset": "chat",
+        "adapter": {"type": adapter},
+        "args": args,
+    }
+    if adapter == "lora":
+        stage["adapter"].update(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
+    plan, results = train(project, f"a-{adapter}", [stage])
+    info = assert_trained(results[0].run_dir)
+    final = results[0].run_dir / "final"
+    if adapter == "full":
+        assert (final / "model.safetensors").is_file() and info["trainable_parameters"] == info[
+            "total_parameters"
+        ]
+        assert info["final_kind"] == "model"
+    else:
+        cfg = json.loads((final / "adapter_config.json").read_text())
+        assert info["final_kind"] == "adapter"
+        assert info["trainable_parameters"] < info["total_parameters"] / 2
+        expected = {
+            "lora": "LORA",
+            "dora": "LORA",
+            "qlora": "LORA",
+            "ia3": "IA3",
+            "prompt_tuning": "PROMPT_TUNING",
+            "prefix_tuning": "PREFIX_TUNING",
+        }[adapter]
+        assert cfg["peft_type"] == expected
+        if adapter == "dora":
+            assert cfg["use_dora"] is True
+        if adapter == "lora":
+            assert sorted(cfg["target_modules"]) == ["q_proj", "v_proj"] and cfg["r"] == 4
+    if adapter == "qlora":
+        assert json.loads((results[0].run_dir / "config.json").read_text())["quantization"][
+            "load_in_4bit"
+        ]
+
+
+def test_qlora_loads_the_base_in_4bit(project):
+    from trainkit.config import plan
+    from trainkit.model import load_base
+
+    stage = {"name": "q", "method": "sft", "dataset": "chat", "adapter": {"type": "qlora"}}
+    st = plan(write_config(project, "q4", [stage])).stages[0]
+    import bitsandbytes as bnb
+
+    model = load_base(st)
+    n4 = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert n4 == 14  # 2 layers x (4 attention + 3 MLP projections)
+    q = model.model.layers[0].self_attn.q_proj.weight.quant_state
+    assert q.quant_type == "nf4" and q.nested  # NF4 with double quantisation
+
+
+def test_chained_sft_then_dpo_skips_and_retrains(project):
+    stages = [
+        {"name": "sft", "method": "sft", "dataset": "chat", "args": FAST},
+        {"name": "dpo", "method": "dpo", "from": "sft", "dataset": "prefs", "args": FAST},
+    ]
+    plan, results = train(project, "chain", stages)
+    assert [r.status for r in results] == ["trained", "trained"]
+    dpo = assert_trained(results[1].run_dir)
+    # DPO started from the SFT adapter merged into the base.
+    assert dpo["base_model"] == str(results[0].run_dir / "final")
+    assert (results[1].run_dir / "merged-start" / "config.json").is_file()
+    # An unchanged re-run skips both stages.
+    plan, again = train(project, "chain", stages)
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    # A changed stage config in an existing run dir is refused unless forced.
+    from datakit.errors import DatakitError
+
+    stages[1]["params"] = {"beta": 0.2}
+    with pytest.raises(DatakitError, match="holds a run of another config"):
+        train(project, "chain", stages)
+    plan, forced = train(project, "chain", stages, only=["dpo"], force=True)
+    assert [r.status for r in forced] == ["trained"]
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_rlhf_sft_reward_rl(project, algorithm):
+    stages = [
+        {"name": "sft", "method": "sft", "dataset": "chat", "args": FAST},
+        {"name": "rm", "method": "reward", "dataset": "prefs", "args": FAST},
+        {
+            "name": "rl",
+            "method": "rl",
+            "from": "sft",
+            "dataset": "seeds",
+            "args": dict(FAST, max_steps=2),
+            "params": {
+                "algorithm": algorithm,
+                "reward_model": "rm",
+                "num_generations": 2,
+                "max_completion_length": 8,
+            },
+        },
+    ]
+    plan, results = train(project, f"rlhf-{algorithm}", stages)
+    assert [r.status for r in results] == ["trained"] * 3
+    # The reward model is saved merged (a plain classifier the RL stage can load).
+    assert (results[1].run_dir / "final" / "model.safetensors").is_file()
+    info = json.loads((results[2].run_dir / "run.json").read_text())
+    assert info["status"] == "complete" and info["weights_delta_l2"] > 0
+    rows = metrics(results[2].run_dir)
+    assert any("reward" in r for r in rows), rows[0].keys()
+
+
+def test_early_stopping_and_eval_split(project):
+    stage = {
+        "name": "es",
+        "method": "sft",
+        "dataset": "chat",
+        "eval_split": 0.25,
+        "early_stopping": {"patience": 1, "threshold": 10.0},  # no step can improve by 10
+        "args": dict(FAST, max_steps=30, eval_steps=1, learning_rate=1e-3),
+    }
+    plan, results = train(project, "es", [stage])
+    info = json.loads((results[0].run_dir / "run.json").read_text())
+    assert info["data_stats"]["eval_rows"] == 8 and info["data_stats"]["train_rows"] == 24
+    # Patience 1: the second evaluation without a 10-point gain stops the run.
+    assert info["global_step"] == 2
+    assert any("eval_loss" in r for r in metrics(results[0].run_dir))
