@@ -1,0 +1,84 @@
+"""Data problems are caught before training, with one clear line each (real tokenizer)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from datakit.errors import DatakitError
+from trainkit.data import load_stage_data
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model):
+    from trainkit.model import load_tokenizer
+
+    return load_tokenizer(str(tiny_model))
+
+
+CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+
+
+def test_empty_dataset(store, tok):
+    store.write("empty", [], "chat")
+    with pytest.raises(DatakitError, match=r"^empty@v1: no training rows; the dataset is empty$"):
+        load_stage_data(store, "sft", "empty", tok, 64)
+
+
+def test_wrong_kind_for_the_method(store, tok):
+    store.write("c", CHAT, "chat")
+    with pytest.raises(DatakitError) as e:
+        load_stage_data(store, "dpo", "c", tok, 64)
+    assert str(e.value) == "c@v1: dpo trains on preference records, this version holds chat records"
+
+
+def test_sequences_all_longer_than_max_length(store, tok):
+    long = [{"messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]}]
+    store.write("long", long * 1 + [{"messages": [{"role": "user", "content": "x " * 150}, {"role": "assistant", "content": "y"}]}], "chat")
+    with pytest.raises(DatakitError) as e:
+        load_stage_data(store, "sft", "long", tok, 32)
+    assert str(e.value).startswith("long@v1: all 2 sequences are longer than args.max_length=32 tokens (shortest ")
+    # Some too long is a warning and a stat, not an error.
+    store.write("mixed", CHAT + long, "chat")
+    data = load_stage_data(store, "sft", "mixed", tok, 32)
+    assert data.stats["truncated"] == 1 and data.stats["sequences"] == 5
+
+
+def test_missing_chat_template(store, tiny_model, tmp_path):
+    from trainkit.model import load_tokenizer
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model, plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((plain / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(cfg))
+    tok = load_tokenizer(str(plain))
+    assert not tok.chat_template
+    store.write("c", CHAT, "chat")
+    with pytest.raises(DatakitError, match="no chat template"):
+        load_stage_data(store, "sft", "c", tok, 64)
+    # Plain-text preference data needs no template: it stays in TRL's standard format.
+    store.write("p", [{"prompt": "a", "chosen": "b", "rejected": "c"}], "preference")
+    data = load_stage_data(store, "dpo", "p", tok, 64)
+    assert data.train[0] == {"prompt": "a", "chosen": "b", "rejected": "c"}
+
+
+def test_conversions(store, tok):
+    store.write("p", [{"prompt": "q", "chosen": "good", "rejected": "bad"}], "preference")
+    kto = load_stage_data(store, "kto", "p", tok, 64).train
+    assert [r["label"] for r in kto] == [True, False]
+    assert kto[0]["prompt"] == [{"role": "user", "content": "q"}]
+    assert kto[1]["completion"] == [{"role": "assistant", "content": "bad"}]
+    sft = load_stage_data(store, "sft", "p", tok, 64).train
+    assert sft[0] == {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "good"}]}
+    store.write("u", [{"prompt": "q", "completion": "bad", "label": False}], "unpaired")
+    with pytest.raises(DatakitError, match=r"no training rows \(no record has label true\)"):
+        load_stage_data(store, "sft", "u", tok, 64)
+    store.write("c", CHAT, "chat")
+    rl = load_stage_data(store, "rl", "c", tok, 64).train
+    assert rl[0]["prompt"] == [{"role": "user", "content": "q0"}]
+    split = load_stage_data(store, "sft", "c", tok, 64, eval_split=0.25)
+    assert (split.stats["train_rows"], split.stats["eval_rows"]) == (3, 1)

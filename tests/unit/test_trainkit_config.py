@@ -1,0 +1,156 @@
+"""The train: section: schema errors with suggestions, cross-stage checks, per-method defaults."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from datakit.errors import DatakitError
+from trainkit.cli import cli
+from trainkit.config import plan
+
+
+def cfg(tmp_path, stages, **train):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        yaml.safe_dump({"train": {"base_model": str(tmp_path / "model"), "stages": stages, **train}})
+    )
+    return path
+
+
+def problems(tmp_path, stages, **train) -> str:
+    with pytest.raises(DatakitError) as e:
+        plan(cfg(tmp_path, stages, **train))
+    return str(e.value)
+
+
+def test_defaults_per_method_and_adapter(tmp_path):
+    p = plan(
+        cfg(
+            tmp_path,
+            [
+                {"name": "a", "method": "sft", "dataset": "d"},
+                {"name": "b", "method": "sft", "dataset": "d", "adapter": {"type": "full"}},
+                {"name": "c", "method": "dpo", "dataset": "p", "from": "a"},
+                {"name": "d", "method": "simpo", "dataset": "p"},
+                {"name": "e", "method": "sft", "dataset": "d", "adapter": {"type": "prompt_tuning"}},
+                {"name": "f", "method": "ipo", "dataset": "p"},
+            ],
+        )
+    )
+    a, b, c, d, e, f = p.stages
+    assert a.adapter == {
+        "type": "lora",
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0.05,
+        "target_modules": "all-linear",
+        "num_virtual_tokens": 16,
+    }
+    assert a.args["learning_rate"] == 2e-4 and b.args["learning_rate"] == 2e-5
+    assert a.args["packing"] is True and e.args["packing"] is False and c.args["packing"] is False
+    assert c.params == {"beta": 0.1, "label_smoothing": 0.0}
+    assert c.base_model == str(a.run_dir / "final") and c.from_stage == "a"
+    assert d.params == {"beta": 2.0, "gamma": 0.5}
+    assert f.params == {"beta": 0.1}
+    assert a.run_dir == tmp_path / "runs" / "train" / "a"
+    assert a.early_stopping is None and a.quantization["load_in_4bit"] is False
+
+
+def test_qlora_turns_on_4bit(tmp_path):
+    (st,) = plan(
+        cfg(tmp_path, [{"name": "q", "method": "sft", "dataset": "d", "adapter": {"type": "qlora"}}])
+    ).stages
+    assert st.quantization == {
+        "load_in_4bit": True,
+        "quant_type": "nf4",
+        "double_quant": True,
+        "compute_dtype": "float32",
+    }
+
+
+def test_method_keys_are_checked_against_the_method(tmp_path):
+    msg = problems(tmp_path, [{"name": "s", "method": "sft", "dataset": "d", "params": {"beta": 0.1}}])
+    assert "train.stages[0].params.beta: unknown key" in msg
+    msg = problems(tmp_path, [{"name": "s", "method": "dpo", "dataset": "d", "params": {"betta": 0.1}}])
+    assert "params.betta: unknown key; did you mean 'beta'?" in msg
+    msg = problems(tmp_path, [{"name": "s", "method": "rl", "dataset": "d", "params": {}}])
+    assert "missing required key 'reward_model'" in msg
+
+
+def test_all_schema_errors_together_with_lines(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "train:\n"
+        "  base_model: m\n"
+        "  stages:\n"
+        "    - name: s\n"
+        "      method: dpoo\n"
+        "      dataset: d\n"
+        "      adaptor: {type: lora}\n"
+        "      args: {epochs: 1, lerning_rate: 0.1}\n"
+    )
+    msg = str(pytest.raises(DatakitError, plan, path).value)
+    assert "3 problems" in msg
+    assert f"{path}:5: train.stages[0].method: 'dpoo' is not one of" in msg
+    assert f"{path}:7: train.stages[0].adaptor: unknown key; did you mean 'adapter'?" in msg
+    assert f"{path}:8: train.stages[0].args.lerning_rate: unknown key; did you mean 'learning_rate'?" in msg
+
+
+def test_cross_stage_problems(tmp_path):
+    msg = problems(
+        tmp_path,
+        [
+            {"name": "s", "method": "sft", "dataset": "d", "from": "later"},
+            {"name": "later", "method": "reward", "dataset": "p"},
+            {"name": "x", "method": "dpo", "dataset": "p", "from": "later"},
+            {"name": "r", "method": "rl", "dataset": "d", "params": {"reward_model": "s"}},
+            {"name": "s", "method": "sft", "dataset": "d"},
+            {"name": "p", "method": "sft", "dataset": "d", "adapter": {"type": "prefix_tuning"}, "args": {"gradient_checkpointing": True}},
+            {"name": "k", "method": "dpo", "dataset": "p", "args": {"packing": True}},
+            {"name": "e", "method": "sft", "dataset": "d", "early_stopping": {"patience": 2}},
+            {"name": "f", "method": "sft", "dataset": "d", "adapter": {"type": "full"}, "quantization": {"load_in_4bit": True}},
+            {"name": "g", "method": "reward", "dataset": "p", "adapter": {"type": "prompt_tuning"}},
+        ],
+    )
+    assert "9 problems in train:" in msg
+    assert "train.stages[0] (s): from 'later' is not an earlier stage (none before this one)" in msg
+    assert "train.stages[2] (x): from 'later' is a reward model" in msg
+    assert "train.stages[3] (r): reward_model 's' is a sft stage" in msg
+    assert "train.stages[4] (s): a stage named 's' already exists" in msg
+    assert "prefix_tuning cannot be combined with gradient_checkpointing" in msg
+    assert "train.stages[6] (k): args.packing applies to sft only" in msg
+    assert "early_stopping needs eval_dataset or eval_split" in msg
+    assert "a 4-bit base cannot be fully fine-tuned" in msg
+    assert "a reward model needs its score head trained" in msg
+
+
+def test_cli_run_errors_follow_the_contract(tmp_path, cli):
+    path = cfg(tmp_path, [{"name": "s", "method": "sft", "dataset": "d", "params": {"beta": 1}}])
+    code, out = cli(cli_group(), "run", str(path))
+    assert code == 1 and out.startswith("Error: 1 problem in") and "Traceback" not in out
+    code, out = cli(cli_group(), "run", str(path), "--stages", "x")
+    assert code == 2 and "No such option" in out
+    ok = cfg(tmp_path, [{"name": "s", "method": "sft", "dataset": "d"}])
+    code, out = cli(cli_group(), "run", str(ok), "--stage", "nope")
+    assert code == 1 and out == "Error: no stage named nope (stages: s)\n"
+    code, out = cli(cli_group(), "run", str(ok))
+    assert code == 1 and out == f"Error: no dataset named 'd'; {tmp_path / 'data'} holds no datasets\n"
+    # The model directory is checked before any weights load.
+    from datakit.store import DatasetStore
+
+    DatasetStore(tmp_path / "data").write("d", [{"instruction": "a", "input": "", "output": "b"}], "instruction")
+    code, out = cli(cli_group(), "run", str(ok))
+    assert code == 1 and out == f"Error: train.stages.s: model {tmp_path / 'model'} does not exist\n"
+    (tmp_path / "model").mkdir()
+    code, out = cli(cli_group(), "run", str(ok))
+    assert out == f"Error: train.stages.s: {tmp_path / 'model'} is not a model directory (no config.json)\n"
+
+
+def test_show_rejects_a_non_run(tmp_path, cli):
+    code, out = cli(cli_group(), "show", str(tmp_path))
+    assert code == 1 and out == f"Error: {tmp_path}: not a training run (no run.json)\n"
+
+
+def cli_group():
+    return cli
