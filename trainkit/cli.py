@@ -118,6 +118,7 @@ def _quiet_libraries() -> None:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 @cli.command("run")
@@ -219,6 +220,44 @@ def show_cmd(run_dir: str, as_json: bool) -> None:
     from .show import format_summary
 
     click.echo(format_summary(summary))
+
+
+@cli.command("merge")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for the merged model.",
+)
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@json_option
+def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
+    """Merge RUN's trained LoRA/DoRA/QLoRA/IA3 adapter into its base; save a plain model.
+
+    RUN is a run directory (its final/ adapter is used) or an adapter directory.
+    QLoRA adapters are merged into the dequantised 4-bit base they were trained
+    against. The result (with tokenizer and chat template) loads in transformers
+    and vLLM.
+
+    \b
+    Examples:
+      trainkit merge runs/train/sft -o runs/models/sft-merged
+      trainkit merge runs/train/dpo/final -o /tmp/dpo-merged --force
+    """
+    from .merge import merge
+
+    if not as_json:
+        _quiet_libraries()
+    info = merge(run, out, force=force)
+    if as_json:
+        echo_json(info)
+        return
+    how = " (into the dequantised 4-bit base)" if info["dequantized_4bit_base"] else ""
+    click.echo(
+        f"merged {info['peft_type']} adapter {info['adapter']}{how} -> {info['out']} ({info['parameters']:,} parameters)"
+    )
 
 
 def main() -> None:

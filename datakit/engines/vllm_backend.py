@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from .base import Completion, Request, Result
@@ -49,6 +50,21 @@ class VLLMEngine:
             # Generator does not use offset" when it rewinds the discarded sample); per-request
             # seeds are what makes runs reproducible, so prefill whole prompts instead.
             options.setdefault("enable_chunked_prefill", False)
+        # A trained LoRA adapter served unmerged on top of `model` (vLLM's LoRA support).
+        self.lora = None
+        adapter = options.pop("lora_adapter", None)
+        if adapter:
+            import json
+
+            from vllm.lora.request import LoRARequest
+
+            rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
+            options.setdefault("enable_lora", True)
+            # vLLM allocates LoRA slots of a fixed rank from this list.
+            options.setdefault(
+                "max_lora_rank", next(x for x in (8, 16, 32, 64, 128, 256, 320, 512) if x >= rank)
+            )
+            self.lora = LoRARequest("adapter", 1, str(adapter))
         self.llm = LLM(
             model=model, enable_prefix_caching=enable_prefix_caching, seed=seed, **options
         )
@@ -91,7 +107,10 @@ class VLLMEngine:
 
     def generate(self, requests: list[Request]) -> list[Result]:
         outs = self.llm.generate(
-            [self._prompt(r) for r in requests], [self._params(r) for r in requests], use_tqdm=False
+            [self._prompt(r) for r in requests],
+            [self._params(r) for r in requests],
+            use_tqdm=False,
+            lora_request=self.lora,
         )
         return [
             Result(

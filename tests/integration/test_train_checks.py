@@ -18,7 +18,10 @@ def tok(tiny_model):
     return load_tokenizer(str(tiny_model))
 
 
-CHAT = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(4)]
+CHAT = [
+    {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+    for i in range(4)
+]
 
 
 def test_empty_dataset(store, tok):
@@ -35,11 +38,32 @@ def test_wrong_kind_for_the_method(store, tok):
 
 
 def test_sequences_all_longer_than_max_length(store, tok):
-    long = [{"messages": [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]}]
-    store.write("long", long * 1 + [{"messages": [{"role": "user", "content": "x " * 150}, {"role": "assistant", "content": "y"}]}], "chat")
+    long = [
+        {
+            "messages": [
+                {"role": "user", "content": "word " * 200},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+    ]
+    store.write(
+        "long",
+        long * 1
+        + [
+            {
+                "messages": [
+                    {"role": "user", "content": "x " * 150},
+                    {"role": "assistant", "content": "y"},
+                ]
+            }
+        ],
+        "chat",
+    )
     with pytest.raises(DatakitError) as e:
         load_stage_data(store, "sft", "long", tok, 32)
-    assert str(e.value).startswith("long@v1: all 2 sequences are longer than args.max_length=32 tokens (shortest ")
+    assert str(e.value).startswith(
+        "long@v1: all 2 sequences are longer than args.max_length=32 tokens (shortest "
+    )
     # Some too long is a warning and a stat, not an error.
     store.write("mixed", CHAT + long, "chat")
     data = load_stage_data(store, "sft", "mixed", tok, 32)
@@ -73,7 +97,10 @@ def test_conversions(store, tok):
     assert kto[0]["prompt"] == [{"role": "user", "content": "q"}]
     assert kto[1]["completion"] == [{"role": "assistant", "content": "bad"}]
     sft = load_stage_data(store, "sft", "p", tok, 64).train
-    assert sft[0] == {"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "good"}]}
+    assert sft[0] == {
+        "prompt": [{"role": "user", "content": "q"}],
+        "completion": [{"role": "assistant", "content": "good"}],
+    }
     store.write("u", [{"prompt": "q", "completion": "bad", "label": False}], "unpaired")
     with pytest.raises(DatakitError, match=r"no training rows \(no record has label true\)"):
         load_stage_data(store, "sft", "u", tok, 64)

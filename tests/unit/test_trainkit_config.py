@@ -13,7 +13,9 @@ from trainkit.config import plan
 def cfg(tmp_path, stages, **train):
     path = tmp_path / "p.yaml"
     path.write_text(
-        yaml.safe_dump({"train": {"base_model": str(tmp_path / "model"), "stages": stages, **train}})
+        yaml.safe_dump(
+            {"train": {"base_model": str(tmp_path / "model"), "stages": stages, **train}}
+        )
     )
     return path
 
@@ -33,7 +35,12 @@ def test_defaults_per_method_and_adapter(tmp_path):
                 {"name": "b", "method": "sft", "dataset": "d", "adapter": {"type": "full"}},
                 {"name": "c", "method": "dpo", "dataset": "p", "from": "a"},
                 {"name": "d", "method": "simpo", "dataset": "p"},
-                {"name": "e", "method": "sft", "dataset": "d", "adapter": {"type": "prompt_tuning"}},
+                {
+                    "name": "e",
+                    "method": "sft",
+                    "dataset": "d",
+                    "adapter": {"type": "prompt_tuning"},
+                },
                 {"name": "f", "method": "ipo", "dataset": "p"},
             ],
         )
@@ -59,7 +66,9 @@ def test_defaults_per_method_and_adapter(tmp_path):
 
 def test_qlora_turns_on_4bit(tmp_path):
     (st,) = plan(
-        cfg(tmp_path, [{"name": "q", "method": "sft", "dataset": "d", "adapter": {"type": "qlora"}}])
+        cfg(
+            tmp_path, [{"name": "q", "method": "sft", "dataset": "d", "adapter": {"type": "qlora"}}]
+        )
     ).stages
     assert st.quantization == {
         "load_in_4bit": True,
@@ -70,9 +79,13 @@ def test_qlora_turns_on_4bit(tmp_path):
 
 
 def test_method_keys_are_checked_against_the_method(tmp_path):
-    msg = problems(tmp_path, [{"name": "s", "method": "sft", "dataset": "d", "params": {"beta": 0.1}}])
+    msg = problems(
+        tmp_path, [{"name": "s", "method": "sft", "dataset": "d", "params": {"beta": 0.1}}]
+    )
     assert "train.stages[0].params.beta: unknown key" in msg
-    msg = problems(tmp_path, [{"name": "s", "method": "dpo", "dataset": "d", "params": {"betta": 0.1}}])
+    msg = problems(
+        tmp_path, [{"name": "s", "method": "dpo", "dataset": "d", "params": {"betta": 0.1}}]
+    )
     assert "params.betta: unknown key; did you mean 'beta'?" in msg
     msg = problems(tmp_path, [{"name": "s", "method": "rl", "dataset": "d", "params": {}}])
     assert "missing required key 'reward_model'" in msg
@@ -94,7 +107,10 @@ def test_all_schema_errors_together_with_lines(tmp_path):
     assert "3 problems" in msg
     assert f"{path}:5: train.stages[0].method: 'dpoo' is not one of" in msg
     assert f"{path}:7: train.stages[0].adaptor: unknown key; did you mean 'adapter'?" in msg
-    assert f"{path}:8: train.stages[0].args.lerning_rate: unknown key; did you mean 'learning_rate'?" in msg
+    assert (
+        f"{path}:8: train.stages[0].args.lerning_rate: unknown key; did you mean 'learning_rate'?"
+        in msg
+    )
 
 
 def test_cross_stage_problems(tmp_path):
@@ -106,10 +122,22 @@ def test_cross_stage_problems(tmp_path):
             {"name": "x", "method": "dpo", "dataset": "p", "from": "later"},
             {"name": "r", "method": "rl", "dataset": "d", "params": {"reward_model": "s"}},
             {"name": "s", "method": "sft", "dataset": "d"},
-            {"name": "p", "method": "sft", "dataset": "d", "adapter": {"type": "prefix_tuning"}, "args": {"gradient_checkpointing": True}},
+            {
+                "name": "p",
+                "method": "sft",
+                "dataset": "d",
+                "adapter": {"type": "prefix_tuning"},
+                "args": {"gradient_checkpointing": True},
+            },
             {"name": "k", "method": "dpo", "dataset": "p", "args": {"packing": True}},
             {"name": "e", "method": "sft", "dataset": "d", "early_stopping": {"patience": 2}},
-            {"name": "f", "method": "sft", "dataset": "d", "adapter": {"type": "full"}, "quantization": {"load_in_4bit": True}},
+            {
+                "name": "f",
+                "method": "sft",
+                "dataset": "d",
+                "adapter": {"type": "full"},
+                "quantization": {"load_in_4bit": True},
+            },
             {"name": "g", "method": "reward", "dataset": "p", "adapter": {"type": "prompt_tuning"}},
         ],
     )
@@ -135,16 +163,25 @@ def test_cli_run_errors_follow_the_contract(tmp_path, cli):
     code, out = cli(cli_group(), "run", str(ok), "--stage", "nope")
     assert code == 1 and out == "Error: no stage named nope (stages: s)\n"
     code, out = cli(cli_group(), "run", str(ok))
-    assert code == 1 and out == f"Error: no dataset named 'd'; {tmp_path / 'data'} holds no datasets\n"
+    assert (
+        code == 1 and out == f"Error: no dataset named 'd'; {tmp_path / 'data'} holds no datasets\n"
+    )
     # The model directory is checked before any weights load.
     from datakit.store import DatasetStore
 
-    DatasetStore(tmp_path / "data").write("d", [{"instruction": "a", "input": "", "output": "b"}], "instruction")
+    DatasetStore(tmp_path / "data").write(
+        "d", [{"instruction": "a", "input": "", "output": "b"}], "instruction"
+    )
     code, out = cli(cli_group(), "run", str(ok))
-    assert code == 1 and out == f"Error: train.stages.s: model {tmp_path / 'model'} does not exist\n"
+    assert (
+        code == 1 and out == f"Error: train.stages.s: model {tmp_path / 'model'} does not exist\n"
+    )
     (tmp_path / "model").mkdir()
     code, out = cli(cli_group(), "run", str(ok))
-    assert out == f"Error: train.stages.s: {tmp_path / 'model'} is not a model directory (no config.json)\n"
+    assert (
+        out
+        == f"Error: train.stages.s: {tmp_path / 'model'} is not a model directory (no config.json)\n"
+    )
 
 
 def test_show_rejects_a_non_run(tmp_path, cli):

@@ -1,0 +1,98 @@
+"""``trainkit merge RUN -o DIR``: fold a trained adapter into its base, save a plain model.
+
+QLoRA adapters were trained against the 4-bit base, so they are merged into the
+dequantised 4-bit weights (what the adapter actually saw), not into the original
+full-precision weights. The result loads in transformers and vLLM like any model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+
+from .model import adapter_base, is_adapter_dir, load_tokenizer
+
+MERGEABLE = {"LORA", "IA3"}
+
+
+def adapter_dir_of(run: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The adapter of a run dir (its final/) or an adapter dir itself, and the run's config."""
+    run = Path(run)
+    config: dict[str, Any] = {}
+    if (run / "run.json").is_file():
+        if (run / "config.json").is_file():
+            config = json.loads((run / "config.json").read_text())
+        info = json.loads((run / "run.json").read_text())
+        if info.get("status") != "complete":
+            raise DatakitError(
+                f"{run}: the run is not complete (status {info.get('status')}); finish it first"
+            )
+        adapter = run / "final"
+    else:
+        adapter = run
+    if not is_adapter_dir(adapter):
+        if (adapter / "config.json").is_file():
+            raise DatakitError(f"{adapter}: holds a full model, not an adapter; use it as it is")
+        raise DatakitError(f"{run}: neither a training run (run.json) nor an adapter directory")
+    return adapter, config
+
+
+def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter, config = adapter_dir_of(run)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise DatakitError(f"{out} exists and is not empty (use --force to replace it)")
+    peft_type = json.loads((adapter / "adapter_config.json").read_text()).get("peft_type")
+    if peft_type not in MERGEABLE:
+        raise DatakitError(
+            f"{adapter}: {peft_type} adapters add virtual tokens and cannot be merged into the "
+            "weights; load the adapter with PEFT (or serve it unmerged)"
+        )
+    base_path = adapter_base(adapter)
+    quant = config.get("quantization", {})
+    if quant.get("load_in_4bit"):
+        from transformers import BitsAndBytesConfig
+
+        base = AutoModelForCausalLM.from_pretrained(
+            base_path,
+            quantization_config=BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
+                bnb_4bit_use_double_quant=quant.get("double_quant", True),
+                bnb_4bit_compute_dtype=torch.float32,
+            ),
+            device_map="cpu" if not torch.cuda.is_available() else {"": 0},
+        )
+        base = base.dequantize()
+        base = base.to(torch.float32)
+        dequantized = True
+    else:
+        base = AutoModelForCausalLM.from_pretrained(base_path)
+        dequantized = False
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    if getattr(merged.config, "quantization_config", None) is not None:
+        del merged.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    merged.save_pretrained(tmp)
+    load_tokenizer(str(adapter)).save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return {
+        "adapter": str(adapter),
+        "base": base_path,
+        "peft_type": peft_type,
+        "dequantized_4bit_base": dequantized,
+        "out": str(out),
+        "parameters": sum(p.numel() for p in merged.parameters()),
+    }
