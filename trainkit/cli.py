@@ -260,6 +260,104 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     )
 
 
+@cli.command("estimate")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="Model directory or its config.json (no weights are read).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["full", "lora", "dora", "qlora"]),
+    default="lora",
+    show_default=True,
+)
+@click.option("--seq-len", default=1024, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Per-device batch size.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["bfloat16", "float16", "float32"]),
+    default="bfloat16",
+    show_default=True,
+)
+@click.option("--lora-r", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--gradient-checkpointing", is_flag=True, help="Keep only layer inputs; recompute the rest."
+)
+@json_option
+def estimate_cmd(
+    model: str,
+    method: str,
+    seq_len: int,
+    batch: int,
+    dtype: str,
+    lora_r: int,
+    gradient_checkpointing: bool,
+    as_json: bool,
+) -> None:
+    """Estimate training memory (weights, gradients, optimiser, activations) from config.json.
+
+    Nothing is loaded but the config, so it answers for a 70B model on a laptop.
+    AdamW states are fp32; adapters train in fp32; QLoRA weights are NF4 with
+    double quantisation. Framework overhead is not included (leave 10-20%).
+
+    \b
+    Examples:
+      trainkit estimate --model runs/models/tiny --method full --dtype float32
+      trainkit estimate --model llama-2-7b/config.json --method qlora --seq-len 2048 --batch 4
+    """
+    from .estimate import estimate, load_model_config
+
+    est = estimate(
+        load_model_config(model),
+        method=method,
+        seq_len=seq_len,
+        batch=batch,
+        dtype=dtype,
+        lora_r=lora_r,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+    if as_json:
+        echo_json(est.as_dict())
+        return
+    d = est.as_dict()
+    click.echo(
+        f"{method} on {model}: {d['parameters']:,} parameters, {d['trainable_parameters']:,} trainable "
+        f"(seq {seq_len} x batch {batch}, {dtype})"
+    )
+    for k in ("weights", "gradients", "optimizer", "activations", "total"):
+        click.echo(f"  {k:<12} {d[k + '_gib']:>9.3f} GiB")
+
+
+PRESETS = ("ddp", "fsdp", "zero2", "zero3")
+
+
+@cli.command("preset")
+@click.argument("name", type=click.Choice(PRESETS))
+def preset_cmd(name: str) -> None:
+    """Print the path of an accelerate config preset for multi-GPU training.
+
+    ddp: data parallel; fsdp: fully sharded (FSDP2); zero2 / zero3: DeepSpeed ZeRO
+    (needs deepspeed). Edit num_processes to your GPU count. On CPU, torchrun runs
+    DDP over gloo: torchrun --nproc_per_node 2 -m trainkit run.
+
+    \b
+    Examples:
+      accelerate launch --config_file $(trainkit preset fsdp) -m trainkit run pipeline.yaml
+      cp $(trainkit preset zero3) my-zero3.yaml
+    """
+    from pathlib import Path
+
+    click.echo(str(Path(__file__).parent / "presets" / f"{name}.yaml"))
+
+
 def main() -> None:
     cli(prog_name="trainkit")
 

@@ -325,6 +325,12 @@ def run_stage(
         )
     common = common_args(stage, data.eval is not None, quiet)
     trainer = builder(stage.method)(stage, model, tokenizer, data, common, callbacks)
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    info["world_size"] = trainer.args.world_size
+    info["ddp_backend"] = trainer.args.ddp_backend
     t0 = time.perf_counter()
     out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0

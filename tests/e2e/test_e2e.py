@@ -163,6 +163,7 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
         if "__pycache__" not in p.parts
     }
     assert sources - set(names) == set()
+    assert {f"trainkit/presets/{n}.yaml" for n in ("ddp", "fsdp", "zero2", "zero3")} <= set(names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     eps = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).read(entry).decode()
     assert "datakit = datakit.cli:main" in eps and "trainkit = trainkit.cli:main" in eps

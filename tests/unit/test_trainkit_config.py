@@ -191,3 +191,20 @@ def test_show_rejects_a_non_run(tmp_path, cli):
 
 def cli_group():
     return cli
+
+
+@pytest.mark.parametrize(
+    "name,kind",
+    [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED")],
+)
+def test_launch_presets_load_in_accelerate(cli, name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    code, out = cli(cli_group(), "preset", name)
+    assert code == 0
+    conf = load_config_from_file(out.strip())
+    assert conf.distributed_type.value == kind
+    if name.startswith("zero"):
+        assert conf.deepspeed_config["zero_stage"] == int(name[-1])
+    code, out = cli(cli_group(), "preset", "zero1")
+    assert code == 2 and "Invalid value" in out

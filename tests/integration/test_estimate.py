@@ -1,0 +1,112 @@
+"""`trainkit estimate` against what torch really holds: exact parameter counts from
+instantiated models, activations against the tensors autograd saves on CPU, and the
+published 7B figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainkit.estimate import GIB, estimate, shape_from_config
+
+
+def _saved_bytes(model, ids) -> int:
+    """Bytes of every distinct storage autograd keeps for the backward pass (weights excluded)."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids).loss
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(v for k, v in seen.items() if k not in weights)
+
+
+@pytest.mark.parametrize(
+    "dims,seq,batch",
+    [
+        ({}, 256, 4),  # the project's tiny model shape
+        (
+            {
+                "hidden_size": 512,
+                "intermediate_size": 1376,
+                "num_attention_heads": 8,
+                "num_key_value_heads": 8,
+                "num_hidden_layers": 4,
+            },
+            512,
+            8,
+        ),
+        (
+            {
+                "hidden_size": 256,
+                "intermediate_size": 688,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "num_hidden_layers": 3,
+                "tie_word_embeddings": True,
+            },
+            128,
+            16,
+        ),
+    ],
+)
+def test_estimate_matches_torch_on_cpu(tiny_model, dims, seq, batch):
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    cfg = AutoConfig.from_pretrained(tiny_model)
+    for k, v in dims.items():
+        setattr(cfg, k, v)
+    cfg.head_dim = cfg.hidden_size // cfg.num_attention_heads
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    as_dict = json.loads(cfg.to_json_string())
+    est = estimate(as_dict, "full", seq_len=seq, batch=batch, dtype="float32")
+    assert est.parameters == sum(p.numel() for p in model.parameters())
+    assert est.weights_bytes == 4 * est.parameters and est.optimizer_bytes == 8 * est.parameters
+    ids = torch.randint(0, cfg.vocab_size, (batch, seq))
+    measured = _saved_bytes(model, ids)
+    print(
+        f"activations estimated {est.activations_bytes / 2**20:.1f} MiB, saved by autograd {measured / 2**20:.1f} MiB"
+    )
+    assert est.activations_bytes == pytest.approx(measured, rel=0.1), (
+        est.activations_bytes / GIB,
+        measured / GIB,
+    )
+
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert estimate(as_dict, "lora", lora_r=8).trainable_parameters == trainable
+
+
+LLAMA2_7B = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "num_hidden_layers": 32,
+    "vocab_size": 32000,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+}
+
+
+def test_published_7b_figures():
+    assert shape_from_config(LLAMA2_7B).params == 6_738_415_616  # Llama-2-7B's parameter count
+    full = estimate(LLAMA2_7B, "full", dtype="float16")
+    assert full.weights_bytes / 1e9 == pytest.approx(13.5, abs=0.1)  # "~14 GB in fp16"
+    q = estimate(LLAMA2_7B, "qlora")
+    assert 3.5 < q.weights_bytes / 1e9 < 4.3  # "~4 GB in 4-bit" (QLoRA paper, model card figures)
+    lora = estimate(LLAMA2_7B, "lora", lora_r=16)
+    assert lora.trainable_parameters == 39_976_960  # PEFT's count for r=16 on all linear layers
+    # Gradient checkpointing cuts activations by about the layer count.
+    ckpt = estimate(LLAMA2_7B, "qlora", seq_len=2048, gradient_checkpointing=True)
+    plain = estimate(LLAMA2_7B, "qlora", seq_len=2048)
+    assert ckpt.activations_bytes < plain.activations_bytes / 4

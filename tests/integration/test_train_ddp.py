@@ -1,0 +1,59 @@
+"""Data-parallel training on CPU: `torchrun --nproc_per_node 2 -m trainkit run` (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.test_train import FAST, project, write_config  # noqa: F401
+
+BIN = Path(sys.executable).parent
+
+
+def test_two_processes_train_one_run(project):  # noqa: F811
+    stage = {
+        "name": "sft",
+        "method": "sft",
+        "dataset": "chat",
+        "args": dict(FAST, max_steps=4, batch_size=2),
+    }
+    cfg = write_config(project, "ddp", [stage])
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            str(BIN / "torchrun"),
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            port,
+            "-m",
+            "trainkit",
+            "run",
+            str(cfg),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=project["root"],
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # Only rank 0 reports and writes the run directory.
+    assert proc.stdout.count("stage sft (sft): trained") == 1, proc.stdout
+    run_dir = project["root"] / "runs" / "ddp" / "train" / "sft"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["world_size"] == 2 and info["ddp_backend"] == "gloo"
+    assert (
+        info["status"] == "complete" and info["global_step"] == 4 and info["weights_delta_l2"] > 0
+    )
+    assert (run_dir / "final" / "adapter_model.safetensors").is_file()
