@@ -45,13 +45,13 @@ data: setup
 	$(BIN)/datakit run $(CONFIG) $(if $(CI),-q,)
 
 train: setup
-	@echo "train: no training stage declared yet in $(CONFIG) (trainkit run arrives with the training issue)"
+	$(BIN)/trainkit run $(CONFIG) $(if $(CI),-q,)
 
 eval: setup
 	@echo "eval: no eval stage declared yet in $(CONFIG) (evalkit run arrives with the eval issue)"
 
 demo: data train eval
-	@echo "==> demo done ($(CONFIG)). Look around: datakit ls; datakit show demo-seeds; datakit log demo-seeds"
+	@echo "==> demo done ($(CONFIG)). Look around: datakit ls; datakit show good; trainkit show runs/train/sft"
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -116,6 +116,18 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
             r["chosen"] != r["rejected"]
             and r["meta"]["chosen_quality"] > r["meta"]["rejected_quality"]
         )
+    # make train: SFT on the curated answers, then DPO from the SFT model.
+    assert "stage sft (sft): trained" in out and "stage dpo (dpo): trained" in out
+    for stage, data in (("sft", "good@v1"), ("dpo", "prefs@v1")):
+        rd = tmp_path / "runs/train" / stage
+        info = json.loads((rd / "run.json").read_text())
+        assert info["status"] == "complete" and info["datasets"][0]["ref"] == data
+        assert info["weights_delta_l2"] > 0 and (rd / "final/adapter_model.safetensors").is_file()
+        assert (rd / "curves.png").is_file() and (rd / "metrics.jsonl").stat().st_size > 0
+    show = run(BIN / "trainkit", "show", tmp_path / "runs/train/sft").stdout
+    assert "sft (sft, adapter lora) - complete" in show and "data: good@v1" in show
+    out = run(*env_make, "train").stdout
+    assert "stage sft (sft): skipped" in out and "stage dpo (dpo): skipped" in out
     # A re-run reuses everything: no new version, no model rebuilt, no step re-run.
     out = run(*env_make, "data").stdout
     assert (

@@ -109,3 +109,36 @@ def test_conversions(store, tok):
     assert rl[0]["prompt"] == [{"role": "user", "content": "q0"}]
     split = load_stage_data(store, "sft", "c", tok, 64, eval_split=0.25)
     assert (split.stats["train_rows"], split.stats["eval_rows"]) == (3, 1)
+
+
+def test_row_packed_samples_do_not_see_each_other(tiny_model, tok):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainkit.packing import RowPackedCollator
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    a = tok("Feed the starter on a regular schedule.")["input_ids"]
+    b = tok("Convert the temperature to Fahrenheit please.")["input_ids"]
+    batch = RowPackedCollator(tok.pad_token_id)(
+        [
+            {"input_ids": a + b, "seq_lengths": [len(a), len(b)]},
+            {"input_ids": b, "seq_lengths": [len(b)]},
+        ]
+    )
+    assert "attention_mask" not in batch and batch["input_ids"].shape == (2, len(a) + len(b))
+    with torch.no_grad():
+        packed = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).logits
+        alone_a = model(input_ids=torch.tensor([a])).logits
+        alone_b = model(input_ids=torch.tensor([b])).logits
+    # Each sample gets exactly the logits it gets on its own: nothing leaks across samples.
+    # (use_cache=False as in TRL's training forward: with a cache transformers skips the check.)
+    assert torch.allclose(packed[0, : len(a)], alone_a[0], atol=1e-4)
+    assert torch.allclose(packed[0, len(a) :], alone_b[0], atol=1e-4)
+    assert torch.allclose(packed[1, : len(b)], alone_b[0], atol=1e-4)
+    # No loss on each sample's first token or on the padded tail.
+    labels = batch["labels"]
+    assert labels[0, 0] == -100 and labels[0, len(a)] == -100 and labels[0, 1] == a[1]
+    assert (labels[1, len(b) :] == -100).all()

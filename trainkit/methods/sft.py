@@ -14,6 +14,8 @@ from typing import Any
 def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
     from trl import SFTConfig, SFTTrainer
 
+    from ..packing import RowPackedCollator, uses_varlen_kernel
+
     conversational = "messages" in data.train.column_names
     args = SFTConfig(
         **common,
@@ -22,7 +24,7 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         assistant_only_loss=conversational and stage.params["assistant_only_loss"],
         completion_only_loss=stage.params["completion_only_loss"],
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=data.train,
@@ -31,3 +33,8 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         peft_config=data.peft_config,
         callbacks=callbacks,
     )
+    if stage.args["packing"] and not uses_varlen_kernel(trainer.model):
+        # Without a varlen attention kernel TRL's padding-free batch is one long row whose
+        # attention costs (batch x max_length)^2: keep the packs as rows instead.
+        trainer.data_collator = RowPackedCollator(tokenizer.pad_token_id)
+    return trainer
