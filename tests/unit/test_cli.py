@@ -40,7 +40,7 @@ def test_help_does_not_import_heavy_libraries():
         "from datakit.cli import cli\n"
         "from trainkit.cli import cli as t\n"
         "from evalkit.cli import cli as e\n"
-        "for g, args in ((cli, ['--help']), (cli, ['validate', '--help']), (cli, ['import', '--help']), (t, ['init-tiny', '--help']), (e, ['--help'])):\n"
+        "for g, args in ((cli, ['--help']), (cli, ['validate', '--help']), (cli, ['import', '--help']), (t, ['init-tiny', '--help']), (t, ['--help']), (t, ['run', '--help']), (t, ['estimate', '--help']), (e, ['--help'])):\n"
         "    assert CliRunner().invoke(g, args).exit_code == 0\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'vllm', 'trl', 'peft', 'datasets', 'sentence_transformers', 'jsonschema', 'jsonschema_rs', 'yaml') if m in sys.modules)\n"
         "print(heavy)\n"
