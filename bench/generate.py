@@ -39,31 +39,9 @@ SIZES = {
 
 
 def build_model(size: str) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from bench._common import random_llama
 
-    from datakit.tiny import build_tokenizer, demo_texts
-
-    out = Path(tempfile.gettempdir()) / f"datakit-bench-llama-{size}"
-    if (out / "config.json").is_file():
-        return out
-    tok = build_tokenizer(demo_texts(), 1024)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        head_dim=64,
-        max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-        dtype="float32",
-        **SIZES[size],
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return random_llama(f"datakit-bench-llama-{size}", SIZES[size], max_positions=1024)
 
 
 def main() -> None:

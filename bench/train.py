@@ -51,29 +51,9 @@ WORDS = (
 
 
 def build_model(size: str) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from bench._common import random_llama
 
-    from datakit.tiny import CHAT_TEMPLATE, build_tokenizer, demo_texts
-
-    out = Path(tempfile.gettempdir()) / f"trainkit-bench-llama-{size}"
-    if (out / "config.json").is_file():
-        return out
-    tok = build_tokenizer(demo_texts(), 1024)
-    tok.chat_template = CHAT_TEMPLATE
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        head_dim=64,
-        max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        **SIZES[size],
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return random_llama(f"trainkit-bench-llama-{size}", SIZES[size], max_positions=2048)
 
 
 def conversations(n: int, seed: int = 0) -> list[dict]:

@@ -30,7 +30,6 @@ class StageData:
     eval: Any | None
     refs: list[dict[str, Any]]  # name@version + sha256 of each version used
     stats: dict[str, Any]
-    peft_config: Any = None  # set by the runner from the stage's adapter
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -215,10 +214,9 @@ def check_lengths(
     rows: list[dict[str, Any]], tokenizer: Any, max_length: int, ref: str
 ) -> dict[str, Any]:
     """Token lengths; an error when every sequence is longer than max_length."""
-    lengths = []
-    for row in rows:
-        for text in _text_of(row, tokenizer):
-            lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    texts = [text for row in rows for text in _text_of(row, tokenizer)]
+    # One batched call: a fast tokenizer encodes the batch in parallel in Rust.
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     over = sum(1 for n in lengths if n > max_length)
     if over == len(lengths):
         raise DatakitError(

@@ -8,13 +8,19 @@ full-precision weights. The result loads in transformers and vLLM like any model
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
 
-from .model import adapter_base, is_adapter_dir, load_tokenizer
+from .model import (
+    adapter_base,
+    bnb_config,
+    building_dir,
+    device_map,
+    is_adapter_dir,
+    load_tokenizer,
+)
 
 MERGEABLE = {"LORA", "IA3"}
 
@@ -59,17 +65,10 @@ def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, An
     base_path = adapter_base(adapter)
     quant = config.get("quantization", {})
     if quant.get("load_in_4bit"):
-        from transformers import BitsAndBytesConfig
-
         base = AutoModelForCausalLM.from_pretrained(
             base_path,
-            quantization_config=BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type=quant.get("quant_type", "nf4"),
-                bnb_4bit_use_double_quant=quant.get("double_quant", True),
-                bnb_4bit_compute_dtype=torch.float32,
-            ),
-            device_map="cpu" if not torch.cuda.is_available() else {"": 0},
+            quantization_config=bnb_config({**quant, "compute_dtype": "float32"}),
+            device_map=device_map(),
         )
         base = base.dequantize()
         base = base.to(torch.float32)
@@ -80,14 +79,9 @@ def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, An
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     if getattr(merged.config, "quantization_config", None) is not None:
         del merged.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    merged.save_pretrained(tmp)
-    load_tokenizer(str(adapter)).save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with building_dir(out) as tmp:
+        merged.save_pretrained(tmp)
+        load_tokenizer(str(adapter)).save_pretrained(tmp)
     return {
         "adapter": str(adapter),
         "base": base_path,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,25 @@ def cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def device_map() -> Any:
+    """Where a 4-bit model is placed: the first GPU, else the CPU."""
+    return {"": 0} if cuda() else "cpu"
+
+
+@contextmanager
+def building_dir(out: Path) -> Iterator[Path]:
+    """Write a directory under a temporary name; it appears at ``out`` only when complete,
+    so a run killed while saving never leaves a half-written model behind."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
 def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -50,7 +73,7 @@ def adapter_base(path: str | Path) -> str:
         return json.load(f)["base_model_name_or_path"]
 
 
-def _bnb_config(quant: dict[str, Any]) -> Any:
+def bnb_config(quant: dict[str, Any]) -> Any:
     import torch
     from transformers import BitsAndBytesConfig
 
@@ -80,15 +103,16 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
     dtype = torch.bfloat16 if cuda() and torch.cuda.is_bf16_supported() else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if stage.quantization.get("load_in_4bit"):
-        kwargs["quantization_config"] = _bnb_config(stage.quantization)
-        kwargs["device_map"] = {"": 0} if cuda() else "cpu"
+        kwargs["quantization_config"] = bnb_config(stage.quantization)
+        kwargs["device_map"] = device_map()
     if is_adapter_dir(path):
         merged_dir = stage.run_dir / "merged-start"
         if not (merged_dir / "config.json").is_file():
             log.info("merging the adapter of %s into its base to start %s", path, stage.name)
             merged = merged_from_adapter(path, dtype)
-            merged.save_pretrained(merged_dir)
-            load_tokenizer(path).save_pretrained(merged_dir)
+            with building_dir(merged_dir) as tmp:
+                merged.save_pretrained(tmp)
+                load_tokenizer(path).save_pretrained(tmp)
             del merged
         path = str(merged_dir)
     if stage.method == "reward":

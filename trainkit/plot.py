@@ -8,16 +8,22 @@ from pathlib import Path
 CURVES = (("loss", "eval_loss"), ("learning_rate",), ("grad_norm",))
 
 
-def plot_curves(metrics_path: Path, out: Path, title: str = "") -> Path | None:
-    """Loss (train and eval), learning rate and grad norm against the step."""
-    if not metrics_path.exists():
-        return None
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a line cut short by a kill is skipped."""
+    if not path.exists():
+        return []
     rows = []
-    for line in metrics_path.read_text().splitlines():
+    for line in path.read_text().splitlines():
         try:
             rows.append(json.loads(line))
         except ValueError:
             continue
+    return rows
+
+
+def plot_curves(metrics_path: Path, out: Path, title: str = "") -> Path | None:
+    """Loss (train and eval), learning rate and grad norm against the step."""
+    rows = read_metrics(metrics_path)
     panels = [c for c in CURVES if any(k in r for r in rows for k in c)]
     if not panels:
         return None

@@ -32,7 +32,16 @@ from datakit.errors import DatakitError
 from datakit.store import DatasetStore, config_hash
 
 from .config import Stage, TrainPlan, final_dir, plan
-from .model import check_model_dir, cuda, is_adapter_dir, load_base, load_tokenizer, peft_config
+from .model import (
+    building_dir,
+    check_model_dir,
+    cuda,
+    is_adapter_dir,
+    load_base,
+    load_tokenizer,
+    peft_config,
+)
+from .plot import plot_curves, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +187,8 @@ def _metrics_callback(stage: Stage, resume_step: int) -> Any:
             if not state.is_world_process_zero:
                 return
             # A resumed run re-logs the steps after its checkpoint: drop the stale lines.
-            kept = []
-            if path.exists():
-                for line in path.read_text().splitlines():
-                    try:
-                        if json.loads(line).get("step", 0) <= resume_step:
-                            kept.append(line)
-                    except ValueError:
-                        pass  # a line cut short by a kill
-            path.write_text("".join(x + "\n" for x in kept))
+            kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(
@@ -313,7 +315,6 @@ def run_stage(
         _write_json(run_dir / "run.json", info)
 
     model = load_base(stage)
-    data.peft_config = peft_config(stage)
     from transformers import EarlyStoppingCallback
 
     from .methods import builder
@@ -328,7 +329,15 @@ def run_stage(
             )
         )
     common = common_args(stage, data.eval is not None, quiet)
-    trainer = builder(stage.method)(stage, model, tokenizer, data, common, callbacks)
+    inputs = {
+        "model": model,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "processing_class": tokenizer,
+        "peft_config": peft_config(stage),
+        "callbacks": callbacks,
+    }
+    trainer = builder(stage.method)(stage, common, inputs)
     if quiet:
         from transformers.trainer_callback import PrinterCallback
 
@@ -343,7 +352,6 @@ def run_stage(
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
         save_final(trainer, stage, tokenizer)
-        from .plot import plot_curves
 
         plot_curves(
             run_dir / "metrics.jsonl",
@@ -368,21 +376,14 @@ def run_stage(
 
 def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
     """The final adapter or model, with tokenizer and chat template, in <run>/final."""
-    final = final_dir(stage.run_dir)
-    tmp = final.with_name("final.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     model = trainer.model
-    if stage.method == "reward" and hasattr(model, "merge_and_unload"):
-        # RL loads the reward model as a plain sequence classifier: save it merged.
-        model = model.merge_and_unload()
-        model.save_pretrained(tmp)
-    else:
-        trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with building_dir(final_dir(stage.run_dir)) as tmp:
+        if stage.method == "reward" and hasattr(model, "merge_and_unload"):
+            # RL loads the reward model as a plain sequence classifier: save it merged.
+            model.merge_and_unload().save_pretrained(tmp)
+        else:
+            trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(tmp)
 
 
 def run_train(

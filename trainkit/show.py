@@ -8,6 +8,8 @@ from typing import Any
 
 from datakit.errors import DatakitError
 
+from .plot import read_metrics
+
 
 def summarize(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
@@ -20,13 +22,7 @@ def summarize(run_dir: str | Path) -> dict[str, Any]:
     config = {}
     if (run_dir / "config.json").is_file():
         config = json.loads((run_dir / "config.json").read_text())
-    rows = []
-    if (run_dir / "metrics.jsonl").is_file():
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+    rows = read_metrics(run_dir / "metrics.jsonl")
     losses = [(r["step"], r["loss"]) for r in rows if isinstance(r.get("loss"), (int, float))]
     evals = [
         (r["step"], r["eval_loss"]) for r in rows if isinstance(r.get("eval_loss"), (int, float))

@@ -1,7 +1,9 @@
 """One small module per training method; each turns a resolved stage into a TRL trainer.
 
-``build(stage, model, tokenizer, data, common, callbacks)`` is the whole protocol: ``common``
-holds the training arguments every method shares (see ``trainkit.run.common_args``).
+``build(stage, common, inputs)`` is the whole protocol: ``common`` holds the training
+arguments every method shares (``trainkit.run.common_args``), ``inputs`` the trainer
+arguments every method shares (model, datasets, tokenizer, PEFT config, callbacks); a
+method adds its config class and its own parameters.
 """
 
 from __future__ import annotations

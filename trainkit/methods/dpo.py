@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl import DPOConfig, DPOTrainer
 
     extra: dict[str, Any] = {"beta": stage.params["beta"]}
@@ -20,12 +20,4 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         extra["loss_type"] = ["sigmoid"]
         extra["label_smoothing"] = stage.params["label_smoothing"]
     args = DPOConfig(**common, max_length=stage.args["max_length"], **extra)
-    return DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=tokenizer,
-        peft_config=data.peft_config,
-        callbacks=callbacks,
-    )
+    return DPOTrainer(args=args, **inputs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl import KTOConfig, KTOTrainer
 
     args = KTOConfig(
@@ -18,12 +18,4 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         desirable_weight=stage.params["desirable_weight"],
         undesirable_weight=stage.params["undesirable_weight"],
     )
-    return KTOTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=tokenizer,
-        peft_config=data.peft_config,
-        callbacks=callbacks,
-    )
+    return KTOTrainer(args=args, **inputs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl import RewardConfig, RewardTrainer
 
     args = RewardConfig(
@@ -16,12 +16,4 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         max_length=stage.args["max_length"],
         center_rewards_coefficient=stage.params["center_rewards_coefficient"],
     )
-    return RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=tokenizer,
-        peft_config=data.peft_config,
-        callbacks=callbacks,
-    )
+    return RewardTrainer(args=args, **inputs)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
+    from transformers import AutoModelForSequenceClassification
+
+    from ..model import load_tokenizer
 
     p = stage.params
     if p["algorithm"] == "grpo":
@@ -34,19 +36,9 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         beta=p["beta"],
         temperature=p["temperature"],
     )
-    reward_tok = AutoTokenizer.from_pretrained(stage.reward_model)
-    if reward_tok.pad_token is None:
-        reward_tok.pad_token = reward_tok.eos_token
+    reward_tok = load_tokenizer(stage.reward_model)
     reward = AutoModelForSequenceClassification.from_pretrained(stage.reward_model, num_labels=1)
     reward.config.pad_token_id = reward_tok.pad_token_id
     return Trainer(
-        model=model,
-        reward_funcs=[reward],
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=tokenizer,
-        reward_processing_classes=[reward_tok],
-        peft_config=data.peft_config,
-        callbacks=callbacks,
+        args=args, reward_funcs=[reward], reward_processing_classes=[reward_tok], **inputs
     )

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     from ..packing import RowPackedCollator, uses_varlen_kernel
 
-    conversational = "messages" in data.train.column_names
+    conversational = "messages" in inputs["train_dataset"].column_names
     args = SFTConfig(
         **common,
         max_length=stage.args["max_length"],
@@ -24,17 +24,9 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         assistant_only_loss=conversational and stage.params["assistant_only_loss"],
         completion_only_loss=stage.params["completion_only_loss"],
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=tokenizer,
-        peft_config=data.peft_config,
-        callbacks=callbacks,
-    )
+    trainer = SFTTrainer(args=args, **inputs)
     if stage.args["packing"] and not uses_varlen_kernel(trainer.model):
         # Without a varlen attention kernel TRL's padding-free batch is one long row whose
         # attention costs (batch x max_length)^2: keep the packs as rows instead.
-        trainer.data_collator = RowPackedCollator(tokenizer.pad_token_id)
+        trainer.data_collator = RowPackedCollator(inputs["processing_class"].pad_token_id)
     return trainer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list) -> Any:
+def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     args = CPOConfig(
@@ -22,12 +22,4 @@ def build(stage, model, tokenizer, data, common: dict[str, Any], callbacks: list
         beta=stage.params["beta"],
         simpo_gamma=stage.params["gamma"],
     )
-    return CPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.eval,
-        processing_class=tokenizer,
-        peft_config=data.peft_config,
-        callbacks=callbacks,
-    )
+    return CPOTrainer(args=args, **inputs)
