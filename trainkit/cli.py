@@ -109,16 +109,18 @@ def init_tiny_cmd(
     )
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(progress: bool = False) -> None:
+    """Library warnings off; their progress bars too unless ``progress``."""
     import os
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     import datasets
     import transformers
 
-    datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    if not progress:
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 @cli.command("run")
@@ -248,8 +250,8 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     """
     from .merge import merge
 
-    if not as_json:
-        _quiet_libraries()
+    # Loading and saving a large model takes minutes: keep the progress bars (on stderr).
+    _quiet_libraries(progress=True)
     info = merge(run, out, force=force)
     if as_json:
         echo_json(info)
@@ -272,8 +274,15 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     type=click.Choice(["full", "lora", "dora", "qlora"]),
     default="lora",
     show_default=True,
+    help="What trains: every weight, or an adapter (qlora: on a 4-bit NF4 base).",
 )
-@click.option("--seq-len", default=1024, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--seq-len",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Tokens per sequence.",
+)
 @click.option(
     "--batch",
     default=1,
@@ -286,8 +295,15 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     type=click.Choice(["bfloat16", "float16", "float32"]),
     default="bfloat16",
     show_default=True,
+    help="Weight and activation dtype (float32 on CPU).",
 )
-@click.option("--lora-r", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--lora-r",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="LoRA rank (adapters on all linear layers).",
+)
 @click.option(
     "--gradient-checkpointing", is_flag=True, help="Keep only layer inputs; recompute the rest."
 )
@@ -313,7 +329,7 @@ def estimate_cmd(
       trainkit estimate --model runs/models/tiny --method full --dtype float32
       trainkit estimate --model llama-2-7b/config.json --method qlora --seq-len 2048 --batch 4
     """
-    from .estimate import estimate, load_model_config
+    from .estimate import estimate, load_model_config, model_config_path
 
     est = estimate(
         load_model_config(model),
@@ -323,6 +339,7 @@ def estimate_cmd(
         dtype=dtype,
         lora_r=lora_r,
         gradient_checkpointing=gradient_checkpointing,
+        where=str(model_config_path(model)),
     )
     if as_json:
         echo_json(est.as_dict())

@@ -65,6 +65,8 @@ class TrainPlan:
 
 
 def _model_path(cfg: dict[str, Any], base: Path, name: str) -> str:
+    if not name:
+        return ""
     if name in cfg.get("models", {}):
         return str(resolve_path(base, cfg["models"][name]["path"]))
     p = resolve_path(base, name)

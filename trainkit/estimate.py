@@ -80,15 +80,18 @@ class Shape:
 
 def shape_from_config(cfg: dict[str, Any], where: str = "config.json") -> Shape:
     cfg = cfg.get("text_config", cfg)  # multimodal configs nest the language model
-    try:
-        hidden = cfg.get("hidden_size") or cfg["n_embd"]
-        layers = cfg.get("num_hidden_layers") or cfg["n_layer"]
-        heads = cfg.get("num_attention_heads") or cfg["n_head"]
-        vocab = cfg["vocab_size"]
-    except KeyError as e:
-        raise DatakitError(
-            f"{where}: no {e.args[0]} (not a decoder-only transformer config?)"
-        ) from None
+
+    def need(*names: str) -> int:
+        # transformers' usual name first, then the GPT-2-style one
+        for n in names:
+            if cfg.get(n):
+                return cfg[n]
+        raise DatakitError(f"{where}: no {names[0]} (not a decoder-only transformer config?)")
+
+    hidden = need("hidden_size", "n_embd")
+    layers = need("num_hidden_layers", "n_layer")
+    heads = need("num_attention_heads", "n_head")
+    vocab = need("vocab_size")
     head_dim = cfg.get("head_dim") or hidden // heads
     gated = cfg.get("hidden_act", cfg.get("activation_function", "silu")) in (
         "silu",
@@ -108,9 +111,13 @@ def shape_from_config(cfg: dict[str, Any], where: str = "config.json") -> Shape:
     )
 
 
-def load_model_config(model: str | Path) -> dict[str, Any]:
+def model_config_path(model: str | Path) -> Path:
     p = Path(model)
-    path = p / "config.json" if p.is_dir() else p
+    return p / "config.json" if p.is_dir() else p
+
+
+def load_model_config(model: str | Path) -> dict[str, Any]:
+    path = model_config_path(model)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -153,8 +160,9 @@ def estimate(
     lora_r: int = 16,
     gradient_checkpointing: bool = False,
     double_quant: bool = True,
+    where: str = "config.json",
 ) -> Estimate:
-    s = shape_from_config(cfg)
+    s = shape_from_config(cfg, where)
     wb = DTYPE_BYTES[dtype]
     if method == "full":
         weights = s.params * wb

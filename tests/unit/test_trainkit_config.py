@@ -208,3 +208,29 @@ def test_launch_presets_load_in_accelerate(cli, name, kind):
         assert conf.deepspeed_config["zero_stage"] == int(name[-1])
     code, out = cli(cli_group(), "preset", "zero1")
     assert code == 2 and "Invalid value" in out
+
+
+def test_a_stage_needs_a_model(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        yaml.safe_dump({"train": {"stages": [{"name": "a", "method": "sft", "dataset": "d"}]}})
+    )
+    msg = str(pytest.raises(DatakitError, plan, path).value)
+    assert (
+        msg
+        == "1 problem in train:\ntrain.stages[0] (a): no model: set train.base_model or the stage's base_model"
+    )
+
+
+def test_estimate_errors_name_the_file_and_key(tmp_path, cli):
+    (tmp_path / "c.json").write_text('{"hidden_size": 8}')
+    code, out = cli(cli_group(), "estimate", "--model", str(tmp_path / "c.json"))
+    assert code == 1
+    assert (
+        out
+        == f"Error: {tmp_path / 'c.json'}: no num_hidden_layers (not a decoder-only transformer config?)\n"
+    )
+    code, out = cli(cli_group(), "estimate", "--model", str(tmp_path / "none"))
+    assert code == 1 and "no config.json (give a model directory or its config.json)" in out
+    code, out = cli(cli_group(), "estimate", "--model", str(tmp_path), "--method", "big")
+    assert code == 2 and "Invalid value for '--method'" in out
