@@ -206,17 +206,7 @@ def make_command(op: str, cli_name: str, needs_engine: bool) -> click.Command:
         finally:
             if pool is not None:
                 pool.close()
-        m = res.version.manifest()
-        st = {
-            "name": output,
-            "op": op,
-            "ref": res.version.ref,
-            "count": m["count"],
-            "kind": m["kind"],
-            "skipped": res.skipped,
-            "drops": res.drops,
-            "engine": res.engine_stats,
-        }
+        st = res.summary()
         if as_json:
             echo_json(st)
         else:

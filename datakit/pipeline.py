@@ -168,18 +168,6 @@ def _run_steps(
                 force=force,
                 batch_size=batch,
             )
-            m = res.version.manifest()
-            summary.steps.append(
-                {
-                    "name": step["name"],
-                    "op": step["op"],
-                    "ref": res.version.ref,
-                    "count": m["count"],
-                    "kind": m["kind"],
-                    "skipped": res.skipped,
-                    "drops": res.drops,
-                    "engine": res.engine_stats,
-                }
-            )
+            summary.steps.append(res.summary())
     finally:
         pool.close()

@@ -93,6 +93,20 @@ class StepResult:
     drops: dict[str, int]
     engine_stats: dict[str, Any] | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """What `datakit run` and `datakit generate` report for the step."""
+        m = self.version.manifest()
+        return {
+            "name": self.name,
+            "op": self.op,
+            "ref": self.version.ref,
+            "count": m["count"],
+            "kind": m["kind"],
+            "skipped": self.skipped,
+            "drops": self.drops,
+            "engine": self.engine_stats,
+        }
+
 
 def run_step(
     store: DatasetStore,
