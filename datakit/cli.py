@@ -116,6 +116,7 @@ def import_cmd(
         message=message,
         source=src,
         reuse_identical=True,
+        prevalidated=True,  # `validated` just checked each record and names its file:line
     )
     m = version.manifest()
     if as_json:

@@ -117,32 +117,54 @@ def to_chat(rec: Record, kind: str) -> Record:
     raise DatakitError(f"{kind} records cannot be converted to chat")
 
 
-def stats(records: Iterable[Record], kind: str) -> dict[str, Any]:
-    """Small per-version statistics for the manifest and ``datakit show``."""
-    n = 0
-    chars = 0
-    turns = 0
-    tool_calls = 0
-    sources: dict[str, int] = {}
-    for rec in records:
-        n += 1
-        src = (rec.get("meta") or {}).get("source")
+class StatsAccumulator:
+    """Small per-version statistics for the manifest and ``datakit show``, one record at a time.
+
+    Kept apart from writing: the store feeds it the records it writes, in the same pass.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._fields = content_fields(kind)
+        self.n = 0
+        self.chars = 0
+        self.turns = 0
+        self.tool_calls = 0
+        self.sources: dict[str, int] = {}
+
+    def add(self, rec: Record) -> None:
+        self.n += 1
+        meta = rec.get("meta")
+        src = meta.get("source") if meta else None
         if src:
-            sources[src] = sources.get(src, 0) + 1
-        for f in content_fields(kind):
+            self.sources[src] = self.sources.get(src, 0) + 1
+        for f in self._fields:
             v = rec.get(f)
             if isinstance(v, str):
-                chars += len(v)
+                self.chars += len(v)
             elif isinstance(v, list):
                 for m in v:
                     if isinstance(m, dict):
-                        chars += len(m.get("content") or "")
-                        tool_calls += len(m.get("tool_calls") or ())
-                        turns += 1
-    out: dict[str, Any] = {"records": n, "mean_chars": round(chars / n, 1) if n else 0.0}
-    if kind == "chat":
-        out["mean_turns"] = round(turns / n, 2) if n else 0.0
-        out["tool_calls"] = tool_calls
-    if sources:
-        out["sources"] = dict(sorted(sources.items()))
-    return out
+                        self.chars += len(m.get("content") or "")
+                        calls = m.get("tool_calls")
+                        if calls:
+                            self.tool_calls += len(calls)
+                        self.turns += 1
+
+    def result(self) -> dict[str, Any]:
+        n = self.n
+        out: dict[str, Any] = {"records": n, "mean_chars": round(self.chars / n, 1) if n else 0.0}
+        if self.kind == "chat":
+            out["mean_turns"] = round(self.turns / n, 2) if n else 0.0
+            out["tool_calls"] = self.tool_calls
+        if self.sources:
+            out["sources"] = dict(sorted(self.sources.items()))
+        return out
+
+
+def stats(records: Iterable[Record], kind: str) -> dict[str, Any]:
+    """Statistics of a whole iterable of records (see :class:`StatsAccumulator`)."""
+    acc = StatsAccumulator(kind)
+    for rec in records:
+        acc.add(rec)
+    return acc.result()

@@ -48,7 +48,13 @@ def load_schema(name: str) -> dict[str, Any]:
     )
 
 
+@functools.cache
 def content_fields(kind: str) -> tuple[str, ...]:
-    """The fields that make up a record's content (everything but ``id`` and ``meta``)."""
-    props = load_schema(kind)["properties"]
+    """The fields that make up a record's content (everything but ``id`` and ``meta``).
+
+    Cached: it sits on the per-record hot path of every store write (ids, stats).
+    """
+    if kind not in RECORD_KINDS:
+        load_schema(kind)  # raises the usual "unknown schema" error
+    props = _load(f"records/{kind}.json")["properties"]
     return tuple(k for k in props if k not in ("id", "meta"))

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from .errors import DatakitError
-from .records import Record, check_kind, stats, with_id
+from .records import Record, StatsAccumulator, check_kind, with_id
 from .validate import iter_lines, validator_for
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,79 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _before_rename_hook(tmp: Path) -> None:
+    """Called inside the lock, after the manifest is written and before the rename.
+
+    Empty; tests replace it to hold writers inside the critical section or kill them there.
+    """
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_extra(tmp: Path, fname: str, rows: Iterable[Any]) -> None:
+    if "/" in fname or fname in ("records.jsonl", "manifest.json"):
+        raise DatakitError(f"invalid extra file name {fname!r}")
+    with open(tmp / fname, "wb") as f:
+        for row in rows:
+            f.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class _Written:
+    sha256: str
+    size: int
+    stats: dict[str, Any]
+
+
+_FLUSH_BYTES = 1 << 20
+
+
+def _write_records(
+    path: Path, records: Iterable[Record], kind: str, source: str, check: bool = True
+) -> _Written:
+    """One pass: id, schema check, duplicate check, stats, sha256 and the (buffered) write."""
+    validator = validator_for(kind)
+    is_valid = validator.is_valid
+    acc = StatsAccumulator(kind)
+    h = hashlib.sha256()
+    size = 0
+    seen: set[str] = set()
+    buf = bytearray()
+    with open(path, "wb") as out:
+        for i, raw in enumerate(records, 1):
+            if not isinstance(raw, dict):
+                raise DatakitError(f"{source}: record {i}: expected a JSON object")
+            rec = with_id(raw, kind)
+            if check and not is_valid(rec):
+                rpath, msg = validator.errors(rec)[0]
+                raise DatakitError(f"{source}: record {i}: {rpath}: {msg}")
+            rid = rec["id"]
+            if rid in seen:
+                raise DatakitError(f"{source}: record {i}: $.id: duplicate id {rid!r}")
+            seen.add(rid)
+            acc.add(rec)
+            buf += orjson.dumps(rec)
+            buf += b"\n"
+            if len(buf) >= _FLUSH_BYTES:
+                h.update(buf)
+                size += len(buf)
+                out.write(buf)
+                buf.clear()
+        h.update(buf)
+        size += len(buf)
+        out.write(buf)
+        out.flush()
+        os.fsync(out.fileno())
+    return _Written(h.hexdigest(), size, acc.result())
 
 
 @dataclass(frozen=True)
@@ -206,6 +279,7 @@ class DatasetStore:
         reuse_identical: bool = False,
         extra_files: dict[str, Iterable[Any]] | None = None,
         extra_stats: dict[str, Any] | None = None,
+        prevalidated: bool = False,
     ) -> Version:
         """Validate and store ``records`` as the next version of ``name``; atomic.
 
@@ -215,55 +289,25 @@ class DatasetStore:
         that version, marked ``reused``, instead of adding a copy. ``extra_files`` (name ->
         JSON rows, e.g. the rejects of a curation step) are written beside records.jsonl,
         inside the same atomic rename; ``extra_stats`` are merged into the manifest stats.
+        ``prevalidated`` skips the schema check for records the caller has just checked
+        against the same kind's validator (the importer does, to name file:line).
         """
         if not NAME_RE.match(name):
             raise DatakitError(
                 f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-'"
             )
         check_kind(kind)
-        parents = list(parents)
-        validator = validator_for(kind)
         ds_dir = self.root / name
         ds_dir.mkdir(parents=True, exist_ok=True)
         tmp = ds_dir / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            h = hashlib.sha256()
-            size = 0
-            seen: set[str] = set()
-            with open(tmp / "records.jsonl", "wb") as out:
-
-                def written() -> Iterator[Record]:
-                    nonlocal size
-                    for i, raw in enumerate(records, 1):
-                        rec = with_id(raw, kind) if isinstance(raw, dict) else raw
-                        if not validator.is_valid(rec):
-                            if not isinstance(rec, dict):
-                                raise DatakitError(f"{source}: record {i}: expected a JSON object")
-                            path, msg = validator.errors(rec)[0]
-                            raise DatakitError(f"{source}: record {i}: {path}: {msg}")
-                        if rec["id"] in seen:
-                            raise DatakitError(
-                                f"{source}: record {i}: $.id: duplicate id {rec['id']!r}"
-                            )
-                        seen.add(rec["id"])
-                        line = orjson.dumps(rec) + b"\n"
-                        out.write(line)
-                        h.update(line)
-                        size += len(line)
-                        yield rec
-
-                st = stats(written(), kind)
-                out.flush()
-                os.fsync(out.fileno())
+            written = _write_records(
+                tmp / "records.jsonl", records, kind, source, check=not prevalidated
+            )
             for fname, rows in (extra_files or {}).items():
-                if "/" in fname or fname in ("records.jsonl", "manifest.json"):
-                    raise DatakitError(f"invalid extra file name {fname!r}")
-                with open(tmp / fname, "wb") as f:
-                    for row in rows:
-                        f.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                _write_extra(tmp, fname, rows)
+            st = written.stats
             st.update(extra_stats or {})
             manifest: dict[str, Any] = {
                 "format_version": 1,
@@ -271,38 +315,43 @@ class DatasetStore:
                 "version": 0,
                 "kind": kind,
                 "count": st["records"],
-                "sha256": h.hexdigest(),
-                "bytes": size,
-                "parents": parents,
+                "sha256": written.sha256,
+                "bytes": written.size,
+                "parents": list(parents),
                 "step": {"name": step, "config": config, "config_hash": config_hash(config)},
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "stats": st,
             }
             if message:
                 manifest["message"] = message
-            with self._lock(name):
-                self._sweep_stale_tmp(ds_dir)
-                nums = self._version_numbers(name)
-                if reuse_identical and nums:
-                    latest = Version(name, nums[-1], ds_dir / f"v{nums[-1]}")
-                    lm = latest.manifest()
-                    if lm["sha256"] == manifest["sha256"] and lm["kind"] == kind:
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        return Version(name, latest.version, latest.path, reused=True)
-                n = (nums[-1] if nums else 0) + 1
-                manifest["version"] = n
-                with open(tmp / "manifest.json", "wb") as f:
-                    f.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                final = ds_dir / f"v{n}"
-                os.rename(tmp, final)
-                _fsync_dir(ds_dir)
-            log.info("wrote %s@v%d (%d records)", name, n, st["records"])
-            return Version(name, n, final)
+            return self._commit(name, tmp, manifest, reuse_identical)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def _commit(
+        self, name: str, tmp: Path, manifest: dict[str, Any], reuse_identical: bool
+    ) -> Version:
+        """Number the version, write its manifest and rename it into place, under the lock."""
+        ds_dir = tmp.parent
+        with self._lock(name):
+            self._sweep_stale_tmp(ds_dir)
+            nums = self._version_numbers(name)
+            if reuse_identical and nums:
+                latest = Version(name, nums[-1], ds_dir / f"v{nums[-1]}")
+                lm = latest.manifest()
+                if lm["sha256"] == manifest["sha256"] and lm["kind"] == manifest["kind"]:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return Version(name, latest.version, latest.path, reused=True)
+            n = (nums[-1] if nums else 0) + 1
+            manifest["version"] = n
+            _write_file(tmp / "manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            _before_rename_hook(tmp)
+            final = ds_dir / f"v{n}"
+            os.rename(tmp, final)
+            _fsync_dir(ds_dir)
+        log.info("wrote %s@v%d (%d records)", name, n, manifest["count"])
+        return Version(name, n, final)
 
     def _sweep_stale_tmp(self, ds_dir: Path) -> None:
         """Remove temp directories left by writers that died (their pid is gone)."""

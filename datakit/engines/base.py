@@ -51,6 +51,17 @@ class Request:
         d = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v is not None}
 
+    def effective_seed(self) -> int:
+        """The seed this request samples with: its own, or one derived from its content.
+
+        Never the batch's or the engine's global RNG state, so a request gives the same
+        output whichever requests share its batch (what exact resume relies on).
+        """
+        if self.seed is not None:
+            return self.seed
+        blob = orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)
+        return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
+
     def sampling(self) -> dict[str, Any]:
         """The sampling part, as recorded in a generated record's meta."""
         return {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "n", "seed")}

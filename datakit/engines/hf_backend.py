@@ -7,6 +7,7 @@ regex constraints need vllm or an OpenAI-compatible vLLM server and are refused 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from itertools import groupby
 from typing import Any
@@ -15,6 +16,45 @@ from ..errors import DatakitError
 from .base import Completion, Request, Result
 
 log = logging.getLogger(__name__)
+
+
+def _row_seed(engine_seed: int, request_seed: int, sample: int) -> int:
+    h = hashlib.sha256(f"{engine_seed}/{request_seed}/{sample}".encode()).digest()
+    return int.from_bytes(h[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class RowSampler:
+    """A logits processor that samples each row with its own ``torch.Generator``.
+
+    Temperature, then nucleus (top-p) filtering, then one uniform draw per row and step by
+    inverse CDF. The chosen token keeps score 0 and every other token -inf, so the greedy
+    step of ``generate`` takes exactly the sampled token. One draw per row per step, from
+    the row's own generator: the sample depends on the row's logits and seed only.
+    """
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        import torch
+
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+        if self.top_p < 1.0:
+            before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass ahead of each token
+            sorted_p = sorted_p.masked_fill(before >= self.top_p, 0.0)
+        cdf = torch.cumsum(sorted_p.double(), dim=-1)
+        u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self.gens])
+        target = (u * cdf[:, -1])[:, None]
+        pos = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1)
+        chosen = order.gather(1, pos)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, chosen, 0.0)
+        return out
 
 
 class TransformersEngine:
@@ -81,23 +121,34 @@ class TransformersEngine:
         import torch
 
         first = requests[batch[0]]
-        # One seed per batch, derived from the requests' seeds: the same batch reproduces.
-        torch.manual_seed(hash(tuple(requests[i].seed or 0 for i in batch)) % (2**31) + self.seed)
+        n = first.n
+        # Each request is expanded into its n rows here (not by num_return_sequences), and
+        # every row draws from its own generator seeded by the request: a request's tokens
+        # never depend on which requests share its batch, so a resumed run that batches the
+        # leftover requests differently produces the same texts.
+        rows = [i for i in batch for _ in range(n)]
         enc = self.tokenizer(
-            [self._text(requests[i]) for i in batch],
+            [self._text(requests[i]) for i in rows],
             return_tensors="pt",
             padding=True,
             add_special_tokens=False,
         ).to(self.device)
         kw: dict[str, Any] = dict(
             max_new_tokens=first.max_tokens,
-            num_return_sequences=first.n,
             pad_token_id=self.tokenizer.pad_token_id,
+            do_sample=False,  # the row sampler below picks the token; greedy then takes it
         )
         if first.temperature > 0:
-            kw.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
-        else:
-            kw.update(do_sample=False)
+            from transformers import LogitsProcessorList
+
+            seeds = [
+                _row_seed(self.seed, requests[i].effective_seed(), m)
+                for i in batch
+                for m in range(n)
+            ]
+            kw["logits_processor"] = LogitsProcessorList(
+                [RowSampler(seeds, first.temperature, first.top_p)]
+            )
         if first.stop:
             kw.update(stop_strings=list(first.stop), tokenizer=self.tokenizer)
         with torch.no_grad():
@@ -107,7 +158,7 @@ class TransformersEngine:
         results = []
         for j in range(len(batch)):
             comps = []
-            for seq in new[j * first.n : (j + 1) * first.n]:
+            for seq in new[j * n : (j + 1) * n]:
                 ids = seq.tolist()
                 n_tok = len(ids)
                 if eos in ids:
@@ -122,7 +173,7 @@ class TransformersEngine:
                     if s in text:
                         text, reason = text[: text.index(s)], "stop"
                 comps.append(Completion(text, reason, n_tok))
-            results.append(Result(comps, prompt_tokens=int(enc["attention_mask"][j].sum())))
+            results.append(Result(comps, prompt_tokens=int(enc["attention_mask"][j * n].sum())))
         return results
 
     def _choose(self, requests: list[Request], batch: list[int]) -> list[Result]:

@@ -141,8 +141,8 @@ class OpenAIEngine:
             max_tokens=r.max_tokens,
             n=r.n,
         )
-        if r.seed is not None:
-            kw["seed"] = r.seed
+        if r.temperature > 0:
+            kw["seed"] = r.effective_seed()  # per request: the batch never shifts a sample
         if r.stop:
             kw["stop"] = list(r.stop)
         extra: dict[str, Any] = {}

@@ -10,6 +10,8 @@ import time
 import jsonschema
 import pytest
 
+from tests.conftest import ROOT
+
 from datakit.errors import DatakitError
 from datakit.records import record_id
 from datakit.schemas import load_schema
@@ -110,37 +112,77 @@ def test_diff(store):
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
-    from datakit.store import DatasetStore
-    root, name, tag, n, delay = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+    import contextlib, os, sys, time
+    from pathlib import Path
+    import datakit.store as st
+    root, name, tag, n, delay, mode = sys.argv[1:7]
+    n, delay = int(n), float(delay)
+    marks = Path(root).parent / "marks"
+    marks.mkdir(exist_ok=True)
+
+    if mode.startswith("contend"):
+        # Both writers start together, then each stays inside the critical section (after
+        # the manifest, before the rename) for a while, noting whether the other is inside.
+        def hook(tmp):
+            me = marks / f"inside-{os.getpid()}"
+            me.touch()
+            for _ in range(40):
+                others = [p for p in marks.glob("inside-*") if p != me]
+                if others:
+                    (marks / f"overlap-{os.getpid()}").touch()
+                time.sleep(0.02)
+            me.unlink()
+        st._before_rename_hook = hook
+        if mode == "contend-nolock":  # proves the test can see a missing lock
+            st.DatasetStore._lock = lambda self, name: contextlib.nullcontext()
+        (marks / f"ready-{tag}").touch()
+        while not (marks / "go").exists():
+            time.sleep(0.005)
+    elif mode == "hang-before-rename":
+        def hook(tmp):
+            (marks / "at-rename").touch()
+            time.sleep(3600)
+        st._before_rename_hook = hook
+
     def rows():
         for i in range(n):
             if delay:
                 time.sleep(delay)
             yield {"instruction": f"{tag} {i}", "output": "ok"}
-    v = DatasetStore(root).write(name, rows(), "instruction")
+    v = st.DatasetStore(root).write(name, rows(), "instruction")
     print(v.version)
     """
 )
 
 
-def _writer(tmp_path, root, tag, n, delay):
+def _writer(tmp_path, root, tag, n, delay, mode="plain"):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     return subprocess.Popen(
-        [sys.executable, str(script), str(root), "d", tag, str(n), str(delay)],
+        [sys.executable, str(script), str(root), "d", tag, str(n), str(delay), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=os.getcwd(),
+        cwd=str(ROOT),
     )
 
 
-def test_concurrent_writers_get_distinct_versions(tmp_path, store):
-    procs = [_writer(tmp_path, store.root, f"w{i}", 200, 0.001) for i in range(3)]
+def _contend(tmp_path, store, mode):
+    marks = store.root.parent / "marks"
+    procs = [_writer(tmp_path, store.root, f"w{i}", 200, 0, mode) for i in range(2)]
+    deadline = time.time() + 60
+    while len(list(marks.glob("ready-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    (marks / "go").touch()
     outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
-    assert sorted(int(o[0]) for o in outs) == [1, 2, 3]
+    return [p.returncode for p in procs], outs, list(marks.glob("overlap-*"))
+
+
+def test_concurrent_writers_get_distinct_versions(tmp_path, store):
+    codes, outs, overlaps = _contend(tmp_path, store, "contend")
+    assert codes == [0, 0], outs
+    assert overlaps == []  # never two writers inside the critical section at once
+    assert sorted(int(o[0]) for o in outs) == [1, 2]
     for v in store.versions("d"):
         recs = list(v.records())
         tags = {r["instruction"].split()[0] for r in recs}
@@ -148,17 +190,27 @@ def test_concurrent_writers_get_distinct_versions(tmp_path, store):
         v.verify()
 
 
+def test_contention_test_detects_a_missing_lock(tmp_path, store):
+    """The same two writers with the lock replaced by a no-op do overlap: the test above
+    really puts them in contention."""
+    _codes, _outs, overlaps = _contend(tmp_path, store, "contend-nolock")
+    assert overlaps
+
+
+def _wait_for(pred, what: str, timeout: float = 60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_killed_writer_leaves_no_version(tmp_path, store):
     store.write("d", ROWS, "instruction")
     p = _writer(tmp_path, store.root, "slow", 100_000, 0.01)
     ds = store.root / "d"
-    deadline = time.time() + 60
-    while time.time() < deadline:  # wait until it is mid-write: its temp file has data
-        tmp = [x for x in ds.glob(".tmp-*/records.jsonl") if x.stat().st_size > 0]
-        if tmp:
-            break
-        time.sleep(0.05)
-    assert tmp, "writer never started writing"
+    _wait_for(lambda: list(ds.glob(".tmp-*/records.jsonl")), "the writer to start writing")
     os.kill(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
     assert [v.version for v in store.versions("d")] == [1]
@@ -167,3 +219,17 @@ def test_killed_writer_leaves_no_version(tmp_path, store):
     assert store.write("d", ROWS[:1], "instruction").version == 2
     assert list(ds.glob(".tmp-*")) == []
     assert json.loads((ds / "v2" / "manifest.json").read_text())["count"] == 1
+
+
+def test_writer_killed_after_manifest_before_rename_leaves_no_version(tmp_path, store):
+    store.write("d", ROWS, "instruction")
+    p = _writer(tmp_path, store.root, "late", 50, 0, "hang-before-rename")
+    ds = store.root / "d"
+    _wait_for(lambda: (store.root.parent / "marks" / "at-rename").exists(), "the rename point")
+    assert list(ds.glob(".tmp-*/manifest.json"))  # the manifest was written
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+    assert [v.version for v in store.versions("d")] == [1]
+    # The lock died with the process: the next writer gets it, sweeps, and takes v2.
+    assert store.write("d", ROWS[:1], "instruction").version == 2
+    assert list(ds.glob(".tmp-*")) == []
