@@ -325,7 +325,9 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
     """Compare two versions by record id: added, removed and changed records.
 
     Ids are content hashes, so an edited record shows as one removed and one
-    added unless it kept its id; "changed" means same id, other content or meta.
+    added unless it kept its id; "changed" means same id, other content; a
+    "meta-only change" means same content, other meta (provenance, judge
+    scores), and the meta keys that differ are counted.
 
     \b
     Examples:
@@ -343,13 +345,20 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
                 "added": d["added"],
                 "removed": d["removed"],
                 "changed": [{"a": x, "b": y} for x, y in d["changed"]],
+                "meta_changed": [{"a": x, "b": y} for x, y in d["meta_changed"]],
+                "meta_keys": d["meta_keys"],
                 "unchanged": d["unchanged"],
             }
         )
         return
     click.echo(
-        f"{d['a']} -> {d['b']}: +{len(d['added'])} added, -{len(d['removed'])} removed, ~{len(d['changed'])} changed, {d['unchanged']} unchanged"
+        f"{d['a']} -> {d['b']}: +{len(d['added'])} added, -{len(d['removed'])} removed, "
+        f"~{len(d['changed'])} changed, {len(d['meta_changed'])} meta-only changes, "
+        f"{d['unchanged']} unchanged"
     )
+    if d["meta_keys"]:
+        keys = ", ".join(f"{k} ({n})" for k, n in d["meta_keys"].items())
+        click.echo(f"meta keys that differ: {keys}")
     for sign, recs in (("+", d["added"]), ("-", d["removed"])):
         for rec in recs[:limit]:
             click.echo(f"{sign} {orjson.dumps(rec).decode()[:300]}")
@@ -359,6 +368,14 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
         click.echo(
             f"~ {x['id']}: {orjson.dumps(x).decode()[:140]} => {orjson.dumps(y).decode()[:140]}"
         )
+    for x, y in d["meta_changed"][:limit]:
+        ma, mb = x.get("meta") or {}, y.get("meta") or {}
+        parts = [
+            f"{k}: {orjson.dumps(ma.get(k)).decode()[:60]} => {orjson.dumps(mb.get(k)).decode()[:60]}"
+            for k in sorted(set(ma) | set(mb))
+            if ma.get(k) != mb.get(k)
+        ]
+        click.echo(f"m {x['id']}: meta " + "; ".join(parts))
 
 
 @cli.command("tag")

@@ -387,18 +387,46 @@ class DatasetStore:
     # ------------------------------------------------------------------ comparing
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
-        """Records added, removed and changed (same id, other content or meta) from a to b."""
+        """Records added, removed and changed from a to b, matched by id.
+
+        A record with the same id whose content fields differ is ``changed``; one whose
+        content is equal but whose ``meta`` differs is ``meta_changed`` (two imports of the
+        same rows from different files differ only in ``meta.origin``), with a count of the
+        meta keys that differ in ``meta_keys``.
+        """
         va, vb = self.resolve(a), self.resolve(b)
         ra = {r["id"]: r for r in va.records()}
-        rb = {r["id"]: r for r in vb.records()}
-        added = [rb[i] for i in rb if i not in ra]
-        removed = [ra[i] for i in ra if i not in rb]
-        changed = [(ra[i], rb[i]) for i in rb if i in ra and ra[i] != rb[i]]
+        added, changed, meta_changed = [], [], []
+        meta_keys: dict[str, int] = {}
+        seen = 0
+        ids_b: set[str] = set()
+        for rec in vb.records():
+            ids_b.add(rec["id"])
+            old = ra.get(rec["id"])
+            if old is None:
+                added.append(rec)
+                continue
+            seen += 1
+            if old == rec:
+                continue
+            if {k: v for k, v in old.items() if k != "meta"} != {
+                k: v for k, v in rec.items() if k != "meta"
+            }:
+                changed.append((old, rec))
+                continue
+            meta_changed.append((old, rec))
+            ma, mb = old.get("meta") or {}, rec.get("meta") or {}
+            for k in sorted(set(ma) | set(mb)):
+                if ma.get(k) != mb.get(k):
+                    meta_keys[k] = meta_keys.get(k, 0) + 1
+        removed = [r for i, r in ra.items() if i not in ids_b]
         return {
             "a": va.ref,
             "b": vb.ref,
             "added": added,
             "removed": removed,
             "changed": changed,
-            "unchanged": len(rb) - len(added) - len(changed),
+            "meta_changed": meta_changed,
+            "meta_keys": dict(sorted(meta_keys.items())),
+            "unchanged": seen - len(changed) - len(meta_changed),
         }

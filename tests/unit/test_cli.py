@@ -102,9 +102,10 @@ def test_import_show_log_tag_diff_ls(cli, tmp_path):
     assert (
         code == 0
         and out.splitlines()[0]
-        == "seeds@v1 -> seeds@v2: +1 added, -1 removed, ~1 changed, 0 unchanged"
+        == "seeds@v1 -> seeds@v2: +1 added, -1 removed, ~0 changed, 1 meta-only changes, 0 unchanged"
     )
-    assert "~ " in out and '"file":"b.jsonl"' in out
+    assert "meta keys that differ: origin (1)" in out
+    assert "m " in out and '"file":"b.jsonl"' in out
     assert "+ " in out and "Say bye" in out and "- " in out
 
     code, out = cli(datakit, "ls")

@@ -106,8 +106,26 @@ def test_diff(store):
     d = store.diff("d@v1", "d@v2")
     assert [r["output"] for r in d["added"]] == ["3"]
     assert [r["output"] for r in d["removed"]] == ["1"]
-    assert [(a["meta"], b["meta"]) for a, b in d["changed"]] == [({}, {"note": "edited"})]
+    assert d["changed"] == []
+    assert [(a["meta"], b["meta"]) for a, b in d["meta_changed"]] == [({}, {"note": "edited"})]
+    assert d["meta_keys"] == {"note": 1}
     assert d["unchanged"] == 1
+
+
+def test_diff_of_two_imports_of_the_same_rows_is_meta_only(tmp_path, cli):
+    """Same records from two files: nothing changed in content, only meta.origin."""
+    from datakit.cli import cli as datakit
+
+    rows = [{"instruction": f"Say {i}", "output": str(i)} for i in range(60)]
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        assert cli(datakit, "import", name, "--name", "d")[0] == 0
+    code, out = cli(datakit, "diff", "d@v1", "d@v2")
+    assert code == 0
+    assert "~0 changed, 60 meta-only changes, 0 unchanged" in out
+    assert "meta keys that differ: origin (60)" in out
+    code, out = cli(datakit, "diff", "d@v1", "d@v2", "--json")
+    assert json.loads(out)["meta_keys"] == {"origin": 60}
 
 
 WRITER = textwrap.dedent(
