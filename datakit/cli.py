@@ -475,11 +475,7 @@ def validate_cmd(
             click.echo(p.format(report.file))
         if report.truncated:
             click.echo(f"... more problems not shown (--max-errors {max_errors})")
-        valid = report.records - report.invalid
-        verdict = "ok" if report.ok else "INVALID"
-        click.echo(
-            f"{verdict}: {report.file}: {valid} of {report.records} {report.kind} records valid, {report.invalid} invalid"
-        )
+        click.echo(report.summary())
     if not report.ok:
         raise SystemExit(1)
 

@@ -51,6 +51,17 @@ class Report:
     def ok(self) -> bool:
         return self.invalid == 0 and not self.problems
 
+    def summary(self) -> str:
+        """The one-line verdict ``datakit validate`` prints after the problems."""
+        verdict = "ok" if self.ok else "INVALID"
+        if self.kind is None:  # not one line parsed, so no kind could be inferred
+            return (
+                f"{verdict}: {self.file}: no parseable record in {self.records} "
+                f"non-blank line{'s' if self.records != 1 else ''}"
+            )
+        valid = self.records - self.invalid
+        return f"{verdict}: {self.file}: {valid} of {self.records} {self.kind} records valid, {self.invalid} invalid"
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["valid"] = self.records - self.invalid
@@ -193,6 +204,15 @@ def iter_lines(
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
+                if lineno == 1 and raw.lstrip().startswith(b"["):
+                    raise DatakitError(
+                        f"{path}:1: the file holds one JSON array, not JSON Lines (one object "
+                        f"per line); convert it first, e.g. jq -c '.[]' {path} > records.jsonl"
+                    ) from None
+                if not raw.endswith(b"\n") and not f.read(1):
+                    msg = "truncated last line (no newline at the end; was the file cut off?): "
+                    yield lineno, None, Problem(lineno, "", msg + _parse_problem(raw, e))
+                    continue
                 yield lineno, None, Problem(lineno, "", _parse_problem(raw, e))
                 continue
             yield lineno, obj, None
@@ -270,16 +290,3 @@ def _json_type(obj: Any) -> str:
         float: "a number",
         bool: "a boolean",
     }.get(type(obj), "null" if obj is None else type(obj).__name__)
-
-
-def validate_records(records: list[dict[str, Any]], kind: str, source: str = "<records>") -> None:
-    """Raise DatakitError naming the first invalid record (used before any write)."""
-    v = validator_for(kind)
-    for i, rec in enumerate(records, 1):
-        if not v.is_valid(rec):
-            if not isinstance(rec, dict):
-                raise DatakitError(
-                    f"{source}:{i}: $: expected a JSON object, got {_json_type(rec)}"
-                )
-            path, msg = v.errors(rec)[0]
-            raise DatakitError(f"{source}:{i}: {path}: {msg}")
