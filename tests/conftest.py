@@ -77,9 +77,9 @@ def write_jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory) -> Path:
-    """A tiny model trained 100 steps on the demo seeds: it ends its turns (~20 s)."""
+    """A tiny model trained 300 steps on the demo seeds: it ends its turns and writes parseable Self-Instruct instances (~30 s)."""
     from datakit.tiny import init_tiny
 
     path = tmp_path_factory.mktemp("models") / "tiny-trained"
-    init_tiny(path, seed=0, train_steps=100)
+    init_tiny(path, seed=0, train_steps=300)
     return path

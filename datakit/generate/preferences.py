@@ -3,6 +3,11 @@
 Identical samples and ties never make a pair (chosen == rejected would teach nothing); they
 are dropped with their reason. ``emit: unpaired`` writes KTO records instead (the best
 response labelled desirable, the worst undesirable).
+
+Accounting, at two levels. Records: every input ends as one output (a pair; two with
+``emit: unpaired``) or one reject. Samples: every sample asked for (inputs x temperatures x
+``samples_per_temperature``) is a candidate or a reject with ``unit: sample`` (failed,
+empty, truncated, or a duplicate of an earlier sample).
 """
 
 from __future__ import annotations
@@ -47,13 +52,23 @@ def run(
     res = ctx.generate(reqs, desc="sample responses")
     per = len(temperatures)
     cands: list[list[tuple[str, float]]] = []
-    for k in range(len(records)):
+    for k, rec in enumerate(records):
         seen: dict[str, float] = {}
         for t, r in zip(temperatures, res[k * per : (k + 1) * per], strict=True):
-            for c in r.completions if r.ok else []:
+            if not r.ok:
+                for _ in range(samples_per_temperature):
+                    _sample_reject(ctx, "sample_failed", rec, t, error=r.error)
+                continue
+            for c in r.completions:
                 text = c.text.strip()
-                if text and c.finish_reason != "length":
-                    seen.setdefault(text, t)
+                if not text:
+                    _sample_reject(ctx, "sample_empty", rec, t)
+                elif c.finish_reason == "length":
+                    _sample_reject(ctx, "sample_truncated", rec, t, response=text[:500])
+                elif text in seen:
+                    _sample_reject(ctx, "sample_duplicate", rec, t, response=text[:500])
+                else:
+                    seen[text] = t
         cands.append(list(seen.items()))
     out: list[dict[str, Any]] = []
     if judge == "pointwise":
@@ -104,29 +119,59 @@ def run(
                     items.append((inst, c[i][0], c[j][0]))
                     owners.append((k, i, j))
         verdicts = judge_mod.compare(items, ctx)
-        wins: dict[int, list[float]] = {}
+        per_record: dict[int, dict[tuple[int, int], str]] = {}
         for (k, i, j), v in zip(owners, verdicts, strict=True):
-            w = wins.setdefault(k, [0.0] * len(cands[k]))
-            if v == "a":
-                w[i] += 1
-            elif v == "b":
-                w[j] += 1
-            else:
-                w[i] += 0.5
-                w[j] += 0.5
-        for k, w in sorted(wins.items()):
-            best_i = max(range(len(w)), key=lambda i: w[i])
-            worst_i = min(range(len(w)), key=lambda i: w[i])
-            if w[best_i] - w[worst_i] <= min_margin:
-                ctx.reject("tie", records[k], wins=w)
+            per_record.setdefault(k, {})[(i, j)] = v
+        for k, direct in sorted(per_record.items()):
+            pair, wins, reason = pick_pair(len(cands[k]), direct, min_margin)
+            if pair is None:
+                ctx.reject(reason, records[k], wins=wins)
                 continue
-            best, worst = (*cands[k][best_i], {}), (*cands[k][worst_i], {})
+            best, worst = (*cands[k][pair[0]], {}), (*cands[k][pair[1]], {})
             out.extend(
                 _emit(
-                    records[k], convs[k], best, worst, ctx, emit, {"judge": "pairwise", "wins": w}
+                    records[k], convs[k], best, worst, ctx, emit, {"judge": "pairwise", "wins": wins}
                 )
             )
     return out
+
+
+def _sample_reject(ctx: GenContext, reason: str, rec, temperature: float, **detail: Any) -> None:
+    """A sample that cannot be a candidate; ``unit: sample`` keeps it apart from record drops."""
+    ctx.reject(reason, rec, unit="sample", temperature=temperature, **detail)
+
+
+def pick_pair(
+    n: int, direct: dict[tuple[int, int], str], min_margin: float = 0.0
+) -> tuple[tuple[int, int] | None, list[float], str]:
+    """Chosen/rejected indices from pairwise verdicts, or None and the reason.
+
+    ``direct[(i, j)]`` (i < j) is "a" (i won), "b" (j won) or "tie", each already asked in
+    both orders. Only a pair whose own comparison is a strict win can be emitted: the
+    candidates are ranked by total wins (a tie counts half), and the strictly won pair with
+    the largest gap in total wins is taken, if that gap exceeds ``min_margin``. So a cycle
+    A-B tie, A>C, C>B never pairs A over B, although A has the most wins and B the fewest.
+    Reasons: ``tie`` (no comparison was won outright) or ``no_consistent_pair`` (every
+    outright win goes against the ranking by at least ``min_margin``).
+    """
+    wins = [0.0] * n
+    strict: list[tuple[int, int]] = []  # (winner, loser)
+    for (i, j), v in direct.items():
+        if v == "a":
+            wins[i] += 1
+            strict.append((i, j))
+        elif v == "b":
+            wins[j] += 1
+            strict.append((j, i))
+        else:
+            wins[i] += 0.5
+            wins[j] += 0.5
+    if not strict:
+        return None, wins, "tie"
+    w, lo = max(strict, key=lambda p: (wins[p[0]] - wins[p[1]], wins[p[0]], -p[0], -p[1]))
+    if wins[w] - wins[lo] <= min_margin:
+        return None, wins, "no_consistent_pair"
+    return (w, lo), wins, ""
 
 
 def _emit(

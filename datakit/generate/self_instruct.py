@@ -5,6 +5,10 @@ default 6 human seeds and 2 machine-made instructions, as in the paper), drops c
 heuristics and by ROUGE-L novelty against everything pooled so far, then writes one instance
 (input/output) per new instruction: output-first for classification tasks, input-first
 otherwise. Every drop is counted by reason and kept in the rejects file.
+
+Accounting: every task the model proposes (one per "Task N:" piece of a continuation)
+ends as exactly one output record or one reject; a round prompt whose request failed is
+one ``engine_error`` reject.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 from ..engines import Request
 from ..novelty import NoveltyIndex
 from . import prompts
-from .context import GenContext
+from .context import GenContext, template_hash
 
 BLACKLIST = (
     "image",
@@ -155,6 +159,8 @@ def run(
                 machine.append(cand)
             else:
                 ctx.reject("too_similar", {"instruction": cand[0]}, rouge_l=round(m, 4))
+    for text, _, _ in machine[num_instructions:]:  # the last round overshot the target
+        ctx.reject("surplus", {"instruction": text}, num_instructions=num_instructions)
     machine = machine[:num_instructions]
     return _instances(machine, ctx, instance_max_tokens)
 
@@ -220,15 +226,12 @@ def _instances(
                     prompts.SELF_INSTRUCT_TASKS,
                     parents=parents,
                     is_classification=c,
-                    instance_template={"name": tname, "hash": _h(prompts.template_text(tname))},
+                    instance_template={
+                        "name": tname,
+                        "hash": template_hash(prompts.template_text(tname)),
+                    },
                     seed=gen_req.seed,
                 ),
             }
         )
     return out
-
-
-def _h(text: str) -> str:
-    from .context import template_hash
-
-    return template_hash(text)

@@ -255,7 +255,46 @@ def test_ties_and_identical_samples_never_pair():
         )
     )
     assert preferences.run([{"id": "p", "instruction": "Say something.", "output": "x"}], ctx) == []
-    assert ctx.drops == {"fewer_than_two_distinct_samples": 1}
+    # The two repeats are kept as sample-level rejects, the record as a record-level one.
+    assert ctx.drops == {"fewer_than_two_distinct_samples": 1, "sample_duplicate": 2}
+    assert [r.get("unit") for r in ctx.rejects] == ["sample", "sample", None]
+
+
+def test_pairwise_never_pairs_a_direct_tie():
+    """A-B tie, A>C, C>B: A has the most wins and B the fewest, but their own verdict was a
+    tie, so the pair is A over C (the strictly won pair with the largest gap)."""
+    pair, wins, _ = preferences.pick_pair(3, {(0, 1): "tie", (0, 2): "a", (1, 2): "b"})
+    assert wins == [1.5, 0.5, 1.0]
+    assert pair == (0, 2)
+    # A pure cycle has no pair consistent with the ranking; all ties have none at all.
+    assert preferences.pick_pair(3, {(0, 1): "a", (1, 2): "a", (0, 2): "b"})[::2] == (
+        None,
+        "no_consistent_pair",
+    )
+    assert preferences.pick_pair(2, {(0, 1): "tie"})[::2] == (None, "tie")
+    assert preferences.pick_pair(2, {(0, 1): "b"})[0] == (1, 0)
+
+
+def test_pairwise_preferences_emit_only_strict_direct_wins():
+    """Through run(): three samples whose judge verdicts form the cycle above."""
+    texts = {0.3: "alpha answer", 0.7: "beta answer", 1.0: "gamma answer"}
+    beats = {("alpha answer", "gamma answer"), ("gamma answer", "beta answer")}
+
+    def answer(r):
+        if r.choice:  # the pairwise judge: Response A / Response B in the prompt
+            body = last_user(r)
+            a = body.split("Response A: ")[1].split("\n")[0].strip()
+            b = body.split("Response B: ")[1].split("\n")[0].strip()
+            return "A" if (a, b) in beats else "B" if (b, a) in beats else "tie"
+        return texts[r.temperature]
+
+    ctx = ctx_for(answer)
+    out = preferences.run(
+        [{"id": "p", "instruction": "Say something.", "output": "x"}], ctx, judge="pairwise"
+    )
+    assert [(o["chosen"][0]["content"], o["rejected"][0]["content"]) for o in out] == [
+        ("alpha answer", "gamma answer")
+    ]
 
 
 def test_pairwise_judge_asks_both_orders_and_disagreement_is_a_tie():
