@@ -17,6 +17,7 @@ from ..errors import DatakitError
 from .base import Completion, Engine, EngineSpec, Request, Result
 from .cache import RequestCache
 from .cached import CachedEngine
+from ..models import fingerprint
 
 __all__ = [
     "BACKENDS",
@@ -29,7 +30,16 @@ __all__ = [
     "Result",
     "build_engine",
     "check_spec",
+    "spec_fingerprint",
 ]
+
+
+def spec_fingerprint(spec: EngineSpec) -> dict[str, str | None]:
+    """The content fingerprints of what an engine serves: its model and any adapter."""
+    out = {"model": fingerprint(spec.model)}
+    if spec.options.get("lora_adapter"):
+        out["lora_adapter"] = fingerprint(spec.options["lora_adapter"])
+    return out
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     # name: (module:Class, import name, install hint)
@@ -106,4 +116,6 @@ def build_engine(
         hf_logging.disable_progress_bar()
     engine = _cls(spec.backend)(spec.model, **spec.options)
     cache = RequestCache(cache_path) if cache_path is not None else None
-    return CachedEngine(engine, cache, batch_size=batch_size, quiet=quiet)
+    return CachedEngine(
+        engine, cache, batch_size=batch_size, quiet=quiet, fingerprint=spec_fingerprint(spec)
+    )

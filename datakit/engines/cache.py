@@ -21,11 +21,17 @@ from .base import Request, Result
 log = logging.getLogger(__name__)
 
 
-def request_key(backend: str, model: str, request: Request) -> str:
-    blob = orjson.dumps(
-        {"backend": backend, "model": model, "request": request.to_dict()},
-        option=orjson.OPT_SORT_KEYS,
-    )
+def request_key(
+    backend: str, model: str, request: Request, fingerprint: dict[str, Any] | None = None
+) -> str:
+    """The cache key: backend, model, the model's content fingerprint and the whole request.
+
+    With the fingerprint, a model retrained in place never answers from its old entries.
+    """
+    key: dict[str, Any] = {"backend": backend, "model": model, "request": request.to_dict()}
+    if fingerprint:
+        key["fingerprint"] = fingerprint
+    blob = orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()
 
 

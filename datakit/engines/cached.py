@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .base import Engine, Request, Result
 from .cache import RequestCache, request_key
@@ -41,8 +42,10 @@ class CachedEngine:
         cache: RequestCache | None = None,
         batch_size: int = 256,
         quiet: bool = False,
+        fingerprint: dict[str, Any] | None = None,
     ):
         self.engine = engine
+        self.fingerprint = fingerprint
         self.cache = cache
         self.batch_size = max(1, batch_size)
         self.quiet = quiet
@@ -58,7 +61,10 @@ class CachedEngine:
 
     def generate(self, requests: list[Request], desc: str = "generate") -> list[Result]:
         results: list[Result | None] = [None] * len(requests)
-        keys = [request_key(self.engine.backend, self.engine.model, r) for r in requests]
+        keys = [
+            request_key(self.engine.backend, self.engine.model, r, self.fingerprint)
+            for r in requests
+        ]
         pending: dict[str, list[int]] = {}
         for i, k in enumerate(keys):
             hit = self.cache.get(k) if self.cache is not None else None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import with_defaults
-from ..engines import CachedEngine, EngineSpec, build_engine, check_spec
+from ..engines import CachedEngine, EngineSpec, build_engine, check_spec, spec_fingerprint
 from ..errors import DatakitError
 from ..schemas import load_schema
 from ..store import DatasetStore, Version, config_hash
@@ -143,7 +143,13 @@ def run_step(
         "inputs": [{"ref": src.ref, "sha256": src.manifest()["sha256"]}],
         "seed": seed,
         "engines": {
-            role: {"backend": s.backend, "model": s.model, "options": s.options}
+            role: {
+                "backend": s.backend,
+                "model": s.model,
+                "options": s.options,
+                # a model or adapter retrained in place must re-run the step
+                "fingerprint": spec_fingerprint(s),
+            }
             for role, s in sorted(specs.items())
         },
     }

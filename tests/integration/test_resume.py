@@ -7,7 +7,8 @@ The uninterrupted run sends each step's requests to the engine in one chunk (the
 256); the killed runs send chunks of 4, so that progress shows in the cache between kills
 and, after every resume, the leftover requests are batched differently from the reference.
 Equal bytes therefore also show that a request's output does not depend on its batch
-neighbours (each request samples with its own seed; float32 on CPU)."""
+neighbours (each request samples with its own seed; float32 on CPU). Records and rejects
+are both compared, byte for byte."""
 
 import json
 import os
@@ -42,7 +43,8 @@ data:
     - {{name: grown, op: self_instruct, input: seeds, engine: hf,
         params: {{num_instructions: 8, prompts_per_round: 4, max_rounds: 2, max_tokens: 48, instance_max_tokens: 32, rouge_threshold: 0.9}}}}
     - {{name: answers, op: respond, input: seeds, engine: hf, params: {{max_tokens: 24, drop_truncated: false}}}}
-    - {{name: prefs, op: preferences, input: seeds, engine: hf, params: {{max_tokens: 24, temperatures: [0.5, 1.0]}}}}
+    - {{name: prefs, op: preferences, input: seeds, engine: hf, params: {{max_tokens: 64, temperatures: [0.5, 1.0]}}}}
+    - {{name: revised, op: critique_revise, input: answers, engine: hf, params: {{max_tokens: 32}}}}
 """)
     return cfg
 
@@ -58,7 +60,7 @@ def _start(cfg: Path) -> subprocess.Popen:
 
 def _datasets(d: Path) -> dict:
     out = {}
-    for name in ("seeds", "grown", "answers", "prefs"):
+    for name in ("seeds", "grown", "answers", "prefs", "revised"):
         versions = sorted(p.name for p in (d / "data" / name).glob("v*"))
         assert versions == ["v1"], (name, versions)  # no half or repeated versions
         m = json.loads((d / "data" / name / "v1" / "manifest.json").read_text())
@@ -66,6 +68,7 @@ def _datasets(d: Path) -> dict:
             (d / "data" / name / "v1" / "records.jsonl").read_bytes(),
             m["count"],
             m["stats"].get("drops"),
+            (d / "data" / name / "v1" / "rejects.jsonl").read_bytes() if name != "seeds" else b"",
         )
     return out
 
@@ -106,8 +109,11 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(tmp_path, tiny_trai
     assert p.returncode == 0, err[-3000:]
 
     got, want = _datasets(tmp_path / "killed"), _datasets(tmp_path / "ref")
-    for name in ("grown", "answers", "prefs"):
-        assert want[name][1] > 0, (name, want[name])  # every step made records
+    for name in ("grown", "answers", "revised"):
+        assert want[name][1] > 0, (name, want[name][1:3])  # these steps made records
+    # The tiny model's judge gives every sample the same score, so prefs keeps only ties;
+    # its rejects (every sample and verdict, in order) are what is compared for it.
+    assert want["prefs"][2].get("tie", 0) > 0 and want["prefs"][3]
     assert got == want
     for cache in (tmp_path / "killed" / "runs" / "cache").glob("*.jsonl"):
         keys = [

@@ -248,3 +248,60 @@ def test_openai_engine_survives_several_generate_calls(servers):
     )
     for i in range(3):  # each call runs its own event loop
         assert eng.generate([Request.chat([{"role": "user", "content": f"ok{i}"}])])[0].ok
+
+
+def _fake_model(d):
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text('{"model_type": "llama"}')
+    (d / "model.safetensors").write_bytes(b"\0" * 100)
+    return d
+
+
+def test_fingerprint_follows_the_model_contents(tmp_path):
+    import os
+
+    from datakit.models import fingerprint
+
+    m = _fake_model(tmp_path / "m")
+    a = fingerprint(m)
+    assert a == fingerprint(str(m)) and len(a) == 16
+    (m / "model.safetensors").write_bytes(b"\1" * 100)  # retrained in place, same size
+    b = fingerprint(m)
+    assert b != a
+    (m / "config.json").write_text('{"model_type": "llama", "x": 1}')
+    assert fingerprint(m) != b
+    # Big files are fingerprinted by size and mtime, not read.
+    import datakit.models as fp
+
+    big = fingerprint(m)
+    os.utime(m / "model.safetensors", ns=(1, 1))
+    old = fp._CONTENT_LIMIT
+    fp._CONTENT_LIMIT = 10
+    try:
+        before = fingerprint(m)
+        os.utime(m / "model.safetensors", ns=(2, 2))
+        assert fingerprint(m) != before
+    finally:
+        fp._CONTENT_LIMIT = old
+    assert big
+    assert fingerprint("org/name") == "org/name"  # a hub id or served name: itself
+
+
+def test_cache_misses_after_the_model_is_retrained_in_place(tmp_path):
+    from datakit.engines import EngineSpec, spec_fingerprint
+
+    m = _fake_model(tmp_path / "m")
+    spec = EngineSpec("transformers", str(m), {})
+    eng = CountingEngine()
+    ce = CachedEngine(
+        eng, RequestCache(tmp_path / "c.jsonl"), quiet=True, fingerprint=spec_fingerprint(spec)
+    )
+    ce.generate([Request(prompt="x", seed=1)])
+    ce.close()
+    (m / "model.safetensors").write_bytes(b"\2" * 100)
+    eng2 = CountingEngine()
+    ce2 = CachedEngine(
+        eng2, RequestCache(tmp_path / "c.jsonl"), quiet=True, fingerprint=spec_fingerprint(spec)
+    )
+    ce2.generate([Request(prompt="x", seed=1)])
+    assert ce2.stats.cache_hits == 0 and ce2.stats.model_calls == 1

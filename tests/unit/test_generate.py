@@ -401,3 +401,26 @@ def test_novelty_on_the_real_self_instruct_seeds(shared_data, tmp_path):
         if m <= 0.7:
             ref_pool.append(c)
     assert keep == ref
+
+
+def test_step_runs_again_after_the_model_is_retrained_in_place(store, tmp_path):
+    from datakit.engines import EngineSpec
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "model.safetensors").write_bytes(b"\0" * 64)
+    store.write("src", [{"instruction": "Say hi.", "output": "hi"}], "instruction")
+    scripted = Scripted(lambda r: "hello")
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            return CachedEngine(scripted, quiet=True)
+
+    spec = {"engine": EngineSpec("transformers", str(model), {})}
+    first = run_step(store, "ans", "respond", "src", {}, spec, Pool(tmp_path), quiet=True)
+    again = run_step(store, "ans", "respond", "src", {}, spec, Pool(tmp_path), quiet=True)
+    assert not first.skipped and again.skipped
+    (model / "model.safetensors").write_bytes(b"\1" * 64)  # retrained, same path
+    rerun = run_step(store, "ans", "respond", "src", {}, spec, Pool(tmp_path), quiet=True)
+    assert not rerun.skipped and rerun.version.version == 2
