@@ -2,7 +2,9 @@
 
 QLoRA adapters were trained against the 4-bit base, so they are merged into the
 dequantised 4-bit weights (what the adapter actually saw), not into the original
-full-precision weights. The result loads in transformers and vLLM like any model.
+full-precision weights; the quantisation is read from the adapter directory itself, so
+merging a run dir or its bare adapter dir gives the same model. The result loads in
+transformers and vLLM like any model.
 """
 
 from __future__ import annotations
@@ -13,14 +15,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 
-from .model import (
-    adapter_base,
-    bnb_config,
-    building_dir,
-    device_map,
-    is_adapter_dir,
-    load_tokenizer,
-)
+from .model import adapter_base, building_dir, is_adapter_dir, load_tokenizer, merged_from_adapter
 
 MERGEABLE = {"LORA", "IA3"}
 
@@ -48,11 +43,7 @@ def adapter_dir_of(run: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    adapter, config = adapter_dir_of(run)
+    adapter, _config = adapter_dir_of(run)
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise DatakitError(f"{out} exists and is not empty (use --force to replace it)")
@@ -62,29 +53,13 @@ def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, An
             f"{adapter}: {peft_type} adapters add virtual tokens and cannot be merged into the "
             "weights; load the adapter with PEFT (or serve it unmerged)"
         )
-    base_path = adapter_base(adapter)
-    quant = config.get("quantization", {})
-    if quant.get("load_in_4bit"):
-        base = AutoModelForCausalLM.from_pretrained(
-            base_path,
-            quantization_config=bnb_config({**quant, "compute_dtype": "float32"}),
-            device_map=device_map(),
-        )
-        base = base.dequantize()
-        base = base.to(torch.float32)
-        dequantized = True
-    else:
-        base = AutoModelForCausalLM.from_pretrained(base_path)
-        dequantized = False
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-    if getattr(merged.config, "quantization_config", None) is not None:
-        del merged.config.quantization_config
+    merged, dequantized = merged_from_adapter(adapter)
     with building_dir(out) as tmp:
         merged.save_pretrained(tmp)
         load_tokenizer(str(adapter)).save_pretrained(tmp)
     return {
         "adapter": str(adapter),
-        "base": base_path,
+        "base": adapter_base(adapter),
         "peft_type": peft_type,
         "dequantized_4bit_base": dequantized,
         "out": str(out),

@@ -85,13 +85,54 @@ def bnb_config(quant: dict[str, Any]) -> Any:
     )
 
 
-def merged_from_adapter(adapter_dir: str | Path, dtype: Any = None) -> Any:
-    """A trained adapter merged into its (full-precision) base, as a plain model."""
+BASE_QUANTIZATION_FILE = "base_quantization.json"
+
+
+def adapter_quantization(adapter_dir: str | Path) -> dict[str, Any] | None:
+    """How the adapter's base was quantised while it trained (QLoRA), or None.
+
+    Read from the adapter directory itself (``base_quantization.json``, written beside the
+    adapter at the end of training), so it holds wherever the adapter is copied; for
+    adapters saved before that file existed, from the run's config.json one level up.
+    """
+    d = Path(adapter_dir)
+    own = d / BASE_QUANTIZATION_FILE
+    if own.is_file():
+        quant = json.loads(own.read_text())
+    elif (d.parent / "run.json").is_file() and (d.parent / "config.json").is_file():
+        quant = json.loads((d.parent / "config.json").read_text()).get("quantization") or {}
+    else:
+        return None
+    return quant if quant.get("load_in_4bit") else None
+
+
+def merged_from_adapter(adapter_dir: str | Path, dtype: Any = None) -> tuple[Any, bool]:
+    """A trained LoRA/IA3 adapter folded into its base, as a plain model; and whether the
+    base was the dequantised 4-bit one.
+
+    A QLoRA adapter was trained against the 4-bit base, so it is merged into the
+    dequantised 4-bit weights (what the adapter actually saw), not into the original
+    full-precision weights; every way in (``trainkit merge`` on a run or an adapter
+    directory, a ``from:`` stage) goes through here.
+    """
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(adapter_base(adapter_dir), dtype=dtype)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    quant = adapter_quantization(adapter_dir)
+    if quant:
+        base = AutoModelForCausalLM.from_pretrained(
+            adapter_base(adapter_dir),
+            quantization_config=bnb_config({**quant, "compute_dtype": "float32"}),
+            device_map=device_map(),
+        )
+        base = base.dequantize().to(dtype or torch.float32)
+    else:
+        base = AutoModelForCausalLM.from_pretrained(adapter_base(adapter_dir), dtype=dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    if getattr(merged.config, "quantization_config", None) is not None:
+        del merged.config.quantization_config
+    return merged, quant is not None
 
 
 def load_base(stage: Stage, path: str | None = None) -> Any:
@@ -109,7 +150,7 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
         merged_dir = stage.run_dir / "merged-start"
         if not (merged_dir / "config.json").is_file():
             log.info("merging the adapter of %s into its base to start %s", path, stage.name)
-            merged = merged_from_adapter(path, dtype)
+            merged, _ = merged_from_adapter(path, dtype)
             with building_dir(merged_dir) as tmp:
                 merged.save_pretrained(tmp)
                 load_tokenizer(path).save_pretrained(tmp)

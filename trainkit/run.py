@@ -33,6 +33,7 @@ from datakit.store import DatasetStore, config_hash
 
 from .config import Stage, TrainPlan, final_dir, plan
 from .model import (
+    BASE_QUANTIZATION_FILE,
     building_dir,
     check_model_dir,
     cuda,
@@ -383,6 +384,10 @@ def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
             model.merge_and_unload().save_pretrained(tmp)
         else:
             trainer.save_model(str(tmp))
+            if is_adapter_dir(tmp) and stage.quantization.get("load_in_4bit"):
+                # The adapter carries how its base was quantised: a merge (of this dir or
+                # a copy of it) or a later `from:` stage rebuilds the base it trained on.
+                _write_json(tmp / BASE_QUANTIZATION_FILE, stage.quantization)
         tokenizer.save_pretrained(tmp)
 
 

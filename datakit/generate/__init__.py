@@ -21,4 +21,18 @@ OPS: dict[str, tuple[str, str, str]] = {
     "filter": ("datakit.generate.filters:quality_filter", "instruction,chat,preference", "same"),
 }
 
-__all__ = ["GenContext", "OPS"]
+# The engine roles each op calls. "judge" and "teacher" fall back to the step's main engine
+# when the step names none; only these roles' engines are built (an in-process vLLM each).
+OP_ROLES: dict[str, tuple[str, ...]] = {
+    "self_instruct": ("engine",),
+    "evol_instruct": ("engine",),
+    "respond": ("engine",),
+    "distill": ("teacher",),
+    "augment": ("engine",),
+    "critique_revise": ("engine",),
+    "preferences": ("engine", "judge"),
+    "judge": ("judge",),
+    "filter": (),
+}
+
+__all__ = ["OPS", "OP_ROLES", "GenContext"]

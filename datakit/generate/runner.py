@@ -20,7 +20,7 @@ from ..engines import CachedEngine, EngineSpec, build_engine, check_spec, spec_f
 from ..errors import DatakitError
 from ..schemas import load_schema
 from ..store import DatasetStore, Version, config_hash
-from . import OPS
+from . import OP_ROLES, OPS
 from .context import GenContext
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,18 @@ def output_kind(op: str, input_kind: str, params: dict[str, Any]) -> str:
     ):
         return "instruction"
     return kind
+
+
+def roles_used(op: str, engines: dict[str, EngineSpec | None]) -> dict[str, EngineSpec]:
+    """The engines an op actually calls, by role: a named judge or teacher, else the main
+    engine. Engines of other roles are not built (two in-process vLLMs on one GPU run out
+    of memory) and do not enter the step's identity."""
+    out = {}
+    for role in OP_ROLES[op]:
+        spec = engines.get(role) or engines.get("engine")
+        if spec is not None:
+            out[role] = spec
+    return out
 
 
 class EnginePool:
@@ -132,8 +144,8 @@ def run_step(
         raise DatakitError(
             f"{name}: {op} reads {' or '.join(allowed)} records, but {src.ref} holds {in_kind} records"
         )
-    specs = {role: s for role, s in engines.items() if s is not None}
-    if op != "filter" and "engine" not in specs:
+    specs = roles_used(op, engines)
+    if OP_ROLES[op] and not specs:
         raise DatakitError(f"{name}: {op} needs an engine")
     for role, s in specs.items():
         check_spec(s, where=f"{name}: {role}")

@@ -53,6 +53,14 @@ def trained(project):  # noqa: F811
             "adapter": {"type": "prompt_tuning"},
             "args": dict(args, packing=False),
         },
+        {  # a `from:` stage after QLoRA starts from the QLoRA adapter merged into its base
+            "name": "after_qlora",
+            "method": "sft",
+            "from": "qlora",
+            "dataset": "chat",
+            "adapter": {"type": "lora", "r": 8, "alpha": 16},
+            "args": dict(FAST, max_steps=1),
+        },
     ]
     plan, results = train(project, "merge", stages)
     return {r.name: r.run_dir for r in results}
@@ -78,20 +86,14 @@ def test_lora_merge_equals_the_adapter(trained, tmp_path, project):  # noqa: F81
     assert (a - c).abs().max() > 1e-3  # and the adapter did change the model
 
 
-def test_qlora_merges_into_the_dequantised_base(trained, tmp_path):
+def _adapter_on_4bit_base(adapter_dir):
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from trainkit.merge import merge
     from trainkit.model import adapter_base
 
-    info = merge(trained["qlora"], tmp_path / "qmerged")
-    assert info["dequantized_4bit_base"]
-    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "qmerged")
-    assert getattr(merged.config, "quantization_config", None) is None
-    tok = AutoTokenizer.from_pretrained(tmp_path / "qmerged")
     q = AutoModelForCausalLM.from_pretrained(
-        adapter_base(trained["qlora"] / "final"),
+        adapter_base(adapter_dir),
         quantization_config=BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -100,11 +102,58 @@ def test_qlora_merges_into_the_dequantised_base(trained, tmp_path):
         ),
         device_map="cpu",
     )
-    peft = PeftModel.from_pretrained(q, trained["qlora"] / "final")
-    # The adapter on the 4-bit base and the merged dequantised model agree (LoRA params
-    # were trained in bf16 by TRL on a quantised base, so allow bf16-level differences).
+    return PeftModel.from_pretrained(q, adapter_dir)
+
+
+# The adapter on the 4-bit base and the merged dequantised model agree up to this (LoRA
+# params trained by TRL on a quantised base; the 4-bit matmul path rounds differently).
+QLORA_LOGIT_TOLERANCE = 0.05
+
+
+@pytest.mark.parametrize("entry", ["run_dir", "bare_adapter_dir"])
+def test_qlora_merge_by_either_entry_point_uses_the_dequantised_base(
+    trained, tmp_path, project, entry
+):  # noqa: F811
+    """`trainkit merge RUN` and `trainkit merge ADAPTER_DIR` (a copy of final/ elsewhere,
+    with no run config around it) give the same model: the QLoRA adapter on its 4-bit base,
+    not on the full-precision one."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainkit.merge import merge
+
+    src = trained["qlora"]
+    if entry == "bare_adapter_dir":
+        src = tmp_path / "adapter-copy"
+        shutil.copytree(trained["qlora"] / "final", src)
+    info = merge(src, tmp_path / "qmerged")
+    assert info["dequantized_4bit_base"]
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "qmerged")
+    assert getattr(merged.config, "quantization_config", None) is None
+    tok = AutoTokenizer.from_pretrained(tmp_path / "qmerged")
+    peft = _adapter_on_4bit_base(trained["qlora"] / "final")
     diff = (_logits(merged, tok) - _logits(peft, tok)).abs().max()
-    assert diff < 0.05, diff
+    assert diff < QLORA_LOGIT_TOLERANCE, diff
+    # ... and not the adapter merged into the full-precision base (what the bug gave).
+    from peft import PeftModel
+
+    full = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(project["model"]), trained["qlora"] / "final"
+    ).merge_and_unload()
+    assert (_logits(merged, tok) - _logits(full, tok)).abs().max() > diff
+
+
+def test_from_stage_after_qlora_starts_from_the_dequantised_merge(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from trainkit.merge import merge
+
+    merge(trained["qlora"], tmp_path / "qmerged")
+    start = load_file(trained["after_qlora"] / "merged-start" / "model.safetensors")
+    want = load_file(tmp_path / "qmerged" / "model.safetensors")
+    assert start.keys() == want.keys()
+    assert max((start[k].float() - want[k].float()).abs().max().item() for k in want) < 1e-6
 
 
 def test_merge_errors(trained, tmp_path, cli):
@@ -124,12 +173,13 @@ VLLM_SCRIPT = textwrap.dedent(
     from datakit.engines import EngineSpec, Request, build_engine
 
     if __name__ == "__main__":
-        prompts = json.loads(sys.argv[4])
+        prompts = json.loads(sys.argv[5])
         reqs = [Request.chat(p, temperature=0.0, max_tokens=12) for p in prompts]
         out = {}
         for name, spec in (
             ("merged", EngineSpec("vllm", sys.argv[1], {"max_model_len": 256})),
             ("lora", EngineSpec("vllm", sys.argv[2], {"max_model_len": 256, "lora_adapter": sys.argv[3]})),
+            ("qmerged", EngineSpec("vllm", sys.argv[4], {"max_model_len": 256})),
         ):
             eng = build_engine(spec, None, quiet=True)
             out[name] = [r.completions[0].text for r in eng.generate(reqs)]
@@ -145,6 +195,7 @@ def test_merged_model_and_unmerged_adapter_in_vllm(trained, tmp_path, project): 
     from trainkit.merge import merge
 
     merge(trained["lora"], tmp_path / "merged")
+    merge(trained["qlora"] / "final", tmp_path / "qmerged")  # the bare adapter dir
     script = tmp_path / "serve.py"
     script.write_text(VLLM_SCRIPT)
     proc = subprocess.run(
@@ -154,6 +205,7 @@ def test_merged_model_and_unmerged_adapter_in_vllm(trained, tmp_path, project): 
             str(tmp_path / "merged"),
             str(project["model"]),
             str(trained["lora"] / "final"),
+            str(tmp_path / "qmerged"),
             json.dumps(PROMPTS),
         ],
         capture_output=True,
@@ -166,14 +218,19 @@ def test_merged_model_and_unmerged_adapter_in_vllm(trained, tmp_path, project): 
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
     got = json.loads(lines[0][7:])
     # Greedy decoding with transformers on the merged weights gives the same text.
-    tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
-    expected = []
-    for p in PROMPTS:
-        ids = tok.apply_chat_template(
-            p, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        gen = model.generate(**ids, max_new_tokens=12, do_sample=False)
-        expected.append(tok.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
+    def greedy(model_dir):
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        texts = []
+        for p in PROMPTS:
+            ids = tok.apply_chat_template(
+                p, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+            gen = model.generate(**ids, max_new_tokens=12, do_sample=False)
+            texts.append(tok.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))
+        return texts
+
+    expected = greedy(tmp_path / "merged")
     assert got["merged"] == expected
     assert got["lora"] == expected
+    assert got["qmerged"] == greedy(tmp_path / "qmerged")  # merged QLoRA loads and generates

@@ -424,3 +424,37 @@ def test_step_runs_again_after_the_model_is_retrained_in_place(store, tmp_path):
     (model / "model.safetensors").write_bytes(b"\1" * 64)  # retrained, same path
     rerun = run_step(store, "ans", "respond", "src", {}, spec, Pool(tmp_path), quiet=True)
     assert not rerun.skipped and rerun.version.version == 2
+
+
+@pytest.mark.parametrize(
+    "op,built_roles",
+    [("distill", ["teacher"]), ("judge", ["judge"]), ("respond", ["engine"])],
+)
+def test_a_step_builds_only_the_engines_its_op_calls(store, tmp_path, op, built_roles):
+    """distill with --model and --teacher-model loads only the teacher; judge with --model
+    and --judge-model only the judge (two in-process vLLMs on one GPU run out of memory)."""
+    from datakit.engines import EngineSpec
+
+    store.write(
+        "src",
+        [{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}],
+        "chat",
+    )
+    built = []
+    scripted = Scripted(
+        lambda r: json.dumps({"clarity": 3, "helpfulness": 3, "accuracy": 3})
+        if r.json_schema
+        else "answer"
+    )
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            built.append(spec.model)
+            return CachedEngine(scripted, quiet=True)
+
+    def spec(model):
+        return EngineSpec("openai", model, {"base_url": "http://127.0.0.1:9/v1"})
+
+    roles = {"engine": spec("main"), "teacher": spec("teacher"), "judge": spec("judge")}
+    run_step(store, "out", op, "src", {}, roles, Pool(tmp_path), quiet=True)
+    assert built == [{"engine": "main", "teacher": "teacher", "judge": "judge"}[r] for r in built_roles]
