@@ -3,8 +3,9 @@
 Async with bounded concurrency; requests are spread round-robin over several base URLs
 (data-parallel fleets) and a retry goes to the next URL. Retries with exponential backoff
 and jitter on 429, 5xx, timeouts, connection errors and garbage answers; after the last try
-the request comes back as an error result and the rest of the batch is kept. The API key
-is read from an environment variable, never from the config file.
+the request comes back as an error result and the rest of the batch is kept. No API key is
+sent unless ``api_key_env`` names the environment variable holding one (never the key
+itself in the config file).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class OpenAIEngine:
         self,
         model: str,
         base_url: str | list[str],
-        api_key_env: str | None = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
         concurrency: int = 16,
         max_retries: int = 4,
         timeout: float = 120.0,
@@ -45,11 +46,16 @@ class OpenAIEngine:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise DatakitError("openai engine: base_url needs at least one URL")
-        key = os.environ.get(api_key_env) if api_key_env else None
-        if api_key_env and key is None and not all(_is_local(u) for u in urls):
-            raise DatakitError(
-                f"openai engine: environment variable {api_key_env} is not set (it holds the API key)"
-            )
+        # Key-less by default (a vLLM fleet needs none); a config that names a variable
+        # for the key means the server wants one, so a missing variable is an error.
+        key = None
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise DatakitError(
+                    f"openai engine: environment variable {api_key_env} is not set "
+                    "(api_key_env names the variable that holds the API key)"
+                )
         self.urls = urls
         self._key = key or "none"
         self._timeout = timeout
@@ -185,9 +191,3 @@ class OpenAIEngine:
     def close(self) -> None:
         pass
 
-
-def _is_local(url: str) -> bool:
-    from urllib.parse import urlparse
-
-    host = urlparse(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")

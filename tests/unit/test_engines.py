@@ -230,16 +230,25 @@ def test_openai_retries_spreads_and_keeps_the_rest(servers):
     assert eng.stats.errors == 4
 
 
-def test_openai_requires_key_for_remote_urls(monkeypatch):
+def test_openai_key_only_when_the_config_names_a_variable(monkeypatch):
+    """The README's fleet example works against key-less vLLM servers (building the engine
+    sends no request, so nothing goes to that address); a named but unset variable is a
+    clear error, whatever the host."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
-    with pytest.raises(DatakitError, match="environment variable NO_SUCH_KEY_VAR is not set"):
-        build_engine(
-            EngineSpec(
-                "openai",
-                "m",
-                {"base_url": "https://api.example.com/v1", "api_key_env": "NO_SUCH_KEY_VAR"},
-            )
-        )
+    fleet = ["http://10.0.0.1:8000/v1", "http://10.0.0.2:8000/v1"]
+    eng = build_engine(EngineSpec("openai", "llama", {"base_url": fleet}))
+    assert eng.engine.urls == fleet
+    for url in ("https://api.example.com/v1", "http://127.0.0.1:9/v1"):
+        with pytest.raises(
+            DatakitError, match="^openai engine: environment variable NO_SUCH_KEY_VAR is not set"
+        ):
+            build_engine(EngineSpec("openai", "m", {"base_url": url, "api_key_env": "NO_SUCH_KEY_VAR"}))
+    monkeypatch.setenv("NO_SUCH_KEY_VAR", "sk-test")
+    eng = build_engine(
+        EngineSpec("openai", "m", {"base_url": fleet[0], "api_key_env": "NO_SUCH_KEY_VAR"})
+    )
+    assert eng.engine._key == "sk-test"
 
 
 def test_openai_engine_survives_several_generate_calls(servers):
