@@ -7,12 +7,16 @@
     gradients    one per trainable parameter, in the trainable dtype.
     optimizer    AdamW: two fp32 moments per trainable parameter (8 bytes).
     activations  what autograd keeps for the backward pass, per layer and token: two
-                 RMSNorms (2h each), q/k/v/output of a fused attention kernel that keeps
-                 no s*s scores, the output projection's input, and the MLP's
-                 gate, up, activation and product (4i; 2i for an ungated MLP), all in the
-                 weight dtype; plus the head's input and fp32 log-probabilities
-                 (3h + vocab per token). Counted this way it is within a few percent of
-                 the tensors autograd actually saves (tests/integration/test_estimate.py;
+                 RMSNorms (full fine-tuning: input, normalised input and output, 3h each;
+                 frozen: 2h, no normalised input), q/k/v after RoPE and the attention
+                 output of a fused kernel that keeps no s*s scores (plus its fp32
+                 log-sum-exp per head), and the MLP's gate, up, activation and product
+                 (4i; 2i for an ungated MLP), all in the weight dtype; with LoRA also each
+                 adapted linear's fp32 rank-r intermediate, and the first layer's input
+                 norm keeps only its output (the frozen embedding wants no gradient).
+                 Plus RoPE's cos/sin, the final norm and the head's fp32 log-probabilities.
+                 Counted this way it is within 5% of the tensors autograd actually saves,
+                 for full fine-tuning and for LoRA (tests/integration/test_estimate.py;
                  Korthikanti et al. 2022 give 34h bytes for a GPT layer with dropout).
                  With gradient checkpointing only each layer's input is kept, plus one
                  layer's activations during recomputation.
@@ -151,6 +155,44 @@ class Estimate:
         return d
 
 
+def activations_bytes(
+    s: Shape,
+    method: str,
+    seq_len: int,
+    batch: int,
+    wb: int,
+    lora_r: int,
+    gradient_checkpointing: bool,
+) -> int:
+    """What autograd keeps for the backward pass (see the module docstring), in bytes."""
+    tokens = seq_len * batch
+    h, q_out, kv_out = s.hidden, s.heads * s.head_dim, s.kv_heads * s.head_dim
+    mlp = (4 if s.gated_mlp else 2) * s.intermediate  # gate, up, activation, product
+    attn = 2 * q_out + 2 * kv_out  # q, k, v after RoPE, and the attention output
+    lse = 4 * s.heads  # the fused kernel's fp32 log-sum-exp per head
+    if method == "full":
+        norm = 3 * h * wb + 4  # input, normalised input (for the weight's grad), output; rstd
+        per_token = 2 * norm + (attn + mlp) * wb + lse
+        first_layer_saving = 0
+        final = 3 * h * wb + 4
+    else:
+        # Frozen norms keep no normalised input; each adapted linear keeps its fp32 rank-r
+        # intermediate; the first layer's input norm needs nothing but its output, since
+        # the frozen embedding below it wants no gradient.
+        norm = 2 * h * wb + 4
+        adapted = 4 + (3 if s.gated_mlp else 2)
+        per_token = 2 * norm + (attn + mlp) * wb + lse + adapted * lora_r * 4
+        first_layer_saving = h * wb + 4
+        final = 2 * h * wb + 4
+    per_layer = tokens * per_token
+    if gradient_checkpointing:
+        acts = s.layers * tokens * h * wb + per_layer
+    else:
+        acts = s.layers * per_layer - tokens * first_layer_saving
+    rope = 2 * seq_len * s.head_dim * wb  # cos and sin, shared by all layers
+    return acts + rope + tokens * (final + s.vocab * 4)  # + fp32 log-probs of the head
+
+
 def estimate(
     cfg: dict[str, Any],
     method: str = "lora",
@@ -181,15 +223,7 @@ def estimate(
         raise DatakitError(f"unknown method {method!r}; choose full, lora, dora or qlora")
     gradients = trainable * grad_bytes
     optimizer = trainable * 8
-    tokens = seq_len * batch
-    q_out, kv_out = s.heads * s.head_dim, s.kv_heads * s.head_dim
-    mlp = (4 if s.gated_mlp else 2) * s.intermediate
-    per_layer = tokens * (4 * s.hidden + 3 * q_out + 2 * kv_out + mlp) * wb
-    if gradient_checkpointing:
-        acts = s.layers * tokens * s.hidden * wb + per_layer
-    else:
-        acts = s.layers * per_layer
-    acts += tokens * (3 * s.hidden * wb + s.vocab * 4)  # final norm, head input, fp32 log-probs
+    acts = activations_bytes(s, method, seq_len, batch, wb, lora_r, gradient_checkpointing)
     total = weights + gradients + optimizer + acts
     return Estimate(
         method,

@@ -74,7 +74,8 @@ def test_estimate_matches_torch_on_cpu(tiny_model, dims, seq, batch):
     print(
         f"activations estimated {est.activations_bytes / 2**20:.1f} MiB, saved by autograd {measured / 2**20:.1f} MiB"
     )
-    assert est.activations_bytes == pytest.approx(measured, rel=0.1), (
+    # The docstring's claim: within 5% of what autograd saves, full fine-tuning ...
+    assert est.activations_bytes == pytest.approx(measured, rel=0.05), (
         est.activations_bytes / GIB,
         measured / GIB,
     )
@@ -83,7 +84,14 @@ def test_estimate_matches_torch_on_cpu(tiny_model, dims, seq, batch):
 
     lora = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
-    assert estimate(as_dict, "lora", lora_r=8).trainable_parameters == trainable
+    est_lora = estimate(as_dict, "lora", lora_r=8, seq_len=seq, batch=batch, dtype="float32")
+    assert est_lora.trainable_parameters == trainable
+    # ... and LoRA on a frozen base.
+    measured_lora = _saved_bytes(lora, ids)
+    assert est_lora.activations_bytes == pytest.approx(measured_lora, rel=0.05), (
+        est_lora.activations_bytes / GIB,
+        measured_lora / GIB,
+    )
 
 
 LLAMA2_7B = {
