@@ -52,7 +52,7 @@ VLLM_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), sys.argv[2], quiet=True)
-        schema = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
+        schema = {"type": "object", "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}}, "required": ["score"], "additionalProperties": False}
         reqs = [
             Request.chat([{"role": "user", "content": "Name a fruit."}], temperature=1.0, max_tokens=8, n=2, seed=7),
             Request(prompt="Task 1: Name a fruit.\\nTask 2:", temperature=0.8, max_tokens=8, seed=3),
@@ -67,6 +67,25 @@ VLLM_SCRIPT = textwrap.dedent(
         print("RESULT " + json.dumps({"texts": first, "reasons": reasons, "tokens": [r.completions[0].completion_tokens for r in out]}))
     """
 )
+
+
+def assert_respects_score_schema(text: str, finish_reason: str, allowed) -> None:
+    """The constraint holds whatever the finish reason: a finished output is exactly one of
+    the allowed objects; one cut at max_tokens is a prefix of one (whitespace aside)."""
+    compact = "".join(text.split())
+    valid = [f'{{"score":{v}}}' for v in allowed]
+    if finish_reason == "stop":
+        assert compact in valid, (text, finish_reason)
+    else:
+        assert any(v.startswith(compact) for v in valid), (text, finish_reason)
+
+
+def test_schema_check_helper_fails_on_violations():
+    assert_respects_score_schema('{"score": 2}', "stop", (1, 2))
+    assert_respects_score_schema('{"sco', "length", (1, 2))
+    for text, reason in (('{"score": 7}', "stop"), ("hello", "length"), ('{"score": 2', "stop")):
+        with pytest.raises(AssertionError):
+            assert_respects_score_schema(text, reason, (1, 2))
 
 
 def _run_vllm(tmp_path, model, cache):
@@ -92,8 +111,7 @@ def test_vllm_engine_batches_constraints_and_seeds(tmp_path, tiny_model):
     assert len(texts[0]) == 2 and a["tokens"][0] <= 8
     assert texts[2][0] in ("yes", "no")
     assert json.loads(texts[3][0])["score"] in range(1, 6)
-    if a["reasons"][4] == "stop":  # a random model may run out of tokens inside the JSON
-        assert isinstance(json.loads(texts[4][0])["score"], int)
+    assert_respects_score_schema(texts[4][0], a["reasons"][4], range(1, 6))
     # Per-request seeds: a fresh engine with an empty cache reproduces every sampled text.
     b = _run_vllm(tmp_path, tiny_model, tmp_path / "b.jsonl")
     assert b["texts"] == texts
@@ -194,8 +212,7 @@ def test_openai_backend_against_a_real_vllm_server(vllm_server, tmp_path):
     assert all(r.ok for r in out), [r.error for r in out]
     assert all(0 < r.completions[0].completion_tokens <= 8 for r in out[:6])
     assert out[7].text in ("yes", "no")
-    if out[8].completions[0].finish_reason == "stop":
-        assert json.loads(out[8].text)["score"] in (1, 2, 3)
+    assert_respects_score_schema(out[8].text, out[8].completions[0].finish_reason, (1, 2, 3))
     assert eng.stats.model_calls == 9 and eng.stats.errors == 0
     # A request the server rejects (prompt longer than the model) comes back as an error;
     # the rest of the batch is kept.
@@ -208,12 +225,12 @@ def test_openai_backend_against_a_real_vllm_server(vllm_server, tmp_path):
     assert not mixed[0].ok and "BadRequest" in mixed[0].error and mixed[1].ok
 
 
-def test_cli_generate_through_the_server(vllm_server, tmp_path):
+def test_cli_generate_through_the_server(vllm_server, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from datakit.cli import cli
 
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test
     (tmp_path / "s.jsonl").write_text(
         "".join(
             json.dumps({"instruction": f"Say {w}.", "output": w}) + "\n"

@@ -458,3 +458,65 @@ def test_a_step_builds_only_the_engines_its_op_calls(store, tmp_path, op, built_
     roles = {"engine": spec("main"), "teacher": spec("teacher"), "judge": spec("judge")}
     run_step(store, "out", op, "src", {}, roles, Pool(tmp_path), quiet=True)
     assert built == [{"engine": "main", "teacher": "teacher", "judge": "judge"}[r] for r in built_roles]
+
+
+# Evol-Instruct operations: each pins its template (by hash: a wording change must be a
+# deliberate edit here too) and what it does to the record.
+EVOL_OPS = {
+    "add_constraints": ("EVOL_DEPTH", "ebe6fb21ed1b", "Add one more constraint"),
+    "deepen": ("EVOL_DEPTH", "b94a0926a52e", "increase the depth and breadth of the inquiry"),
+    "concretize": ("EVOL_DEPTH", "684935f5863b", "Replace general concepts with more specific"),
+    "increase_reasoning": ("EVOL_DEPTH", "99f9b097ae58", "explicitly request multiple-step"),
+    "complicate_input": ("EVOL_DEPTH", "a85ad6ebd128", "Add complex input data"),
+    "breadth": ("EVOL_BREADTH", None, "Draw inspiration from the given prompt"),
+}
+
+
+@pytest.mark.parametrize("op", sorted(EVOL_OPS))
+def test_evol_operation_template_and_effect(op):
+    from datakit.generate import prompts
+    from datakit.generate.context import template_hash
+
+    tname, method_hash, phrase = EVOL_OPS[op]
+    assert template_hash(prompts.EVOL_DEPTH) == "874e4383e9a8"
+    assert template_hash(prompts.EVOL_BREADTH) == "1f01b82c7668"
+    if method_hash:
+        assert template_hash(prompts.EVOL_METHODS[op]) == method_hash
+
+    def answer(r):
+        text = last_user(r)
+        if r.choice:
+            return "not_equal"
+        if "#Given Prompt#" in text:
+            given = text.split("#Given Prompt#:\n")[1].split("\n\n#")[0]
+            return f"[{op}] {given}"
+        return "A full answer."
+
+    seed = {"id": "s", "instruction": "Explain how tides work.", "input": "", "output": "x"}
+    ctx = ctx_for(answer, seed=3)
+    out = evol.run([seed], ctx, rounds=1, operations={op: 1.0})
+    seen = ctx.engine.engine.seen
+    # The rewrite request is exactly the template filled with this operation's method.
+    template = getattr(prompts, tname)
+    expected = (
+        template.format(instruction=seed["instruction"])
+        if op == "breadth"
+        else template.format(method=prompts.EVOL_METHODS[op], instruction=seed["instruction"])
+    )
+    assert last_user(seen[0]) == expected and phrase in expected
+    # Depth rewrites are checked for information gain; a breadth rewrite is a new task.
+    gain_checks = [r for r in seen if r.choice == ("equal", "not_equal")]
+    assert len(gain_checks) == (0 if op == "breadth" else 1)
+    # The record: the evolved instruction, the model's answer to it, and its lineage.
+    assert len(out) == 1
+    rec = out[0]
+    assert rec["instruction"] == f"[{op}] Explain how tides work."
+    assert rec["output"] == "A full answer." and rec["input"] == ""
+    assert rec["meta"]["template"] == {"name": tname, "hash": template_hash(template)}
+    assert rec["meta"]["evolution"] == {
+        "round": 1,
+        "operation": op,
+        "chain": [op],
+        "original": "Explain how tides work.",
+    }
+    assert rec["meta"]["parents"] == ["s"]
