@@ -141,6 +141,8 @@ def main() -> None:
     print(f"datakit_tokens_per_s: {best_ours:.0f}")
     print(f"throughput_ratio_vs_raw_vllm: {best_ours / best_bare:.3f} (goal >= 0.95)")
     print(f"outputs_identical: {int(same)} (goal 1)")
+    if not same:
+        sys.exit("outputs differ between the bare vLLM call and datakit's path")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 A pool of instructions and a list of candidates; each candidate is kept if its ROUGE-L F
 against every pooled instruction and every candidate kept before it is at most 0.7 (the
-Self-Instruct rule). The baseline computes each pair with rouge_score's RougeScorer, as
-the original implementation does. Figures: time of each, the ratio, and whether all
-keep/drop decisions agree. Run: python bench/novelty.py [--quick]
+Self-Instruct rule). The baseline is the fair port of the reference filter (Self-Instruct's
+bootstrap script): every instruction is tokenised once with rouge_score's own tokenizer, and
+each candidate x pool pair is scored with rouge_score's LCS routine on those tokens
+(``rouge_scorer._score_lcs``), so the baseline pays for LCS, not for re-tokenising. Figures:
+time of each, the ratio, and whether all keep/drop decisions agree.
+Run: python bench/novelty.py [--quick]
 """
 
 from __future__ import annotations
@@ -56,20 +59,22 @@ def main() -> None:
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     t = time.perf_counter()
-    ref_pool = list(pool)
+    tokenize = scorer._tokenizer.tokenize
+    ref_pool = [tokenize(p) for p in pool]  # once per instruction, as the reference does
     ref_keep = []
     for c in cands:
-        best = max(scorer.score(c, p)["rougeL"].fmeasure for p in ref_pool)
+        ct = tokenize(c)
+        best = max(rouge_scorer._score_lcs(ct, pt).fmeasure for pt in ref_pool)
         ref_keep.append(best <= 0.7)
         if best <= 0.7:
-            ref_pool.append(c)
+            ref_pool.append(ct)
     t_ref = time.perf_counter() - t
 
     pairs = n_pool * n_cand
     print(f"pool: {n_pool}, candidates: {n_cand}, kept: {sum(keep)}")
     print(f"datakit_seconds: {t_ours:.3f}")
-    print(f"rouge_score_seconds: {t_ref:.1f} ({t_ref / pairs * 1e6:.0f} us per pair)")
-    print(f"speedup_vs_rouge_score: {t_ref / t_ours:.0f}x (goal >= 100x)")
+    print(f"pretokenised_rouge_score_seconds: {t_ref:.1f} ({t_ref / pairs * 1e6:.0f} us per pair)")
+    print(f"speedup_vs_pretokenised_rouge_score: {t_ref / t_ours:.0f}x (goal >= 100x)")
     print(f"decisions_identical: {int(keep == ref_keep)} (goal 1)")
     if keep != ref_keep:
         sys.exit(1)

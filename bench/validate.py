@@ -1,5 +1,8 @@
 """Validation speed: datakit's validator against the two usual jsonschema loops.
 
+Headline: speedup_vs_reused_validator, against one Draft7Validator built once and reused
+(the fair baseline); the per-record jsonschema.validate() loop is printed for scale.
+
 All three read the same JSONL file of chat records (1% invalid), parse every line and
 validate it; the figures are per-record times and their ratios, plus whether all three
 reach the same verdict for every record. Run: python bench/validate.py [--quick] [-n N]
@@ -122,8 +125,10 @@ def main() -> None:
     print(f"datakit_us_per_record: {t_ours * us:.2f}")
     print(f"reused_validator_us_per_record: {t_reused * us:.1f}")
     print(f"jsonschema_validate_us_per_record: {t_naive * us:.0f}")
-    print(f"speedup_vs_jsonschema_validate: {t_naive / t_ours:.0f}x (goal >= 100x)")
+    # Headline first: the reused validator is what a competent user writes; calling
+    # jsonschema.validate() per record re-checks the schema every time (shown for scale).
     print(f"speedup_vs_reused_validator: {t_reused / t_ours:.1f}x (goal >= 10x)")
+    print(f"speedup_vs_jsonschema_validate: {t_naive / t_ours:.0f}x (goal >= 100x)")
     print(f"verdicts_identical: {identical} (goal 1)")
     if not identical:
         sys.exit(1)

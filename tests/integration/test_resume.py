@@ -55,6 +55,7 @@ def _start(cfg: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: vLLM's engine workers die with it
     )
 
 
@@ -102,7 +103,7 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(tmp_path, tiny_trai
         while done() < point and p.poll() is None and time.time() < deadline:
             time.sleep(0.02)
         assert p.poll() is None, f"run ended before reaching {point} of {total} requests"
-        os.kill(p.pid, signal.SIGKILL)
+        os.killpg(p.pid, signal.SIGKILL)  # the run and every worker process it started
         p.communicate(timeout=60)
     p = _start(cfg)
     out, err = p.communicate(timeout=900)
