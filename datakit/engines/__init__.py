@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatakitError
+from ..models import fingerprint
 from .base import Completion, Engine, EngineSpec, Request, Result
 from .cache import RequestCache
 from .cached import CachedEngine
-from ..models import fingerprint
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +40,7 @@ def spec_fingerprint(spec: EngineSpec) -> dict[str, str | None]:
     if spec.options.get("lora_adapter"):
         out["lora_adapter"] = fingerprint(spec.options["lora_adapter"])
     return out
+
 
 BACKENDS: dict[str, tuple[str, str, str]] = {
     # name: (module:Class, import name, install hint)

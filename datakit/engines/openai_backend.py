@@ -190,4 +190,3 @@ class OpenAIEngine:
 
     def close(self) -> None:
         pass
-

@@ -128,11 +128,8 @@ def run(
                 ctx.reject(reason, records[k], wins=wins)
                 continue
             best, worst = (*cands[k][pair[0]], {}), (*cands[k][pair[1]], {})
-            out.extend(
-                _emit(
-                    records[k], convs[k], best, worst, ctx, emit, {"judge": "pairwise", "wins": wins}
-                )
-            )
+            judged = {"judge": "pairwise", "wins": wins, "pair": list(pair)}
+            out.extend(_emit(records[k], convs[k], best, worst, ctx, emit, judged))
     return out
 
 

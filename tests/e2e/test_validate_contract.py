@@ -114,7 +114,9 @@ def test_no_parseable_line_says_so(tmp_path):
     path.write_bytes(b"{x\n{y\n")
     proc = validate(path)  # no --schema: nothing to infer the kind from
     assert proc.returncode == 1
-    assert proc.stdout.splitlines()[-1] == f"INVALID: {path}: no parseable record in 2 non-blank lines"
+    assert (
+        proc.stdout.splitlines()[-1] == f"INVALID: {path}: no parseable record in 2 non-blank lines"
+    )
     assert "None" not in proc.stdout
 
 

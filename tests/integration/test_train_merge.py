@@ -112,8 +112,11 @@ QLORA_LOGIT_TOLERANCE = 0.05
 
 @pytest.mark.parametrize("entry", ["run_dir", "bare_adapter_dir"])
 def test_qlora_merge_by_either_entry_point_uses_the_dequantised_base(
-    trained, tmp_path, project, entry
-):  # noqa: F811
+    trained,
+    tmp_path,
+    project,  # noqa: F811
+    entry,
+):
     """`trainkit merge RUN` and `trainkit merge ADAPTER_DIR` (a copy of final/ elsewhere,
     with no run config around it) give the same model: the QLoRA adapter on its 4-bit base,
     not on the full-precision one."""
@@ -217,6 +220,7 @@ def test_merged_model_and_unmerged_adapter_in_vllm(trained, tmp_path, project): 
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
     got = json.loads(lines[0][7:])
+
     # Greedy decoding with transformers on the merged weights gives the same text.
     def greedy(model_dir):
         tok = AutoTokenizer.from_pretrained(model_dir)

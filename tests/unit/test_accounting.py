@@ -94,9 +94,7 @@ def _run(store, tmp_path, op, kind, records, params):
     engines = {"engine": SPEC} if op != "filter" else {}
     res = run_step(store, "out", op, "src", params, engines, Pool(tmp_path), quiet=True)
     out = list(res.version.records())
-    rejects = [
-        json.loads(x) for x in (res.version.path / "rejects.jsonl").read_text().splitlines()
-    ]
+    rejects = [json.loads(x) for x in (res.version.path / "rejects.jsonl").read_text().splitlines()]
     drops = res.version.manifest()["stats"]["drops"]
     # The manifest's counts by reason are exactly the rejects file's rows.
     counted: dict[str, int] = {}

@@ -243,7 +243,9 @@ def test_openai_key_only_when_the_config_names_a_variable(monkeypatch):
         with pytest.raises(
             DatakitError, match="^openai engine: environment variable NO_SUCH_KEY_VAR is not set"
         ):
-            build_engine(EngineSpec("openai", "m", {"base_url": url, "api_key_env": "NO_SUCH_KEY_VAR"}))
+            build_engine(
+                EngineSpec("openai", "m", {"base_url": url, "api_key_env": "NO_SUCH_KEY_VAR"})
+            )
     monkeypatch.setenv("NO_SUCH_KEY_VAR", "sk-test")
     eng = build_engine(
         EngineSpec("openai", "m", {"base_url": fleet[0], "api_key_env": "NO_SUCH_KEY_VAR"})
@@ -341,7 +343,9 @@ def test_row_sampler_draws_from_the_right_distribution_per_row():
     assert set(got) == {0, 1} and got.count(0) / len(got) == pytest.approx(0.625, abs=0.03)
     # temperature sharpens: at 0.25 the top token dominates (p ~ 0.92)
     got = draws(3, 0.25, 1.0)
-    assert got.count(0) / len(got) == pytest.approx(0.5**4 / (0.5**4 + 0.3**4 + 0.15**4 + 0.05**4), abs=0.02)
+    assert got.count(0) / len(got) == pytest.approx(
+        0.5**4 / (0.5**4 + 0.3**4 + 0.15**4 + 0.05**4), abs=0.02
+    )
     assert draws(5, 1.0, 1.0, 50) == draws(5, 1.0, 1.0, 50)  # seeded: reproducible
 
     # Row independence: row 0 alone or beside other rows draws the same tokens.

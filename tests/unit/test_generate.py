@@ -442,9 +442,11 @@ def test_a_step_builds_only_the_engines_its_op_calls(store, tmp_path, op, built_
     )
     built = []
     scripted = Scripted(
-        lambda r: json.dumps({"clarity": 3, "helpfulness": 3, "accuracy": 3})
-        if r.json_schema
-        else "answer"
+        lambda r: (
+            json.dumps({"clarity": 3, "helpfulness": 3, "accuracy": 3})
+            if r.json_schema
+            else "answer"
+        )
     )
 
     class Pool(EnginePool):
@@ -457,7 +459,9 @@ def test_a_step_builds_only_the_engines_its_op_calls(store, tmp_path, op, built_
 
     roles = {"engine": spec("main"), "teacher": spec("teacher"), "judge": spec("judge")}
     run_step(store, "out", op, "src", {}, roles, Pool(tmp_path), quiet=True)
-    assert built == [{"engine": "main", "teacher": "teacher", "judge": "judge"}[r] for r in built_roles]
+    assert built == [
+        {"engine": "main", "teacher": "teacher", "judge": "judge"}[r] for r in built_roles
+    ]
 
 
 # Evol-Instruct operations: each pins its template (by hash: a wording change must be a

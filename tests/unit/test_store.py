@@ -10,11 +10,10 @@ import time
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT
-
 from datakit.errors import DatakitError
 from datakit.records import record_id
 from datakit.schemas import load_schema
+from tests.conftest import ROOT
 
 ROWS = [{"instruction": f"Say {i}", "output": str(i)} for i in range(5)]
 

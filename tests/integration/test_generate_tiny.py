@@ -1,0 +1,104 @@
+"""Generators on a real tiny model (transformers backend): pairwise preferences pair only
+strict direct wins, and a model retrained in place re-runs its steps instead of answering
+from the cache."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+DATAKIT = Path(sys.executable).parent / "datakit"
+
+
+def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypatch):
+    from datakit.engines import EngineSpec
+    from datakit.generate import judge as judge_mod
+    from datakit.generate.runner import EnginePool, run_step
+    from datakit.store import DatasetStore
+    from datakit.tiny import demo_seeds
+
+    store = DatasetStore(tmp_path / "data")
+    seeds = demo_seeds()[:12]
+    store.write("seeds", seeds, "instruction")
+    seen = []  # every (instruction, a, b) -> verdict the real judge gave
+    real_compare = judge_mod.compare
+
+    def recording(items, ctx, desc="pairwise judge"):
+        verdicts = real_compare(items, ctx, desc)
+        seen.extend(zip(items, verdicts, strict=True))
+        return verdicts
+
+    monkeypatch.setattr(judge_mod, "compare", recording)
+    spec = EngineSpec("transformers", str(tiny_trained), {})
+    params = {"max_tokens": 48, "temperatures": [0.3, 1.0, 1.5], "judge": "pairwise"}
+    pool = EnginePool(tmp_path / "cache", quiet=True)
+    try:
+        res = run_step(store, "prefs", "preferences", "seeds", params, {"engine": spec}, pool)
+    finally:
+        pool.close()
+    out = list(res.version.records())
+    rejects = [json.loads(x) for x in (res.version.path / "rejects.jsonl").read_text().splitlines()]
+    assert seen, "the judge was asked"
+    verdict = {(i, a, b): v for (i, a, b), v in seen}
+    for rec in out:  # every emitted pair won its own comparison outright, in both orders
+        c, r = rec["chosen"][0]["content"], rec["rejected"][0]["content"]
+        inst = rec["prompt"][-1]["content"]
+        assert verdict.get((inst, c, r)) == "a" or verdict.get((inst, r, c)) == "b"
+    # A record whose comparisons all tied is a "tie" reject; nothing else is.
+    by_inst: dict[str, set] = {}
+    for (inst, _a, _b), v in seen:
+        by_inst.setdefault(inst, set()).add(v)
+    record_rejects = [r for r in rejects if r.get("unit") != "sample"]
+    for r in record_rejects:
+        inst = r["record"]["instruction"]
+        if r["reason"] == "tie":
+            assert by_inst[inst] == {"tie"}
+        else:
+            assert r["reason"] in ("fewer_than_two_distinct_samples", "no_consistent_pair")
+    assert len(seeds) == len(out) + len(record_rejects)  # every input accounted for
+
+
+def test_a_model_retrained_in_place_reruns_its_step(tmp_path):
+    from datakit.tiny import init_tiny
+
+    model = tmp_path / "models" / "tiny"
+    init_tiny(model, seed=0)
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text(f"""
+seed: 3
+models:
+  tiny: {{path: {model}}}
+data:
+  engines:
+    hf: {{backend: transformers, model: tiny}}
+  imports:
+    - {{name: seeds, source: {ROOT / "datakit/demo/seeds.jsonl"}, kind: instruction}}
+  steps:
+    - {{name: answers, op: respond, input: seeds, engine: hf, params: {{max_tokens: 8, drop_truncated: false}}}}
+""")
+
+    def run() -> dict:
+        proc = subprocess.run(
+            [str(DATAKIT), "run", str(cfg), "-q", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout)["steps"][0]
+
+    first = run()
+    assert not first["skipped"] and first["engine"]["engine"]["model_calls"] > 0
+    assert run()["skipped"]  # unchanged: nothing to do
+    init_tiny(model, seed=1)  # retrained in place: same path, other weights
+    again = run()
+    assert not again["skipped"] and again["ref"] == "answers@v2"
+    assert again["engine"]["engine"]["cache_hits"] == 0  # no stale answers from the cache
+    old = (tmp_path / "data/answers/v1/records.jsonl").read_bytes()
+    new = (tmp_path / "data/answers/v2/records.jsonl").read_bytes()
+    assert old != new
