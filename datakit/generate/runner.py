@@ -214,7 +214,7 @@ def _dedupe(records: list[dict[str, Any]], kind: str, ctx: GenContext) -> list[d
             ctx.reject("duplicate", rec, id=rid)
             continue
         seen.add(rid)
-        out.append(rec)
+        out.append(rec if "id" in rec else {"id": rid, **rec})  # the store needn't hash again
     return out
 
 
