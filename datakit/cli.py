@@ -512,6 +512,7 @@ def run_cmd(
       datakit run pipeline.yaml --only answers --force
       datakit run examples/self-instruct.yaml --data-root /tmp/data -q
     """
+    from .ops.runner import step_line
     from .pipeline import run_data
 
     s = run_data(config, data_root, quiet=quiet, only=list(only) or None, force=force)
@@ -525,20 +526,7 @@ def run_cmd(
             f"dataset {d['ref']}: {d['count']} {d['kind']} records{' (unchanged)' if d['reused'] else ''}"
         )
     for st in s.steps:
-        click.echo(_step_line(st))
-
-
-def _step_line(st: dict) -> str:
-    line = f"step {st['name']} ({st['op']}): {st['ref']}, {st['count']} {st['kind']} records"
-    if st["skipped"]:
-        return line + " (unchanged, skipped)"
-    if st["drops"]:
-        line += "; dropped " + ", ".join(
-            f"{n} {r}" for r, n in sorted(st["drops"].items(), key=lambda x: -x[1])
-        )
-    for role, e in (st.get("engine") or {}).items():
-        line += f"; {role}: {e['model_calls']:.0f} calls, {e['cache_hits']:.0f} cached, {e['tokens_per_s']} tok/s"
-    return line
+        click.echo(step_line(st))
 
 
 @cli.group("generate", cls=Group)
@@ -556,24 +544,54 @@ def generate_group() -> None:
     """
 
 
-def _register_generators() -> None:
+def _register_ops() -> None:
     from .cli_generate import make_command
+    from .ops import OPS
 
-    for op in (
-        "self_instruct",
-        "evol_instruct",
-        "respond",
-        "distill",
-        "augment",
-        "critique_revise",
-        "preferences",
-    ):
-        generate_group.add_command(make_command(op, op.replace("_", "-"), True))
-    cli.add_command(make_command("judge", "judge", True))
-    cli.add_command(make_command("filter", "filter", False))
+    for op in OPS.values():
+        (generate_group if op.command == "generate" else cli).add_command(make_command(op))
 
 
-_register_generators()
+_register_ops()
+
+
+@cli.command("ops")
+@json_option
+def ops_cmd(as_json: bool) -> None:
+    """List the ops a pipeline step (and its command) can run.
+
+    Each row: the op, the record kinds it reads -> what it writes, the engine
+    roles it calls, and what it does. Parameters: datakit generate OP --help,
+    or datakit config schema (definitions/params_OP).
+
+    \b
+    Examples:
+      datakit ops
+      datakit ops --json | jq '.[].name'
+    """
+    from .ops import OPS
+
+    rows = [
+        {
+            "name": op.name,
+            "command": ("datakit generate " if op.command == "generate" else "datakit ")
+            + op.cli_name,
+            "inputs": list(op.inputs),
+            "output": op.output_label,
+            "roles": list(op.roles),
+            "summary": op.summary,
+        }
+        for op in OPS.values()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    w = max(len(r["name"]) for r in rows)
+    for r in rows:
+        roles = ",".join(r["roles"]) or "-"
+        click.echo(
+            f"{r['name']:<{w}}  {'|'.join(r['inputs'])} -> {r['output']}  [{roles}]  {r['summary']}"
+        )
 
 
 @cli.group("config", cls=Group)

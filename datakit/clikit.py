@@ -35,7 +35,7 @@ class Group(click.Group):
             sys.exit(130)
 
 
-def setup_logging(verbose: bool, quiet: bool = False) -> None:
+def setup_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -68,3 +68,104 @@ def progress(iterable: Any, quiet: bool, **kwargs: Any) -> Any:
     return tqdm(
         iterable, disable=True if quiet else None, file=sys.stderr, dynamic_ncols=True, **kwargs
     )
+
+
+def engine_options(roles: tuple[str, ...] = ("engine",)) -> Any:
+    """The options of every command that talks to a model (datakit's ops, evalkit): backend,
+    model, server URLs, backend options, cache location and batch size; plus --judge-model /
+    --teacher-model where the command has those roles. Read them back with
+    :func:`engine_specs_from_options`."""
+
+    def deco(f: Any) -> Any:
+        opts = [
+            click.option(
+                "--backend",
+                type=click.Choice(["vllm", "openai", "transformers"]),
+                default="vllm",
+                show_default=True,
+                help="Engine backend.",
+            ),
+            click.option(
+                "--model",
+                help="Model directory (vllm, transformers) or served model name (openai).",
+            ),
+            click.option(
+                "--base-url",
+                "base_urls",
+                multiple=True,
+                help="openai backend: server URL, repeatable for a fleet (round-robin).",
+            ),
+            click.option(
+                "--engine-option",
+                "engine_opts",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Backend option (JSON value), repeatable, e.g. max_model_len=512.",
+            ),
+            click.option(
+                "--runs-root",
+                envvar="DATAKIT_RUNS_ROOT",
+                default="runs",
+                show_default=True,
+                type=click.Path(file_okay=False),
+                help="Where the request cache lives (runs-root/cache; env DATAKIT_RUNS_ROOT).",
+            ),
+            click.option(
+                "--batch-size",
+                default=256,
+                show_default=True,
+                type=click.IntRange(min=1),
+                help="Requests per engine call (the cache is written after each).",
+            ),
+        ]
+        if "judge" in roles and "engine" in roles:
+            opts.append(
+                click.option("--judge-model", help="Judge with another model (same backend).")
+            )
+        if "teacher" in roles:
+            opts.append(
+                click.option(
+                    "--teacher-model", help="The teacher model (same backend); default --model."
+                )
+            )
+        for o in opts:
+            f = o(f)
+        return f
+
+    return deco
+
+
+def _parse_engine_opts(items: tuple[str, ...]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for it in items:
+        key, sep, val = it.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"expected KEY=VALUE, got {it!r}", param_hint="--engine-option"
+            )
+        try:
+            out[key] = json.loads(val)
+        except ValueError:
+            out[key] = val
+    return out
+
+
+def engine_specs_from_options(kw: dict[str, Any]) -> dict[str, Any]:
+    """Role -> EngineSpec from the values of :func:`engine_options`."""
+    from .engines import EngineSpec
+
+    if not kw.get("model"):
+        raise click.UsageError("Missing option '--model'.")
+    options = _parse_engine_opts(kw["engine_opts"])
+    if kw["backend"] == "openai":
+        if not kw["base_urls"]:
+            raise click.UsageError("--backend openai needs --base-url.")
+        urls = list(kw["base_urls"])
+        options["base_url"] = urls if len(urls) > 1 else urls[0]
+    roles = {"engine": EngineSpec(kw["backend"], kw["model"], options)}
+    for role in ("judge", "teacher"):
+        if kw.get(f"{role}_model"):
+            roles[role] = EngineSpec(kw["backend"], kw[f"{role}_model"], options)
+    return roles

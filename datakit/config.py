@@ -90,6 +90,8 @@ def check_config(
             allowed = list(_subschema(err.schema, schema).get("properties", {}))
             extra = [k for k in err.instance if k not in allowed]
             for key in extra:
+                if path == ("data",) and key == "engines":
+                    continue  # a moved section: _reference_problems says where it went
                 hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
                 tip = (
                     f"; did you mean {hint[0]!r}?"
@@ -110,8 +112,62 @@ def check_config(
             )
             continue
         problems.append((lines.get(path, 0), f"{key_path(path)}: {err.message}"))
+    if isinstance(data, dict):
+        problems += _reference_problems(data, lines)
     problems.sort(key=lambda p: p[0])
     return [f"{file}:{ln}: {msg}" if ln else f"{file}: {msg}" for ln, msg in problems]
+
+
+def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[tuple[int, str]]:
+    """What the schema cannot say: moved sections, engine names, ops that need an engine."""
+    from .ops import OPS
+
+    out: list[tuple[int, str]] = []
+    section = data.get("data")
+    if not isinstance(section, dict):
+        return out
+    if "engines" in section:
+        out.append(
+            (
+                lines.get(("data", "engines"), 0),
+                "data.engines: moved to the top level: write `engines:` beside `models:` "
+                "(same entries; every stage refers to them by name)",
+            )
+        )
+    engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
+    steps = section.get("steps") if isinstance(section.get("steps"), list) else []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict) or step.get("op") not in OPS:
+            continue  # the schema reports those
+        op = OPS[step["op"]]
+        at = ("data", "steps", i)
+        for key in ("engine", "judge_engine", "teacher_engine"):
+            ref = step.get(key)
+            if isinstance(ref, str) and ref not in engines:
+                known = ", ".join(engines) or "none defined"
+                out.append(
+                    (
+                        lines.get(at + (key,), lines.get(at, 0)),
+                        f"{key_path(at + (key,))}: {ref!r} is not in engines ({known})",
+                    )
+                )
+        if op.roles and not step.get("engine"):
+            out.append(
+                (
+                    lines.get(at, 0),
+                    f"{key_path(at)}: op {op.name} calls a model ({', '.join(op.roles)}): "
+                    "give it an engine",
+                )
+            )
+        inputs = step.get("input")
+        if isinstance(inputs, list) and len(inputs) > 1 and not op.many_inputs:
+            out.append(
+                (
+                    lines.get(at + ("input",), 0),
+                    f"{key_path(at + ('input',))}: {op.name} reads one input",
+                )
+            )
+    return out
 
 
 def with_defaults(

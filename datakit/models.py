@@ -1,4 +1,18 @@
-"""Model references: a cheap content fingerprint of a model or adapter directory.
+"""Model references: what a name in a config or on a command line points at, and a cheap
+content fingerprint of what it points at.
+
+A model reference is one of:
+- a named model: an entry of the config's ``models:`` (its ``path``);
+- a local directory: a model (``config.json``) or a PEFT adapter (``adapter_config.json``);
+  a reference that starts with ``.``, ``/`` or ``~``, or names something that exists
+  relative to the config, is a path;
+- a hub id (``org/name``), for machines that reach a hub;
+- a served model name, for the openai backend (any string the server knows).
+``resolve_model`` turns a reference into a path or id, ``check_model`` classifies it and
+checks a local one, with a one-line error naming where it came from. Every stage uses these
+two; nothing else decides what a model reference is.
+
+Fingerprint:
 
 The request cache and the step skip key hold it, so retraining a model (or an adapter) in
 place is noticed: its weight files get new sizes or modification times and its config may
@@ -12,6 +26,55 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
+
+from .errors import DatakitError
+
+
+def resolve_path(base: Path, p: str) -> Path:
+    """A config path: absolute as it is, relative to the config's directory otherwise."""
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or ref.count("/") != 1
+
+
+def resolve_model(ref: str, models: dict[str, Any], base: Path, served: bool = False) -> str:
+    """A named model -> its path; a path -> resolved against ``base``; a hub id or a served
+    model name (``served``: the openai backend) -> as it is."""
+    if not ref:
+        return ""
+    if ref in models:
+        return str(resolve_path(base, models[ref]["path"]))
+    if served:
+        return ref
+    p = resolve_path(base, ref)
+    if ref.startswith((".", "/", "~")) or p.exists():
+        return str(p)
+    return ref
+
+
+def check_model(ref: str, where: str, served: bool = False) -> str:
+    """Classify a resolved reference: "model" or "adapter" (a local directory, checked),
+    "hub" (an org/name id) or "served" (a name on a server). Raises a one-line
+    DatakitError naming ``where`` for a local reference that is not a model."""
+    if not ref:
+        raise DatakitError(f"{where}: model is empty")
+    if served:
+        return "served"
+    p = Path(ref).expanduser()
+    if not p.exists() and not _looks_like_path(ref):
+        return "hub"
+    if not p.is_dir():
+        raise DatakitError(f"{where}: model directory {ref} does not exist")
+    if (p / "adapter_config.json").is_file():
+        return "adapter"
+    if (p / "config.json").is_file():
+        return "model"
+    raise DatakitError(f"{where}: {ref} is not a model directory (no config.json)")
+
 
 _CONTENT_LIMIT = 4 * 2**20  # hash files up to this size by content; bigger ones by stat
 

@@ -17,6 +17,7 @@ from typing import Any
 from .config import load_config
 from .errors import DatakitError
 from .formats import read_source, validated
+from .models import resolve_model, resolve_path
 from .store import DatasetStore
 
 log = logging.getLogger(__name__)
@@ -30,26 +31,18 @@ class RunSummary:
 
 
 def engine_specs(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
-    """data.engines as EngineSpecs, with model names resolved through `models`."""
+    """The top-level engines as (EngineSpec, batch size), models resolved through `models`."""
     from .engines import EngineSpec
 
     specs = {}
-    for name, e in cfg.get("data", {}).get("engines", {}).items():
-        model = e["model"]
-        if model in cfg.get("models", {}):
-            model = str(resolve_path(base, cfg["models"][model]["path"]))
-        elif e["backend"] != "openai" and (model.startswith(".") or Path(base / model).exists()):
-            model = str(resolve_path(base, model))
+    for name, e in cfg.get("engines", {}).items():
+        served = e["backend"] == "openai"
+        model = resolve_model(e["model"], cfg.get("models", {}), base, served=served)
         specs[name] = (
             EngineSpec(e["backend"], model, dict(e.get("options", {}))),
             e.get("batch_size", 256),
         )
     return specs
-
-
-def resolve_path(base: Path, p: str) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() else base / path
 
 
 def run_data(
@@ -104,20 +97,11 @@ def run_data(
 
 
 def _check_steps(cfg: dict[str, Any], specs: dict[str, Any], only: list[str] | None) -> None:
+    """What needs the resolved engines: --only names real steps, and every engine that is
+    not built by this run is usable (step references were checked with the config)."""
     from .engines import check_spec
 
-    steps = cfg.get("data", {}).get("steps", [])
-    names = [s["name"] for s in steps]
-    for i, step in enumerate(steps):
-        where = f"data.steps[{i}] ({step['name']})"
-        for role in ("engine", "judge_engine", "teacher_engine"):
-            if step.get(role) and step[role] not in specs:
-                known = ", ".join(specs) or "none defined"
-                raise DatakitError(
-                    f"{where}: {role} {step[role]!r} is not in data.engines ({known})"
-                )
-        if step["op"] != "filter" and not step.get("engine"):
-            raise DatakitError(f"{where}: op {step['op']} needs an engine")
+    names = [s["name"] for s in cfg.get("data", {}).get("steps", [])]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
         raise DatakitError(f"no step named {', '.join(unknown)} (steps: {', '.join(names)})")
@@ -129,7 +113,7 @@ def _check_steps(cfg: dict[str, Any], specs: dict[str, Any], only: list[str] | N
     for name, (spec, _) in specs.items():
         # A model that this run builds (init_tiny) cannot be checked yet; all else can.
         if not any(spec.model.endswith(p) for p in built_here):
-            check_spec(spec, where=f"data.engines.{name}")
+            check_spec(spec, where=f"engines.{name}")
 
 
 def _run_steps(
@@ -142,7 +126,7 @@ def _run_steps(
     only: list[str] | None,
     force: bool,
 ) -> None:
-    from .generate.runner import EnginePool, run_step
+    from .ops.runner import EnginePool, run_step
 
     steps = cfg.get("data", {}).get("steps", [])
     if not steps:

@@ -84,7 +84,7 @@ def _pretrain_texts(tokenizer: Any, seed: int) -> list[str]:
     """Chat exchanges and Self-Instruct-style task lists made from the demo seeds."""
     import random
 
-    from .generate.prompts import SELF_INSTRUCT_TASKS
+    from .ops.prompts import SELF_INSTRUCT_TASKS
 
     rng = random.Random(seed)
     seeds = demo_seeds()

@@ -14,7 +14,7 @@ from typing import Any
 
 from datakit.config import load_config
 from datakit.errors import DatakitError
-from datakit.pipeline import resolve_path
+from datakit.models import resolve_model, resolve_path
 
 from . import defaults
 
@@ -62,17 +62,6 @@ class TrainPlan:
     data_root: Path
     output_dir: Path
     stages: list[Stage]
-
-
-def _model_path(cfg: dict[str, Any], base: Path, name: str) -> str:
-    if not name:
-        return ""
-    if name in cfg.get("models", {}):
-        return str(resolve_path(base, cfg["models"][name]["path"]))
-    p = resolve_path(base, name)
-    if name.startswith((".", "/")) or p.exists():
-        return str(p)
-    return name  # a hub id, for machines that reach a hub
 
 
 def final_dir(run_dir: Path) -> Path:
@@ -140,7 +129,9 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
         early = raw.get("early_stopping")
         if early is not None and not (raw.get("eval_dataset") or raw.get("eval_split")):
             problems.append(f"{where}: early_stopping needs eval_dataset or eval_split")
-        base_model = _model_path(cfg, base, raw.get("base_model") or train.get("base_model") or "")
+        base_model = resolve_model(
+            raw.get("base_model") or train.get("base_model") or "", cfg.get("models", {}), base
+        )
         from_stage = raw.get("from")
         if from_stage is not None:
             if from_stage not in seen:
@@ -162,7 +153,7 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
                     problems.append(f"{where}: reward_model {rm!r} is a {seen[rm].method} stage")
                 reward_model = str(final_dir(seen[rm].run_dir))
             else:
-                reward_model = _model_path(cfg, base, rm)
+                reward_model = resolve_model(rm, cfg.get("models", {}), base)
         stage = Stage(
             name=raw["name"],
             method=method,

@@ -22,14 +22,6 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
-def check_model_dir(path: str, where: str) -> None:
-    p = Path(path)
-    if p.exists() and not ((p / "config.json").is_file() or is_adapter_dir(p)):
-        raise DatakitError(f"{where}: {path} is not a model directory (no config.json)")
-    if not p.exists() and (path.startswith((".", "/")) or path.count("/") != 1):
-        raise DatakitError(f"{where}: model {path} does not exist")
-
-
 def cuda() -> bool:
     import torch
 

@@ -32,10 +32,11 @@ from datakit.errors import DatakitError
 from datakit.store import DatasetStore, config_hash
 
 from .config import Stage, TrainPlan, final_dir, plan
+from datakit.models import check_model
+
 from .model import (
     BASE_QUANTIZATION_FILE,
     building_dir,
-    check_model_dir,
     cuda,
     is_adapter_dir,
     load_base,
@@ -276,14 +277,14 @@ def run_stage(
         shutil.rmtree(run_dir)
     resume = last_checkpoint(run_dir) if prev and prev.get("config_hash") == key else None
 
-    check_model_dir(stage.base_model, f"train.stages.{stage.name}")
+    check_model(stage.base_model, f"train.stages.{stage.name}")
     if stage.reward_model:
         if is_adapter_dir(stage.reward_model):
             raise DatakitError(
                 f"train.stages.{stage.name}: reward_model {stage.reward_model} is an adapter; "
                 "RL needs a full sequence-classification model (trainkit merge it first)"
             )
-        check_model_dir(stage.reward_model, f"train.stages.{stage.name}.params.reward_model")
+        check_model(stage.reward_model, f"train.stages.{stage.name}.params.reward_model")
     tokenizer = load_tokenizer(stage.base_model)
     from .data import load_stage_data
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatakitError
-from ..models import fingerprint
+from ..models import check_model, fingerprint
 from .base import Completion, Engine, EngineSpec, Request, Result
 from .cache import RequestCache
 from .cached import CachedEngine
@@ -63,10 +63,6 @@ def _cls(backend: str) -> Any:
     return getattr(importlib.import_module(mod), name)
 
 
-def _looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
-
-
 def check_spec(spec: EngineSpec, where: str = "engine") -> None:
     if spec.backend not in BACKENDS:
         raise DatakitError(
@@ -75,14 +71,12 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
     _, pkg, hint = BACKENDS[spec.backend]
     if importlib.util.find_spec(pkg) is None:
         raise DatakitError(f"{where}: the {spec.backend} backend needs the {pkg!r} package: {hint}")
-    if not spec.model:
-        raise DatakitError(f"{where}: model is empty")
-    if spec.backend in ("vllm", "transformers") and _looks_local(spec.model):
-        p = Path(spec.model).expanduser()
-        if not p.is_dir():
-            raise DatakitError(f"{where}: model directory {spec.model} does not exist")
-        if not (p / "config.json").is_file():
-            raise DatakitError(f"{where}: {spec.model} is not a model directory (no config.json)")
+    kind = check_model(spec.model, where, served=spec.backend == "openai")
+    if kind == "adapter":
+        raise DatakitError(
+            f"{where}: {spec.model} is an adapter; give its base model as the model and the "
+            "adapter as options.lora_adapter (vllm), or merge it first (trainkit merge)"
+        )
     if spec.backend == "openai" and not spec.options.get("base_url"):
         raise DatakitError(f"{where}: the openai backend needs base_url (one URL or a list)")
     if spec.backend != "vllm":  # vllm passes unknown options through to vllm.LLM

@@ -16,8 +16,8 @@ DATAKIT = Path(sys.executable).parent / "datakit"
 
 def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypatch):
     from datakit.engines import EngineSpec
-    from datakit.generate import judge as judge_mod
-    from datakit.generate.runner import EnginePool, run_step
+    from datakit.ops import judge as judge_mod
+    from datakit.ops.runner import EnginePool, run_step
     from datakit.store import DatasetStore
     from datakit.tiny import demo_seeds
 
@@ -72,9 +72,9 @@ def test_a_model_retrained_in_place_reruns_its_step(tmp_path):
 seed: 3
 models:
   tiny: {{path: {model}}}
+engines:
+  hf: {{backend: transformers, model: tiny}}
 data:
-  engines:
-    hf: {{backend: transformers, model: tiny}}
   imports:
     - {{name: seeds, source: {ROOT / "datakit/demo/seeds.jsonl"}, kind: instruction}}
   steps:

@@ -34,9 +34,9 @@ def _config(d: Path, model: Path, backend: str, chunk: int | None) -> Path:
 seed: 7
 models:
   tiny: {{path: {model}}}
+engines:
+  hf: {{backend: {backend}, model: tiny{batch}}}
 data:
-  engines:
-    hf: {{backend: {backend}, model: tiny{batch}}}
   imports:
     - {{name: seeds, source: {ROOT / "datakit/demo/seeds.jsonl"}, kind: instruction}}
   steps:

@@ -10,9 +10,9 @@ import random
 import pytest
 
 from datakit.engines import CachedEngine, Completion, EngineSpec, Result
-from datakit.generate import OPS
-from datakit.generate.runner import EnginePool, run_step
-from datakit.generate.self_instruct import split_tasks
+from datakit.ops import OPS
+from datakit.ops.runner import EnginePool, run_step
+from datakit.ops.self_instruct import split_tasks
 
 SPEC = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
 
@@ -130,7 +130,7 @@ def test_every_op_is_covered():
 def test_inputs_equal_outputs_plus_rejects(store, tmp_path, op, monkeypatch):
     if op == "augment":  # similarity without loading the embedding model in a unit test
         monkeypatch.setattr(
-            "datakit.generate.augment.similarities", lambda a, b, model=None: [0.8] * len(a)
+            "datakit.ops.augment.similarities", lambda a, b, model=None: [0.8] * len(a)
         )
     kind, records, params = CASES[op]
     out, rejects, engine = _run(store, tmp_path, op, kind, records, params)

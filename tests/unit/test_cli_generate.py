@@ -121,18 +121,34 @@ def test_run_checks_step_references_before_any_work(cli, tmp_path):
     write_jsonl(tmp_path / "s.jsonl", [{"instruction": "Say hi.", "output": "hi"}])
     (tmp_path / "p.yaml").write_text(
         "models:\n  tiny: {path: m, init_tiny: {seed: 0}}\n"
-        "data:\n  engines:\n    e: {backend: transformers, model: tiny}\n"
-        "  imports:\n    - {name: seeds, source: s.jsonl}\n"
+        "engines:\n  e: {backend: transformers, model: tiny}\n"
+        "data:\n  imports:\n    - {name: seeds, source: s.jsonl}\n"
         "  steps:\n    - {name: answers, op: respond, input: seeds, engine: big}\n"
+        "    - {name: more, op: respond, input: seeds}\n"
     )
     code, out = cli(datakit, "run", "p.yaml")
     assert (code, out) == (
         1,
-        "Error: data.steps[0] (answers): engine 'big' is not in data.engines (e)\n",
+        "Error: 2 problems in p.yaml:\n"
+        "p.yaml:9: data.steps[0].engine: 'big' is not in engines (e)\n"
+        "p.yaml:10: data.steps[1]: op respond calls a model (engine): give it an engine\n",
     )
     assert (
         not (tmp_path / "m").exists() and not (tmp_path / "data").exists()
     )  # no model built, nothing imported
+
+
+def test_data_engines_moved_to_the_top_level(cli, tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "data:\n  engines:\n    e: {backend: transformers, model: m}\n  steps: []\n"
+    )
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 1
+    assert out.splitlines() == [
+        "p.yaml:2: data.engines: moved to the top level: write `engines:` beside `models:` "
+        "(same entries; every stage refers to them by name)",
+        "p.yaml: 1 problem",
+    ]
 
 
 def test_run_unknown_op_param_is_a_config_error(cli, tmp_path):

@@ -42,7 +42,7 @@ def test_unknown_key_without_close_match_lists_allowed_keys(tmp_path, cli):
     code, out = cli(datakit, "config", "check", "p.yaml")
     assert (code, out.splitlines()[0]) == (
         1,
-        "p.yaml:2: data.zzz: unknown key; allowed here: imports, engines, steps",
+        "p.yaml:2: data.zzz: unknown key; allowed here: imports, steps",
     )
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from datakit.engines import CachedEngine, Completion, Request, Result
 from datakit.errors import DatakitError
-from datakit.generate import OPS, GenContext, evol, judge, preferences, self_instruct
-from datakit.generate.runner import EnginePool, op_function, op_params, run_step
+from datakit.ops import OPS, OpContext, evol, judge, preferences, self_instruct
+from datakit.ops.runner import EnginePool, op_params, run_step
 from datakit.schemas import load_schema
 
 
@@ -41,7 +41,7 @@ class Scripted:
 
 
 def ctx_for(answer, **kw):
-    return GenContext(CachedEngine(Scripted(answer), quiet=True), quiet=True, **kw)
+    return OpContext({"engine": CachedEngine(Scripted(answer), quiet=True)}, quiet=True, **kw)
 
 
 def last_user(r: Request) -> str:
@@ -52,7 +52,7 @@ def last_user(r: Request) -> str:
 def test_op_parameters_in_schema_match_the_functions(op):
     """The schema is the single source for op parameters: names and defaults must agree."""
     props = load_schema("pipeline")["definitions"][f"params_{op}"]["properties"]
-    sig = inspect.signature(op_function(op))
+    sig = inspect.signature(OPS[op].load())
     fn_params = {k: p.default for k, p in sig.parameters.items() if k not in ("records", "ctx")}
     assert set(props) == set(fn_params)
     for k, prop in props.items():
@@ -478,8 +478,8 @@ EVOL_OPS = {
 
 @pytest.mark.parametrize("op", sorted(EVOL_OPS))
 def test_evol_operation_template_and_effect(op):
-    from datakit.generate import prompts
-    from datakit.generate.context import template_hash
+    from datakit.ops import prompts
+    from datakit.ops.context import template_hash
 
     tname, method_hash, phrase = EVOL_OPS[op]
     assert template_hash(prompts.EVOL_DEPTH) == "874e4383e9a8"

@@ -174,7 +174,8 @@ def test_cli_run_errors_follow_the_contract(tmp_path, cli):
     )
     code, out = cli(cli_group(), "run", str(ok))
     assert (
-        code == 1 and out == f"Error: train.stages.s: model {tmp_path / 'model'} does not exist\n"
+        code == 1
+        and out == f"Error: train.stages.s: model directory {tmp_path / 'model'} does not exist\n"
     )
     (tmp_path / "model").mkdir()
     code, out = cli(cli_group(), "run", str(ok))

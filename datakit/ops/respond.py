@@ -6,7 +6,7 @@ from typing import Any
 
 from ..engines import Request
 from ..records import instruction_to_messages
-from .context import GenContext
+from .context import OpContext
 
 
 def prompt_messages(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -27,7 +27,7 @@ def prompt_messages(rec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _answer(
     records,
-    ctx: GenContext,
+    ctx: OpContext,
     source: str,
     system_prompt: str | None,
     keep_system: bool,
@@ -56,15 +56,15 @@ def _answer(
         records, convs, reqs, ctx.generate(reqs, desc=source, engine=engine), strict=True
     ):
         if not res.ok:
-            ctx.reject("engine_error", rec, error=res.error)
+            ctx.reject(rec, "engine_error", error=res.error)
             continue
         comp = res.completions[0]
         text = comp.text.strip()
         if not text:
-            ctx.reject("empty_response", rec)
+            ctx.reject(rec, "empty_response")
             continue
         if drop_truncated and comp.finish_reason == "length":
-            ctx.reject("truncated", rec, response=text[:500])
+            ctx.reject(rec, "truncated", response=text[:500])
             continue
         meta = ctx.meta(
             source, req, parents=[rec["id"]], engine=engine, finish_reason=comp.finish_reason
@@ -94,7 +94,7 @@ def _answer(
 
 def respond(
     records,
-    ctx: GenContext,
+    ctx: OpContext,
     system_prompt: str | None = None,
     temperature: float = 0.7,
     top_p: float = 0.95,
@@ -119,7 +119,7 @@ def respond(
 
 def distill(
     records,
-    ctx: GenContext,
+    ctx: OpContext,
     system_prompt: str | None = None,
     temperature: float = 0.7,
     top_p: float = 0.95,
@@ -128,7 +128,7 @@ def distill(
     output_kind: str = "chat",
 ) -> list[dict[str, Any]]:
     """The teacher engine answers; records are in student format (without the teacher's system prompt)."""
-    teacher = ctx.engines.get("teacher", ctx.engine)
+    teacher = ctx.engine_for("teacher")
     return _answer(
         records,
         ctx,

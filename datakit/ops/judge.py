@@ -13,7 +13,7 @@ from typing import Any
 
 from ..engines import CachedEngine, Request
 from . import prompts
-from .context import GenContext
+from .context import OpContext
 
 CRITERIA = ("clarity", "helpfulness", "accuracy")
 
@@ -29,21 +29,15 @@ def exchange(rec: dict[str, Any]) -> tuple[str, str]:
     return user.get("content") or "", msgs[last_a].get("content") or ""
 
 
-def _judge_engine(ctx: GenContext) -> CachedEngine:
-    eng = ctx.engines.get("judge", ctx.engine)
-    assert eng is not None
-    return eng
-
-
 def score(
     pairs: list[tuple[str, str]],
-    ctx: GenContext,
+    ctx: OpContext,
     scale: tuple[int, int] = (1, 5),
     desc: str = "judge",
 ) -> list[dict[str, Any]]:
     """Rubric scores for (instruction, response) pairs: per-criterion scores and quality in [0, 1]."""
     lo, hi = scale
-    eng = _judge_engine(ctx)
+    eng = ctx.engine_for("judge")
     texts = [
         prompts.JUDGE_POINTWISE.format(lo=lo, hi=hi, instruction=i, response=r) for i, r in pairs
     ]
@@ -120,10 +114,10 @@ def _summary(scores: dict[str, int], raw: str, lo: int, hi: int) -> dict[str, An
 
 
 def compare(
-    items: list[tuple[str, str, str]], ctx: GenContext, desc: str = "pairwise judge"
+    items: list[tuple[str, str, str]], ctx: OpContext, desc: str = "pairwise judge"
 ) -> list[str]:
     """For (instruction, a, b): "a", "b" or "tie". Both orders are asked; disagreement is a tie."""
-    eng = _judge_engine(ctx)
+    eng = ctx.engine_for("judge")
     reqs = []
     for inst, a, b in items:
         for x, y in ((a, b), (b, a)):
@@ -154,10 +148,10 @@ def compare(
 
 
 def run(
-    records: list[dict[str, Any]], ctx: GenContext, scale_min: int = 1, scale_max: int = 5
+    records: list[dict[str, Any]], ctx: OpContext, scale_min: int = 1, scale_max: int = 5
 ) -> list[dict[str, Any]]:
     """Pointwise-judge every record; scores land in meta.judge, records are otherwise unchanged."""
-    eng = _judge_engine(ctx)
+    eng = ctx.engine_for("judge")
     results = score([exchange(r) for r in records], ctx, (scale_min, scale_max))
     out = []
     for rec, res in zip(records, results, strict=True):

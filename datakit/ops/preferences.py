@@ -16,13 +16,13 @@ from typing import Any
 
 from ..engines import Request
 from . import judge as judge_mod
-from .context import GenContext
+from .context import OpContext
 from .respond import prompt_messages
 
 
 def run(
     records: list[dict[str, Any]],
-    ctx: GenContext,
+    ctx: OpContext,
     temperatures: list[float] = (0.3, 0.7, 1.0),  # type: ignore[assignment]
     samples_per_temperature: int = 1,
     max_tokens: int = 512,
@@ -79,17 +79,17 @@ def run(
         for k, rec in enumerate(records):
             scored = [(text, t, next(scores)) for text, t in cands[k]]
             if len(scored) < 2:
-                ctx.reject("fewer_than_two_distinct_samples", rec, samples=len(scored))
+                ctx.reject(rec, "fewer_than_two_distinct_samples", samples=len(scored))
                 continue
             errors = [s[2]["error"] for s in scored if "quality" not in s[2]]
             scored = [s for s in scored if "quality" in s[2]]
             if len(scored) < 2:
-                ctx.reject("judge_error", rec, errors=errors)
+                ctx.reject(rec, "judge_error", errors=errors)
                 continue
             scored.sort(key=lambda s: -s[2]["quality"])
             best, worst = scored[0], scored[-1]
             if best[2]["quality"] - worst[2]["quality"] <= min_margin:
-                ctx.reject("tie", rec, quality=best[2]["quality"])
+                ctx.reject(rec, "tie", quality=best[2]["quality"])
                 continue
             out.extend(
                 _emit(
@@ -112,7 +112,7 @@ def run(
             inst = convs[k][-1]["content"]
             c = cands[k]
             if len(c) < 2:
-                ctx.reject("fewer_than_two_distinct_samples", rec, samples=len(c))
+                ctx.reject(rec, "fewer_than_two_distinct_samples", samples=len(c))
                 continue
             for i in range(len(c)):
                 for j in range(i + 1, len(c)):
@@ -125,7 +125,7 @@ def run(
         for k, direct in sorted(per_record.items()):
             pair, wins, reason = pick_pair(len(cands[k]), direct, min_margin)
             if pair is None:
-                ctx.reject(reason, records[k], wins=wins)
+                ctx.reject(records[k], reason, wins=wins)
                 continue
             best, worst = (*cands[k][pair[0]], {}), (*cands[k][pair[1]], {})
             judged = {"judge": "pairwise", "wins": wins, "pair": list(pair)}
@@ -133,9 +133,9 @@ def run(
     return out
 
 
-def _sample_reject(ctx: GenContext, reason: str, rec, temperature: float, **detail: Any) -> None:
+def _sample_reject(ctx: OpContext, reason: str, rec, temperature: float, **detail: Any) -> None:
     """A sample that cannot be a candidate; ``unit: sample`` keeps it apart from record drops."""
-    ctx.reject(reason, rec, unit="sample", temperature=temperature, **detail)
+    ctx.reject(rec, reason, unit="sample", temperature=temperature, **detail)
 
 
 def pick_pair(
@@ -172,7 +172,7 @@ def pick_pair(
 
 
 def _emit(
-    rec, msgs, best, worst, ctx: GenContext, emit: str, judged: dict[str, Any]
+    rec, msgs, best, worst, ctx: OpContext, emit: str, judged: dict[str, Any]
 ) -> list[dict[str, Any]]:
     meta = ctx.meta(
         "preferences",

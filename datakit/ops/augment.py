@@ -14,7 +14,7 @@ from typing import Any
 
 from ..engines import Request
 from . import prompts
-from .context import GenContext
+from .context import OpContext
 
 
 def default_embedding_model() -> str:
@@ -36,7 +36,7 @@ def similarities(a: list[str], b: list[str], model: str | None = None) -> list[f
 
 def run(
     records: list[dict[str, Any]],
-    ctx: GenContext,
+    ctx: OpContext,
     variants: int = 1,
     temperature: float = 0.9,
     max_tokens: int = 256,
@@ -58,14 +58,14 @@ def run(
     for rec, req, res in zip(records, reqs, ctx.generate(reqs, desc="rephrase"), strict=True):
         if not res.ok:
             for _ in range(variants):
-                ctx.reject("engine_error", rec, error=res.error)
+                ctx.reject(rec, "engine_error", error=res.error)
             continue
         for c in res.completions:
             text = " ".join(c.text.split())
             if not text or c.finish_reason == "length":
-                ctx.reject("empty_or_truncated", rec, rephrase=text)
+                ctx.reject(rec, "empty_or_truncated", rephrase=text)
             elif text.lower().strip(" .") == rec["instruction"].lower().strip(" ."):
-                ctx.reject("copy", rec, rephrase=text, similarity=1.0)
+                ctx.reject(rec, "copy", rephrase=text, similarity=1.0)
             else:
                 pairs.append((rec, req, text))
     if not pairs:
@@ -76,11 +76,11 @@ def run(
     out, seen = [], set()
     for (rec, req, text), sim in zip(pairs, sims, strict=True):
         if sim > max_similarity:
-            ctx.reject("copy", rec, rephrase=text, similarity=round(sim, 4))
+            ctx.reject(rec, "copy", rephrase=text, similarity=round(sim, 4))
         elif sim < min_similarity:
-            ctx.reject("different_task", rec, rephrase=text, similarity=round(sim, 4))
+            ctx.reject(rec, "different_task", rephrase=text, similarity=round(sim, 4))
         elif text in seen:
-            ctx.reject("duplicate_rephrase", rec, rephrase=text, similarity=round(sim, 4))
+            ctx.reject(rec, "duplicate_rephrase", rephrase=text, similarity=round(sim, 4))
         else:
             seen.add(text)
             out.append(

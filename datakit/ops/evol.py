@@ -17,7 +17,7 @@ from typing import Any
 
 from ..engines import Request
 from . import prompts
-from .context import GenContext
+from .context import OpContext
 
 STOP_WORDS = frozenset(
     "a an the and or but if then so of to in on at by for with from as is are was were be been being it its this that "
@@ -63,7 +63,7 @@ def _source_text(rec: dict[str, Any]) -> str:
 
 def run(
     records: list[dict[str, Any]],
-    ctx: GenContext,
+    ctx: OpContext,
     rounds: int = 3,
     operations: dict[str, float] | None = None,
     temperature: float = 0.7,
@@ -109,8 +109,8 @@ def run(
             reason = elimination_reason(ev)
             if reason:
                 ctx.reject(
-                    reason,
                     {"instruction": ev},
+                    reason,
                     original=pool[k][0],
                     operation=ops_chosen[k],
                     round=rnd + 1,
@@ -137,8 +137,8 @@ def run(
         for k in alive:
             if ops_chosen[k] != "breadth" and next(eq_iter).text.strip() == "equal":
                 ctx.reject(
-                    "no_information_gain",
                     {"instruction": evolved[k]},
+                    "no_information_gain",
                     original=pool[k][0],
                     operation=ops_chosen[k],
                     round=rnd + 1,
@@ -160,8 +160,8 @@ def run(
             answer = res.text.strip() if res.ok else ""
             if not answer or is_apology(answer):
                 ctx.reject(
-                    "apology_or_empty_response",
                     {"instruction": evolved[k], "output": answer},
+                    "apology_or_empty_response",
                     original=pool[k][0],
                     operation=ops_chosen[k],
                     round=rnd + 1,

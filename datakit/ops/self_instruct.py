@@ -20,7 +20,7 @@ from typing import Any
 from ..engines import Request
 from ..novelty import NoveltyIndex
 from . import prompts
-from .context import GenContext, template_hash
+from .context import OpContext, template_hash
 
 BLACKLIST = (
     "image",
@@ -95,7 +95,7 @@ def _parse_output_first(text: str) -> tuple[str, str] | None:
 
 def run(
     records: list[dict[str, Any]],
-    ctx: GenContext,
+    ctx: OpContext,
     num_instructions: int = 50,
     num_shots: int = 8,
     human_shots: int = 6,
@@ -142,7 +142,7 @@ def run(
         candidates: list[tuple[str, list[str], Request]] = []
         for req, parents, res in zip(requests, shot_parents, results, strict=True):
             if not res.ok:
-                ctx.reject("engine_error", {"prompt": req.prompt[-200:]}, error=res.error)
+                ctx.reject({"prompt": req.prompt[-200:]}, "engine_error", error=res.error)
                 continue
             comp = res.completions[0]
             parts = split_tasks(comp.text)
@@ -150,7 +150,7 @@ def run(
                 truncated = comp.finish_reason == "length" and k == len(parts) - 1
                 reason = heuristic_reason(text, truncated, min_words, max_words)
                 if reason:
-                    ctx.reject(reason, {"instruction": text})
+                    ctx.reject({"instruction": text}, reason)
                 else:
                     candidates.append((text, parents, req))
         keep, maxes = index.filter([c[0] for c in candidates])
@@ -158,15 +158,15 @@ def run(
             if ok:
                 machine.append(cand)
             else:
-                ctx.reject("too_similar", {"instruction": cand[0]}, rouge_l=round(m, 4))
+                ctx.reject({"instruction": cand[0]}, "too_similar", rouge_l=round(m, 4))
     for text, _, _ in machine[num_instructions:]:  # the last round overshot the target
-        ctx.reject("surplus", {"instruction": text}, num_instructions=num_instructions)
+        ctx.reject({"instruction": text}, "surplus", num_instructions=num_instructions)
     machine = machine[:num_instructions]
     return _instances(machine, ctx, instance_max_tokens)
 
 
 def _instances(
-    machine: list[tuple[str, list[str], Request]], ctx: GenContext, max_tokens: int
+    machine: list[tuple[str, list[str], Request]], ctx: OpContext, max_tokens: int
 ) -> list[dict[str, Any]]:
     """One input/output instance per instruction; classification tasks output-first."""
     if not machine:
@@ -202,15 +202,15 @@ def _instances(
         machine, is_cls, ctx.generate(inst_reqs, desc="instances"), strict=True
     ):
         if not res.ok:
-            ctx.reject("engine_error", {"instruction": text}, error=res.error)
+            ctx.reject({"instruction": text}, "engine_error", error=res.error)
             continue
         comp = res.completions[0]
         if comp.finish_reason == "length":
-            ctx.reject("instance_truncated", {"instruction": text, "raw": comp.text[:500]})
+            ctx.reject({"instruction": text, "raw": comp.text[:500]}, "instance_truncated")
             continue
         parsed = (_parse_output_first if c else _parse_input_first)(comp.text)
         if parsed is None:
-            ctx.reject("instance_unparseable", {"instruction": text, "raw": comp.text[:500]})
+            ctx.reject({"instruction": text, "raw": comp.text[:500]}, "instance_unparseable")
             continue
         inp, output = parsed
         tname = "SELF_INSTRUCT_OUTPUT_FIRST" if c else "SELF_INSTRUCT_INPUT_FIRST"

@@ -7,13 +7,13 @@ from typing import Any
 
 from ..engines import Request
 from . import prompts
-from .context import GenContext
+from .context import OpContext
 from .judge import exchange
 
 
 def run(
     records: list[dict[str, Any]],
-    ctx: GenContext,
+    ctx: OpContext,
     principles: list[str] | None = None,
     temperature: float = 0.7,
     max_tokens: int = 512,
@@ -59,11 +59,11 @@ def run(
     ):
         revised = rev.text.strip() if rev.ok else ""
         if not crit.ok or not rev.ok:
-            ctx.reject("engine_error", rec, error=crit.error or rev.error)
+            ctx.reject(rec, "engine_error", error=crit.error or rev.error)
         elif not revised or rev.completions[0].finish_reason == "length":
-            ctx.reject("empty_or_truncated_revision", rec)
+            ctx.reject(rec, "empty_or_truncated_revision")
         elif revised == a.strip():
-            ctx.reject("no_change", rec)
+            ctx.reject(rec, "no_change")
         else:
             prompt = [{"role": "user", "content": q}]
             out.append(

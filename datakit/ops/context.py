@@ -1,4 +1,4 @@
-"""What every generator gets: the engine, a seeded RNG, provenance and the rejects log."""
+"""What every op gets: its engines by role, a seeded RNG, provenance and the rejects log."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engines import CachedEngine, Request, Result
+from ..errors import DatakitError
 
 
 def template_hash(text: str) -> str:
@@ -16,20 +17,32 @@ def template_hash(text: str) -> str:
 
 
 @dataclass
-class GenContext:
-    engine: CachedEngine | None
+class OpContext:
+    """What an op runs with: its engines by role (none for curation ops), a seeded RNG,
+    and the one place it reports drops (``reject``)."""
+
+    engines: dict[str, CachedEngine] = field(default_factory=dict)  # role -> engine
     seed: int = 0
     quiet: bool = False
-    engines: dict[str, CachedEngine] = field(
-        default_factory=dict
-    )  # extra named engines (judge, teacher)
+    step: str = "step"
     rejects: list[dict[str, Any]] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)
-    step: str = "generate"
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.sampling: dict[str, Any] = {}  # a generator's own sampling summary, for meta
+
+    @property
+    def engine(self) -> CachedEngine | None:
+        """The step's main engine (role ``engine``), if it has one."""
+        return self.engines.get("engine")
+
+    def engine_for(self, role: str) -> CachedEngine:
+        """The engine of ``role`` (judge, teacher), else the main engine."""
+        eng = self.engines.get(role) or self.engine
+        if eng is None:
+            raise DatakitError(f"{self.step}: this op needs an engine ({role})")
+        return eng
 
     def request_seed(self, *parts: Any) -> int:
         """A per-request seed from the run seed and the request's identity.
@@ -42,11 +55,10 @@ class GenContext:
     def generate(
         self, requests: list[Request], desc: str, engine: CachedEngine | None = None
     ) -> list[Result]:
-        eng = engine or self.engine
-        assert eng is not None, "this step needs an engine"
-        return eng.generate(requests, desc=desc)
+        return (engine or self.engine_for("engine")).generate(requests, desc=desc)
 
-    def reject(self, reason: str, record: dict[str, Any], **detail: Any) -> None:
+    def reject(self, record: dict[str, Any], reason: str, **detail: Any) -> None:
+        """Drop ``record`` for ``reason``: counted, and kept in the version's rejects.jsonl."""
         self.drops[reason] += 1
         self.rejects.append({"reason": reason, **detail, "record": record})
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import GenContext
+from .context import OpContext
 
 
 def quality_filter(
-    records: list[dict[str, Any]], ctx: GenContext, min_quality: float = 0.7
+    records: list[dict[str, Any]], ctx: OpContext, min_quality: float = 0.7
 ) -> list[dict[str, Any]]:
     """Keep records whose judge quality (meta.judge.quality, 0..1) is at least ``min_quality``."""
     out = []
@@ -16,9 +16,9 @@ def quality_filter(
         judge = (rec.get("meta") or {}).get("judge") or {}
         q = judge.get("quality")
         if q is None:
-            ctx.reject("not_judged", rec, error=judge.get("error"))
+            ctx.reject(rec, "not_judged", error=judge.get("error"))
         elif q < min_quality:
-            ctx.reject("below_min_quality", rec, quality=q)
+            ctx.reject(rec, "below_min_quality", quality=q)
         else:
             out.append(rec)
     return out

@@ -1,0 +1,173 @@
+"""The op registry: every step `datakit run` and the `datakit` commands can run.
+
+An op is ``function(records, ctx, **params) -> records`` (or, for ops over several inputs,
+``function(inputs, ctx, **params)`` with one record list per input; for ops with named
+outputs, a dict of output suffix -> records). It reports every drop with
+``ctx.reject(record, reason)``. Its entry here says what it reads and writes, which engine
+roles it calls, and how the CLI presents it; its parameters (names, types, defaults, help)
+live in ``schemas/pipeline.json`` under ``definitions/params_<op>``, the one place the
+config check, the CLI options and the docs read them from. docs/architecture.md says how to
+add one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import DatakitError
+from .context import OpContext
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    function: str  # "module:function", imported only when the op runs
+    inputs: tuple[str, ...]  # record kinds it reads
+    output: str | Callable[[dict[str, Any], str], str]  # a kind, "same", or f(params, kind)
+    summary: str  # one line: the help of its command and its row in `datakit ops`
+    example: str
+    roles: tuple[str, ...] = ()  # engine roles it calls; judge/teacher fall back to engine
+    command: str = "generate"  # "generate": `datakit generate NAME`; "top": `datakit NAME`
+    many_inputs: bool = False  # function takes one record list per input
+    outputs: tuple[str, ...] = ()  # named outputs, written as <step>-<suffix>
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+    def output_kind(self, params: dict[str, Any], input_kind: str) -> str:
+        if callable(self.output):
+            return self.output(params, input_kind)
+        return input_kind if self.output == "same" else self.output
+
+    @property
+    def output_label(self) -> str:
+        """What it writes, for people: a kind, or the rule (the rule's docstring)."""
+        if callable(self.output):
+            return (self.output.__doc__ or "").strip()
+        return "same kind as its input" if self.output == "same" else self.output
+
+    def load(self) -> Callable[..., Any]:
+        mod, _, fn = self.function.partition(":")
+        return getattr(importlib.import_module(mod), fn)
+
+
+def _answer_kind(params: dict[str, Any], input_kind: str) -> str:
+    """chat (instruction with output_kind: instruction)"""
+    keep = params.get("output_kind") == "instruction" and input_kind == "instruction"
+    return "instruction" if keep else "chat"
+
+
+def _preference_kind(params: dict[str, Any], input_kind: str) -> str:
+    """preference (unpaired with emit: unpaired)"""
+    return "unpaired" if params.get("emit") == "unpaired" else "preference"
+
+
+_PROMPTS = ("instruction", "chat", "eval_item")
+_M = "--model runs/models/tiny"
+
+OPS: dict[str, Op] = {
+    op.name: op
+    for op in (
+        Op(
+            "self_instruct",
+            "datakit.ops.self_instruct:run",
+            ("instruction",),
+            "instruction",
+            "Grow new instructions from seed instructions (Self-Instruct).",
+            f"datakit generate self-instruct seeds -o grown {_M} --num-instructions 100",
+            roles=("engine",),
+        ),
+        Op(
+            "evol_instruct",
+            "datakit.ops.evol:run",
+            ("instruction", "chat"),
+            "instruction",
+            "Evolve instructions in depth and breadth, with elimination (Evol-Instruct).",
+            f"datakit generate evol-instruct seeds -o evolved {_M} --rounds 2",
+            roles=("engine",),
+        ),
+        Op(
+            "respond",
+            "datakit.ops.respond:respond",
+            _PROMPTS,
+            _answer_kind,
+            "Answer every prompt of INPUT with an engine (chat or instruction records).",
+            "datakit generate respond grown -o answers --backend openai --model llama "
+            "--base-url http://127.0.0.1:8000/v1",
+            roles=("engine",),
+        ),
+        Op(
+            "distill",
+            "datakit.ops.respond:distill",
+            _PROMPTS,
+            _answer_kind,
+            "A teacher answers INPUT's prompts; student-format chat records.",
+            "datakit generate distill prompts -o distilled --teacher-model /models/big "
+            "--model /models/big",
+            roles=("teacher",),
+        ),
+        Op(
+            "augment",
+            "datakit.ops.augment:run",
+            ("instruction",),
+            "instruction",
+            "Rephrase instructions keeping input and output, with a similarity check.",
+            f"datakit generate augment seeds -o rephrased {_M} --variants 2",
+            roles=("engine",),
+        ),
+        Op(
+            "critique_revise",
+            "datakit.ops.critique:run",
+            ("chat", "instruction"),
+            "preference",
+            "Critique responses against principles and revise them into preference pairs.",
+            f"datakit generate critique-revise answers -o safety-prefs {_M}",
+            roles=("engine",),
+        ),
+        Op(
+            "preferences",
+            "datakit.ops.preferences:run",
+            _PROMPTS,
+            _preference_kind,
+            "Sample responses at several temperatures, judge them, pair best with worst.",
+            f"datakit generate preferences seeds -o prefs {_M} --temperatures 0.3,0.7,1.0",
+            roles=("engine", "judge"),
+        ),
+        Op(
+            "judge",
+            "datakit.ops.judge:run",
+            ("instruction", "chat"),
+            "same",
+            "Score every record with an LLM judge (rubric scores into meta.judge).",
+            f"datakit judge answers -o judged {_M}",
+            roles=("judge",),
+            command="top",
+        ),
+        Op(
+            "filter",
+            "datakit.ops.filters:quality_filter",
+            ("instruction", "chat", "preference"),
+            "same",
+            "Keep records whose judge quality is at least --min-quality.",
+            "datakit filter judged -o good --min-quality 0.7",
+            command="top",
+        ),
+    )
+}
+
+
+def get_op(name: str) -> Op:
+    if name not in OPS:
+        import difflib
+
+        hint = difflib.get_close_matches(name, list(OPS), n=1)
+        tip = f"; did you mean {hint[0]!r}?" if hint else f"; choose one of: {', '.join(OPS)}"
+        raise DatakitError(f"unknown op {name!r}{tip}")
+    return OPS[name]
+
+
+__all__ = ["OPS", "Op", "OpContext", "get_op"]

@@ -1,0 +1,251 @@
+"""Run one generation or curation op over a dataset version and store the result.
+
+A step's identity is its op, parameters (defaults filled in), input versions (with their
+sha256), engine specs and seed; its hash goes into the output manifest. A step whose latest
+output has the same hash is skipped, so a re-run of a finished pipeline does nothing. Engine
+calls go through a request cache under ``<runs_root>/cache``, so an interrupted step
+re-runs from the cache up to where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import with_defaults
+from ..engines import CachedEngine, EngineSpec, build_engine, check_spec, spec_fingerprint
+from ..errors import DatakitError
+from ..schemas import load_schema
+from ..store import DatasetStore, Version, config_hash
+from . import Op, get_op
+from .context import OpContext
+
+log = logging.getLogger(__name__)
+
+
+def op_params(op: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Check an op's parameters against its schema and fill in the defaults."""
+    import jsonschema
+
+    root = load_schema("pipeline")
+    schema = root["definitions"][f"params_{op}"]
+    problems = []
+    for err in jsonschema.Draft7Validator(schema).iter_errors(params or {}):
+        where = ".".join(str(p) for p in err.absolute_path) or "params"
+        problems.append(f"{where}: {err.message}")
+    if problems:
+        raise DatakitError(f"{op}: " + "; ".join(problems))
+    return with_defaults(params or {}, schema, root)
+
+
+def roles_used(op: Op, engines: dict[str, EngineSpec | None]) -> dict[str, EngineSpec]:
+    """The engines an op actually calls, by role: a named judge or teacher, else the main
+    engine. Engines of other roles are not built (two in-process vLLMs on one GPU run out
+    of memory) and do not enter the step's identity."""
+    out = {}
+    for role in op.roles:
+        spec = engines.get(role) or engines.get("engine")
+        if spec is not None:
+            out[role] = spec
+    return out
+
+
+class EnginePool:
+    """Engines are expensive to start (vLLM loads the model): build each spec once per run."""
+
+    def __init__(self, cache_dir: Path, quiet: bool = False):
+        self.cache_dir = cache_dir
+        self.quiet = quiet
+        self._engines: dict[str, CachedEngine] = {}
+
+    def get(self, spec: EngineSpec, batch_size: int = 256, where: str = "engine") -> CachedEngine:
+        key = config_hash([spec.backend, spec.model, spec.options])
+        if key not in self._engines:
+            cache = self.cache_dir / f"{spec.backend}-{key}.jsonl"
+            self._engines[key] = build_engine(
+                spec, cache, batch_size=batch_size, quiet=self.quiet, where=where
+            )
+        return self._engines[key]
+
+    def close(self) -> None:
+        for e in self._engines.values():
+            e.close()
+        self._engines.clear()
+
+
+@dataclass
+class StepResult:
+    name: str
+    op: str
+    versions: dict[str, Version]  # output dataset name -> the version it has now
+    skipped: bool
+    drops: dict[str, int]
+    engine_stats: dict[str, Any] | None = None
+
+    @property
+    def version(self) -> Version:
+        """The step's (first) output version."""
+        return next(iter(self.versions.values()))
+
+    def summary(self) -> dict[str, Any]:
+        """What `datakit run` and `datakit generate` report for the step."""
+        outs = []
+        for v in self.versions.values():
+            m = v.manifest()
+            outs.append({"ref": v.ref, "count": m["count"], "kind": m["kind"]})
+        return {
+            "name": self.name,
+            "op": self.op,
+            **outs[0],
+            "outputs": outs,
+            "skipped": self.skipped,
+            "drops": self.drops,
+            "engine": self.engine_stats,
+        }
+
+
+def step_line(st: dict[str, Any]) -> str:
+    """One line for a step's summary, as `datakit run` and `datakit generate` print it."""
+    made = ", ".join(f"{o['ref']}, {o['count']} {o['kind']} records" for o in st["outputs"])
+    line = f"step {st['name']} ({st['op']}): {made}"
+    if st["skipped"]:
+        return line + " (unchanged, skipped)"
+    if st["drops"]:
+        line += "; dropped " + ", ".join(
+            f"{n} {r}" for r, n in sorted(st["drops"].items(), key=lambda x: -x[1])
+        )
+    for role, e in (st.get("engine") or {}).items():
+        line += f"; {role}: {e['model_calls']:.0f} calls, {e['cache_hits']:.0f} cached, {e['tokens_per_s']} tok/s"
+    return line
+
+
+def run_step(
+    store: DatasetStore,
+    name: str,
+    op_name: str,
+    inputs: str | list[str],
+    params: dict[str, Any] | None,
+    engines: dict[str, EngineSpec | None] | None = None,
+    pool: EnginePool | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+    force: bool = False,
+    batch_size: int = 256,
+) -> StepResult:
+    """Run op ``op_name`` over the input versions; store its output(s); skip if unchanged.
+
+    ``engines`` maps role (engine, judge, teacher) to a spec; roles may be None, and ops
+    without roles (curation) need none. An op with named outputs writes ``<name>-<suffix>``.
+    """
+    op = get_op(op_name)
+    params = op_params(op_name, params)
+    refs = [inputs] if isinstance(inputs, str) else list(inputs)
+    if len(refs) != 1 and not op.many_inputs:
+        raise DatakitError(f"{name}: {op_name} reads one input, got {len(refs)}")
+    srcs = [store.resolve(r) for r in refs]
+    for src in srcs:
+        if src.kind not in op.inputs:
+            raise DatakitError(
+                f"{name}: {op_name} reads {' or '.join(op.inputs)} records, but {src.ref} holds {src.kind} records"
+            )
+    specs = roles_used(op, engines or {})
+    if op.roles and not specs:
+        raise DatakitError(f"{name}: {op_name} needs an engine")
+    for role, s in specs.items():
+        check_spec(s, where=f"{name}: {role}")
+    config = _step_config(op_name, params, srcs, seed, specs)
+    chash = config_hash(config)
+    out_names = [f"{name}-{suffix}" for suffix in op.outputs] or [name]
+    previous = [store.versions(n) for n in out_names]
+    if not force and all(
+        v and v[-1].manifest()["step"].get("config_hash") == chash for v in previous
+    ):
+        latest = {n: v[-1] for n, v in zip(out_names, previous, strict=True)}
+        first = next(iter(latest.values()))
+        return StepResult(name, op_name, latest, True, first.manifest()["stats"].get("drops", {}))
+    records = [list(src.records()) for src in srcs]
+    for src, recs in zip(srcs, records, strict=True):
+        if not recs:
+            raise DatakitError(f"{name}: input {src.ref} is empty")
+    built = (
+        {role: pool.get(s, batch_size, where=f"{name}: {role}") for role, s in specs.items()}
+        if pool
+        else {}
+    )
+    ctx = OpContext(built, seed=seed, quiet=quiet, step=name)
+    before = {role: e.stats.as_dict() for role, e in built.items()}
+    kind = op.output_kind(params, srcs[0].kind)
+    result = op.load()(records if op.many_inputs else records[0], ctx, **params)
+    produced = {f"{name}-{k}": v for k, v in result.items()} if op.outputs else {name: result}
+    stats: dict[str, Any] = {"input_count": sum(len(r) for r in records)}
+    if built:
+        stats["engine"] = {
+            role: _delta(before[role], e.stats.as_dict()) for role, e in built.items()
+        }
+    deduped = {n: _dedupe(recs, kind, ctx) for n, recs in produced.items()}
+    versions = {}
+    for i, (out_name, out) in enumerate(deduped.items()):
+        # The step's rejects and drop counts go with its first output.
+        versions[out_name] = store.write(
+            out_name,
+            out,
+            kind,
+            parents=[s.ref for s in srcs],
+            step=op_name,
+            config=config,
+            source=f"{name} ({op_name})",
+            extra_files={"rejects.jsonl": ctx.rejects} if i == 0 else {},
+            extra_stats={**stats, "drops": dict(sorted(ctx.drops.items())) if i == 0 else {}},
+        )
+    first_drops = next(iter(versions.values())).manifest()["stats"]["drops"]
+    return StepResult(name, op_name, versions, False, first_drops, stats.get("engine"))
+
+
+def _step_config(
+    op: str,
+    params: dict[str, Any],
+    srcs: list[Version],
+    seed: int,
+    specs: dict[str, EngineSpec],
+) -> dict[str, Any]:
+    """A step's identity: what its output hash (and so its skip) depends on."""
+    return {
+        "op": op,
+        "params": params,
+        "inputs": [{"ref": s.ref, "sha256": s.manifest()["sha256"]} for s in srcs],
+        "seed": seed,
+        "engines": {
+            role: {
+                "backend": s.backend,
+                "model": s.model,
+                "options": s.options,
+                # a model or adapter retrained in place must re-run the step
+                "fingerprint": spec_fingerprint(s),
+            }
+            for role, s in sorted(specs.items())
+        },
+    }
+
+
+def _dedupe(records: list[dict[str, Any]], kind: str, ctx: OpContext) -> list[dict[str, Any]]:
+    """Two inputs can yield the same output (same content, same id): keep the first."""
+    from ..records import record_id
+
+    seen: set[str] = set()
+    out = []
+    for rec in records:
+        rid = rec.get("id") or record_id(rec, kind)
+        if rid in seen:
+            ctx.reject(rec, "duplicate", id=rid)
+            continue
+        seen.add(rid)
+        out.append(rec if "id" in rec else {"id": rid, **rec})  # the store needn't hash again
+    return out
+
+
+def _delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    d = {k: round(b[k] - a[k], 3) for k in b if k != "tokens_per_s"}
+    d["tokens_per_s"] = round(d["completion_tokens"] / d["seconds"], 1) if d.get("seconds") else 0.0
+    return d
