@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.models import check_model
 from datakit.store import DatasetStore, config_hash
 
 from .config import Stage, TrainPlan, final_dir, plan
-from datakit.models import check_model
-
 from .model import (
     BASE_QUANTIZATION_FILE,
     building_dir,

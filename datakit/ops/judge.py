@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..engines import CachedEngine, Request
+from ..engines import Request
 from . import prompts
 from .context import OpContext
 
