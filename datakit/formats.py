@@ -20,8 +20,8 @@ from .errors import DatakitError
 from .records import (
     Record,
     check_kind,
+    conversation,
     infer_kind,
-    instruction_to_messages,
     messages_to_instruction,
 )
 from .schemas import load_schema
@@ -393,12 +393,10 @@ def validated(records: Iterator[Located], kind: str, path: str | Path) -> Iterat
 # ------------------------------------------------------------------------------- export
 
 
-def _chat_messages(rec: Record, kind: str) -> list[dict[str, Any]]:
-    if kind == "chat":
-        return rec["messages"]
-    if kind == "instruction":
-        return instruction_to_messages(rec)
-    raise DatakitError(f"{kind} records have no conversation to export")
+def _conversation(rec: Record, kind: str) -> list[dict[str, Any]]:
+    if kind not in ("chat", "instruction"):
+        raise DatakitError(f"{kind} records have no conversation to export")
+    return conversation(rec)
 
 
 def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -425,7 +423,7 @@ def convert(rec: Record, kind: str, fmt: str) -> dict[str, Any]:
     """One stored record in an export format (ids and meta stay behind)."""
     if fmt == "trl":
         if kind in ("chat", "instruction"):
-            out: dict[str, Any] = {"messages": _chat_messages(rec, kind)}
+            out: dict[str, Any] = {"messages": _conversation(rec, kind)}
             if rec.get("tools"):
                 out["tools"] = rec["tools"]
             return out
@@ -437,13 +435,13 @@ def convert(rec: Record, kind: str, fmt: str) -> dict[str, Any]:
             f"trl export covers chat, instruction, preference and unpaired records, not {kind}"
         )
     if fmt == "openai":
-        out = {"messages": _to_openai_messages(_chat_messages(rec, kind))}
+        out = {"messages": _to_openai_messages(_conversation(rec, kind))}
         if rec.get("tools"):
             out["tools"] = rec["tools"]
         return out
     if fmt == "sharegpt":
         convs = []
-        for m in _chat_messages(rec, kind):
+        for m in _conversation(rec, kind):
             if m.get("tool_calls"):
                 if m.get("content"):
                     convs.append({"from": "gpt", "value": m["content"]})

@@ -75,15 +75,70 @@ def with_id(record: Record, kind: str) -> Record:
     return out
 
 
-# ---------------------------------------------------------------- conversions between shapes
+# ------------------------------------------------------------------------ record views
+#
+# Every consumer (generators, judges, trainkit's data conversion, exports, the tiny model's
+# pretraining text) reads records through these views, so all agree on one rule for
+# conversations: the prompt is everything before the final assistant turn, and the response
+# is that turn. A conversation that does not end with an assistant turn is all prompt.
+
+
+def instruction_text(rec: Record) -> str:
+    """An instruction record's instruction, with its input (if any) after a blank line."""
+    text = rec["instruction"]
+    return f"{text}\n\n{rec['input']}" if rec.get("input") else text
 
 
 def instruction_to_messages(rec: Record) -> list[dict[str, str]]:
     """Alpaca instruction (+ optional input) and output as a user/assistant exchange."""
-    user = rec["instruction"]
-    if rec.get("input"):
-        user = f"{user}\n\n{rec['input']}"
-    return [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
+    return [
+        {"role": "user", "content": instruction_text(rec)},
+        {"role": "assistant", "content": rec.get("output") or ""},
+    ]
+
+
+def conversation(rec: Record) -> list[dict[str, Any]]:
+    """The messages of a chat record, or an instruction record as a two-turn chat."""
+    if "messages" in rec:
+        return rec["messages"]
+    if "instruction" in rec:
+        return instruction_to_messages(rec)
+    raise DatakitError(f"record {rec.get('id')}: has no conversation (no messages or instruction)")
+
+
+def _as_turns(value: Any, role: str) -> list[dict[str, Any]]:
+    return [dict(m) for m in value] if isinstance(value, list) else [{"role": role, "content": value}]
+
+
+def prompt_messages(rec: Record) -> list[dict[str, Any]]:
+    """What a model is asked, as messages, for every record kind: an instruction as one user
+    turn; a conversation without its final assistant turn; a ``prompt`` field (eval items,
+    preference and unpaired records) as given, or as one user turn if it is a string."""
+    if "instruction" in rec:
+        return [{"role": "user", "content": instruction_text(rec)}]
+    if rec.get("messages"):
+        msgs = [dict(m) for m in rec["messages"]]
+        if msgs[-1].get("role") == "assistant":
+            msgs.pop()
+        return msgs
+    return _as_turns(rec["prompt"], "user")
+
+
+def exchange(rec: Record) -> tuple[str, str]:
+    """(what was asked, what was answered) as text: the instruction (with its input) and
+    output, or a conversation's last user turn before its final assistant turn and that
+    turn. Empty strings where there is none."""
+    if "instruction" in rec:
+        return instruction_text(rec), rec.get("output") or ""
+    msgs = rec.get("messages") or []
+    response = ""
+    if msgs and msgs[-1].get("role") == "assistant":
+        response = msgs[-1].get("content") or ""
+    asked = next(
+        (m.get("content") or "" for m in reversed(prompt_messages(rec)) if m.get("role") == "user"),
+        "",
+    )
+    return asked, response
 
 
 def messages_to_instruction(messages: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -101,20 +156,6 @@ def messages_to_instruction(messages: list[dict[str, Any]]) -> dict[str, str] | 
         "input": "",
         "output": turns[1].get("content") or "",
     }
-
-
-def to_chat(rec: Record, kind: str) -> Record:
-    """Convert a record to the chat kind where the shape allows it."""
-    if kind == "chat":
-        return rec
-    if kind == "instruction":
-        out: Record = {"messages": instruction_to_messages(rec)}
-        if "id" in rec:
-            out["id"] = rec["id"]
-        if "meta" in rec:
-            out["meta"] = rec["meta"]
-        return out
-    raise DatakitError(f"{kind} records cannot be converted to chat")
 
 
 class StatsAccumulator:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.records import instruction_to_messages
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,7 @@ def _pretrain_texts(tokenizer: Any, seed: int) -> list[str]:
     seeds = demo_seeds()
     texts = []
     for rec in seeds:
-        user = rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
-        msgs = [{"role": "user", "content": user}, {"role": "assistant", "content": rec["output"]}]
-        texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
+        texts.append(tokenizer.apply_chat_template(instruction_to_messages(rec), tokenize=False))
     for rec in seeds:  # the instance format Self-Instruct asks for
         texts.append(
             f"Task: {rec['instruction']}\nInput: {rec.get('input') or '<none>'}\nOutput: {rec['output']}\n\nTask:"

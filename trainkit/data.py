@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datakit.errors import DatakitError
-from datakit.records import instruction_to_messages
+from datakit.records import instruction_to_messages, prompt_messages
 from datakit.store import DatasetStore, Version
 
 from .defaults import METHOD_KINDS
@@ -108,17 +108,11 @@ def _prompt_completion(prompt: Any, completion: Any, chat: bool) -> dict[str, An
 
 
 def _prompt_of(rec: dict[str, Any], kind: str, chat: bool) -> Any:
-    if kind == "chat" or (kind == "eval_item" and rec.get("messages")):
-        msgs = _clean_messages(rec["messages"])
-        # The conversation up to (not including) the last assistant turn.
-        while msgs and msgs[-1]["role"] == "assistant":
-            msgs.pop()
-        return msgs
-    if kind == "instruction":
-        return (
-            instruction_to_messages(rec)[:1] if chat else instruction_to_messages(rec)[0]["content"]
-        )
-    return _as_turns(rec["prompt"], "user", chat)
+    """The prompt (records.prompt_messages), as messages for chat data, else as text."""
+    msgs = prompt_messages(rec)
+    if chat or "messages" in rec or isinstance(rec.get("prompt"), list):
+        return _clean_messages(msgs)
+    return msgs[-1]["content"]  # one user turn: the plain-text prompt
 
 
 def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:

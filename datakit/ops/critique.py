@@ -8,7 +8,7 @@ from typing import Any
 from ..engines import Request
 from . import prompts
 from .context import OpContext
-from .judge import exchange
+from ..records import exchange
 
 
 def run(

@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from ..engines import Request
+from ..records import exchange
 from . import prompts
 from .context import OpContext
 
@@ -55,12 +56,6 @@ def is_apology(response: str) -> bool:
     return "sorry" in response.lower() and len(response.split()) < 80
 
 
-def _source_text(rec: dict[str, Any]) -> str:
-    if "instruction" in rec:
-        return rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
-    return next(m["content"] for m in rec["messages"] if m["role"] == "user")
-
-
 def run(
     records: list[dict[str, Any]],
     ctx: OpContext,
@@ -80,7 +75,7 @@ def run(
         )
     names, weights = list(ops), [ops[k] for k in ops]
     # Pool entries: (text, root id, chain of operations so far)
-    pool: list[tuple[str, str, list[str]]] = [(_source_text(r), r["id"], []) for r in records]
+    pool: list[tuple[str, str, list[str]]] = [(exchange(r)[0], r["id"], []) for r in records]
     out: list[dict[str, Any]] = []
     for rnd in range(rounds):
         ops_chosen = [ctx.rng.choices(names, weights)[0] for _ in pool]

@@ -12,21 +12,11 @@ import json
 from typing import Any
 
 from ..engines import Request
+from ..records import exchange
 from . import prompts
 from .context import OpContext
 
 CRITERIA = ("clarity", "helpfulness", "accuracy")
-
-
-def exchange(rec: dict[str, Any]) -> tuple[str, str]:
-    """(instruction, response) of an instruction or chat record."""
-    if "instruction" in rec:
-        inst = rec["instruction"] + (f"\n\n{rec['input']}" if rec.get("input") else "")
-        return inst, rec["output"]
-    msgs = rec["messages"]
-    last_a = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-    user = next(m for m in reversed(msgs[:last_a]) if m["role"] == "user")
-    return user.get("content") or "", msgs[last_a].get("content") or ""
 
 
 def score(

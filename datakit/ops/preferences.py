@@ -17,7 +17,7 @@ from typing import Any
 from ..engines import Request
 from . import judge as judge_mod
 from .context import OpContext
-from .respond import prompt_messages
+from ..records import prompt_messages
 
 
 def run(

@@ -5,24 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..engines import Request
-from ..records import instruction_to_messages
+from ..records import prompt_messages
 from .context import OpContext
-
-
-def prompt_messages(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The conversation to answer: an instruction as a user turn, a chat up to its last user
-    turn, an eval item's prompt or messages."""
-    if "instruction" in rec:
-        return instruction_to_messages({**rec, "output": ""})[:1]
-    msgs = rec.get("messages")
-    if msgs:
-        last_user = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=None)
-        return (
-            [dict(m) for m in msgs[: last_user + 1]]
-            if last_user is not None
-            else [dict(m) for m in msgs]
-        )
-    return [{"role": "user", "content": rec["prompt"]}]
 
 
 def _answer(

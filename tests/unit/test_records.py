@@ -1,0 +1,47 @@
+"""The record views every consumer reads records through, and their one rule for
+conversations: the prompt is everything before the final assistant turn."""
+
+from datakit.records import conversation, exchange, instruction_text, prompt_messages
+
+SYS = {"role": "system", "content": "Be brief."}
+U1 = {"role": "user", "content": "Hi?"}
+A1 = {"role": "assistant", "content": "Hello."}
+U2 = {"role": "user", "content": "And the weather?"}
+A2 = {"role": "assistant", "content": "Rain."}
+
+
+def test_instruction_views():
+    rec = {"instruction": "Convert it.", "input": "25 C", "output": "77 F"}
+    assert instruction_text(rec) == "Convert it.\n\n25 C"
+    assert instruction_text({"instruction": "Say hi.", "input": ""}) == "Say hi."
+    assert prompt_messages(rec) == [{"role": "user", "content": "Convert it.\n\n25 C"}]
+    assert exchange(rec) == ("Convert it.\n\n25 C", "77 F")
+    assert conversation(rec) == [
+        {"role": "user", "content": "Convert it.\n\n25 C"},
+        {"role": "assistant", "content": "77 F"},
+    ]
+
+
+def test_multi_turn_prompt_is_everything_before_the_final_assistant_turn():
+    rec = {"messages": [SYS, U1, A1, U2, A2]}
+    assert prompt_messages(rec) == [SYS, U1, A1, U2]
+    assert exchange(rec) == ("And the weather?", "Rain.")
+    open_ended = {"messages": [SYS, U1, A1, U2]}  # no final answer: all of it is prompt
+    assert prompt_messages(open_ended) == [SYS, U1, A1, U2]
+    assert exchange(open_ended) == ("And the weather?", "")
+    tool = {"role": "tool", "content": "{\"t\": 9}"}
+    calls = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "w"}}]}
+    with_tools = {"messages": [U2, calls, tool, A2]}
+    assert prompt_messages(with_tools) == [U2, calls, tool]  # the tool exchange is context
+    assert exchange(with_tools) == ("And the weather?", "Rain.")
+
+
+def test_prompt_fields():
+    assert prompt_messages({"prompt": "Q?", "references": ["A"]}) == [
+        {"role": "user", "content": "Q?"}
+    ]
+    assert prompt_messages({"prompt": [SYS, U1], "chosen": "x", "rejected": "y"}) == [SYS, U1]
+    # views copy: changing the result never changes the record
+    rec = {"messages": [U1, A1]}
+    prompt_messages(rec)[0]["content"] = "changed"
+    assert rec["messages"][0]["content"] == "Hi?"
