@@ -382,11 +382,7 @@ def validated(records: Iterator[Located], kind: str, path: str | Path) -> Iterat
     """Check each record against its kind's schema, raising with file:location: field."""
     v = validator_for(kind)
     for loc, rec in records:
-        if not v.is_valid(rec):
-            if not isinstance(rec, dict):
-                raise DatakitError(f"{path}:{loc}: expected a JSON object")
-            field, msg = v.errors(rec)[0]
-            raise DatakitError(f"{path}:{loc}: {field}: {msg}")
+        v.check(rec, f"{path}:{loc}")
         yield rec
 
 

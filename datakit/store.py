@@ -103,7 +103,6 @@ def _write_records(
 ) -> _Written:
     """One pass: id, schema check, duplicate check, stats, sha256 and the (buffered) write."""
     validator = validator_for(kind)
-    is_valid = validator.is_valid
     acc = StatsAccumulator(kind)
     h = hashlib.sha256()
     size = 0
@@ -114,9 +113,8 @@ def _write_records(
             if not isinstance(raw, dict):
                 raise DatakitError(f"{source}: record {i}: expected a JSON object")
             rec = with_id(raw, kind)
-            if check and not is_valid(rec):
-                rpath, msg = validator.errors(rec)[0]
-                raise DatakitError(f"{source}: record {i}: {rpath}: {msg}")
+            if check:
+                validator.check(rec, f"{source}: record {i}")
             rid = rec["id"]
             if rid in seen:
                 raise DatakitError(f"{source}: record {i}: $.id: duplicate id {rid!r}")

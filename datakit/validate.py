@@ -119,6 +119,16 @@ class RecordValidator:
     def is_valid(self, record: Any) -> bool:
         return self._fast.is_valid(record)
 
+    def check(self, record: Any, where: str) -> None:
+        """Raise the error contract's one line, ``WHERE: $.path: message``, for an invalid
+        record (its first problem); nothing for a valid one."""
+        if self._fast.is_valid(record):
+            return
+        if not isinstance(record, dict):
+            raise DatakitError(f"{where}: $: expected a JSON object, got {_json_type(record)}")
+        path, msg = self.errors(record)[0]
+        raise DatakitError(f"{where}: {path}: {msg}")
+
     def errors(self, record: Any) -> list[tuple[str, str]]:
         errs = sorted(
             self._full.iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path]
