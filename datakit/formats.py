@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from .records import (
     infer_kind,
     messages_to_instruction,
 )
+from .runs import atomic_file
 from .schemas import load_schema
 from .validate import iter_lines, validator_for
 
@@ -486,24 +486,18 @@ def export_records(records: Iterator[Record], kind: str, fmt: str, out_path: str
     out = Path(out_path)
     if out.parent and not out.parent.exists():
         raise DatakitError(f"{out}: directory {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     as_array = out.suffix == ".json"
     n = 0
-    try:
-        with open(tmp, "wb") as f:
+    with atomic_file(out) as tmp, open(tmp, "wb") as f:
+        if as_array:
+            f.write(b"[\n")
+        for rec in records:
+            line = orjson.dumps(convert(rec, kind, fmt))
             if as_array:
-                f.write(b"[\n")
-            for rec in records:
-                line = orjson.dumps(convert(rec, kind, fmt))
-                if as_array:
-                    f.write((b",\n" if n else b"") + line)
-                else:
-                    f.write(line + b"\n")
-                n += 1
-            if as_array:
-                f.write(b"\n]\n")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                f.write((b",\n" if n else b"") + line)
+            else:
+                f.write(line + b"\n")
+            n += 1
+        if as_array:
+            f.write(b"\n]\n")
     return n

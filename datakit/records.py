@@ -107,7 +107,9 @@ def conversation(rec: Record) -> list[dict[str, Any]]:
 
 
 def _as_turns(value: Any, role: str) -> list[dict[str, Any]]:
-    return [dict(m) for m in value] if isinstance(value, list) else [{"role": role, "content": value}]
+    return (
+        [dict(m) for m in value] if isinstance(value, list) else [{"role": role, "content": value}]
+    )
 
 
 def prompt_messages(rec: Record) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ import orjson
 
 from .errors import DatakitError
 from .records import Record, StatsAccumulator, check_kind, with_id
+from .runs import atomic_write_bytes, config_hash
 from .validate import iter_lines, validator_for
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,6 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 _TMP_PREFIX = ".tmp-"
-
-
-def config_hash(config: Any) -> str | None:
-    if config is None:
-        return None
-    return hashlib.sha256(orjson.dumps(config, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -374,12 +369,10 @@ class DatasetStore:
                     f"tag {tag!r} already points to {v.name}@v{tags[tag]}; use --force to move it"
                 )
             tags[tag] = v.version
-            p = self.root / v.name / "tags.json"
-            tmp = p.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(
-                orjson.dumps(tags, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+            atomic_write_bytes(
+                self.root / v.name / "tags.json",
+                orjson.dumps(tags, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n",
             )
-            os.replace(tmp, p)
         return v
 
     # ------------------------------------------------------------------ comparing

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 from datakit.records import instruction_to_messages
+from datakit.runs import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +220,7 @@ def init_tiny(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         summary = {
@@ -238,11 +235,5 @@ def init_tiny(
             **TINY_ARCH,
         }
         (tmp / "tiny_model.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("tiny model at %s: %d parameters", out, summary["parameters"])
     return summary

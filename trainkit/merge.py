@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.runs import atomic_dir, read_run
 
-from .model import adapter_base, building_dir, is_adapter_dir, load_tokenizer, merged_from_adapter
+from .model import adapter_base, is_adapter_dir, load_tokenizer, merged_from_adapter
 
 MERGEABLE = {"LORA", "IA3"}
 
@@ -24,10 +25,10 @@ def adapter_dir_of(run: str | Path) -> tuple[Path, dict[str, Any]]:
     """The adapter of a run dir (its final/) or an adapter dir itself, and the run's config."""
     run = Path(run)
     config: dict[str, Any] = {}
-    if (run / "run.json").is_file():
+    info = read_run(run)
+    if info is not None:
         if (run / "config.json").is_file():
             config = json.loads((run / "config.json").read_text())
-        info = json.loads((run / "run.json").read_text())
         if info.get("status") != "complete":
             raise DatakitError(
                 f"{run}: the run is not complete (status {info.get('status')}); finish it first"
@@ -54,7 +55,7 @@ def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, An
             "weights; load the adapter with PEFT (or serve it unmerged)"
         )
     merged, dequantized = merged_from_adapter(adapter)
-    with building_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp)
         load_tokenizer(str(adapter)).save_pretrained(tmp)
     return {

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
+from datakit.runs import atomic_dir
 
 from .config import Stage
 
@@ -31,20 +28,6 @@ def cuda() -> bool:
 def device_map() -> Any:
     """Where a 4-bit model is placed: the first GPU, else the CPU."""
     return {"": 0} if cuda() else "cpu"
-
-
-@contextmanager
-def building_dir(out: Path) -> Iterator[Path]:
-    """Write a directory under a temporary name; it appears at ``out`` only when complete,
-    so a run killed while saving never leaves a half-written model behind."""
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    yield tmp
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
 
 
 def load_tokenizer(path: str) -> Any:
@@ -143,7 +126,7 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
         if not (merged_dir / "config.json").is_file():
             log.info("merging the adapter of %s into its base to start %s", path, stage.name)
             merged, _ = merged_from_adapter(path, dtype)
-            with building_dir(merged_dir) as tmp:
+            with atomic_dir(merged_dir) as tmp:
                 merged.save_pretrained(tmp)
                 load_tokenizer(path).save_pretrained(tmp)
             del merged

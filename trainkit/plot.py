@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from datakit.runs import atomic_file
+
 CURVES = (("loss", "eval_loss"), ("learning_rate",), ("grad_norm",))
 
 
@@ -47,8 +49,7 @@ def plot_curves(metrics_path: Path, out: Path, title: str = "") -> Path | None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(out)
     return out

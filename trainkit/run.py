@@ -21,21 +21,26 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from datakit.errors import DatakitError
 from datakit.models import check_model
-from datakit.store import DatasetStore, config_hash
+from datakit.runs import (
+    atomic_dir,
+    atomic_write_json,
+    config_hash,
+    git_commit,
+    library_versions,
+    read_run,
+)
+from datakit.store import DatasetStore
 
 from .config import Stage, TrainPlan, final_dir, plan
 from .model import (
     BASE_QUANTIZATION_FILE,
-    building_dir,
     cuda,
     is_adapter_dir,
     load_base,
@@ -45,17 +50,6 @@ from .model import (
 from .plot import plot_curves, read_metrics
 
 log = logging.getLogger(__name__)
-
-LIBRARIES = (
-    "finetune-toolkit",
-    "torch",
-    "transformers",
-    "trl",
-    "peft",
-    "bitsandbytes",
-    "accelerate",
-    "datasets",
-)
 
 
 @dataclass
@@ -67,54 +61,12 @@ class StageResult:
     metrics: dict[str, Any]
 
 
-def library_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_commit(cwd: Path) -> dict[str, Any] | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-        if head.returncode:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def read_run(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -312,8 +264,8 @@ def run_stage(
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if rank() == 0:
-        _write_json(run_dir / "config.json", resolved)
-        _write_json(run_dir / "run.json", info)
+        atomic_write_json(run_dir / "config.json", resolved)
+        atomic_write_json(run_dir / "run.json", info)
 
     model = load_base(stage)
     from transformers import EarlyStoppingCallback
@@ -369,7 +321,7 @@ def run_stage(
             final=str(final_dir(run_dir)),
             final_kind="adapter" if is_adapter_dir(final_dir(run_dir)) else "model",
         )
-        _write_json(run_dir / "run.json", info)
+        atomic_write_json(run_dir / "run.json", info)
     return StageResult(
         stage.name, stage.method, run_dir, "resumed" if resume else "trained", metrics
     )
@@ -378,7 +330,7 @@ def run_stage(
 def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
     """The final adapter or model, with tokenizer and chat template, in <run>/final."""
     model = trainer.model
-    with building_dir(final_dir(stage.run_dir)) as tmp:
+    with atomic_dir(final_dir(stage.run_dir)) as tmp:
         if stage.method == "reward" and hasattr(model, "merge_and_unload"):
             # RL loads the reward model as a plain sequence classifier: save it merged.
             model.merge_and_unload().save_pretrained(tmp)
@@ -387,7 +339,7 @@ def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
             if is_adapter_dir(tmp) and stage.quantization.get("load_in_4bit"):
                 # The adapter carries how its base was quantised: a merge (of this dir or
                 # a copy of it) or a later `from:` stage rebuilds the base it trained on.
-                _write_json(tmp / BASE_QUANTIZATION_FILE, stage.quantization)
+                atomic_write_json(tmp / BASE_QUANTIZATION_FILE, stage.quantization)
         tokenizer.save_pretrained(tmp)
 
 

@@ -6,19 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from datakit.runs import read_run
 
 from .plot import read_metrics
 
 
 def summarize(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError:
-        raise DatakitError(f"{run_dir}: not a training run (no run.json)") from None
-    except ValueError as e:
-        raise DatakitError(f"{run_dir}/run.json: not valid JSON ({e})") from None
+    info = read_run(run_dir, required=True)
     config = {}
     if (run_dir / "config.json").is_file():
         config = json.loads((run_dir / "config.json").read_text())

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..engines import Request
+from ..records import exchange
 from . import prompts
 from .context import OpContext
-from ..records import exchange
 
 
 def run(

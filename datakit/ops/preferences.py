@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..engines import Request
+from ..records import prompt_messages
 from . import judge as judge_mod
 from .context import OpContext
-from ..records import prompt_messages
 
 
 def run(

@@ -18,7 +18,8 @@ from ..config import with_defaults
 from ..engines import CachedEngine, EngineSpec, build_engine, check_spec, spec_fingerprint
 from ..errors import DatakitError
 from ..schemas import load_schema
-from ..store import DatasetStore, Version, config_hash
+from ..runs import config_hash
+from ..store import DatasetStore, Version
 from . import Op, get_op
 from .context import OpContext
 

@@ -29,7 +29,7 @@ def test_multi_turn_prompt_is_everything_before_the_final_assistant_turn():
     open_ended = {"messages": [SYS, U1, A1, U2]}  # no final answer: all of it is prompt
     assert prompt_messages(open_ended) == [SYS, U1, A1, U2]
     assert exchange(open_ended) == ("And the weather?", "")
-    tool = {"role": "tool", "content": "{\"t\": 9}"}
+    tool = {"role": "tool", "content": '{"t": 9}'}
     calls = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "w"}}]}
     with_tools = {"messages": [U2, calls, tool, A2]}
     assert prompt_messages(with_tools) == [U2, calls, tool]  # the tool exchange is context
