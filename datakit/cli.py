@@ -11,6 +11,8 @@ import click
 
 from .clikit import (
     Group,
+    config_data_root_option,
+    config_runs_root_option,
     data_root_option,
     echo_json,
     json_option,
@@ -482,9 +484,8 @@ def validate_cmd(
 
 @cli.command("run")
 @click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
-@click.option(
-    "--data-root", type=click.Path(file_okay=False), help="Override the config's data_root."
-)
+@config_data_root_option
+@config_runs_root_option
 @click.option("--only", multiple=True, help="Run only this step (repeatable).")
 @click.option("--force", is_flag=True, help="Re-run steps even when their config is unchanged.")
 @json_option
@@ -492,6 +493,7 @@ def validate_cmd(
 def run_cmd(
     config: str,
     data_root: str | None,
+    runs_root: str | None,
     only: tuple[str, ...],
     force: bool,
     as_json: bool,
@@ -515,7 +517,9 @@ def run_cmd(
     from .ops.runner import step_line
     from .pipeline import run_data
 
-    s = run_data(config, data_root, quiet=quiet, only=list(only) or None, force=force)
+    s = run_data(
+        config, data_root, quiet=quiet, only=list(only) or None, force=force, runs_root=runs_root
+    )
     if as_json:
         echo_json({"models": s.models, "datasets": s.datasets, "steps": s.steps})
         return

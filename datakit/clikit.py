@@ -54,6 +54,21 @@ data_root_option = click.option(
     help="Directory of the versioned datasets (env DATAKIT_DATA_ROOT).",
 )
 
+# For commands that read pipeline.yaml: the flag or the environment variable wins over the
+# config's data_root / runs_root.
+config_data_root_option = click.option(
+    "--data-root",
+    envvar="DATAKIT_DATA_ROOT",
+    type=click.Path(file_okay=False),
+    help="Override the config's data_root (env DATAKIT_DATA_ROOT).",
+)
+config_runs_root_option = click.option(
+    "--runs-root",
+    envvar="DATAKIT_RUNS_ROOT",
+    type=click.Path(file_okay=False),
+    help="Override the config's runs_root (env DATAKIT_RUNS_ROOT).",
+)
+
 
 def echo_json(obj: Any) -> None:
     import orjson

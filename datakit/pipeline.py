@@ -51,6 +51,7 @@ def run_data(
     quiet: bool = False,
     only: list[str] | None = None,
     force: bool = False,
+    runs_root: str | Path | None = None,
 ) -> RunSummary:
     cfg = load_config(config_path)
     base = Path(config_path).resolve().parent
@@ -92,7 +93,8 @@ def run_data(
         summary.datasets.append(
             {"ref": v.ref, "kind": kind, "count": v.manifest()["count"], "reused": v.reused}
         )
-    _run_steps(cfg, base, store, specs, summary, quiet, only, force)
+    runs = Path(runs_root) if runs_root is not None else resolve_path(base, cfg["runs_root"])
+    _run_steps(cfg, runs, store, specs, summary, quiet, only, force)
     return summary
 
 
@@ -118,7 +120,7 @@ def _check_steps(cfg: dict[str, Any], specs: dict[str, Any], only: list[str] | N
 
 def _run_steps(
     cfg: dict[str, Any],
-    base: Path,
+    runs: Path,
     store: DatasetStore,
     specs: dict[str, Any],
     summary: RunSummary,
@@ -131,7 +133,7 @@ def _run_steps(
     steps = cfg.get("data", {}).get("steps", [])
     if not steps:
         return
-    pool = EnginePool(resolve_path(base, cfg["runs_root"]) / "cache", quiet=quiet)
+    pool = EnginePool(runs / "cache", quiet=quiet)
     roles = (("engine", "engine"), ("judge", "judge_engine"), ("teacher", "teacher_engine"))
     try:
         for step in steps:

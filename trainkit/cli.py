@@ -6,6 +6,8 @@ import click
 
 from datakit.clikit import (
     Group,
+    config_data_root_option,
+    config_runs_root_option,
     echo_json,
     json_option,
     quiet_option,
@@ -132,9 +134,8 @@ def _quiet_libraries(progress: bool = False) -> None:
     help="Retrain even a finished stage, replacing its run directory.",
 )
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Override train.output_dir.")
-@click.option(
-    "--data-root", type=click.Path(file_okay=False), help="Override the config's data_root."
-)
+@config_data_root_option
+@config_runs_root_option
 @json_option
 @quiet_option
 def run_cmd(
@@ -143,6 +144,7 @@ def run_cmd(
     force: bool,
     output_dir: str | None,
     data_root: str | None,
+    runs_root: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -173,6 +175,7 @@ def run_cmd(
         quiet=quiet,
         output_dir=output_dir,
         data_root=data_root,
+        runs_root=runs_root,
     )
     from .run import rank
 

@@ -68,19 +68,30 @@ def final_dir(run_dir: Path) -> Path:
     return run_dir / "final"
 
 
-def plan(config_path: str | Path, output_dir: str | Path | None = None) -> TrainPlan:
-    """Load and check the config; resolve every stage. Raises DatakitError on any problem."""
+def plan(
+    config_path: str | Path,
+    output_dir: str | Path | None = None,
+    runs_root: str | Path | None = None,
+    data_root: str | Path | None = None,
+) -> TrainPlan:
+    """Load and check the config; resolve every stage. Raises DatakitError on any problem.
+
+    ``output_dir`` (else train.output_dir, else <runs_root>/train), ``runs_root`` and
+    ``data_root`` override the config's."""
     config_path = Path(config_path)
     cfg = load_config(config_path)
     base = config_path.resolve().parent
     train = cfg.get("train") or {}
-    out = (
-        Path(output_dir)
-        if output_dir is not None
-        else resolve_path(base, train.get("output_dir") or str(Path(cfg["runs_root"]) / "train"))
-    )
+    runs = Path(runs_root) if runs_root is not None else resolve_path(base, cfg["runs_root"])
+    if output_dir is not None:
+        out = Path(output_dir)
+    elif train.get("output_dir"):
+        out = resolve_path(base, train["output_dir"])
+    else:
+        out = runs / "train"
     stages = resolve_stages(cfg, base, out)
-    return TrainPlan(config_path, resolve_path(base, cfg["data_root"]), out, stages)
+    data = Path(data_root) if data_root is not None else resolve_path(base, cfg["data_root"])
+    return TrainPlan(config_path, data, out, stages)
 
 
 def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:

@@ -350,15 +350,16 @@ def run_train(
     quiet: bool = False,
     output_dir: str | Path | None = None,
     data_root: str | Path | None = None,
+    runs_root: str | Path | None = None,
 ) -> tuple[TrainPlan, list[StageResult]]:
-    p = plan(config_path, output_dir)
+    p = plan(config_path, output_dir, runs_root=runs_root, data_root=data_root)
     names = [s.name for s in p.stages]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
         raise DatakitError(
             f"no stage named {', '.join(unknown)} (stages: {', '.join(names) or 'none'})"
         )
-    store = DatasetStore(data_root if data_root is not None else p.data_root)
+    store = DatasetStore(p.data_root)
     repo_dir = Path(config_path).resolve().parent
     results = []
     for stage in p.stages:

@@ -17,8 +17,8 @@ from typing import Any
 from ..config import with_defaults
 from ..engines import CachedEngine, EngineSpec, build_engine, check_spec, spec_fingerprint
 from ..errors import DatakitError
-from ..schemas import load_schema
 from ..runs import config_hash
+from ..schemas import load_schema
 from ..store import DatasetStore, Version
 from . import Op, get_op
 from .context import OpContext
