@@ -188,21 +188,7 @@ def ls_cmd(data_root: str, as_json: bool) -> None:
       datakit ls
       datakit ls --data-root /mnt/datasets --json
     """
-    store = _store(data_root)
-    rows = []
-    for name in store.names():
-        v = store.versions(name)[-1]
-        m = v.manifest()
-        rows.append(
-            {
-                "name": name,
-                "latest": v.ref,
-                "versions": len(store.versions(name)),
-                "kind": m["kind"],
-                "count": m["count"],
-                "tags": store.tags(name),
-            }
-        )
+    rows = _store(data_root).listing()
     if as_json:
         echo_json(rows)
         return
@@ -229,26 +215,7 @@ def log_cmd(name: str, data_root: str, as_json: bool) -> None:
     Examples:
       datakit log seeds
     """
-    store = _store(data_root)
-    store.resolve(name.split("@")[0])  # clear error for an unknown name
-    tags_by_version: dict[int, list[str]] = {}
-    for t, n in store.tags(name).items():
-        tags_by_version.setdefault(n, []).append(t)
-    rows = []
-    for v in reversed(store.versions(name)):
-        m = v.manifest()
-        rows.append(
-            {
-                "ref": v.ref,
-                "created": m["created"],
-                "kind": m["kind"],
-                "count": m["count"],
-                "step": m["step"]["name"],
-                "parents": m["parents"],
-                "tags": sorted(tags_by_version.get(v.version, [])),
-                "message": m.get("message"),
-            }
-        )
+    rows = _store(data_root).history(name)
     if as_json:
         echo_json(rows)
         return
@@ -283,11 +250,9 @@ def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
       datakit show seeds@v2 -n 10
       datakit show seeds --json | jq .manifest.stats
     """
-    import itertools
-
     v = _store(data_root).resolve(ref)
     m = v.manifest()
-    head = list(itertools.islice(v.records(), n))
+    head = v.head(n)
     if as_json:
         echo_json({"ref": v.ref, "path": str(v.path), "manifest": m, "records": head})
         return

@@ -167,6 +167,12 @@ class Version:
                 raise DatakitError(problem.format(str(self.records_path)))
             yield obj
 
+    def head(self, n: int) -> list[Record]:
+        """The first ``n`` records."""
+        import itertools
+
+        return list(itertools.islice(self.records(), n))
+
     def verify(self) -> None:
         """Raise DatakitError if records.jsonl no longer matches the manifest's sha256."""
         h = hashlib.sha256()
@@ -250,6 +256,47 @@ class DatasetStore:
                 raise DatakitError(f"{name} has no tag {sel!r} (tags: {have})")
             n = tags[sel]
         return Version(name, n, self.root / name / f"v{n}")
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every dataset with its latest version, kind, size and tags (``datakit ls``)."""
+        rows = []
+        for name in self.names():
+            versions = self.versions(name)
+            m = versions[-1].manifest()
+            rows.append(
+                {
+                    "name": name,
+                    "latest": versions[-1].ref,
+                    "versions": len(versions),
+                    "kind": m["kind"],
+                    "count": m["count"],
+                    "tags": self.tags(name),
+                }
+            )
+        return rows
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """The versions of ``name``, newest first, with what made each (``datakit log``)."""
+        self.resolve(name.split("@")[0])  # a clear error for an unknown name
+        tags_by_version: dict[int, list[str]] = {}
+        for t, n in self.tags(name).items():
+            tags_by_version.setdefault(n, []).append(t)
+        rows = []
+        for v in reversed(self.versions(name)):
+            m = v.manifest()
+            rows.append(
+                {
+                    "ref": v.ref,
+                    "created": m["created"],
+                    "kind": m["kind"],
+                    "count": m["count"],
+                    "step": m["step"]["name"],
+                    "parents": m["parents"],
+                    "tags": sorted(tags_by_version.get(v.version, [])),
+                    "message": m.get("message"),
+                }
+            )
+        return rows
 
     # ------------------------------------------------------------------ writing
 

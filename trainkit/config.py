@@ -8,7 +8,7 @@ resolved through ``models``, and defaults that depend on the method and the adap
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class Stage:
     eval_split: float = 0.0
     from_stage: str | None = None
     reward_model: str | None = None  # rl: resolved path (a stage's final dir or a directory)
-    raw: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         """Everything that decides the result, as written to the run's config.json."""
@@ -180,7 +179,6 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
             eval_split=raw.get("eval_split", 0.0),
             from_stage=from_stage,
             reward_model=reward_model,
-            raw=raw,
         )
         seen[stage.name] = stage
         stages.append(stage)

@@ -121,7 +121,3 @@ class EngineSpec:
     model: str
     options: dict[str, Any] = field(default_factory=dict)
 
-    def key(self) -> str:
-        return hashlib.sha256(
-            orjson.dumps([self.backend, self.model], option=orjson.OPT_SORT_KEYS)
-        ).hexdigest()[:16]
