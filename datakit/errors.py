@@ -9,4 +9,3 @@ from __future__ import annotations
 
 class DatakitError(Exception):
     """An expected failure caused by the user's input; its message is shown as-is."""
-

@@ -120,4 +120,3 @@ class EngineSpec:
     backend: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
-

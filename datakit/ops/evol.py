@@ -75,119 +75,125 @@ def run(
         )
     names, weights = list(ops), [ops[k] for k in ops]
     # Pool entries: (text, root id, chain of operations so far)
-    pool: list[tuple[str, str, list[str]]] = [(exchange(r)[0], r["id"], []) for r in records]
+    pool: list[Entry] = [(exchange(r)[0], r["id"], []) for r in records]
     out: list[dict[str, Any]] = []
-    for rnd in range(rounds):
-        ops_chosen = [ctx.rng.choices(names, weights)[0] for _ in pool]
-        reqs = []
-        for (text, root, chain), op in zip(pool, ops_chosen, strict=True):
-            tmpl = (
-                prompts.EVOL_BREADTH.format(instruction=text)
-                if op == "breadth"
-                else prompts.EVOL_DEPTH.format(method=prompts.EVOL_METHODS[op], instruction=text)
+    for rnd in range(1, rounds + 1):
+        chosen = [ctx.rng.choices(names, weights)[0] for _ in pool]
+        reqs = [
+            _rewrite_request(
+                text,
+                op,
+                ctx.request_seed("evol", rnd - 1, root, len(chain), op),
+                temperature,
+                max_tokens,
             )
-            reqs.append(
-                Request.chat(
-                    [{"role": "user", "content": tmpl}],
-                    temperature=temperature,
-                    max_tokens=max_tokens,
-                    seed=ctx.request_seed("evol", rnd, root, len(chain), op),
-                )
-            )
+            for (text, root, chain), op in zip(pool, chosen, strict=True)
+        ]
         evolved = [
-            r.text.strip() if r.ok else ""
-            for r in ctx.generate(reqs, desc=f"evolve round {rnd + 1}")
+            r.text.strip() if r.ok else "" for r in ctx.generate(reqs, desc=f"evolve round {rnd}")
         ]
-        # Cheap checks first; the model is asked only about what survives them.
-        alive = []
-        for k, ev in enumerate(evolved):
-            reason = elimination_reason(ev)
-            if reason:
-                ctx.reject(
-                    {"instruction": ev},
-                    reason,
-                    original=pool[k][0],
-                    operation=ops_chosen[k],
-                    round=rnd + 1,
-                )
-            else:
-                alive.append(k)
-        eq_reqs = [
-            Request.chat(
-                [
-                    {
-                        "role": "user",
-                        "content": prompts.EVOL_EQUAL.format(a=pool[k][0], b=evolved[k]),
-                    }
-                ],
-                choice=("equal", "not_equal"),
-                temperature=0.0,
-                max_tokens=4,
-            )
-            for k in alive
-            if ops_chosen[k] != "breadth"
-        ]
-        eq_iter = iter(ctx.generate(eq_reqs, desc="information gain") if eq_reqs else [])
-        gained = []
-        for k in alive:
-            if ops_chosen[k] != "breadth" and next(eq_iter).text.strip() == "equal":
-                ctx.reject(
-                    {"instruction": evolved[k]},
-                    "no_information_gain",
-                    original=pool[k][0],
-                    operation=ops_chosen[k],
-                    round=rnd + 1,
-                )
-            else:
-                gained.append(k)
-        resp_reqs = [
-            Request.chat(
-                [{"role": "user", "content": evolved[k]}],
-                temperature=0.0,
-                max_tokens=response_max_tokens,
-                seed=ctx.request_seed("evol_response", evolved[k]),
-            )
-            for k in gained
-        ]
-        responses = ctx.generate(resp_reqs, desc="respond to evolved") if resp_reqs else []
+
+        def drop(k, record, reason, rnd=rnd, pool=pool, chosen=chosen) -> None:
+            ctx.reject(record, reason, original=pool[k][0], operation=chosen[k], round=rnd)
+
+        gained = _eliminate(pool, chosen, evolved, ctx, drop)
+        answers = _answers([evolved[k] for k in gained], ctx, response_max_tokens)
         next_pool = list(pool)
-        for k, res in zip(gained, responses, strict=True):
-            answer = res.text.strip() if res.ok else ""
+        for k, answer in zip(gained, answers, strict=True):
             if not answer or is_apology(answer):
-                ctx.reject(
-                    {"instruction": evolved[k], "output": answer},
-                    "apology_or_empty_response",
-                    original=pool[k][0],
-                    operation=ops_chosen[k],
-                    round=rnd + 1,
-                )
+                drop(k, {"instruction": evolved[k], "output": answer}, "apology_or_empty_response")
                 continue
             text, root, chain = pool[k]
-            new_chain = [*chain, ops_chosen[k]]
+            next_pool[k] = (evolved[k], root, [*chain, chosen[k]])
             out.append(
-                {
-                    "instruction": evolved[k],
-                    "input": "",
-                    "output": answer,
-                    "meta": ctx.meta(
-                        "evol",
-                        reqs[k],
-                        "EVOL_BREADTH" if ops_chosen[k] == "breadth" else "EVOL_DEPTH",
-                        prompts.EVOL_BREADTH if ops_chosen[k] == "breadth" else prompts.EVOL_DEPTH,
-                        parents=[root],
-                        evolution={
-                            "round": rnd + 1,
-                            "operation": ops_chosen[k],
-                            "chain": new_chain,
-                            "original": text,
-                        },
-                    ),
-                }
+                _record(evolved[k], answer, reqs[k], chosen[k], rnd, next_pool[k], text, ctx)
             )
-            next_pool[k] = (
-                evolved[k],
-                root,
-                new_chain,
-            )  # survivors evolve further; the eliminated retry from their original
+        # survivors evolve further; the eliminated retry from their original
         pool = next_pool
     return out
+
+
+Entry = tuple[str, str, list[str]]  # (text, root record id, chain of operations so far)
+
+
+def _rewrite_request(text: str, op: str, seed: int, temperature: float, max_tokens: int) -> Request:
+    prompt = (
+        prompts.EVOL_BREADTH.format(instruction=text)
+        if op == "breadth"
+        else prompts.EVOL_DEPTH.format(method=prompts.EVOL_METHODS[op], instruction=text)
+    )
+    return Request.chat(
+        [{"role": "user", "content": prompt}],
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+
+
+def _eliminate(
+    pool: list[Entry], chosen: list[str], evolved: list[str], ctx: OpContext, drop
+) -> list[int]:
+    """The elimination step: cheap checks first, then the model is asked whether each depth
+    rewrite that survives them gained information. Returns the indices that pass."""
+    alive = []
+    for k, ev in enumerate(evolved):
+        reason = elimination_reason(ev)
+        if reason:
+            drop(k, {"instruction": ev}, reason)
+        else:
+            alive.append(k)
+    depth = [k for k in alive if chosen[k] != "breadth"]
+    eq_reqs = [
+        Request.chat(
+            [{"role": "user", "content": prompts.EVOL_EQUAL.format(a=pool[k][0], b=evolved[k])}],
+            choice=("equal", "not_equal"),
+            temperature=0.0,
+            max_tokens=4,
+        )
+        for k in depth
+    ]
+    verdicts = ctx.generate(eq_reqs, desc="information gain") if eq_reqs else []
+    equal = {k for k, r in zip(depth, verdicts, strict=True) if r.text.strip() == "equal"}
+    for k in sorted(equal):
+        drop(k, {"instruction": evolved[k]}, "no_information_gain")
+    return [k for k in alive if k not in equal]
+
+
+def _answers(instructions: list[str], ctx: OpContext, max_tokens: int) -> list[str]:
+    reqs = [
+        Request.chat(
+            [{"role": "user", "content": text}],
+            temperature=0.0,
+            max_tokens=max_tokens,
+            seed=ctx.request_seed("evol_response", text),
+        )
+        for text in instructions
+    ]
+    results = ctx.generate(reqs, desc="respond to evolved") if reqs else []
+    return [r.text.strip() if r.ok else "" for r in results]
+
+
+def _record(
+    instruction: str,
+    answer: str,
+    req: Request,
+    op: str,
+    rnd: int,
+    entry: Entry,
+    original: str,
+    ctx: OpContext,
+) -> dict[str, Any]:
+    breadth = op == "breadth"
+    return {
+        "instruction": instruction,
+        "input": "",
+        "output": answer,
+        "meta": ctx.meta(
+            "evol",
+            req,
+            "EVOL_BREADTH" if breadth else "EVOL_DEPTH",
+            prompts.EVOL_BREADTH if breadth else prompts.EVOL_DEPTH,
+            parents=[entry[1]],
+            evolution={"round": rnd, "operation": op, "chain": entry[2], "original": original},
+        ),
+    }

@@ -37,6 +37,21 @@ def run(
         "top_p": 1.0,
     }
     convs = [prompt_messages(r) for r in records]
+    cands = _candidates(records, convs, ctx, temperatures, samples_per_temperature, max_tokens)
+    pick = _pointwise if judge == "pointwise" else _pairwise
+    out: list[dict[str, Any]] = []
+    for k, best, worst, judged in pick(records, convs, cands, ctx, min_margin):
+        out.extend(_emit(records[k], convs[k], best, worst, ctx, emit, judged))
+    return out
+
+
+Candidates = list[list[tuple[str, float]]]  # per record: (distinct text, its temperature)
+
+
+def _candidates(
+    records, convs, ctx: OpContext, temperatures, samples_per_temperature: int, max_tokens: int
+) -> Candidates:
+    """Sample every record at every temperature; keep distinct, finished, non-empty texts."""
     reqs = [
         Request.chat(
             msgs,
@@ -51,7 +66,7 @@ def run(
     ]
     res = ctx.generate(reqs, desc="sample responses")
     per = len(temperatures)
-    cands: list[list[tuple[str, float]]] = []
+    cands: Candidates = []
     for k, rec in enumerate(records):
         seen: dict[str, float] = {}
         for t, r in zip(temperatures, res[k * per : (k + 1) * per], strict=True):
@@ -70,67 +85,58 @@ def run(
                 else:
                     seen[text] = t
         cands.append(list(seen.items()))
-    out: list[dict[str, Any]] = []
-    if judge == "pointwise":
-        flat = [
-            (convs[k][-1]["content"], text) for k in range(len(records)) for text, _ in cands[k]
-        ]
-        scores = iter(judge_mod.score(flat, ctx, desc="judge samples"))
-        for k, rec in enumerate(records):
-            scored = [(text, t, next(scores)) for text, t in cands[k]]
-            if len(scored) < 2:
-                ctx.reject(rec, "fewer_than_two_distinct_samples", samples=len(scored))
-                continue
-            errors = [s[2]["error"] for s in scored if "quality" not in s[2]]
-            scored = [s for s in scored if "quality" in s[2]]
-            if len(scored) < 2:
-                ctx.reject(rec, "judge_error", errors=errors)
-                continue
-            scored.sort(key=lambda s: -s[2]["quality"])
-            best, worst = scored[0], scored[-1]
-            if best[2]["quality"] - worst[2]["quality"] <= min_margin:
-                ctx.reject(rec, "tie", quality=best[2]["quality"])
-                continue
-            out.extend(
-                _emit(
-                    rec,
-                    convs[k],
-                    best,
-                    worst,
-                    ctx,
-                    emit,
-                    {
-                        "judge": "pointwise",
-                        "chosen_quality": best[2]["quality"],
-                        "rejected_quality": worst[2]["quality"],
-                    },
-                )
-            )
-    else:
-        items, owners = [], []
-        for k, rec in enumerate(records):
-            inst = convs[k][-1]["content"]
-            c = cands[k]
-            if len(c) < 2:
-                ctx.reject(rec, "fewer_than_two_distinct_samples", samples=len(c))
-                continue
-            for i in range(len(c)):
-                for j in range(i + 1, len(c)):
-                    items.append((inst, c[i][0], c[j][0]))
-                    owners.append((k, i, j))
-        verdicts = judge_mod.compare(items, ctx)
-        per_record: dict[int, dict[tuple[int, int], str]] = {}
-        for (k, i, j), v in zip(owners, verdicts, strict=True):
-            per_record.setdefault(k, {})[(i, j)] = v
-        for k, direct in sorted(per_record.items()):
-            pair, wins, reason = pick_pair(len(cands[k]), direct, min_margin)
-            if pair is None:
-                ctx.reject(records[k], reason, wins=wins)
-                continue
-            best, worst = (*cands[k][pair[0]], {}), (*cands[k][pair[1]], {})
-            judged = {"judge": "pairwise", "wins": wins, "pair": list(pair)}
-            out.extend(_emit(records[k], convs[k], best, worst, ctx, emit, judged))
-    return out
+    return cands
+
+
+def _pointwise(records, convs, cands: Candidates, ctx: OpContext, min_margin: float):
+    """Rubric-score every candidate; pair the best with the worst if they differ enough."""
+    flat = [(convs[k][-1]["content"], text) for k in range(len(records)) for text, _ in cands[k]]
+    scores = iter(judge_mod.score(flat, ctx, desc="judge samples"))
+    for k, rec in enumerate(records):
+        scored = [(text, t, next(scores)) for text, t in cands[k]]
+        if len(scored) < 2:
+            ctx.reject(rec, "fewer_than_two_distinct_samples", samples=len(scored))
+            continue
+        errors = [s[2]["error"] for s in scored if "quality" not in s[2]]
+        scored = [s for s in scored if "quality" in s[2]]
+        if len(scored) < 2:
+            ctx.reject(rec, "judge_error", errors=errors)
+            continue
+        scored.sort(key=lambda s: -s[2]["quality"])
+        best, worst = scored[0], scored[-1]
+        if best[2]["quality"] - worst[2]["quality"] <= min_margin:
+            ctx.reject(rec, "tie", quality=best[2]["quality"])
+            continue
+        judged = {
+            "judge": "pointwise",
+            "chosen_quality": best[2]["quality"],
+            "rejected_quality": worst[2]["quality"],
+        }
+        yield k, best, worst, judged
+
+
+def _pairwise(records, convs, cands: Candidates, ctx: OpContext, min_margin: float):
+    """Compare every two candidates (both orders); pair only a strict direct win."""
+    items, owners = [], []
+    for k, rec in enumerate(records):
+        inst, c = convs[k][-1]["content"], cands[k]
+        if len(c) < 2:
+            ctx.reject(rec, "fewer_than_two_distinct_samples", samples=len(c))
+            continue
+        for i in range(len(c)):
+            for j in range(i + 1, len(c)):
+                items.append((inst, c[i][0], c[j][0]))
+                owners.append((k, i, j))
+    per_record: dict[int, dict[tuple[int, int], str]] = {}
+    for (k, i, j), v in zip(owners, judge_mod.compare(items, ctx), strict=True):
+        per_record.setdefault(k, {})[(i, j)] = v
+    for k, direct in sorted(per_record.items()):
+        pair, wins, reason = pick_pair(len(cands[k]), direct, min_margin)
+        if pair is None:
+            ctx.reject(records[k], reason, wins=wins)
+            continue
+        best, worst = (*cands[k][pair[0]], {}), (*cands[k][pair[1]], {})
+        yield k, best, worst, {"judge": "pairwise", "wins": wins, "pair": list(pair)}
 
 
 def _sample_reject(ctx: OpContext, reason: str, rec, temperature: float, **detail: Any) -> None:
