@@ -524,3 +524,67 @@ def test_evol_operation_template_and_effect(op):
         "original": "Explain how tides work.",
     }
     assert rec["meta"]["parents"] == ["s"]
+
+
+def test_registry_matches_the_schema_and_the_cli():
+    from click.testing import CliRunner
+
+    from datakit.cli import cli as datakit
+
+    schema = load_schema("pipeline")
+    assert schema["definitions"]["step"]["properties"]["op"]["enum"] == list(OPS)
+    for name, op in OPS.items():
+        assert f"params_{name}" in schema["definitions"]
+        assert op.summary and op.example.startswith("datakit ")
+        group = datakit.commands["generate"] if op.command == "generate" else datakit
+        cmd = group.commands[op.cli_name]
+        assert op.summary in cmd.help and op.example in cmd.help
+        assert ("--model" in [o for p in cmd.params for o in p.opts]) == bool(op.roles)
+    res = CliRunner().invoke(datakit, ["ops", "--json"])
+    assert [r["name"] for r in json.loads(res.output)] == list(OPS)
+
+
+def test_runner_takes_several_inputs_and_named_outputs(store, tmp_path, monkeypatch):
+    """The shape curation needs (mix: several inputs; split: named outputs), on a toy op
+    registered for the test."""
+    import sys
+    import types
+
+    from datakit.ops import Op
+
+    mod = types.ModuleType("toy_ops")
+
+    def mix_split(inputs, ctx, every: int = 2):
+        merged = [r for recs in inputs for r in recs]
+        ctx.reject(merged[0], "first_dropped")
+        rest = merged[1:]
+        return {"even": rest[::every], "odd": rest[1::every]}
+
+    mod.mix_split = mix_split
+    monkeypatch.setitem(sys.modules, "toy_ops", mod)
+    toy = Op(
+        "toy",
+        "toy_ops:mix_split",
+        ("instruction",),
+        "same",
+        "Toy.",
+        "datakit toy",
+        many_inputs=True,
+        outputs=("even", "odd"),
+    )
+    monkeypatch.setitem(OPS, "toy", toy)
+    monkeypatch.setattr("datakit.ops.runner.op_params", lambda op, params: dict(params or {}))
+    store.write("a", [{"instruction": f"a{i}", "output": "x"} for i in range(3)], "instruction")
+    store.write("b", [{"instruction": f"b{i}", "output": "x"} for i in range(2)], "instruction")
+    res = run_step(store, "mixed", "toy", ["a", "b"], {}, quiet=True)  # no engines at all
+    assert set(res.versions) == {"mixed-even", "mixed-odd"}
+    even, odd = res.versions["mixed-even"], res.versions["mixed-odd"]
+    assert [r["instruction"] for r in even.records()] == ["a1", "b0"]
+    assert [r["instruction"] for r in odd.records()] == ["a2", "b1"]
+    assert even.manifest()["parents"] == ["a@v1", "b@v1"]
+    assert even.manifest()["stats"]["drops"] == {"first_dropped": 1}
+    assert res.summary()["outputs"][1]["ref"] == "mixed-odd@v1"
+    again = run_step(store, "mixed", "toy", ["a", "b"], {}, quiet=True)
+    assert again.skipped and again.versions["mixed-odd"].version == 1
+    with pytest.raises(DatakitError, match="filter reads one input, got 2"):
+        run_step(store, "f", "filter", ["a", "b"], {})
