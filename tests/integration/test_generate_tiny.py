@@ -19,6 +19,7 @@ def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypa
     from datakit.ops import judge as judge_mod
     from datakit.ops.runner import EnginePool, run_step
     from datakit.store import DatasetStore
+    from datakit.records import instruction_text
     from datakit.tiny import demo_seeds
 
     store = DatasetStore(tmp_path / "data")
@@ -54,7 +55,7 @@ def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypa
         by_inst.setdefault(inst, set()).add(v)
     record_rejects = [r for r in rejects if r.get("unit") != "sample"]
     for r in record_rejects:
-        inst = r["record"]["instruction"]
+        inst = instruction_text(r["record"])  # what the judge was shown
         if r["reason"] == "tie":
             assert by_inst[inst] == {"tie"}
         else:
@@ -95,7 +96,7 @@ data:
     first = run()
     assert not first["skipped"] and first["engine"]["engine"]["model_calls"] > 0
     assert run()["skipped"]  # unchanged: nothing to do
-    init_tiny(model, seed=1)  # retrained in place: same path, other weights
+    init_tiny(model, seed=1, force=True)  # retrained in place: same path, other weights
     again = run()
     assert not again["skipped"] and again["ref"] == "answers@v2"
     assert again["engine"]["engine"]["cache_hits"] == 0  # no stale answers from the cache
