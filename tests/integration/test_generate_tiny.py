@@ -18,8 +18,8 @@ def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypa
     from datakit.engines import EngineSpec
     from datakit.ops import judge as judge_mod
     from datakit.ops.runner import EnginePool, run_step
-    from datakit.store import DatasetStore
     from datakit.records import instruction_text
+    from datakit.store import DatasetStore
     from datakit.tiny import demo_seeds
 
     store = DatasetStore(tmp_path / "data")

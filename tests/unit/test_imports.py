@@ -10,8 +10,9 @@ included, since lazy imports are imports too):
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from tests.conftest import ROOT
 
@@ -106,10 +107,6 @@ def test_no_module_imports_a_cli_entry_module():
     assert entries == {"datakit.cli", "trainkit.cli", "evalkit.cli"}
     g = _graph()
     bad = [
-        (a, b)
-        for a, deps in g.items()
-        if not a.endswith("__main__")
-        for b in deps
-        if b in entries
+        (a, b) for a, deps in g.items() if not a.endswith("__main__") for b in deps if b in entries
     ]
     assert bad == []
