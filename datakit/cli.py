@@ -466,7 +466,7 @@ def run_cmd(
 ) -> None:
     """Run the data section of CONFIG (default pipeline.yaml).
 
-    The whole config is checked first. Then tiny models it declares are built
+    The whole config is checked first. Then models it declares are built
     if missing, each import becomes a dataset version, and the steps run in
     order, each writing a new version of its output dataset (rejects with their
     reasons in rejects.jsonl beside it). Unchanged imports and steps are

@@ -2,7 +2,8 @@
 content fingerprint of what it points at.
 
 A model reference is one of:
-- a named model: an entry of the config's ``models:`` (its ``path``);
+- a named model: an entry of the config's ``models:`` (its ``path``, or the shared cache
+  for a model built from a gguf_wheel);
 - a local directory: a model (``config.json``) or a PEFT adapter (``adapter_config.json``);
   a reference that starts with ``.``, ``/`` or ``~``, or names something that exists
   relative to the config, is a path;
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,29 @@ def resolve_path(base: Path, p: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
+def cache_dir() -> Path:
+    """The shared cache of built models and downloaded wheels (kept across `make clean`)."""
+    root = os.environ.get("FINETUNE_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "finetune-toolkit"
+
+
+def norm_package(package: str) -> str:
+    return re.sub(r"[-_.]+", "_", package).lower()
+
+
+def model_entry_path(entry: dict[str, Any], base: Path) -> Path:
+    """The directory of a ``models:`` entry: its ``path``, or for a gguf_wheel model without
+    one, its place in the shared cache (by package, version and file)."""
+    if entry.get("path"):
+        return resolve_path(base, entry["path"])
+    spec = entry["gguf_wheel"]
+    stem = Path(spec["file"]).stem
+    return cache_dir() / "models" / f"{norm_package(spec['package'])}-{spec['version']}" / stem
+
+
 def _looks_like_path(ref: str) -> bool:
     return ref.startswith((".", "/", "~")) or ref.count("/") != 1
 
@@ -47,7 +72,7 @@ def resolve_model(ref: str, models: dict[str, Any], base: Path, served: bool = F
     if not ref:
         return ""
     if ref in models:
-        return str(resolve_path(base, models[ref]["path"]))
+        return str(model_entry_path(models[ref], base))
     if served:
         return ref
     p = resolve_path(base, ref)

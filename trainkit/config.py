@@ -8,7 +8,7 @@ resolved through ``models``, and defaults that depend on the method and the adap
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,8 @@ class TrainPlan:
     data_root: Path
     output_dir: Path
     stages: list[Stage]
+    config: dict[str, Any] = field(default_factory=dict)  # the checked config, defaults in
+    models: list[str] = field(default_factory=list)  # names under models: the stages use
 
 
 def final_dir(run_dir: Path) -> Path:
@@ -90,7 +92,12 @@ def plan(
         out = runs / "train"
     stages = resolve_stages(cfg, base, out)
     data = Path(data_root) if data_root is not None else resolve_path(base, cfg["data_root"])
-    return TrainPlan(config_path, data, out, stages)
+    refs = {train.get("base_model")} | {
+        r.get(k) for r in train.get("stages", []) for k in ("base_model",)
+    }
+    refs |= {r.get("params", {}).get("reward_model") for r in train.get("stages", [])}
+    used = [name for name in cfg.get("models", {}) if name in refs]
+    return TrainPlan(config_path, data, out, stages, cfg, used)
 
 
 def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:

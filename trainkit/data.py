@@ -12,6 +12,7 @@ template, so the model sees the same format it will be served with.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,6 +132,32 @@ def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
     return rows
 
 
+_GENERATION = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def has_generation_markers(tokenizer: Any) -> bool:
+    """Whether the chat template marks assistant text ({% generation %}), which TRL's
+    assistant-only loss needs."""
+    return bool(_GENERATION.search(getattr(tokenizer, "chat_template", None) or ""))
+
+
+def assistant_turns_as_completions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversation rows as prompt/completion rows, one per assistant turn: the turn is the
+    completion, everything before it the prompt. With completion-only loss every assistant
+    turn is supervised once and nothing else is: assistant-only loss for chat templates
+    without generation markers (SmolLM2's, Llama's, ...)."""
+    out = []
+    for row in rows:
+        msgs = row["messages"]
+        for i, m in enumerate(msgs):
+            if m["role"] == "assistant" and i > 0:
+                pc: dict[str, Any] = {"prompt": msgs[:i], "completion": [m]}
+                if "tools" in row:
+                    pc["tools"] = row["tools"]
+                out.append(pc)
+    return out
+
+
 def _ref(version: Version) -> dict[str, Any]:
     m = version.manifest()
     return {"ref": version.ref, "kind": m["kind"], "count": m["count"], "sha256": m["sha256"]}
@@ -145,13 +172,27 @@ def load_stage_data(
     eval_dataset: str | None = None,
     eval_split: float = 0.0,
     seed: int = 0,
+    assistant_only: bool = False,
 ) -> StageData:
-    """Resolve, convert and check the stage's data; split off eval rows if asked."""
+    """Resolve, convert and check the stage's data; split off eval rows if asked.
+
+    ``assistant_only`` (SFT's assistant_only_loss): when the chat template has no generation
+    markers, conversations become one prompt/completion row per assistant turn."""
     import datasets
 
     chat = bool(getattr(tokenizer, "chat_template", None))
     version = store.resolve(dataset)
-    rows = _rows(version, method, chat)
+    split_turns = assistant_only and chat and not has_generation_markers(tokenizer)
+
+    def rows_of(v: Version) -> list[dict[str, Any]]:
+        rows = _rows(v, method, chat)
+        if split_turns and "messages" in rows[0]:
+            rows = assistant_turns_as_completions(rows)
+            if not rows:
+                raise DatakitError(f"{v.ref}: no assistant turn to train on")
+        return rows
+
+    rows = rows_of(version)
     refs = [_ref(version)]
     _check_chat_template(rows, tokenizer, version.ref)
     stats = check_lengths(rows, tokenizer, max_length, version.ref)
@@ -159,7 +200,7 @@ def load_stage_data(
     ev = None
     if eval_dataset:
         ev_version = store.resolve(eval_dataset)
-        ev = datasets.Dataset.from_list(_rows(ev_version, method, chat))
+        ev = datasets.Dataset.from_list(rows_of(ev_version))
         refs.append(_ref(ev_version))
     elif eval_split:
         if len(train) < 2:
@@ -169,6 +210,8 @@ def load_stage_data(
         split = train.train_test_split(test_size=eval_split, seed=seed)
         train, ev = split["train"], split["test"]
     stats.update({"train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0})
+    if split_turns:
+        stats["assistant_turns_as_completions"] = True
     return StageData(train, ev, refs, stats)
 
 

@@ -248,6 +248,7 @@ def run_stage(
         eval_dataset=stage.eval_dataset,
         eval_split=stage.eval_split,
         seed=stage.args["seed"],
+        assistant_only=stage.method == "sft" and stage.params.get("assistant_only_loss", False),
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {
@@ -359,6 +360,10 @@ def run_train(
         raise DatakitError(
             f"no stage named {', '.join(unknown)} (stages: {', '.join(names) or 'none'})"
         )
+    from datakit.model_sources import ensure_models
+
+    # Models the project builds (a gguf_wheel or tiny model) are built once, here if missing.
+    ensure_models(p.config, Path(config_path).resolve().parent, p.models, quiet=quiet)
     store = DatasetStore(p.data_root)
     repo_dir = Path(config_path).resolve().parent
     results = []

@@ -1,6 +1,8 @@
 """SFT supervises only what the model should say: assistant turns of conversations and the
 completion of prompt/completion rows, in the batches the trainer actually feeds the model,
-packed (our row-packed collator) and unpacked.
+packed (our row-packed collator) and unpacked, on a chat template with generation markers
+(the tiny model's) and on a real one without them (SmolLM2's: every assistant turn becomes
+the completion of a prompt/completion row).
 
 Today this holds because TRL 1.16 folds its assistant/completion masks into ``labels``
 before packing; if that changes, the row-packed collator must not lose them, and this test
@@ -34,15 +36,21 @@ PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_model):
+@pytest.fixture(
+    scope="module",
+    params=[
+        "tiny_model",  # a chat template with {% generation %} markers
+        pytest.param("smollm2", marks=pytest.mark.smollm2),  # a real one without them
+    ],
+)
+def project(request, tmp_path_factory):
     from datakit.store import DatasetStore
 
     root = tmp_path_factory.mktemp("labels")
     store = DatasetStore(root / "data")
     store.write("chats", CHATS, "chat")
     store.write("pairs", PAIRS, "preference")  # SFT trains on prompt -> chosen
-    return {"root": root, "model": tiny_model}
+    return {"root": root, "model": request.getfixturevalue(request.param)}
 
 
 def _fed_batches(project, monkeypatch, dataset: str, packing: bool) -> tuple[list, object]:
@@ -87,20 +95,28 @@ def _fed_batches(project, monkeypatch, dataset: str, packing: bool) -> tuple[lis
 
 
 def _labelled_spans(batch, tok) -> list[str]:
-    """The decoded text of every contiguous run of supervised tokens, batch row by row."""
+    """The text of every contiguous run of supervised tokens, batch row by row (special
+    tokens dropped); each run must end its turn with the end-of-turn (eos) token."""
     spans = []
     labels, ids = batch["labels"], batch["input_ids"]
+    position = batch.get("position_ids")
+
+    def close(run: list[int]) -> None:
+        assert tok.eos_token_id in run, tok.decode(run)  # the model learns to stop
+        spans.append(tok.decode(run, skip_special_tokens=True).strip())
+
     for row in range(labels.shape[0]):
         run: list[int] = []
         for pos in range(labels.shape[1]):
-            if labels[row, pos] != -100:
+            new_sample = position is not None and int(position[row, pos]) == 0
+            if labels[row, pos] != -100 and not new_sample:
                 assert labels[row, pos] == ids[row, pos]  # labels are the tokens themselves
                 run.append(int(ids[row, pos]))
             elif run:
-                spans.append(tok.decode(run))
+                close(run)
                 run = []
         if run:
-            spans.append(tok.decode(run))
+            close(run)
     return spans
 
 
@@ -111,13 +127,11 @@ def test_only_assistant_turns_carry_labels(project, monkeypatch, packing):
     if packing:
         assert "position_ids" in batches[0]  # the row-packed collator fed these
     spans = [s for b in batches for s in _labelled_spans(b, tok)]
-    expected = {
-        m["content"] + "<|end|>" for c in CHATS for m in c["messages"] if m["role"] == "assistant"
-    }
-    assert spans and {s.strip() for s in spans} <= expected, spans[:6]
+    expected = {m["content"] for c in CHATS for m in c["messages"] if m["role"] == "assistant"}
+    assert spans and set(spans) <= expected, spans[:6]
     # Both assistant turns of a conversation are supervised, not only the last.
-    assert any(s.strip().startswith("Feed starter") for s in spans)
-    assert any(s.strip().startswith("Put starter") for s in spans)
+    assert any(s.startswith("Feed starter") for s in spans)
+    assert any(s.startswith("Put starter") for s in spans)
     text = " ".join(spans)
     assert "How do I keep" not in text and "one short sentence" not in text
 
@@ -125,10 +139,9 @@ def test_only_assistant_turns_carry_labels(project, monkeypatch, packing):
 @pytest.mark.parametrize("packing", [False, True], ids=["unpacked", "packed"])
 def test_only_completions_carry_labels(project, monkeypatch, packing):
     batches, tok = _fed_batches(project, monkeypatch, "pairs", packing)
-    spans = [s.strip() for b in batches for s in _labelled_spans(b, tok)]
+    spans = [s for b in batches for s in _labelled_spans(b, tok)]
     completions = {p["chosen"] for p in PAIRS}
     assert spans
     for s in spans:
-        # the completion and the end-of-turn token the template closes it with
-        assert s.replace("<|end|>", "").strip() in completions, s
+        assert s in completions, s
     assert not any("Convert" in s for s in spans)

