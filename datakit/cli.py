@@ -453,6 +453,13 @@ def validate_cmd(
 @config_runs_root_option
 @click.option("--only", multiple=True, help="Run only this step (repeatable).")
 @click.option("--force", is_flag=True, help="Re-run steps even when their config is unchanged.")
+@click.option(
+    "--examples",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Print this many example records of each step's output at the end.",
+)
 @json_option
 @quiet_option
 def run_cmd(
@@ -461,6 +468,7 @@ def run_cmd(
     runs_root: str | None,
     only: tuple[str, ...],
     force: bool,
+    examples: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -477,6 +485,7 @@ def run_cmd(
     Examples:
       datakit run
       datakit run pipeline.yaml --only answers --force
+      datakit run --examples 2
       datakit run examples/self-instruct.yaml --data-root /tmp/data -q
     """
     from .ops.runner import step_line
@@ -496,6 +505,22 @@ def run_cmd(
         )
     for st in s.steps:
         click.echo(step_line(st))
+    if examples and s.steps:
+        from .records import preview
+        from .store import DatasetStore
+
+        store = DatasetStore(s.data_root)
+        click.echo("examples:")
+        for st in s.steps:
+            for out in st["outputs"]:
+                for rec in store.resolve(out["ref"]).head(examples):
+                    click.echo(f"  {out['ref']}  {preview(rec)}")
+        kept = sum(st["count"] for st in s.steps)
+        dropped = sum(sum(st["drops"].values()) for st in s.steps)
+        click.echo(
+            f"kept {kept} records in {len(s.steps)} steps, dropped {dropped} (reasons above; "
+            f"each version's rejects.jsonl holds them)"
+        )
 
 
 @cli.group("generate", cls=Group)

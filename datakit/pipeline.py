@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunSummary:
+    data_root: str = "data"
     models: list[dict[str, Any]] = field(default_factory=list)
     datasets: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -58,7 +59,7 @@ def run_data(
     store = DatasetStore(
         data_root if data_root is not None else resolve_path(base, cfg["data_root"])
     )
-    summary = RunSummary()
+    summary = RunSummary(str(store.root))
     specs = engine_specs(cfg, base)
     _check_steps(cfg, base, specs, only)  # bad references fail before any work
     from .model_sources import ensure_models

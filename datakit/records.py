@@ -143,6 +143,25 @@ def exchange(rec: Record) -> tuple[str, str]:
     return asked, response
 
 
+def preview(rec: Record, width: int = 160) -> str:
+    """One line for people: what was asked and answered (or chosen over rejected)."""
+
+    def short(text: Any) -> str:
+        if isinstance(text, list):
+            text = " / ".join(str(m.get("content") or "") for m in text)
+        text = " ".join(str(text).split())
+        return text if len(text) <= width else text[: width - 3] + "..."
+
+    if "chosen" in rec:
+        asked = prompt_messages(rec)[-1].get("content") or ""
+        return f"Q: {short(asked)} | chosen: {short(rec['chosen'])} | rejected: {short(rec['rejected'])}"
+    if "completion" in rec:
+        good = "good" if rec.get("label") else "bad"
+        return f"Q: {short(prompt_messages(rec)[-1].get('content'))} | {good}: {short(rec['completion'])}"
+    asked, answered = exchange(rec)
+    return f"Q: {short(asked)} | A: {short(answered)}"
+
+
 def messages_to_instruction(messages: list[dict[str, Any]]) -> dict[str, str] | None:
     """A single user/assistant exchange (optionally after a system turn) as Alpaca fields.
 

@@ -176,6 +176,29 @@ def _metrics_callback(stage: Stage, resume_step: int) -> Any:
 DELTA_MAX_ELEMENTS = 50_000_000
 
 
+def _terminal_output(trainer: Any, name: str) -> None:
+    """What a person sees while a stage trains: one progress bar with the latest loss, and no
+    raw dictionaries of trainer logs (those go to metrics.jsonl and TensorBoard)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    if not any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks):
+        return  # quiet: no bar at all
+
+    class StageProgress(ProgressCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            super().on_train_begin(args, state, control, **kw)
+            if self.training_bar is not None:
+                self.training_bar.set_description(f"train {name}")
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix_str(f"loss {float(logs['loss']):.3f}")
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(StageProgress())
+
+
 def _delta_callback(info: dict[str, Any]) -> Any:
     from transformers import TrainerCallback
 
@@ -292,10 +315,7 @@ def run_stage(
         "callbacks": callbacks,
     }
     trainer = builder(stage.method)(stage, common, inputs)
-    if quiet:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    _terminal_output(trainer, stage.name)
     info["world_size"] = trainer.args.world_size
     info["ddp_backend"] = trainer.args.ddp_backend
     t0 = time.perf_counter()
