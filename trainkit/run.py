@@ -187,9 +187,13 @@ def _terminal_output(trainer: Any, name: str) -> None:
 
     class StageProgress(ProgressCallback):
         def on_train_begin(self, args, state, control, **kw):
-            super().on_train_begin(args, state, control, **kw)
-            if self.training_bar is not None:
-                self.training_bar.set_description(f"train {name}")
+            from tqdm.auto import tqdm
+
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(
+                    total=state.max_steps, dynamic_ncols=True, desc=f"train {name}"
+                )
+            self.current_step = 0
 
         def on_log(self, args, state, control, logs=None, **kw):
             if self.training_bar is not None and logs and "loss" in logs:

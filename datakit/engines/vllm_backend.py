@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ class VLLMEngine:
         # datakit user; --verbose turns them back on.
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
+        if not verbose:
+            # Its worker processes inherit these: no C++ NUMA notices, no deprecation
+            # warnings from vLLM's own imports, no bar for a sub-second weight load.
+            os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+            os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            logging.getLogger("vllm").setLevel(logging.ERROR)
+            options.setdefault("use_tqdm_on_load", False)
         from vllm import LLM
 
         self.model = model

@@ -176,14 +176,19 @@ def run_step(
         else {}
     )
     ctx = OpContext(built, seed=seed, quiet=quiet, step=name)
-    before = {role: e.stats.as_dict() for role, e in built.items()}
+    # One engine can serve several roles (judge = engine): report each engine once.
+    shared: dict[int, list[str]] = {}
+    for role, e in built.items():
+        shared.setdefault(id(e), []).append(role)
+    roles_of = {roles[0]: "+".join(roles) for roles in shared.values()}
+    before = {role: built[role].stats.as_dict() for role in roles_of}
     kind = op.output_kind(params, srcs[0].kind)
     result = op.load()(records if op.many_inputs else records[0], ctx, **params)
     produced = {f"{name}-{k}": v for k, v in result.items()} if op.outputs else {name: result}
     stats: dict[str, Any] = {"input_count": sum(len(r) for r in records)}
     if built:
         stats["engine"] = {
-            role: _delta(before[role], e.stats.as_dict()) for role, e in built.items()
+            roles_of[role]: _delta(before[role], built[role].stats.as_dict()) for role in roles_of
         }
     deduped = {n: _dedupe(recs, kind, ctx) for n, recs in produced.items()}
     versions = {}
