@@ -198,6 +198,17 @@ def _terminal_output(trainer: Any, name: str) -> None:
         def on_log(self, args, state, control, logs=None, **kw):
             if self.training_bar is not None and logs and "loss" in logs:
                 self.training_bar.set_postfix_str(f"loss {float(logs['loss']):.3f}")
+            if self.training_bar is not None and logs and "eval_loss" in logs:
+                self.training_bar.set_postfix_str(f"eval loss {float(logs['eval_loss']):.3f}")
+
+        def on_prediction_step(self, args, state, control, eval_dataloader=None, **kw):
+            pass  # evaluation shows as the eval loss on the training bar, not a bar of its own
+
+        def on_evaluate(self, args, state, control, **kw):
+            pass
+
+        def on_predict(self, args, state, control, **kw):
+            pass
 
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(StageProgress())
