@@ -87,8 +87,10 @@ def import_cmd(
 
     Every record is checked against its kind's schema before anything is
     written; the first bad one stops the import with file:line: field. Records
-    get a stable content-hash id. Importing the same content again reuses the
-    latest version instead of adding a copy.
+    get a stable content-hash id. Exact duplicate records (same content) are
+    kept once; the other copies go to the version's rejects.jsonl with the id
+    they repeat, and the summary says how many. Importing the same content
+    again reuses the latest version instead of adding a copy.
 
     \b
     Formats:
@@ -105,30 +107,39 @@ def import_cmd(
       datakit import seed_tasks.jsonl --format self-instruct --name seeds
       datakit import chats.jsonl --format openai --name support -m "Q3 export"
     """
-    from .formats import read_source, validated
+    from .formats import import_file
 
-    src_kind, located = read_source(src, fmt, kind)
-    records = progress(validated(located, src_kind, src), quiet, desc=f"import {name}", unit=" rec")
-    version = _store(data_root).write(
+    res = import_file(
+        _store(data_root),
         name,
-        records,
-        src_kind,
-        step="import",
-        config={"source": str(src), "format": fmt},
+        src,
+        fmt,
+        kind,
         message=message,
-        source=src,
-        reuse_identical=True,
-        prevalidated=True,  # `validated` just checked each record and names its file:line
+        wrap=lambda it: progress(it, quiet, desc=f"import {name}", unit=" rec"),
     )
+    version = res.version
     m = version.manifest()
+    dups = (
+        f" ({res.duplicates} exact duplicate{'s' if res.duplicates != 1 else ''} dropped,"
+        f" kept in {version.path / 'rejects.jsonl'})"
+        if res.duplicates
+        else ""
+    )
     if as_json:
         echo_json(
-            {"ref": version.ref, "kind": m["kind"], "count": m["count"], "reused": version.reused}
+            {
+                "ref": version.ref,
+                "kind": m["kind"],
+                "count": m["count"],
+                "reused": version.reused,
+                "duplicates": res.duplicates,
+            }
         )
     elif version.reused:
         click.echo(f"unchanged: {version.ref} already holds these {m['count']} {m['kind']} records")
     else:
-        click.echo(f"{version.ref}: {m['count']} {m['kind']} records from {src}")
+        click.echo(f"{version.ref}: {m['count']} {m['kind']} records from {src}{dups}")
 
 
 @cli.command("export")
@@ -500,8 +511,10 @@ def run_cmd(
     for m in s.models:
         click.echo(f"model {m['name']}: {'built' if m['built'] else 'present'} at {m['path']}")
     for d in s.datasets:
+        dups = f" ({d['duplicates']} exact duplicates dropped)" if d.get("duplicates") else ""
         click.echo(
-            f"dataset {d['ref']}: {d['count']} {d['kind']} records{' (unchanged)' if d['reused'] else ''}"
+            f"dataset {d['ref']}: {d['count']} {d['kind']} records"
+            f"{' (unchanged)' if d['reused'] else dups}"
         )
     for st in s.steps:
         click.echo(step_line(st))

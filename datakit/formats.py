@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from .records import (
     conversation,
     infer_kind,
     messages_to_instruction,
+    record_id,
 )
 from .runs import atomic_file
 from .schemas import load_schema
@@ -384,6 +386,73 @@ def validated(records: Iterator[Located], kind: str, path: str | Path) -> Iterat
     for loc, rec in records:
         v.check(rec, f"{path}:{loc}")
         yield rec
+
+
+def without_exact_duplicates(
+    records: Iterator[Located], kind: str, rejects: list[dict[str, Any]]
+) -> Iterator[Located]:
+    """Keep the first copy of records with the same content (the same content id); each
+    later copy goes to ``rejects`` with the id it repeats and where it was. A record whose
+    own ``id`` repeats an earlier one with other content is left for the store to refuse."""
+    seen: dict[str, str] = {}  # content id -> where its first copy was
+    for loc, rec in records:
+        if isinstance(rec, dict):
+            cid = record_id(rec, kind)
+            first = seen.get(cid)
+            if first is not None and (rec.get("id") in (None, cid) or rec.get("id") == first):
+                rejects.append(
+                    {
+                        "reason": "duplicate",
+                        "duplicate_of": cid,
+                        "at": loc,
+                        "first_at": first,
+                        "record": rec,
+                    }
+                )
+                continue
+            seen.setdefault(cid, loc)
+        yield loc, rec
+
+
+@dataclass
+class Imported:
+    version: Any  # store.Version
+    kind: str
+    duplicates: int
+
+
+def import_file(
+    store: Any,
+    name: str,
+    src: str | Path,
+    fmt: str,
+    kind: str | None = None,
+    *,
+    message: str | None = None,
+    config_source: str | None = None,
+    wrap: Any = None,
+) -> Imported:
+    """Read ``src`` in format ``fmt``, check every record, drop exact duplicate records (kept
+    in the version's rejects.jsonl) and store the rest as the next version of ``name``, or
+    reuse the latest version if it holds the same records. ``wrap`` may wrap the record
+    iterator (a progress bar)."""
+    src_kind, located = read_source(src, fmt, kind)
+    rejects: list[dict[str, Any]] = []
+    records = validated(without_exact_duplicates(located, src_kind, rejects), src_kind, src)
+    version = store.write(
+        name,
+        wrap(records) if wrap else records,
+        src_kind,
+        step="import",
+        config={"source": config_source or str(src), "format": fmt},
+        message=message,
+        source=str(src),
+        reuse_identical=True,
+        prevalidated=True,  # `validated` just checked each record and names its file:line
+        extra_files={"rejects.jsonl": rejects},
+        extra_stats=lambda: {"drops": {"duplicate": len(rejects)}} if rejects else {},
+    )
+    return Imported(version, src_kind, len(rejects))
 
 
 # ------------------------------------------------------------------------------- export

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import load_config
 from .errors import DatakitError
-from .formats import read_source, validated
+from .formats import import_file
 from .models import model_entry_path, resolve_model, resolve_path
 from .store import DatasetStore
 
@@ -67,18 +67,18 @@ def run_data(
     summary.models.extend(ensure_models(cfg, base, quiet=quiet))
     for imp in cfg.get("data", {}).get("imports", []):
         src = resolve_path(base, imp["source"])
-        kind, located = read_source(src, imp["format"], imp.get("kind"))
-        v = store.write(
-            imp["name"],
-            validated(located, kind, src),
-            kind,
-            step="import",
-            config={"source": imp["source"], "format": imp["format"]},
-            source=str(src),
-            reuse_identical=True,
+        res = import_file(
+            store, imp["name"], src, imp["format"], imp.get("kind"), config_source=imp["source"]
         )
+        v = res.version
         summary.datasets.append(
-            {"ref": v.ref, "kind": kind, "count": v.manifest()["count"], "reused": v.reused}
+            {
+                "ref": v.ref,
+                "kind": res.kind,
+                "count": v.manifest()["count"],
+                "reused": v.reused,
+                "duplicates": res.duplicates,
+            }
         )
     runs = Path(runs_root) if runs_root is not None else resolve_path(base, cfg["runs_root"])
     _run_steps(cfg, runs, store, specs, summary, quiet, only, force)

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,7 +318,7 @@ class DatasetStore:
         source: str = "<records>",
         reuse_identical: bool = False,
         extra_files: dict[str, Iterable[Any]] | None = None,
-        extra_stats: dict[str, Any] | None = None,
+        extra_stats: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         prevalidated: bool = False,
     ) -> Version:
         """Validate and store ``records`` as the next version of ``name``; atomic.
@@ -328,7 +328,8 @@ class DatasetStore:
         ``reuse_identical``, records byte-identical to the latest version (same kind) return
         that version, marked ``reused``, instead of adding a copy. ``extra_files`` (name ->
         JSON rows, e.g. the rejects of a curation step) are written beside records.jsonl,
-        inside the same atomic rename; ``extra_stats`` are merged into the manifest stats.
+        inside the same atomic rename; ``extra_stats`` are merged into the manifest stats (a
+        callable is asked after the records are written, for counts made while reading them).
         ``prevalidated`` skips the schema check for records the caller has just checked
         against the same kind's validator (the importer does, to name file:line).
         """
@@ -348,7 +349,7 @@ class DatasetStore:
             for fname, rows in (extra_files or {}).items():
                 _write_extra(tmp, fname, rows)
             st = written.stats
-            st.update(extra_stats or {})
+            st.update((extra_stats() if callable(extra_stats) else extra_stats) or {})
             manifest: dict[str, Any] = {
                 "format_version": 1,
                 "name": name,

@@ -204,3 +204,37 @@ def test_trainkit_init_tiny_refuses_to_overwrite(cli, tmp_path):
         "Error: m: directory exists and is not empty (use --force to replace it)\n",
     )
     assert (tmp_path / "m" / "x").read_text() == "keep me"
+
+
+def test_import_keeps_one_copy_of_exact_duplicates(cli, tmp_path):
+    """Raw data with repeated records enters the store (it is what most needs dedup): the
+    first copy is kept, the others go to rejects.jsonl with the id they repeat."""
+    rows = [{"instruction": f"Say {w}.", "output": w} for w in ("hi", "bye", "yes")]
+    lines = [rows[0], rows[1], rows[0], rows[2], {**rows[0], "meta": {"note": "again"}}, rows[1]]
+    write_jsonl(tmp_path / "raw.jsonl", lines)
+    code, out = cli(datakit, "import", "raw.jsonl", "--name", "raw")
+    assert code == 0, out
+    assert out.startswith(
+        "raw@v1: 3 instruction records from raw.jsonl (3 exact duplicates dropped"
+    )
+    v = tmp_path / "data" / "raw" / "v1"
+    rejects = [json.loads(x) for x in (v / "rejects.jsonl").read_text().splitlines()]
+    kept = [json.loads(x) for x in (v / "records.jsonl").read_text().splitlines()]
+    assert [r["instruction"] for r in kept] == ["Say hi.", "Say bye.", "Say yes."]
+    assert [(r["reason"], r["at"], r["first_at"]) for r in rejects] == [
+        ("duplicate", "3", "1"),  # line numbers of raw.jsonl
+        ("duplicate", "5", "1"),
+        ("duplicate", "6", "2"),
+    ]
+    assert {r["duplicate_of"] for r in rejects} == {kept[0]["id"], kept[1]["id"]}
+    assert json.loads((v / "manifest.json").read_text())["stats"]["drops"] == {"duplicate": 3}
+    # Two records that claim the same id with different content are still an error.
+    write_jsonl(
+        tmp_path / "clash.jsonl",
+        [
+            {"id": "x", "instruction": "A", "output": "a"},
+            {"id": "x", "instruction": "B", "output": "b"},
+        ],
+    )
+    code, out = cli(datakit, "import", "clash.jsonl", "--name", "clash")
+    assert code == 1 and "record 2: $.id: duplicate id 'x'" in out
