@@ -7,6 +7,7 @@ options, so the CLI, pipeline.yaml and the docs say the same thing about every p
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import click
@@ -69,6 +70,26 @@ def _option_for(name: str, prop: dict[str, Any]) -> Any:
     return click.option(flag, name, default=None, help=help_)
 
 
+def _weighted(refs: list[str]) -> tuple[list[str], list[float] | None]:
+    """INPUT:WEIGHT arguments (mix): the refs, and the weights if any were given."""
+    names, weights = [], []
+    for r in refs:
+        name, sep, w = r.rpartition(":")
+        if sep and re.fullmatch(r"[0-9]*\.?[0-9]+", w):
+            names.append(name)
+            weights.append(float(w))
+        else:
+            names.append(r)
+            weights.append(None)
+    if all(w is None for w in weights):
+        return names, None
+    if any(w is None or w <= 0 for w in weights):
+        raise click.BadParameter(
+            "give every input a positive weight (NAME:0.8) or none", param_hint="INPUT..."
+        )
+    return names, weights
+
+
 def _floats(v: str, flag: str) -> list[float]:
     try:
         return [float(x) for x in v.split(",") if x.strip()]
@@ -91,7 +112,7 @@ def make_command(op: Op) -> click.Command:
     schema = load_schema("pipeline")["definitions"][f"params_{op.name}"]
 
     def callback(
-        input_ref: str,
+        input_ref: str | tuple[str, ...],
         output: str,
         data_root: str,
         as_json: bool,
@@ -106,6 +127,11 @@ def make_command(op: Op) -> click.Command:
         from .store import DatasetStore
 
         params = {k: v for k, v in kw.items() if k in schema["properties"] and v is not None}
+        inputs: str | list[str] = input_ref if isinstance(input_ref, str) else list(input_ref)
+        if op.many_inputs and "weights" in schema["properties"]:
+            inputs, weights = _weighted(list(input_ref))
+            if weights is not None:
+                params["weights"] = weights
         roles: dict[str, Any] = {}
         pool = None
         if op.roles:
@@ -116,7 +142,7 @@ def make_command(op: Op) -> click.Command:
                 DatasetStore(data_root),
                 output,
                 op.name,
-                input_ref,
+                inputs,
                 params,
                 roles,
                 pool,
@@ -143,7 +169,9 @@ def make_command(op: Op) -> click.Command:
         + op.example
     )
     deco = [
-        click.argument("input_ref", metavar="INPUT"),
+        click.argument("input_ref", nargs=-1, required=True, metavar="INPUT...")
+        if op.many_inputs
+        else click.argument("input_ref", metavar="INPUT"),
         click.option("-o", "--output", required=True, help="Dataset to write the next version of."),
         data_root_option,
         json_option,

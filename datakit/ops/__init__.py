@@ -33,6 +33,7 @@ class Op:
     command: str = "generate"  # "generate": `datakit generate NAME`; "top": `datakit NAME`
     many_inputs: bool = False  # function takes one record list per input
     outputs: tuple[str, ...] = ()  # named outputs, written as <step>-<suffix>
+    same_kind_inputs: bool = False  # every input holds the same record kind
 
     @property
     def cli_name(self) -> str:
@@ -67,6 +68,7 @@ def _preference_kind(params: dict[str, Any], input_kind: str) -> str:
 
 
 _PROMPTS = ("instruction", "chat", "eval_item")
+_ANY = ("instruction", "chat", "preference", "unpaired", "eval_item")
 _M = "--model runs/models/tiny"
 
 OPS: dict[str, Op] = {
@@ -155,6 +157,39 @@ OPS: dict[str, Op] = {
             "Keep records whose judge quality is at least --min-quality.",
             "datakit filter judged -o good --min-quality 0.7",
             command="top",
+        ),
+        Op(
+            "dedup",
+            "datakit.ops.dedup:run",
+            _ANY,
+            "same",
+            "Drop exact and near-duplicate records (MinHash LSH), one kept per cluster; "
+            "further inputs are sets to dedup against.",
+            "datakit dedup grown -o grown-dedup --method near --threshold 0.8",
+            command="top",
+            many_inputs=True,
+        ),
+        Op(
+            "mix",
+            "datakit.ops.mix:mix",
+            _ANY,
+            "same",
+            "Mix datasets in given proportions (INPUT:WEIGHT), optionally to a total size.",
+            "datakit mix synthetic:0.8 general:0.2 -o train-mix --total 1000 --seed 1",
+            command="top",
+            many_inputs=True,
+            same_kind_inputs=True,
+        ),
+        Op(
+            "split",
+            "datakit.ops.mix:split",
+            _ANY,
+            "same",
+            "Split into NAME-train and NAME-test, seeded, optionally stratified; "
+            "near-duplicates stay on one side.",
+            "datakit split answers -o answers --test 0.1 --stratify meta.source --seed 1",
+            command="top",
+            outputs=("train", "test"),
         ),
     )
 }

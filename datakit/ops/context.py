@@ -27,6 +27,8 @@ class OpContext:
     step: str = "step"
     rejects: list[dict[str, Any]] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)
+    files: dict[str, list[Any]] = field(default_factory=dict)  # extra JSONL files to store
+    stats: dict[str, Any] = field(default_factory=dict)  # extra manifest stats
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)

@@ -146,6 +146,9 @@ def run_step(
     if len(refs) != 1 and not op.many_inputs:
         raise DatakitError(f"{name}: {op_name} reads one input, got {len(refs)}")
     srcs = [store.resolve(r) for r in refs]
+    if op.same_kind_inputs and len({s.kind for s in srcs}) > 1:
+        kinds = ", ".join(f"{s.ref} ({s.kind})" for s in srcs)
+        raise DatakitError(f"{name}: {op_name} needs inputs of one record kind, got {kinds}")
     for src in srcs:
         if src.kind not in op.inputs:
             raise DatakitError(
@@ -202,8 +205,12 @@ def run_step(
             step=op_name,
             config=config,
             source=f"{name} ({op_name})",
-            extra_files={"rejects.jsonl": ctx.rejects} if i == 0 else {},
-            extra_stats={**stats, "drops": dict(sorted(ctx.drops.items())) if i == 0 else {}},
+            extra_files={"rejects.jsonl": ctx.rejects, **ctx.files} if i == 0 else {},
+            extra_stats={
+                **stats,
+                **ctx.stats,
+                "drops": dict(sorted(ctx.drops.items())) if i == 0 else {},
+            },
         )
     first_drops = next(iter(versions.values())).manifest()["stats"]["drops"]
     return StepResult(name, op_name, versions, False, first_drops, stats.get("engine"))

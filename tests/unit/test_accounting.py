@@ -85,6 +85,10 @@ CHATS = [
 
 def _run(store, tmp_path, op, kind, records, params):
     store.write("src", records, kind)
+    inputs = "src"
+    if op == "mix":  # two inputs
+        store.write("other", [{**r, "output": r["output"] + " (other)"} for r in records], kind)
+        inputs = ["src", "other"]
     engine = Unkind()
 
     class Pool(EnginePool):
@@ -92,8 +96,8 @@ def _run(store, tmp_path, op, kind, records, params):
             return CachedEngine(engine, quiet=True)
 
     engines = {"engine": SPEC} if op != "filter" else {}
-    res = run_step(store, "out", op, "src", params, engines, Pool(tmp_path), quiet=True)
-    out = list(res.version.records())
+    res = run_step(store, "out", op, inputs, params, engines, Pool(tmp_path), quiet=True)
+    out = [r for v in res.versions.values() for r in v.records()]
     rejects = [json.loads(x) for x in (res.version.path / "rejects.jsonl").read_text().splitlines()]
     drops = res.version.manifest()["stats"]["drops"]
     # The manifest's counts by reason are exactly the rejects file's rows.
@@ -114,6 +118,15 @@ CASES = {
     "augment": ("instruction", INSTRUCTIONS, {"variants": 3, "min_similarity": 0.0}),
     "evol_instruct": ("instruction", INSTRUCTIONS, {"rounds": 2}),
     "preferences": ("instruction", INSTRUCTIONS, {"samples_per_temperature": 2}),
+    "dedup": (
+        "instruction",
+        INSTRUCTIONS[:8]
+        + [{**r, "output": r["output"] + " indeed"} for r in INSTRUCTIONS[:3]]
+        + [{**INSTRUCTIONS[0], "instruction": INSTRUCTIONS[0]["instruction"] + "!"}],
+        {"method": "near", "threshold": 0.8},
+    ),
+    "mix": ("instruction", INSTRUCTIONS, {"weights": [0.75, 0.25], "total": 8}),
+    "split": ("instruction", INSTRUCTIONS, {"test": 0.25}),
     "self_instruct": (
         "instruction",
         INSTRUCTIONS,
@@ -136,13 +149,15 @@ def test_inputs_equal_outputs_plus_rejects(store, tmp_path, op, monkeypatch):
     out, rejects, engine = _run(store, tmp_path, op, kind, records, params)
     n = len(records)
     rec_rejects = [r for r in rejects if r.get("unit") != "sample"]
-    if op == "judge":  # judging drops nothing: a failed judgement is kept in meta.judge
+    if op in ("judge", "split"):  # these drop nothing (a failed judgement stays in meta.judge)
         assert rejects == []
     else:
         assert rejects, "the unkind engine should have caused some drops"
 
-    if op in ("respond", "distill", "critique_revise", "filter", "judge"):
+    if op in ("respond", "distill", "critique_revise", "filter", "judge", "dedup", "split"):
         assert n == len(out) + len(rejects)
+    elif op == "mix":  # several inputs: every record of every input is drawn or rejected
+        assert 2 * n == len(out) + len(rejects) and len(out) == params["total"]
     elif op == "augment":  # one input -> `variants` rephrases, each kept or rejected
         assert n * params["variants"] == len(out) + len(rejects)
     elif op == "evol_instruct":  # every pool entry, every round: an evolution or a reject

@@ -53,7 +53,9 @@ def test_op_parameters_in_schema_match_the_functions(op):
     """The schema is the single source for op parameters: names and defaults must agree."""
     props = load_schema("pipeline")["definitions"][f"params_{op}"]["properties"]
     sig = inspect.signature(OPS[op].load())
-    fn_params = {k: p.default for k, p in sig.parameters.items() if k not in ("records", "ctx")}
+    fn_params = {
+        k: p.default for k, p in sig.parameters.items() if k not in ("records", "inputs", "ctx")
+    }
     assert set(props) == set(fn_params)
     for k, prop in props.items():
         if "default" in prop:

@@ -1,0 +1,131 @@
+"""Curation ops through the step runner and their commands: dedup, mix, split."""
+
+import json
+
+import pytest
+
+from datakit.cli import cli as datakit
+from datakit.ops.dedup import duplicate_pairs, normalise
+from datakit.ops.runner import run_step
+
+BASE = [
+    "Explain how tides are caused by the gravity of the moon and the sun.",
+    "Write a short poem about a quiet harbour at dawn with fishing boats.",
+    "List three tips for keeping a sourdough starter healthy in winter.",
+    "Translate the sentence into French and explain the grammar you used.",
+    "Summarise the history of the printing press in two short paragraphs.",
+    "Explain how volcanoes form along the edges of tectonic plates.",  # same topic, other task
+]
+
+
+def recs(texts, **extra):
+    return [{"instruction": t, "input": "", "output": "ok", **extra} for t in texts]
+
+
+def test_normalise_and_exact_pairs():
+    assert normalise("  Hello, World!  ") == "hello world"
+    assert duplicate_pairs(["Hi there!", "hi   THERE", "bye"], "exact") == [(0, 1, 1.0)]
+
+
+def test_near_duplicates_found_hard_negatives_kept():
+    texts = BASE + [
+        BASE[0].replace("the moon", "our moon"),  # light edit of 0
+        BASE[2] + " Please.",  # light edit of 2
+        BASE[1].upper(),  # case only: exact after normalising
+    ]
+    pairs = {(i, j) for i, j, _ in duplicate_pairs(texts, "near", 0.5)}
+    assert {(0, 6), (2, 7), (1, 8)} <= pairs
+    assert (0, 5) not in pairs  # tides vs volcanoes: same kind of task, other content
+
+
+@pytest.mark.parametrize(
+    "keep,kept_output", [("first", "a"), ("longest", "b" * 40), ("best_score", "c")]
+)
+def test_dedup_keeps_exactly_one_per_cluster_by_rule(store, keep, kept_output):
+    t = BASE[0]
+    rows = [
+        {"instruction": t, "input": "", "output": "a", "meta": {"judge": {"quality": 0.2}}},
+        {"instruction": t + " Be thorough", "input": "", "output": "b" * 40},
+        {
+            "instruction": t + " now",
+            "input": "",
+            "output": "c",
+            "meta": {"judge": {"quality": 0.9}},
+        },
+        *recs(BASE[1:3]),
+    ]
+    store.write("raw", rows, "instruction")
+    params = {"fields": "instruction", "keep": keep, "threshold": 0.6}
+    res = run_step(store, "clean", "dedup", ["raw"], params)
+    out = list(res.version.records())
+    assert len(out) == 3
+    assert [r["output"] for r in out if r["instruction"].startswith(t)] == [kept_output]
+    report = [
+        json.loads(x) for x in (res.version.path / "dedup_report.jsonl").read_text().splitlines()
+    ]
+    assert len(report) == 2 and {r["method"] for r in report} == {"near"}
+    kept_id = next(r["id"] for r in out if r["instruction"].startswith(t))
+    assert {r["kept"] for r in report} == {kept_id} and all(r["similarity"] >= 0.6 for r in report)
+    assert res.version.manifest()["stats"]["drops"] == {"duplicate": 2}
+
+
+def test_dedup_against_another_dataset(store):
+    store.write("generated", recs(BASE[:4]), "instruction")
+    store.write("evalset", [{"prompt": BASE[1] + "", "references": ["x"]}], "eval_item")
+    res = run_step(store, "gen-clean", "dedup", ["generated", "evalset"], {"fields": "instruction"})
+    out = [r["instruction"] for r in res.version.records()]
+    assert BASE[1] not in out and len(out) == 3  # no test leakage
+    assert res.version.manifest()["stats"]["drops"] == {"duplicates_reference": 1}
+    assert res.version.manifest()["parents"] == ["generated@v1", "evalset@v1"]
+
+
+def test_mix_realises_the_proportions(store):
+    store.write("synthetic", recs([f"Synthetic task {i} here" for i in range(40)]), "instruction")
+    store.write("real", recs([f"Real task {i} here" for i in range(10)]), "instruction")
+    res = run_step(store, "mixed", "mix", ["synthetic", "real"], {"weights": [3, 1], "total": 20})
+    out = list(res.version.records())
+    assert len(out) == 20 and sum(r["instruction"].startswith("Real") for r in out) == 5
+    m = res.version.manifest()
+    assert [(x["taken"], x["ratio"]) for x in m["stats"]["mix"]] == [(15, 0.75), (5, 0.25)]
+    assert m["parents"] == ["synthetic@v1", "real@v1"]
+    again = run_step(store, "mixed", "mix", ["synthetic", "real"], {"weights": [3, 1], "total": 20})
+    assert again.skipped  # same seed, same inputs: nothing to do
+
+
+def test_split_keeps_near_duplicates_together_and_stratifies(store):
+    rows = []
+    for i in range(20):
+        src = "a" if i % 4 else "b"
+        rows.append(
+            {
+                "instruction": f"Task {i}: {BASE[i % 5]}",
+                "input": "",
+                "output": str(i),
+                "meta": {"source": src},
+            }
+        )
+    store.write("all", rows, "instruction")
+    res = run_step(store, "all", "split", "all", {"test": 0.25, "stratify": "meta.source"})
+    train, test = (list(res.versions[n].records()) for n in ("all-train", "all-test"))
+    assert len(train) + len(test) == 20 and test
+    # "Task i: X" and "Task j: X" are near-duplicates (same BASE text): never on both sides.
+    side = {r["instruction"].split(": ", 1)[1]: "train" for r in train}
+    assert not any(r["instruction"].split(": ", 1)[1] in side for r in test)
+
+
+def test_mix_and_split_commands(cli, tmp_path):
+    from tests.conftest import write_jsonl
+
+    write_jsonl(tmp_path / "a.jsonl", recs([f"Alpha number {i} task" for i in range(8)]))
+    write_jsonl(tmp_path / "b.jsonl", recs([f"Beta number {i} task" for i in range(8)]))
+    assert cli(datakit, "import", "a.jsonl", "-n", "a")[0] == 0
+    assert cli(datakit, "import", "b.jsonl", "-n", "b")[0] == 0
+    code, out = cli(datakit, "mix", "a:0.75", "b:0.25", "-o", "m", "--total", "8")
+    assert code == 0 and out.startswith("step m (mix): m@v1, 8 instruction records"), out
+    code, out = cli(datakit, "split", "m", "-o", "m", "--test", "0.25")
+    assert code == 0 and "m-train@v1" in out and "m-test@v1" in out, out
+    code, out = cli(datakit, "mix", "a:0.75", "b", "-o", "m2")
+    assert code == 2 and "give every input a positive weight" in out
+    # dedup A B: A against B (nothing of A repeats B here)
+    code, out = cli(datakit, "dedup", "a", "b", "-o", "d", "--method", "exact")
+    assert code == 0 and "d@v1, 8 instruction records" in out, out
