@@ -129,7 +129,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # make train: SFT on the curated answers, then DPO from the SFT model; no raw log dicts.
     assert "stage sft (sft): trained" in out and "stage dpo (dpo): trained" in out
     assert "{'loss'" not in out and "'train_runtime'" not in out
-    for stage, data in (("sft", "good@v1"), ("dpo", "prefs@v1")):
+    for stage, data in (("sft", "sft-train@v1"), ("dpo", "prefs@v1")):
         rd = tmp_path / "runs/train" / stage
         info = json.loads((rd / "run.json").read_text())
         assert info["status"] == "complete" and info["datasets"][0]["ref"] == data
@@ -138,7 +138,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # The timing table and where to look.
     assert "==> demo done" in out and "   total " in out and "==> look at: datakit ls" in out
     show = run(BIN / "trainkit", "show", tmp_path / "runs/train/sft").stdout
-    assert "sft (sft, adapter lora) - complete" in show and "data: good@v1" in show
+    assert "sft (sft, adapter lora) - complete" in show and "data: sft-train@v1" in show
     out = run(*env_make, "train").stdout
     assert "stage sft (sft): skipped" in out and "stage dpo (dpo): skipped" in out
     # A re-run reuses everything: no new version, no model rebuilt, no step re-run.
