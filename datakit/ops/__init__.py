@@ -154,7 +154,8 @@ OPS: dict[str, Op] = {
             "datakit.ops.filters:quality_filter",
             ("instruction", "chat", "preference"),
             "same",
-            "Keep records whose judge quality is at least --min-quality.",
+            "Keep records that pass every check asked for: judge quality, length, blocklist, "
+            "regex, charset, refusal-like responses, a response JSON schema.",
             "datakit filter judged -o good --min-quality 0.7",
             command="top",
         ),

@@ -1,24 +1,123 @@
-"""Curation filters: keep or drop each record with a reason (drops go to the rejects file)."""
+"""Curation filters: keep or drop each record, with the first reason that drops it (every
+drop counted by reason and kept in the rejects file).
+
+The checks, each off unless asked for: judge quality (``meta.judge.quality``), length bounds
+on the response (characters), a blocklist of words and a regex over the whole record text,
+a cap on the share of non-ASCII letters (charset), responses that read like refusals (in
+data that is not about safety, a refusal teaches the model to refuse), and responses that
+must be JSON valid against a schema (format data).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+from ..errors import DatakitError
+from ..records import exchange
 from .context import OpContext
+from .dedup import record_text
+
+# Openings and phrases of refusals and deflections (English). A coarse screen for
+# non-safety data; evalkit's refusal detector is the measured one.
+_REFUSAL = re.compile(
+    r"^\s*(i'?m sorry|i am sorry|sorry,? but|i apologi[sz]e|i can(?:no|')t|i cannot|"
+    r"i won'?t|i will not|i'?m (?:not able|unable)|i am (?:not able|unable)|as an ai\b|"
+    r"unfortunately,? i)",
+    re.IGNORECASE,
+)
+
+
+def looks_like_refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text))
+
+
+def _response(rec: dict[str, Any]) -> str:
+    if "instruction" in rec or "messages" in rec:
+        return exchange(rec)[1]
+    if "chosen" in rec:
+        c = rec["chosen"]
+        return c if isinstance(c, str) else " ".join(m.get("content") or "" for m in c)
+    if "completion" in rec:
+        c = rec["completion"]
+        return c if isinstance(c, str) else " ".join(m.get("content") or "" for m in c)
+    return ""
 
 
 def quality_filter(
-    records: list[dict[str, Any]], ctx: OpContext, min_quality: float = 0.7
+    records: list[dict[str, Any]],
+    ctx: OpContext,
+    min_quality: float | None = None,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    blocklist: list[str] | None = None,
+    regex: str | None = None,
+    max_non_ascii: float | None = None,
+    drop_refusals: bool = False,
+    response_schema: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Keep records whose judge quality (meta.judge.quality, 0..1) is at least ``min_quality``."""
+    """Keep the records that pass every check asked for."""
+    blocked = (
+        re.compile(r"\b(" + "|".join(re.escape(w) for w in blocklist) + r")\b", re.IGNORECASE)
+        if blocklist
+        else None
+    )
+    try:
+        pattern = re.compile(regex) if regex else None
+    except re.error as e:
+        raise DatakitError(f"{ctx.step}: filter: regex {regex!r} does not compile: {e}") from None
+    validator = None
+    if response_schema is not None:
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(response_schema)
     out = []
     for rec in records:
-        judge = (rec.get("meta") or {}).get("judge") or {}
-        q = judge.get("quality")
-        if q is None:
-            ctx.reject(rec, "not_judged", error=judge.get("error"))
-        elif q < min_quality:
-            ctx.reject(rec, "below_min_quality", quality=q)
+        reason, detail = _check(
+            rec, min_quality, min_chars, max_chars, blocked, pattern, max_non_ascii,
+            drop_refusals, validator,
+        )  # fmt: skip
+        if reason:
+            ctx.reject(rec, reason, **detail)
         else:
             out.append(rec)
     return out
+
+
+def _check(
+    rec, min_quality, min_chars, max_chars, blocked, pattern, max_non_ascii, refusals, validator
+) -> tuple[str | None, dict[str, Any]]:
+    if min_quality is not None:
+        judge = (rec.get("meta") or {}).get("judge") or {}
+        q = judge.get("quality")
+        if q is None:
+            return "not_judged", {"error": judge.get("error")}
+        if q < min_quality:
+            return "below_min_quality", {"quality": q}
+    response = _response(rec)
+    if min_chars is not None and len(response) < min_chars:
+        return "too_short", {"chars": len(response)}
+    if max_chars is not None and len(response) > max_chars:
+        return "too_long", {"chars": len(response)}
+    text = record_text(rec, "all")
+    if blocked is not None and (m := blocked.search(text)):
+        return "blocklisted", {"word": m.group(0)}
+    if pattern is not None and (m := pattern.search(text)):
+        return "regex", {"match": m.group(0)[:100]}
+    if max_non_ascii is not None:
+        letters = [c for c in text if c.isalpha()]
+        share = sum(not c.isascii() for c in letters) / len(letters) if letters else 0.0
+        if share > max_non_ascii:
+            return "charset", {"non_ascii_share": round(share, 3)}
+    if refusals and looks_like_refusal(response):
+        return "refusal", {"response": response[:200]}
+    if validator is not None:
+        try:
+            value = json.loads(response)
+        except ValueError as e:
+            return "format_not_json", {"error": str(e)[:200]}
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if errors:
+            return "format_schema", {"error": errors[0].message[:200]}
+    return None, {}

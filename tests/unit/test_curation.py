@@ -129,3 +129,46 @@ def test_mix_and_split_commands(cli, tmp_path):
     # dedup A B: A against B (nothing of A repeats B here)
     code, out = cli(datakit, "dedup", "a", "b", "-o", "d", "--method", "exact")
     assert code == 0 and "d@v1, 8 instruction records" in out, out
+
+
+def test_filter_checks_each_drop_with_its_reason(store):
+    answers = {
+        "ok": "Tides come from the pull of the moon on the oceans.",
+        "short": "Yes.",
+        "long": "word " * 200,
+        "blocked": "This mentions a forbidden widget here, sadly.",
+        "regex": "Call 555-1234 for a full answer about tides.",
+        "charset": "Приливы вызваны притяжением Луны и Солнца.",
+        "refusal": "I'm sorry, but I can't help with that request.",
+        "json_ok": '{"answer": "moon"}',
+        "json_bad": '{"answer": 3}',
+    }
+    rows = [{"instruction": f"Question {k}?", "input": "", "output": v} for k, v in answers.items()]
+    store.write("raw", rows, "instruction")
+    params = {
+        "min_chars": 10,
+        "max_chars": 500,
+        "blocklist": ["widget"],
+        "regex": r"\d{3}-\d{4}",
+        "max_non_ascii": 0.3,
+        "drop_refusals": True,
+    }
+    res = run_step(store, "clean", "filter", "raw", params)
+    kept = [r["instruction"] for r in res.version.records()]
+    assert kept == ["Question ok?", "Question json_ok?", "Question json_bad?"]
+    assert res.version.manifest()["stats"]["drops"] == {
+        "blocklisted": 1, "charset": 1, "refusal": 1, "regex": 1, "too_long": 1, "too_short": 1,
+    }  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+    }
+    res = run_step(store, "fmt", "filter", "raw", {"response_schema": schema})
+    assert [r["instruction"] for r in res.version.records()] == ["Question json_ok?"]
+    drops = res.version.manifest()["stats"]["drops"]
+    assert drops == {"format_not_json": 7, "format_schema": 1}
+    from datakit.errors import DatakitError
+
+    with pytest.raises(DatakitError, match="regex '\\(' does not compile"):
+        run_step(store, "bad", "filter", "raw", {"regex": "("})

@@ -64,7 +64,8 @@ def test_op_parameters_in_schema_match_the_functions(op):
 
 
 def test_op_params_errors_and_defaults():
-    assert op_params("filter", {})["min_quality"] == 0.7
+    assert op_params("filter", {})["drop_refusals"] is False  # checks are off unless asked for
+    assert "min_quality" not in op_params("filter", {})
     with pytest.raises(
         DatakitError, match="filter: min_quality: 2 is greater than the maximum of 1"
     ):
