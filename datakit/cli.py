@@ -356,6 +356,45 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
         click.echo(f"m {x['id']}: meta " + "; ".join(parts))
 
 
+@cli.command("stats")
+@click.argument("ref")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    help="Also write PNG charts (lengths, sources, judge scores) into this directory.",
+)
+@data_root_option
+@json_option
+def stats_cmd(ref: str, plot_dir: str | None, data_root: str, as_json: bool) -> None:
+    """Describe version REF: counts, lengths, diversity, sources, judge scores.
+
+    Lengths are distributions (min, p10, median, p90, max) of prompts and
+    responses; diversity is distinct-1/2/3 of the responses and their mean
+    pairwise ROUGE-L (self-similarity: high means the responses repeat each
+    other, a sign of mode collapse).
+
+    \b
+    Examples:
+      datakit stats answers
+      datakit stats answers@v2 --json | jq .distinct_2
+      datakit stats good --plot plots/
+    """
+    from .stats import dataset_stats, format_stats, plot_stats
+
+    v = _store(data_root).resolve(ref)
+    records = list(v.records())
+    st = dataset_stats(records, v.kind)
+    if plot_dir:
+        st["plots"] = [str(p) for p in plot_stats(v.ref, records, st, Path(plot_dir))]
+    if as_json:
+        echo_json({"ref": v.ref, **st})
+        return
+    click.echo(format_stats(v.ref, st))
+    for p in st.get("plots", []):
+        click.echo(f"  wrote {p}")
+
+
 @cli.command("tag")
 @click.argument("ref")
 @click.argument("tag")

@@ -172,3 +172,34 @@ def test_filter_checks_each_drop_with_its_reason(store):
 
     with pytest.raises(DatakitError, match="regex '\\(' does not compile"):
         run_step(store, "bad", "filter", "raw", {"regex": "("})
+
+
+def test_stats_command(cli, tmp_path):
+    from tests.conftest import write_jsonl
+
+    rows = [
+        {
+            "instruction": f"Question {i}?",
+            "input": "",
+            "output": "the same answer every time" if i % 2 else f"answer number {i} differs",
+            "meta": {"source": "respond" if i < 6 else "seed", "judge": {"quality": i / 10}},
+        }
+        for i in range(8)
+    ]
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    cli(datakit, "import", "a.jsonl", "-n", "a")
+    code, out = cli(datakit, "stats", "a", "--json")
+    st = json.loads(out)
+    assert code == 0 and st["records"] == 8 and st["sources"] == {"respond": 6, "seed": 2}
+    assert st["response_words"]["min"] == 4 and st["response_words"]["max"] == 5
+    # 4 identical responses: distinct-1 is low, and self-similarity is well above 0
+    assert 0 < st["distinct_1"] < 0.5 and 0.3 < st["self_similarity"] < 1
+    assert st["judge"]["judged"] == 8 and st["judge"]["histogram"]["0.7-0.8"] == 1
+    code, out = cli(datakit, "stats", "a", "--plot", "plots")
+    assert code == 0 and out.startswith("a@v1: 8 instruction records")
+    assert "distinct-2" in out and "judge quality   8 judged" in out
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["a_v1_judge.png", "a_v1_lengths.png", "a_v1_sources.png"]
+    assert (tmp_path / "plots" / "a_v1_judge.png").read_bytes()[:4] == b"\x89PNG"
+    code, out = cli(datakit, "stats", "nope")
+    assert code == 1 and "no dataset named 'nope'" in out
