@@ -1,0 +1,170 @@
+"""Dedup quality and scaling.
+
+Quality: a benchmark set written here. Instructions from topic x task templates, each task
+with several phrasings; planted duplicates of three kinds: exact copies (case, spacing and
+punctuation changed), light edits (a word changed, dropped or added, a typo) and paraphrases
+(the same task in another phrasing); hard negatives are the other tasks on the same topic
+(same words, different request). `recall` is the share of planted duplicates dropped and
+`precision` the share of drops that were planted duplicates, for the default settings
+(near, character 5-gram shingles, Jaccard 0.8), per kind of duplicate too.
+
+Scaling: the same op on n and 4n random instructions (5% planted light edits);
+`time_ratio_4x_records` = time(4n) / time(n) (an all-pairs step would give ~16).
+
+Run: python bench/dedup.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TOPICS = (
+    "tides volcanoes sourdough chess photosynthesis bicycles glaciers vaccines compilers "
+    "coral-reefs jazz rainbows bees solar-panels the-roman-empire earthquakes recycling "
+    "black-holes coffee the-printing-press tea kites lighthouses owls wind-turbines bread "
+    "submarines the-internet honey auroras spiders tornadoes origami trains deserts "
+    "penguins fungi bridges clocks comets"
+).split()
+TASKS = [  # each task in several phrasings: phrasings of one task are paraphrases
+    [
+        "Explain how {t} work to a ten year old.",
+        "Describe, for a ten-year-old child, how {t} work.",
+    ],
+    ["Write a short poem about {t}.", "Compose a brief poem on the subject of {t}."],
+    [
+        "List three surprising facts about {t}.",
+        "Give me three facts about {t} that most people do not know.",
+    ],
+    [
+        "Summarise the history of {t} in one paragraph.",
+        "In a single paragraph, give a summary of the history of {t}.",
+    ],
+    [
+        "What are the main risks associated with {t}?",
+        "Which dangers are most commonly linked to {t}?",
+    ],
+    ["Write a product description for a book about {t}.", "Draft the blurb for a new book on {t}."],
+    [
+        "Compare {t} with something from everyday life.",
+        "Make an everyday comparison that explains {t}.",
+    ],
+    [
+        "Suggest a science-fair project involving {t}.",
+        "Propose a school science project about {t}.",
+    ],
+]
+
+
+def _edit(text: str, rng: random.Random) -> str:
+    words = text.split()
+    k = rng.randrange(len(words))
+    op = rng.randrange(4)
+    if op == 0:
+        words[k] = words[k] + "s"  # a changed word
+    elif op == 1 and len(words) > 4:
+        del words[k]  # a dropped word
+    elif op == 2:
+        words.insert(k, rng.choice(["really", "please", "just", "very"]))  # an added word
+    else:
+        w = words[k]
+        if len(w) > 3:
+            i = rng.randrange(len(w) - 1)
+            words[k] = w[:i] + w[i + 1] + w[i] + w[i + 2 :]  # a typo (swapped letters)
+    return " ".join(words)
+
+
+def quality_set(seed: int = 0) -> tuple[list[dict], dict[int, tuple[int, str]]]:
+    """Records and the planted duplicates: index -> (index of its original, kind)."""
+    rng = random.Random(seed)
+    texts = []
+    for t in TOPICS:
+        for task in TASKS:
+            texts.append(task[0].format(t=t.replace("-", " ")))
+    planted: dict[int, tuple[int, str]] = {}
+    originals = rng.sample(range(len(texts)), len(texts) // 4)
+    for n, i in enumerate(originals):
+        kind = ("exact", "light_edit", "paraphrase")[n % 3]
+        if kind == "exact":
+            dup = "  " + texts[i].upper().replace(".", " !") + " "
+        elif kind == "light_edit":
+            dup = _edit(texts[i], rng)
+        else:
+            t_i, k_i = divmod(i, len(TASKS))
+            dup = TASKS[k_i][1].format(t=TOPICS[t_i].replace("-", " "))
+        planted[len(texts)] = (i, kind)
+        texts.append(dup)
+    return [{"instruction": x, "input": "", "output": ""} for x in texts], planted
+
+
+def score(records: list[dict], planted: dict[int, tuple[int, str]], params: dict) -> dict:
+    from datakit.ops import OpContext
+    from datakit.ops.dedup import run
+
+    recs = [{**r, "id": str(i)} for i, r in enumerate(records)]
+    ctx = OpContext()
+    run([recs], ctx, **params)
+    dropped = {int(r["record"]["id"]) for r in ctx.rejects}
+    # A planted pair counts as found when one of its two records is dropped.
+    found = {d for d, (o, _) in planted.items() if d in dropped or o in dropped}
+    planted_members = set(planted) | {o for o, _ in planted.values()}
+    correct = len(dropped & planted_members)
+    by_kind = {}
+    for kind in ("exact", "light_edit", "paraphrase"):
+        mine = [d for d, (_, k) in planted.items() if k == kind]
+        by_kind[kind] = round(sum(d in found for d in mine) / len(mine), 3)
+    return {
+        "recall": round(len(found) / len(planted), 3),
+        "precision": round(correct / len(dropped), 3) if dropped else 1.0,
+        "by_kind": by_kind,
+        "dropped": len(dropped),
+    }
+
+
+def scale_records(n: int, seed: int = 0) -> list[dict]:
+    from bench.novelty import instruction
+
+    rng = random.Random(seed)
+    texts = [instruction(rng) + f" {i}" for i in range(n)]
+    texts += [_edit(texts[i], rng) for i in rng.sample(range(n), n // 20)]
+    return [
+        {"instruction": t, "input": "", "output": "", "id": str(i)} for i, t in enumerate(texts)
+    ]
+
+
+def timed(records: list[dict]) -> float:
+    from datakit.ops import OpContext
+    from datakit.ops.dedup import run
+
+    t = time.perf_counter()
+    run([records], OpContext(), fields="instruction")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="scaling on 2,000 / 8,000 records")
+    args = ap.parse_args()
+    records, planted = quality_set()
+    default = score(records, planted, {"fields": "instruction"})
+    n = 2_000 if args.quick else 10_000
+    timed(scale_records(200))  # warm-up: imports
+    t1 = timed(scale_records(n))
+    t4 = timed(scale_records(4 * n, seed=1))
+    print(f"benchmark_set: {len(records)} records, {len(planted)} planted duplicates")
+    print(f"recall: {default['recall']} (goal >= 0.95)")
+    print(f"precision: {default['precision']} (goal >= 0.95)")
+    for kind, r in default["by_kind"].items():
+        print(f"recall_{kind}: {r}")
+    print(f"seconds_{n}_records: {t1:.2f}")
+    print(f"seconds_{4 * n}_records: {t4:.2f}")
+    print(f"time_ratio_4x_records: {t4 / t1:.2f} (goal <= 5)")
+
+
+if __name__ == "__main__":
+    main()
