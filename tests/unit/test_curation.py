@@ -55,7 +55,7 @@ def test_dedup_keeps_exactly_one_per_cluster_by_rule(store, keep, kept_output):
         *recs(BASE[1:3]),
     ]
     store.write("raw", rows, "instruction")
-    params = {"fields": "instruction", "keep": keep, "threshold": 0.6}
+    params = {"method": "near", "fields": "instruction", "keep": keep, "threshold": 0.6}
     res = run_step(store, "clean", "dedup", ["raw"], params)
     out = list(res.version.records())
     assert len(out) == 3
@@ -72,7 +72,8 @@ def test_dedup_keeps_exactly_one_per_cluster_by_rule(store, keep, kept_output):
 def test_dedup_against_another_dataset(store):
     store.write("generated", recs(BASE[:4]), "instruction")
     store.write("evalset", [{"prompt": BASE[1] + "", "references": ["x"]}], "eval_item")
-    res = run_step(store, "gen-clean", "dedup", ["generated", "evalset"], {"fields": "instruction"})
+    params = {"method": "near", "fields": "instruction"}
+    res = run_step(store, "gen-clean", "dedup", ["generated", "evalset"], params)
     out = [r["instruction"] for r in res.version.records()]
     assert BASE[1] not in out and len(out) == 3  # no test leakage
     assert res.version.manifest()["stats"]["drops"] == {"duplicates_reference": 1}
