@@ -70,6 +70,28 @@ def _option_for(name: str, prop: dict[str, Any]) -> Any:
     return click.option(flag, name, default=None, help=help_)
 
 
+def _explain(op: Op, output: str, data_root: str, record_id: str, as_json: bool) -> None:
+    import importlib
+
+    from .store import DatasetStore
+
+    version = DatasetStore(data_root).resolve(output)
+    mod, _, fn = op.explain.partition(":")
+    rows = getattr(importlib.import_module(mod), fn)(version, record_id)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"{record_id}: not in any duplicate cluster of {version.ref}")
+        return
+    click.echo(f"cluster {rows[0]['cluster']} in {version.ref}:")
+    for r in rows:
+        click.echo(
+            f"  dropped {r['dropped']} as a duplicate of {r['kept']} "
+            f"({r['method']}, similarity {r['similarity']})"
+        )
+
+
 def _weighted(refs: list[str]) -> tuple[list[str], list[float] | None]:
     """INPUT:WEIGHT arguments (mix): the refs, and the weights if any were given."""
     names, weights = [], []
@@ -126,6 +148,8 @@ def make_command(op: Op) -> click.Command:
         from .ops.runner import EnginePool, run_step, step_line
         from .store import DatasetStore
 
+        if kw.get("explain_id"):
+            return _explain(op, output, data_root, kw["explain_id"], as_json)
         params = {k: v for k, v in kw.items() if k in schema["properties"] and v is not None}
         inputs: str | list[str] = input_ref if isinstance(input_ref, str) else list(input_ref)
         if op.many_inputs and "weights" in schema["properties"]:
@@ -191,6 +215,16 @@ def make_command(op: Op) -> click.Command:
     ]
     for name, prop in schema["properties"].items():
         deco.append(_option_for(name, prop))
+    if op.explain:
+        deco.append(
+            click.option(
+                "--explain",
+                "explain_id",
+                metavar="ID",
+                help="Show the duplicate cluster of record ID in the latest version of -o NAME "
+                "(what was dropped for what, and how similar); runs nothing.",
+            )
+        )
     f = callback
     for d in deco:
         f = d(f)

@@ -34,6 +34,7 @@ class Op:
     many_inputs: bool = False  # function takes one record list per input
     outputs: tuple[str, ...] = ()  # named outputs, written as <step>-<suffix>
     same_kind_inputs: bool = False  # every input holds the same record kind
+    explain: str | None = None  # "module:function(version, record_id) -> rows": --explain ID
 
     @property
     def cli_name(self) -> str:
@@ -169,6 +170,7 @@ OPS: dict[str, Op] = {
             "datakit dedup grown -o grown-dedup --method near --threshold 0.8",
             command="top",
             many_inputs=True,
+            explain="datakit.ops.dedup:explain",
         ),
         Op(
             "mix",

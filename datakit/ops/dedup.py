@@ -252,3 +252,18 @@ def run(
         ctx.reject(rec, reason, **{k: v for k, v in row.items() if k != "dropped"})
     ctx.files["dedup_report.jsonl"] = report
     return out
+
+
+def explain(version: Any, record_id: str) -> list[dict[str, Any]]:
+    """The duplicate cluster of ``record_id`` in a dedup output version: every row of its
+    dedup_report.jsonl whose dropped, kept or cluster id is that record's cluster."""
+    import orjson
+
+    from ..errors import DatakitError
+
+    path = version.path / "dedup_report.jsonl"
+    if not path.is_file():
+        raise DatakitError(f"{version.ref} was not made by dedup (no dedup_report.jsonl)")
+    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    clusters = {r["cluster"] for r in rows if record_id in (r["dropped"], r["kept"], r["cluster"])}
+    return [r for r in rows if r["cluster"] in clusters]

@@ -67,6 +67,28 @@ def test_dedup_keeps_exactly_one_per_cluster_by_rule(store, keep, kept_output):
     kept_id = next(r["id"] for r in out if r["instruction"].startswith(t))
     assert {r["kept"] for r in report} == {kept_id} and all(r["similarity"] >= 0.6 for r in report)
     assert res.version.manifest()["stats"]["drops"] == {"duplicate": 2}
+    from datakit.ops.dedup import explain
+
+    dropped = report[0]["dropped"]
+    assert {r["dropped"] for r in explain(res.version, dropped)} == {r["dropped"] for r in report}
+    assert explain(res.version, "no-such-id") == []
+
+
+def test_dedup_explain_command(cli, tmp_path):
+    from tests.conftest import write_jsonl
+
+    texts = [BASE[0], BASE[0] + " Now!", BASE[1]]
+    write_jsonl(tmp_path / "a.jsonl", recs(texts))
+    cli(datakit, "import", "a.jsonl", "-n", "a")
+    code, out = cli(datakit, "dedup", "a", "-o", "d", "--method", "near", "--fields", "instruction")
+    assert code == 0 and "dropped 1 duplicate" in out, out
+    report = json.loads((tmp_path / "data/d/v1/dedup_report.jsonl").read_text().splitlines()[0])
+    code, out = cli(datakit, "dedup", "a", "-o", "d", "--explain", report["kept"])
+    assert code == 0 and out.splitlines()[1].startswith(
+        f"  dropped {report['dropped']} as a duplicate of {report['kept']} (near, similarity"
+    )
+    code, out = cli(datakit, "dedup", "a", "-o", "a", "--explain", "x")
+    assert code == 1 and "a@v1 was not made by dedup" in out
 
 
 def test_dedup_against_another_dataset(store):
