@@ -567,7 +567,7 @@ def run_cmd(
             for out in st["outputs"]:
                 for rec in store.resolve(out["ref"]).head(examples):
                     click.echo(f"  {out['ref']}  {preview(rec)}")
-        kept = sum(st["count"] for st in s.steps)
+        kept = sum(o["count"] for st in s.steps for o in st["outputs"])
         dropped = sum(sum(st["drops"].values()) for st in s.steps)
         click.echo(
             f"kept {kept} records in {len(s.steps)} steps, dropped {dropped} (reasons above; "
