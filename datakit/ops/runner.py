@@ -171,7 +171,9 @@ def run_step(
         return StepResult(name, op_name, latest, True, first.manifest()["stats"].get("drops", {}))
     records = [list(src.records()) for src in srcs]
     for src, recs in zip(srcs, records, strict=True):
-        if not recs:
+        # A model has nothing to work from in an empty input; curation ops pass it on (an
+        # empty generation result must not stop the dedup/mix/split steps after it).
+        if not recs and op.roles:
             raise DatakitError(f"{name}: input {src.ref} is empty")
     built = (
         {role: pool.get(s, batch_size, where=f"{name}: {role}") for role, s in specs.items()}

@@ -226,3 +226,14 @@ def test_stats_command(cli, tmp_path):
     assert (tmp_path / "plots" / "a_v1_judge.png").read_bytes()[:4] == b"\x89PNG"
     code, out = cli(datakit, "stats", "nope")
     assert code == 1 and "no dataset named 'nope'" in out
+
+
+def test_curation_ops_pass_empty_inputs_on(store):
+    store.write("none", [], "instruction")
+    store.write("some", recs(BASE[:2]), "instruction")
+    res = run_step(store, "d", "dedup", ["none"], {"method": "exact"})
+    assert res.version.manifest()["count"] == 0
+    res = run_step(store, "m", "mix", ["none", "some"], {"weights": [1, 1], "total": 2})
+    # the empty input gives nothing: the shortfall shows in stats.mix
+    assert res.version.manifest()["count"] == 1
+    assert [x["taken"] for x in res.version.manifest()["stats"]["mix"]] == [0, 1]
