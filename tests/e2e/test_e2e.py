@@ -106,14 +106,19 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     out = run(*env_make, "demo").stdout
     assert "model smollm2: present at" in out
     assert "dataset demo-seeds@v1: 12 instruction records" in out
-    steps = ["grown", "evolved", "answers", "judged", "good", "prefs"]
+    steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup", "sft-mix", "sft"]
+    steps += ["prefs"]
     for name in steps:
         assert f"step {name} (" in out
+    for name in [s for s in steps if s != "sft"] + ["sft-train", "sft-test"]:
         m = json.loads((tmp_path / f"data/{name}/v1/manifest.json").read_text())
-        assert (tmp_path / f"data/{name}/v1/rejects.jsonl").is_file()
-        assert m["count"] + sum(m["stats"]["drops"].values()) >= 1, (
-            name
-        )  # every input went somewhere
+        assert (tmp_path / f"data/{name}/v1/rejects.jsonl").is_file() or name == "sft-test"
+        assert m["count"] + sum(m["stats"]["drops"].values()) >= 1, name  # inputs went somewhere
+    # The curation steps: a dedup report, the mix's realised ratios, the split's two sides.
+    assert (tmp_path / "data/grown-dedup/v1/dedup_report.jsonl").is_file()
+    mix = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
+    assert mix["parents"] == ["good@v1", "grown-dedup@v1", "evolved@v1"]
+    assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2]
     # make data ends with examples people can read, and the counts kept and dropped.
     assert "examples:" in out and "  answers@v1  Q: " in out
     assert "kept " in out and " dropped " in out
