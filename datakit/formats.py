@@ -411,6 +411,8 @@ def without_exact_duplicates(
                 )
                 continue
             seen.setdefault(cid, loc)
+            if "id" not in rec:
+                rec = {"id": cid, **rec}  # the store would hash the same content again
         yield loc, rec
 
 
