@@ -181,8 +181,12 @@ def make_command(op: Op) -> click.Command:
         st = res.summary()
         echo_json(st) if as_json else click.echo(step_line(st))
 
+    reads = "Reads dataset versions INPUT..." if op.many_inputs else "Reads dataset version INPUT"
+    writes = "-o NAME" + (
+        f" as {' and '.join(f'NAME-{o}' for o in op.outputs)}" if op.outputs else ""
+    )
     helptext = (
-        op.summary + "\n\nReads dataset version INPUT, writes the next version of -o NAME (with"
+        f"{op.summary}\n\n{reads}, writes the next version of {writes} (with"
         " rejects.jsonl: every dropped record and why)."
         + (
             " Engine calls are cached, so an interrupted run resumes and a repeat costs nothing."
