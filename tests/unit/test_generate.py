@@ -591,3 +591,21 @@ def test_runner_takes_several_inputs_and_named_outputs(store, tmp_path, monkeypa
     assert again.skipped and again.versions["mixed-odd"].version == 1
     with pytest.raises(DatakitError, match="filter reads one input, got 2"):
         run_step(store, "f", "filter", ["a", "b"], {})
+
+
+def test_one_engine_serving_two_roles_is_reported_once(store, tmp_path):
+    """preferences with no separate judge: the main engine judges too; its calls are
+    counted once, under "engine+judge", not once per role."""
+    store.write("src", [{"instruction": "Say something.", "output": "x"}], "instruction")
+    engine = CachedEngine(Scripted(_judge_answer({"calm answer": 5})), quiet=True)
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            return engine  # the pool builds each spec once: one engine for both roles
+
+    from datakit.engines import EngineSpec
+
+    spec = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
+    res = run_step(store, "prefs", "preferences", "src", {}, {"engine": spec}, Pool(tmp_path))
+    assert list(res.engine_stats) == ["engine+judge"]
+    assert res.engine_stats["engine+judge"]["model_calls"] == engine.stats.model_calls

@@ -81,3 +81,33 @@ def test_a_built_model_is_reused_without_the_wheel(cache, tmp_path):
         )
     with pytest.raises(DatakitError, match=r"^no model named x in models \(m\)$"):
         ensure_models(cfg, tmp_path, names=["x"], offline=True)
+
+
+def test_quiet_pull_is_silent_when_the_model_is_there(cache, tmp_path):
+    """`make setup` runs `trainkit model pull smollm2 -q` every time: nothing to say when
+    the model is built already; one line when it cannot be had."""
+    from click.testing import CliRunner
+
+    from trainkit.cli import cli as trainkit
+
+    out = model_entry_path({"gguf_wheel": SPEC}, tmp_path)
+    out.mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    prov = {"source": "gguf_wheel", **SPEC, "wheel_sha256": "a" * 64, "dtype": "bfloat16"}
+    (out / "model_source.json").write_text(json.dumps(prov))
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        "models:\n  m: {gguf_wheel: {package: no-such-model-pkg, version: '1.0', file: m.gguf}}\n"
+        "  other: {gguf_wheel: {package: no-such-model-pkg, version: '2.0', file: m.gguf}}\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(trainkit, ["model", "pull", "m", "-c", str(cfg), "-q", "--offline"])
+    assert (res.exit_code, res.output) == (0, "")
+    res = runner.invoke(trainkit, ["model", "pull", "m", "-c", str(cfg), "--offline"])
+    assert res.exit_code == 0 and res.output.startswith(f"model m: present at {out}")
+    res = runner.invoke(trainkit, ["model", "pull", "other", "-c", str(cfg), "-q", "--offline"])
+    assert res.exit_code == 1
+    assert res.output == (
+        "Error: no-such-model-pkg==2.0: not in the wheel cache "
+        f"({cache / 'wheels'}) and downloads are off\n"
+    )
