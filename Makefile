@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: help setup lock data train eval demo test test-unit test-integration test-e2e lint format bench bench-quick clean
+.PHONY: help setup browser lock data train eval demo test test-unit test-integration test-e2e lint format bench bench-quick clean
 
 help:
 	@echo "make demo    data -> train -> eval on the offline default pipeline ($(CONFIG))"
@@ -86,7 +86,19 @@ demo: setup
 	echo "    data/<name>/v<N>/rejects.jsonl (every dropped record and why),"; \
 	echo "    trainkit show runs/train/sft and runs/train/*/curves.png (training curves)"
 
-test: setup
+# The review UI's browser tests drive the system chromium through Playwright (never
+# `playwright install`, which downloads browsers). Installed from Debian's package when
+# missing and we may (root with apt-get); otherwise those tests skip and say why.
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null || echo /usr/bin/chromium)
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+	  && { echo "==> installing chromium (Debian package) for the browser tests"; \
+	       (apt-get install -y -q chromium >/dev/null 2>&1 \
+	        || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+	       || echo "==> could not install chromium: the browser tests will skip"; } \
+	  || echo "==> no chromium and no way to install it: the browser tests will skip"; }
+
+test: setup browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: setup

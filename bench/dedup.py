@@ -6,7 +6,7 @@ punctuation changed), light edits (a word changed, dropped or added, a typo) and
 (the same task in another phrasing); hard negatives are the other tasks on the same topic
 (same words, different request). `recall` is the share of planted duplicates dropped and
 `precision` the share of drops that were planted duplicates, for the default settings
-(semantic: MiniLM embeddings, cosine 0.82), per kind of duplicate too, and for near
+(semantic: MiniLM embeddings, cosine 0.80), per kind of duplicate too, and for near
 (character 5-gram MinHash, Jaccard 0.8), which template-like instructions fool.
 
 Scaling: the same op on n and 4n random instructions (5% planted light edits), semantic and

@@ -601,6 +601,15 @@ def _register_ops() -> None:
 _register_ops()
 
 
+def _register_review() -> None:
+    from .cli_review import review_group
+
+    cli.add_command(review_group)
+
+
+_register_review()
+
+
 @cli.command("ops")
 @json_option
 def ops_cmd(as_json: bool) -> None:

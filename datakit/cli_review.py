@@ -1,0 +1,187 @@
+"""``datakit review``: the annotators' web UI, its progress and agreement, and its commit."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import click
+
+from .clikit import Group, data_root_option, echo_json, json_option
+from .errors import DatakitError
+
+
+class ReviewGroup(Group):
+    """``datakit review NAME`` serves; ``datakit review commit|status NAME`` are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("review", cls=ReviewGroup)
+def review_group() -> None:
+    """Review a dataset version in the browser: accept, reject, edit, rate, rank.
+
+    `datakit review NAME[@ver]` starts a local web app (127.0.0.1:8765) that
+    annotators open in a browser; each names themselves, and every action
+    is appended to data/NAME/reviews/vN/annotations.jsonl. `datakit review
+    commit NAME` turns accepted and edited records into a new version.
+
+    \b
+    Examples:
+      datakit review answers                      # then open http://127.0.0.1:8765
+      datakit review answers@v2 --criteria helpfulness,safety --overlap 2
+      datakit review answers --guidelines guidelines.md
+      datakit review status answers               # progress and agreement
+      datakit review commit answers -m "reviewed by the team"
+    """
+
+
+def _review(data_root: str, ref: str, **settings):  # type: ignore[no-untyped-def]
+    from .review.core import Review
+    from .store import DatasetStore
+
+    return Review(DatasetStore(data_root), ref, **settings)
+
+
+@review_group.command("serve")
+@click.argument("ref")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Anything but loopback requires a token.",
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--token",
+    envvar="DATAKIT_REVIEW_TOKEN",
+    help="Access token (env DATAKIT_REVIEW_TOKEN); made up for non-loopback hosts.",
+)
+@click.option(
+    "--criteria",
+    help="Rating criteria, comma-separated (default: the judge's: clarity,helpfulness,accuracy).",
+)
+@click.option(
+    "--overlap",
+    type=click.IntRange(1, 10),
+    help="Annotators per record before it leaves the queue (default 1).",
+)
+@click.option(
+    "--guidelines",
+    type=click.Path(dir_okay=False),
+    help="A text/Markdown file shown in the guidelines panel.",
+)
+@data_root_option
+def serve_cmd(
+    ref: str,
+    host: str,
+    port: int,
+    token: str | None,
+    criteria: str | None,
+    overlap: int | None,
+    guidelines: str | None,
+    data_root: str,
+) -> None:
+    """Start the review web app for version REF (default subcommand).
+
+    \b
+    Examples:
+      datakit review answers
+      datakit review answers --host 0.0.0.0 --port 9000   # prints a URL with a token
+    """
+    from .review.app import LOOPBACK, serve
+
+    text = None
+    if guidelines:
+        try:
+            text = Path(guidelines).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatakitError(f"--guidelines {guidelines}: cannot read it ({e})") from None
+    crit = tuple(c.strip() for c in criteria.split(",") if c.strip()) if criteria else None
+    review = _review(data_root, ref, criteria=crit, overlap=overlap, guidelines=text)
+    if host not in LOOPBACK and not token:
+        token = secrets.token_urlsafe(16)
+    review.save_settings()
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    click.echo(
+        f"reviewing {review.version.ref}: {len(review.records)} records, "
+        f"criteria {', '.join(review.criteria)}, overlap {review.overlap}"
+    )
+    click.echo(f"open {url}   (Ctrl+C stops; the log: {review.log_path})")
+    serve(review, host=host, port=port, token=token)
+
+
+@review_group.command("status")
+@click.argument("ref")
+@data_root_option
+@json_option
+def status_cmd(ref: str, data_root: str, as_json: bool) -> None:
+    """Progress and inter-annotator agreement of the review of REF.
+
+    Agreement per question on the records two or more annotators answered:
+    Cohen's kappa for two annotators, Krippendorff's alpha for more.
+
+    \b
+    Examples:
+      datakit review status answers
+      datakit review status answers --json | jq .agreement
+    """
+    from .review.core import agreement
+
+    review = _review(data_root, ref)
+    out = {"ref": review.version.ref, **review.progress(), "agreement": agreement(review)}
+    if as_json:
+        echo_json(out)
+        return
+    st = out["status"]
+    click.echo(
+        f"{out['ref']}: {out['done']}/{out['total']} reviewed, {out['annotations']} "
+        f"annotations by {len(out['annotators'])} annotator(s)"
+    )
+    click.echo("  " + ", ".join(f"{k} {v}" for k, v in st.items()))
+    for q, a in out["agreement"].items():
+        click.echo(f"  agreement {q}: {a['metric']} {a['value']} on {a['items']} records")
+
+
+@review_group.command("commit")
+@click.argument("ref")
+@click.option("-o", "--out", help="Dataset to write (default: the reviewed dataset's name).")
+@click.option("-m", "--message", help="Note stored in the manifest.")
+@data_root_option
+@json_option
+def commit_cmd(
+    ref: str, out: str | None, message: str | None, data_root: str, as_json: bool
+) -> None:
+    """Write the accepted and edited records of REF's review as a new version.
+
+    Its parent is the reviewed version; the manifest counts the annotations
+    (per action, per outcome, agreement); the log is copied beside it and
+    rejected records go to rejects.jsonl. Rankings of candidates become a
+    preference version OUT-preferences; a preference pair the annotators
+    preferred the other way round is swapped.
+
+    \b
+    Examples:
+      datakit review commit answers
+      datakit review commit answers@v2 -o answers-reviewed -m "round 1"
+    """
+    from .review.core import commit
+
+    result = commit(_review(data_root, ref), out=out, message=message)
+    if as_json:
+        echo_json(result)
+        return
+    o = result["review"]["outcomes"]
+    click.echo(
+        f"wrote {result['version']}: {result['kept']} records kept "
+        f"({o['accepted']} accepted, {o['edited']} edited; {o['rejected']} rejected, "
+        f"{o['conflict']} conflicts, {o['skipped']} skipped, {o['todo']} not reviewed) "
+        f"from {result['review']['annotations']} annotations"
+    )
+    if "preferences" in result:
+        p = result["preferences"]
+        click.echo(f"wrote {p['version']}: {p['pairs']} preference pairs from rankings")

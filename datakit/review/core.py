@@ -1,0 +1,664 @@
+"""Human review of a dataset version: the annotations log, what it adds up to, agreement,
+and the commit that turns accepted and edited records into a new version.
+
+Everything an annotator does is one line appended to
+``<data root>/<name>/reviews/v<N>/annotations.jsonl`` (annotator, time, record id, action,
+before/after), under a lock, so several annotators (threads of one server, or several
+servers) never lose an action. The log is the only state: progress, decisions, agreement
+and the commit are all derived from it, so a crashed server loses nothing.
+
+Decisions: ``accept``, ``reject`` and ``skip`` (each with an optional reason) and ``edit``
+(a new response text; counts as accept). Per annotator the latest decision counts; across
+annotators the majority of accept (edit included) vs reject decides, a tie is a conflict and
+stays out of the commit. Ratings (1-5 on named criteria), pairwise verdicts (blind A/B/tie on
+preference records), rankings (of a record's ``meta.candidates``) and comments are logged the
+same way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatakitError
+from ..records import prompt_messages
+
+DEFAULT_CRITERIA = ("clarity", "helpfulness", "accuracy")  # the LLM judge's rubric criteria
+DECISIONS = ("accept", "reject", "skip", "edit")
+ACTIONS = (*DECISIONS, "rate", "compare", "rank", "comment")
+ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+MAX_TEXT = 100_000  # an edited response or a comment longer than this is refused
+LETTERS = "ABCDEFGHIJ"
+
+
+class ReviewInputError(DatakitError):
+    """An action the log refuses (bad field, unknown record): shown to the annotator."""
+
+
+def response_text(rec: dict[str, Any]) -> str | None:
+    """The response an annotator may edit: an instruction's output, a conversation's final
+    assistant turn, an unpaired completion; None for kinds without one response."""
+    if "instruction" in rec:
+        return rec.get("output") or ""
+    if "completion" in rec:
+        c = rec["completion"]
+        return c if isinstance(c, str) else _last_assistant(c)
+    if rec.get("messages") and rec["messages"][-1].get("role") == "assistant":
+        return rec["messages"][-1].get("content") or ""
+    return None
+
+
+def _last_assistant(msgs: list[dict[str, Any]]) -> str:
+    return next(
+        (m.get("content") or "" for m in reversed(msgs) if m.get("role") == "assistant"), ""
+    )
+
+
+def with_response(rec: dict[str, Any], text: str) -> dict[str, Any]:
+    """A copy of ``rec`` whose response is ``text`` (id dropped: the content changed)."""
+    out = {k: v for k, v in rec.items() if k != "id"}
+    if "instruction" in rec:
+        out["output"] = text
+    elif "completion" in rec and isinstance(rec["completion"], str):
+        out["completion"] = text
+    elif "completion" in rec:
+        out["completion"] = [*rec["completion"][:-1], {**rec["completion"][-1], "content": text}]
+    else:
+        out["messages"] = [*rec["messages"][:-1], {**rec["messages"][-1], "content": text}]
+    return out
+
+
+def prompt_text(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        return prompt_messages(rec)
+    except (KeyError, DatakitError):
+        return []
+
+
+def as_text(value: Any) -> str:
+    if isinstance(value, list):
+        return _last_assistant(value) or "\n".join(str(m.get("content") or "") for m in value)
+    return "" if value is None else str(value)
+
+
+def options(rec: dict[str, Any], seed: int = 0) -> list[tuple[str, str]] | None:
+    """The responses shown side by side, blind: (key, text) in an order randomised per record
+    (the same for every annotator). Keys: ``chosen``/``rejected`` for a preference pair,
+    ``c0``, ``c1``, ... for ``meta.candidates``; None for a record with one response."""
+    if "chosen" in rec and "rejected" in rec:
+        items = [("chosen", as_text(rec["chosen"])), ("rejected", as_text(rec["rejected"]))]
+    else:
+        cands = (rec.get("meta") or {}).get("candidates")
+        if not (isinstance(cands, list) and len(cands) >= 2):
+            return None
+        items = [(f"c{i}", as_text(c)) for i, c in enumerate(cands[: len(LETTERS)])]
+    digest = hashlib.sha256(f"{seed}:{rec.get('id')}".encode()).digest()
+    random.Random(digest).shuffle(items)
+    return items
+
+
+def judge_suggestion(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The LLM judge's scores on the record (meta.judge) and the label they suggest; shown
+    to the annotator, never applied without their action."""
+    judge = (rec.get("meta") or {}).get("judge")
+    if not isinstance(judge, dict) or "quality" not in judge:
+        return None
+    q = judge.get("quality")
+    return {
+        "scores": judge.get("scores") or {},
+        "quality": q,
+        "label": "accept" if isinstance(q, (int, float)) and q >= 0.5 else "reject",
+        "model": judge.get("model"),
+    }
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RecordState:
+    """What the log says about one record."""
+
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # annotator -> entry
+    edit: dict[str, Any] | None = None  # the latest edit, any annotator
+    ratings: dict[str, dict[str, int]] = field(default_factory=dict)  # annotator -> crit -> v
+    verdicts: dict[str, str] = field(default_factory=dict)  # annotator -> key or "tie"
+    rankings: dict[str, list[str]] = field(default_factory=dict)  # annotator -> keys, best first
+    comments: list[dict[str, Any]] = field(default_factory=list)
+
+    def status_for(self, annotator: str | None = None) -> str:
+        """accepted | edited | rejected | skipped | conflict | todo (for one annotator, or
+        the record's outcome over all annotators)."""
+        if annotator is not None:
+            entry = self.decisions.get(annotator)
+            return _STATUS[entry["action"]] if entry else "todo"
+        return self.outcome()
+
+    def votes(self) -> Counter:
+        return Counter(
+            "accept" if e["action"] in ("accept", "edit") else e["action"]
+            for e in self.decisions.values()
+            if e["action"] != "skip"
+        )
+
+    def outcome(self) -> str:
+        v = self.votes()
+        if not v:
+            return "skipped" if self.decisions else "todo"
+        if v["accept"] > v["reject"]:
+            return "edited" if self.edit else "accepted"
+        if v["reject"] > v["accept"]:
+            return "rejected"
+        return "conflict"
+
+    def decided_by(self) -> set[str]:
+        return set(self.decisions)
+
+
+_STATUS = {"accept": "accepted", "reject": "rejected", "skip": "skipped", "edit": "edited"}
+STATUSES = ("todo", "accepted", "edited", "rejected", "skipped", "conflict")
+
+
+class Review:
+    """One version under review: its records, its annotations log, its settings."""
+
+    def __init__(
+        self,
+        store: Any,
+        ref: str,
+        criteria: tuple[str, ...] | None = None,
+        overlap: int | None = None,
+        guidelines: str | None = None,
+    ):
+        self.store = store
+        self.version = store.resolve(ref)
+        self.records = list(self.version.records())
+        self.by_id = {r["id"]: r for r in self.records}
+        self.dir = Path(store.root) / self.version.name / "reviews" / f"v{self.version.version}"
+        self.log_path = self.dir / "annotations.jsonl"
+        self.settings_path = self.dir / "settings.json"
+        saved = self._saved_settings()
+        self.criteria = tuple(criteria or saved.get("criteria") or DEFAULT_CRITERIA)
+        self.overlap = int(overlap or saved.get("overlap") or 1)
+        self.guidelines = guidelines if guidelines is not None else saved.get("guidelines", "")
+        self.seed = int(saved.get("seed", 0))
+        self._lock = threading.Lock()
+        self._cache: tuple[int, list[dict[str, Any]]] | None = None
+        for c in self.criteria:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$", c):
+                raise DatakitError(
+                    f"--criteria: {c!r} is not a criterion name (letters, digits, _ -)"
+                )
+        if self.overlap < 1:
+            raise DatakitError("--overlap: must be at least 1")
+
+    # ------------------------------------------------------------------ settings, log
+
+    def _saved_settings(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.settings_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_settings(self) -> None:
+        from ..runs import atomic_write_json
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(
+            self.settings_path,
+            {
+                "reviewed": self.version.ref,
+                "criteria": list(self.criteria),
+                "overlap": self.overlap,
+                "guidelines": self.guidelines,
+                "seed": self.seed,
+            },
+        )
+
+    def _file_lock(self) -> Any:
+        from filelock import FileLock
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.dir / ".lock"), timeout=60)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every logged action, oldest first (a line cut short by a crash is left out)."""
+        try:
+            size = self.log_path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if self._cache and self._cache[0] == size:
+            return self._cache[1]
+        out = []
+        with open(self.log_path, "rb") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        self._cache = (size, out)
+        return out
+
+    def append(self, annotator: str, record_id: str, action: str, **data: Any) -> dict[str, Any]:
+        """Check one action and append it to the log; returns the logged entry."""
+        if not isinstance(annotator, str) or not ANNOTATOR_RE.match(annotator):
+            raise ReviewInputError(
+                "annotator: a name of 1-40 letters, digits, '.', '_' or '-' is required"
+            )
+        rec = self.by_id.get(record_id) if isinstance(record_id, str) else None
+        if rec is None:
+            raise ReviewInputError(f"record: no record {record_id!r} in {self.version.ref}")
+        if action not in ACTIONS:
+            raise ReviewInputError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
+        with self._lock, self._file_lock():
+            state = self.state().get(record_id) or RecordState()
+            entry = {
+                "time": now(),
+                "annotator": annotator,
+                "record": record_id,
+                "action": action,
+                **self._payload(rec, state, annotator, action, data),
+            }
+            line = json.dumps(entry, ensure_ascii=False) + "\n"
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return entry
+
+    def _payload(
+        self, rec: dict[str, Any], state: RecordState, who: str, action: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        def text(key: str, required: bool = False) -> str:
+            v = data.get(key)
+            if v is None or v == "":
+                if required:
+                    raise ReviewInputError(f"{key}: required for {action}")
+                return ""
+            if not isinstance(v, str):
+                raise ReviewInputError(f"{key}: must be text")
+            if len(v) > MAX_TEXT:
+                raise ReviewInputError(f"{key}: longer than {MAX_TEXT} characters")
+            return v
+
+        prev = state.decisions.get(who)
+        before = _STATUS[prev["action"]] if prev else "todo"
+        if action in ("accept", "reject", "skip"):
+            return {"reason": text("reason"), "before": before, "after": _STATUS[action]}
+        if action == "edit":
+            original = response_text(rec)
+            if original is None:
+                raise ReviewInputError(
+                    f"edit: a {self.version.kind} record has no single response to edit"
+                )
+            new = text("text", required=True)
+            if not new.strip():
+                raise ReviewInputError("text: an edited response cannot be empty")
+            old = state.edit["after"] if state.edit else original
+            return {"before": old, "after": new, "original": original}
+        if action == "rate":
+            crit = data.get("criterion")
+            if crit not in self.criteria:
+                raise ReviewInputError(
+                    f"criterion: {crit!r} is not one of {', '.join(self.criteria)}"
+                )
+            value = data.get("value")
+            if isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
+                raise ReviewInputError("value: a rating is a whole number from 1 to 5")
+            return {
+                "criterion": crit,
+                "before": state.ratings.get(who, {}).get(crit),
+                "after": value,
+            }
+        if action == "comment":
+            return {"after": text("text", required=True)}
+        opts = options(rec, self.seed)
+        if opts is None:
+            raise ReviewInputError(f"{action}: this record has no responses to compare")
+        letters = {LETTERS[i]: key for i, (key, _) in enumerate(opts)}
+        if action == "compare":
+            if len(opts) != 2:
+                raise ReviewInputError(
+                    "compare: this record has more than two responses; rank them"
+                )
+            choice = data.get("choice")
+            if choice == "tie":
+                winner = "tie"
+            elif choice in letters:
+                winner = letters[choice]
+            else:
+                raise ReviewInputError("choice: A, B or tie")
+            return {"choice": choice, "before": state.verdicts.get(who), "after": winner}
+        order = data.get("order")
+        if isinstance(order, str):
+            order = [c for c in order.upper() if c.strip() and c != ","]
+        if not isinstance(order, list) or sorted(order) != sorted(letters):
+            raise ReviewInputError(
+                f"order: every response letter once, best first ({''.join(sorted(letters))})"
+            )
+        return {
+            "order": order,
+            "before": state.rankings.get(who),
+            "after": [letters[c] for c in order],
+        }
+
+    # ------------------------------------------------------------------ derived state
+
+    def state(self) -> dict[str, RecordState]:
+        out: dict[str, RecordState] = {}
+        for e in self.entries():
+            s = out.setdefault(e["record"], RecordState())
+            who, action = e["annotator"], e["action"]
+            if action in DECISIONS:
+                s.decisions[who] = e
+                if action == "edit":
+                    s.edit = e
+            elif action == "rate":
+                s.ratings.setdefault(who, {})[e["criterion"]] = e["after"]
+            elif action == "compare":
+                s.verdicts[who] = e["after"]
+            elif action == "rank":
+                s.rankings[who] = e["after"]
+            elif action == "comment":
+                s.comments.append(e)
+        return out
+
+    def progress(self, annotator: str | None = None) -> dict[str, Any]:
+        state = self.state()
+        counts = Counter(
+            (state.get(r["id"]) or RecordState()).status_for(annotator) for r in self.records
+        )
+        total = len(self.records)
+        done = sum(
+            1
+            for r in self.records
+            if len((state.get(r["id"]) or RecordState()).decided_by()) >= self.overlap
+        )
+        return {
+            "total": total,
+            "done": done,
+            "mine": None if annotator is None else sum(v for k, v in counts.items() if k != "todo"),
+            "status": {k: counts.get(k, 0) for k in STATUSES},
+            "annotations": len(self.entries()),
+            "annotators": sorted({e["annotator"] for e in self.entries()}),
+        }
+
+    def matches(
+        self,
+        rec: dict[str, Any],
+        st: RecordState,
+        annotator: str,
+        source: str = "",
+        min_score: float | None = None,
+        max_score: float | None = None,
+        status: str = "todo",
+        by: str = "",
+    ) -> bool:
+        meta = rec.get("meta") or {}
+        if source and meta.get("source") != source:
+            return False
+        if min_score is not None or max_score is not None:
+            sug = judge_suggestion(rec)
+            q = sug["quality"] if sug else None
+            if not isinstance(q, (int, float)):
+                return False
+            if (min_score is not None and q < min_score) or (
+                max_score is not None and q > max_score
+            ):
+                return False
+        if by and by not in st.decided_by():
+            return False
+        if status == "todo":
+            return annotator not in st.decisions and len(st.decided_by()) < self.overlap
+        if status and status != "all":
+            return st.outcome() == status
+        return True
+
+    def queue(self, annotator: str, **filters: Any) -> list[str]:
+        state = self.state()
+        empty = RecordState()
+        return [
+            r["id"]
+            for r in self.records
+            if self.matches(r, state.get(r["id"]) or empty, annotator, **filters)
+        ]
+
+    def sources(self) -> list[str]:
+        return sorted({(r.get("meta") or {}).get("source") or "" for r in self.records} - {""})
+
+
+# ---------------------------------------------------------------------------- agreement
+
+
+def agreement(review: Review) -> dict[str, dict[str, Any]]:
+    """Inter-annotator agreement per question, on the records at least two annotators
+    answered: Cohen's kappa for two annotators (linear weights for ratings), Krippendorff's
+    alpha for more (nominal for decisions and verdicts, ordinal for ratings)."""
+    state = review.state()
+    questions: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+        "decision": ("nominal", {}),
+        "preference": ("nominal", {}),
+        **{f"rating:{c}": ("ordinal", {}) for c in review.criteria},
+    }
+    for rid, s in state.items():
+        for who, e in s.decisions.items():
+            if e["action"] != "skip":
+                questions["decision"][1].setdefault(rid, {})[who] = (
+                    "accept" if e["action"] in ("accept", "edit") else "reject"
+                )
+        for who, v in s.verdicts.items():
+            questions["preference"][1].setdefault(rid, {})[who] = v
+        for who, ratings in s.ratings.items():
+            for c, v in ratings.items():
+                if f"rating:{c}" in questions:
+                    questions[f"rating:{c}"][1].setdefault(rid, {})[who] = v
+    out = {}
+    for q, (level, answers) in questions.items():
+        res = _agree(answers, level)
+        if res:
+            out[q] = res
+    return out
+
+
+def _agree(answers: dict[str, dict[str, Any]], level: str) -> dict[str, Any] | None:
+    shared = {rid: a for rid, a in answers.items() if len(a) >= 2}
+    if not shared:
+        return None
+    annotators = sorted({w for a in shared.values() for w in a})
+    values = sorted({v for a in shared.values() for v in a.values()}, key=str)
+    code = {v: i for i, v in enumerate(values)}
+    if len(annotators) == 2:
+        from sklearn.metrics import cohen_kappa_score
+
+        a, b = annotators
+        pairs = [(x[a], x[b]) for x in shared.values() if a in x and b in x]
+        ya, yb = [code[p[0]] for p in pairs], [code[p[1]] for p in pairs]
+        if len(set(ya) | set(yb)) < 2:
+            value = 1.0  # one label everywhere, from both: complete agreement
+        else:
+            value = float(
+                cohen_kappa_score(ya, yb, weights="linear" if level == "ordinal" else None)
+            )
+        return {
+            "metric": "cohen_kappa" + ("_linear" if level == "ordinal" else ""),
+            "annotators": annotators,
+            "items": len(pairs),
+            "value": round(value, 4),
+            "observed_agreement": round(sum(x == y for x, y in pairs) / len(pairs), 4),
+        }
+    import krippendorff
+    import numpy as np
+
+    matrix = np.full((len(annotators), len(shared)), np.nan)
+    for j, a in enumerate(shared.values()):
+        for who, v in a.items():
+            matrix[annotators.index(who), j] = code[v] if level == "nominal" else float(v)
+    if len({v for a in shared.values() for v in a.values()}) < 2:
+        value = 1.0
+    else:
+        value = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
+    return {
+        "metric": f"krippendorff_alpha_{level}",
+        "annotators": annotators,
+        "items": len(shared),
+        "value": round(value, 4),
+    }
+
+
+# ------------------------------------------------------------------------------- commit
+
+
+def commit(review: Review, out: str | None = None, message: str | None = None) -> dict[str, Any]:
+    """Write the accepted and edited records as the next version of ``out`` (default: the
+    reviewed dataset's name), parent the reviewed version; ranked candidates become a
+    ``preference`` version ``<out>-preferences``. Returns what was written."""
+    v = review.version
+    state = review.state()
+    entries = review.entries()
+    if not entries:
+        raise DatakitError(f"{v.ref}: nothing to commit (no annotations yet)")
+    kept, rejects, pairs = [], [], []
+    counts: Counter = Counter()
+    for rec in review.records:
+        s = state.get(rec["id"]) or RecordState()
+        outcome = s.outcome()
+        counts[outcome] += 1
+        for pair in _ranked_pairs(rec, s, review.seed):
+            pairs.append(pair)
+        if outcome not in ("accepted", "edited"):
+            if outcome in ("rejected", "conflict"):
+                reasons = [e.get("reason") for e in s.decisions.values() if e.get("reason")]
+                rejects.append({"record": rec, "reason": f"review_{outcome}", "notes": reasons})
+            continue
+        out_rec = dict(rec)
+        info: dict[str, Any] = {
+            "reviewed": v.ref,
+            "votes": dict(s.votes()),
+            "annotators": sorted(s.decided_by()),
+        }
+        if s.edit:
+            out_rec = with_response(rec, s.edit["after"])
+            info.update(
+                original=s.edit["original"], original_id=rec["id"], edited_by=s.edit["annotator"]
+            )
+        verdict = _majority(s.verdicts.values())
+        if "chosen" in rec and verdict == "rejected":  # people preferred the other response
+            out_rec = {k: x for k, x in out_rec.items() if k != "id"}
+            out_rec["chosen"], out_rec["rejected"] = rec["rejected"], rec["chosen"]
+            info["swapped"] = True
+        if verdict:
+            info["verdict"] = verdict
+        means = _mean_ratings(s, review.criteria)
+        if means:
+            info["ratings"] = means
+        if s.comments:
+            info["comments"] = [
+                {"annotator": c["annotator"], "text": c["after"]} for c in s.comments
+            ]
+        out_rec["meta"] = {**(rec.get("meta") or {}), "review": info}
+        kept.append(out_rec)
+    if not kept:
+        raise DatakitError(
+            f"{v.ref}: no record is accepted yet ({counts.get('rejected', 0)} rejected, "
+            f"{counts.get('todo', 0)} not reviewed); nothing to commit"
+        )
+    name = out or v.name
+    actions = Counter(e["action"] for e in entries)
+    agree = agreement(review)
+    review_stats = {
+        "reviewed": v.ref,
+        "annotations": len(entries),
+        "actions": dict(sorted(actions.items())),
+        "annotators": sorted({e["annotator"] for e in entries}),
+        "outcomes": {k: counts.get(k, 0) for k in STATUSES},
+        "agreement": {q: a["value"] for q, a in agree.items()},
+    }
+    config = {"reviewed": v.ref, "annotations": len(entries), "criteria": list(review.criteria)}
+    written = review.store.write(
+        name,
+        kept,
+        v.kind,
+        parents=[v.ref],
+        step="review",
+        config=config,
+        message=message,
+        source=str(review.log_path),
+        extra_files={"rejects.jsonl": rejects, "annotations.jsonl": entries},
+        extra_stats={"review": review_stats},
+    )
+    result = {"version": written.ref, "kept": len(kept), "review": review_stats}
+    if pairs:
+        pv = review.store.write(
+            f"{name}-preferences",
+            pairs,
+            "preference",
+            parents=[v.ref],
+            step="review-rankings",
+            config=config,
+            source=str(review.log_path),
+        )
+        result["preferences"] = {"version": pv.ref, "pairs": len(pairs)}
+    return result
+
+
+def _majority(values: Any) -> str | None:
+    c = Counter(values)
+    if not c:
+        return None
+    (top, n), *rest = c.most_common()
+    if rest and rest[0][1] == n:
+        return None
+    return top if top != "tie" else None
+
+
+def _mean_ratings(s: RecordState, criteria: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for c in criteria:
+        vals = [r[c] for r in s.ratings.values() if c in r]
+        if vals:
+            out[c] = round(sum(vals) / len(vals), 3)
+    return out
+
+
+def _ranked_pairs(rec: dict[str, Any], s: RecordState, seed: int) -> list[dict[str, Any]]:
+    """Preference pairs from rankings of ``meta.candidates``: for each annotator's ranking,
+    every (better, worse) pair; a pair two annotators ordered differently is left out."""
+    if not s.rankings or "chosen" in rec:
+        return []
+    cands = (rec.get("meta") or {}).get("candidates") or []
+    better: Counter = Counter()
+    for order in s.rankings.values():
+        for i, a in enumerate(order):
+            for b in order[i + 1 :]:
+                better[(a, b)] += 1
+    out = []
+    for (a, b), n in sorted(better.items()):
+        if n > better.get((b, a), 0):
+            out.append(
+                {
+                    "prompt": prompt_text(rec),
+                    "chosen": [{"role": "assistant", "content": as_text(cands[int(a[1:])])}],
+                    "rejected": [{"role": "assistant", "content": as_text(cands[int(b[1:])])}],
+                    "meta": {
+                        "source": "review",
+                        "from_record": rec["id"],
+                        "votes": n,
+                        "against": better.get((b, a), 0),
+                    },
+                }
+            )
+    return out

@@ -1,0 +1,503 @@
+"""The review's log, outcomes, agreement, commit and web app (no browser: see
+tests/integration/test_review_browser.py for the real one)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+
+import pytest
+
+from datakit.errors import DatakitError
+from datakit.review.core import Review, ReviewInputError, agreement, commit, options
+
+XSS_PROMPT = 'Say hi <script>window.__pwned = "script"</script>'
+XSS_OUTPUT = "Hello <img src=x onerror=\"window.__pwned = 'img'\"> there"
+
+
+def records():
+    return [
+        {
+            "instruction": XSS_PROMPT,
+            "input": "",
+            "output": XSS_OUTPUT,
+            "meta": {
+                "source": "self-instruct",
+                "judge": {"scores": {"clarity": 4}, "quality": 0.8},
+            },
+        },
+        {"instruction": "Add 2 and 2.", "input": "", "output": "5", "meta": {"source": "seed"}},
+        {
+            "instruction": "Name a colour.",
+            "input": "",
+            "output": "Blue",
+            "meta": {"source": "seed", "candidates": ["Blue.", "Red is a colour.", "No."]},
+        },
+        {"instruction": "Capital of France?", "input": "", "output": "Paris", "meta": {}},
+    ]
+
+
+@pytest.fixture
+def review(store):
+    store.write("ans", records(), "instruction")
+    return Review(store, "ans")
+
+
+def ids(review):
+    return [r["id"] for r in review.records]
+
+
+# ------------------------------------------------------------------------------ the log
+
+
+def test_every_action_is_logged_with_before_and_after(review):
+    a, b, c, d = ids(review)
+    review.append("ann", a, "accept")
+    review.append("ann", a, "reject", reason="rude")
+    review.append("ann", b, "edit", text="4")
+    review.append("ann", b, "edit", text="Four.")
+    review.append("ann", a, "rate", criterion="clarity", value=3)
+    review.append("ann", a, "rate", criterion="clarity", value="5")
+    review.append("ann", d, "comment", text="check the source")
+    log = [json.loads(x) for x in review.log_path.read_text().splitlines()]
+    assert [e["action"] for e in log] == [
+        "accept", "reject", "edit", "edit", "rate", "rate", "comment"
+    ]  # fmt: skip
+    assert all({"time", "annotator", "record", "action"} <= e.keys() for e in log)
+    assert (log[0]["before"], log[0]["after"]) == ("todo", "accepted")
+    assert (log[1]["before"], log[1]["after"], log[1]["reason"]) == ("accepted", "rejected", "rude")
+    assert (log[2]["before"], log[2]["after"], log[2]["original"]) == ("5", "4", "5")
+    assert (log[3]["before"], log[3]["after"]) == ("4", "Four.")
+    assert (log[4]["before"], log[4]["after"]) == (None, 3)
+    assert (log[5]["before"], log[5]["after"]) == (3, 5)
+
+
+@pytest.mark.parametrize(
+    "who, rid, action, data, message",
+    [
+        ("", 0, "accept", {}, "annotator"),
+        ("bad name!", 0, "accept", {}, "annotator"),
+        ("ann", None, "accept", {}, "no record"),
+        ("ann", 0, "delete", {}, "action"),
+        ("ann", 0, "rate", {"criterion": "clarity", "value": 6}, "1 to 5"),
+        ("ann", 0, "rate", {"criterion": "clarity", "value": True}, "1 to 5"),
+        ("ann", 0, "rate", {"criterion": "beauty", "value": 3}, "criterion"),
+        ("ann", 0, "edit", {"text": "   "}, "empty"),
+        ("ann", 0, "edit", {}, "required"),
+        ("ann", 0, "edit", {"text": ["x"]}, "must be text"),
+        ("ann", 0, "compare", {"choice": "A"}, "no responses to compare"),
+        ("ann", 2, "compare", {"choice": "A"}, "rank them"),
+        ("ann", 2, "rank", {"order": "AB"}, "every response letter once"),
+        ("ann", 2, "rank", {"order": "AAB"}, "every response letter once"),
+        ("ann", 0, "comment", {}, "required"),
+    ],
+)
+def test_bad_actions_are_refused_with_the_field_named_and_nothing_logged(
+    review, who, rid, action, data, message
+):
+    rid = ids(review)[rid] if isinstance(rid, int) else "nope"
+    with pytest.raises(ReviewInputError, match=message):
+        review.append(who, rid, action, **data)
+    assert review.entries() == []
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped_and_the_rest_kept(review):
+    a, b, *_ = ids(review)
+    review.append("ann", a, "accept")
+    with open(review.log_path, "a") as f:
+        f.write('{"time": "x", "annot')  # the writer died mid-line
+    with open(review.log_path, "a") as f:
+        f.write("\n")
+    review.append("ann", b, "reject")
+    assert [e["record"] for e in review.entries()] == [a, b]
+
+
+def _hammer(root, rid, who, n):
+    from datakit.store import DatasetStore
+
+    r = Review(DatasetStore(root), "ans")
+    for i in range(n):
+        r.append(who, rid, "comment", text=f"{who} {i}")
+
+
+def test_no_action_is_lost_under_concurrent_annotators(review, store):
+    """Threads of one server and two other processes append at once: every line arrives
+    whole."""
+    a, b, *_ = ids(review)
+    threads = [
+        threading.Thread(target=lambda w=w: [review.append(w, a, "rate", criterion="clarity", value=1 + i % 5) for i in range(40)])
+        for w in ("t1", "t2", "t3", "t4")
+    ]  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(str(store.root), b, w, 40)) for w in ("p1", "p2")]
+    for p in procs:
+        p.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = review.log_path.read_text().splitlines()
+    assert len(lines) == 6 * 40
+    entries = [json.loads(x) for x in lines]
+    for w in ("t1", "t2", "t3", "t4", "p1", "p2"):
+        assert sum(e["annotator"] == w for e in entries) == 40
+
+
+# ------------------------------------------------------------------------ outcomes, queue
+
+
+def test_outcome_is_the_majority_of_each_annotators_latest_decision(review):
+    a, b, c, d = ids(review)
+    review.append("x", a, "reject")
+    review.append("x", a, "accept")  # x changed their mind: accept counts
+    review.append("y", a, "reject")
+    review.append("z", a, "edit", text="Hello there")
+    review.append("x", b, "accept")
+    review.append("y", b, "reject")  # 1:1 -> conflict
+    review.append("x", c, "skip", reason="unsure")
+    st = review.state()
+    assert st[a].outcome() == "edited"  # accept+edit 2 vs reject 1
+    assert st[b].outcome() == "conflict"
+    assert st[c].outcome() == "skipped"
+    assert review.progress()["status"] == {
+        "todo": 1, "accepted": 0, "edited": 1, "rejected": 0, "skipped": 1, "conflict": 1,
+    }  # fmt: skip
+
+
+def test_overlap_keeps_a_record_in_the_queue_until_enough_annotators_decided(store):
+    store.write("ans", records(), "instruction")
+    review = Review(store, "ans", overlap=2)
+    a, *_ = ids(review)
+    review.append("x", a, "accept")
+    assert a not in review.queue("x")  # x has done it
+    assert a in review.queue("y")  # one more annotator wanted
+    review.append("y", a, "accept")
+    assert a not in review.queue("z")
+    assert review.progress()["done"] == 1
+
+
+def test_queue_filters_by_source_score_status_and_annotator(review):
+    a, b, c, d = ids(review)
+    assert review.queue("x", source="seed") == [b, c]
+    assert review.queue("x", min_score=0.5) == [a]  # only a has a judge score
+    assert review.queue("x", max_score=0.5) == []
+    review.append("y", b, "reject")
+    assert review.queue("x", status="rejected") == [b]
+    assert review.queue("x", status="all", by="y") == [b]
+    assert b not in review.queue("x")  # overlap 1: y's decision took it out
+
+
+def test_pair_order_is_blind_random_per_record_and_stable(store):
+    pairs = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(40)]
+    store.write("prefs", pairs, "preference")
+    review = Review(store, "prefs")
+    firsts = [options(r, review.seed)[0][0] for r in review.records]
+    assert 10 < firsts.count("chosen") < 30  # randomised, not always chosen first
+    assert firsts == [options(r, review.seed)[0][0] for r in review.records]  # stable
+
+
+# ---------------------------------------------------------------------------- agreement
+
+
+def test_cohens_kappa_for_two_annotators(review):
+    """x: accept accept reject reject; y: accept reject reject reject. Observed agreement
+    0.75, chance (0.5*0.25 + 0.5*0.75) 0.5, so kappa = (0.75-0.5)/(1-0.5) = 0.5."""
+    recs = ids(review)
+    for rid, xa, ya in zip(recs, "aarr", "arrr", strict=True):
+        review.append("x", rid, "accept" if xa == "a" else "reject")
+        review.append("y", rid, "accept" if ya == "a" else "reject")
+    agr = agreement(review)["decision"]
+    assert agr["metric"] == "cohen_kappa"
+    assert agr["value"] == pytest.approx(0.5)
+    assert agr["observed_agreement"] == 0.75
+    assert agr["items"] == 4
+
+
+def _alpha_nominal(units):
+    """Krippendorff's nominal alpha from its definition (coincidences of pairable values)."""
+    from collections import Counter
+    from itertools import permutations
+
+    o = Counter()
+    for vals in units:
+        m = len(vals)
+        if m < 2:
+            continue
+        for i, j in permutations(range(m), 2):
+            o[(vals[i], vals[j])] += 1 / (m - 1)
+    n_c = Counter()
+    for (c, _), w in o.items():
+        n_c[c] += w
+    n = sum(n_c.values())
+    d_o = sum(w for (c, k), w in o.items() if c != k)
+    d_e = sum(n_c[c] * n_c[k] for c in n_c for k in n_c if c != k) / (n - 1)
+    return 1 - d_o / d_e
+
+
+def test_krippendorffs_alpha_for_three_annotators(store):
+    store.write("many", [{"prompt": f"q{i}"} for i in range(6)], "eval_item")
+    review = Review(store, "many")
+    votes = {  # annotator -> decisions on the 6 records (None: not seen)
+        "x": "aarraa",
+        "y": "arrra-",
+        "z": "aar-ar",
+    }
+    units = []
+    for j, rid in enumerate(ids(review)):
+        vals = []
+        for who, row in votes.items():
+            if row[j] != "-":
+                review.append(who, rid, "accept" if row[j] == "a" else "reject")
+                vals.append(row[j])
+        units.append(vals)
+    agr = agreement(review)["decision"]
+    assert agr["metric"] == "krippendorff_alpha_nominal"
+    assert agr["value"] == pytest.approx(_alpha_nominal(units), abs=1e-4)
+    assert agr["annotators"] == ["x", "y", "z"]
+
+
+def test_ratings_agreement_is_weighted(review):
+    recs = ids(review)
+    for rid, x, y in zip(recs, (1, 2, 4, 5), (1, 3, 4, 5), strict=True):
+        review.append("x", rid, "rate", criterion="clarity", value=x)
+        review.append("y", rid, "rate", criterion="clarity", value=y)
+    agr = agreement(review)["rating:clarity"]
+    assert agr["metric"] == "cohen_kappa_linear"
+    assert 0.7 < agr["value"] < 1.0  # off by one once: high but not perfect
+
+
+# ------------------------------------------------------------------------------- commit
+
+
+def test_commit_keeps_accepted_and_edited_records_with_their_history(review, store):
+    a, b, c, d = ids(review)
+    review.append("ann", a, "edit", text="Hello there.")
+    review.append("ann", a, "rate", criterion="clarity", value=4)
+    review.append("ann", b, "reject", reason="wrong sum")
+    review.append("ann", c, "accept")
+    review.append("ann", c, "rank", order=_letters_for(review, c, ["c1", "c0", "c2"]))
+    result = commit(review, message="round 1")
+    v = store.resolve(result["version"])
+    assert v.manifest()["parents"] == ["ans@v1"]
+    assert v.manifest()["step"]["name"] == "review"
+    kept = list(v.records())
+    assert [r["meta"]["review"].get("original_id", r["id"]) for r in kept] == [a, c]
+    edited = kept[0]
+    assert edited["output"] == "Hello there."
+    assert edited["meta"]["review"]["original"] == XSS_OUTPUT
+    assert edited["id"] != a  # new content, new id
+    assert edited["meta"]["review"]["ratings"] == {"clarity": 4.0}
+    stats = v.manifest()["stats"]["review"]
+    assert stats["annotations"] == 5
+    assert stats["actions"] == {"accept": 1, "edit": 1, "rank": 1, "rate": 1, "reject": 1}
+    assert stats["outcomes"]["rejected"] == 1 and stats["outcomes"]["todo"] == 1
+    rejects = [json.loads(x) for x in (v.path / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["record"]["id"], r["reason"], r["notes"]) for r in rejects] == [
+        (b, "review_rejected", ["wrong sum"])
+    ]
+    assert len((v.path / "annotations.jsonl").read_text().splitlines()) == 5
+    prefs = store.resolve(result["preferences"]["version"])
+    pairs = [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in prefs.records()]
+    assert sorted(pairs) == sorted(
+        [("Red is a colour.", "Blue."), ("Red is a colour.", "No."), ("Blue.", "No.")]
+    )
+    assert prefs.kind == "preference" and prefs.manifest()["parents"] == ["ans@v1"]
+
+
+def _letters_for(review, rid, keys):
+    opts = options(review.by_id[rid], review.seed)
+    letter = {k: "ABCDEFGHIJ"[i] for i, (k, _) in enumerate(opts)}
+    return "".join(letter[k] for k in keys)
+
+
+def test_a_pair_people_preferred_the_other_way_is_swapped(store):
+    store.write("prefs", [{"prompt": "q", "chosen": "short", "rejected": "long"}], "preference")
+    review = Review(store, "prefs")
+    (rid,) = ids(review)
+    opts = options(review.by_id[rid], review.seed)
+    rejected_letter = "AB"[[k for k, _ in opts].index("rejected")]
+    review.append("x", rid, "compare", choice=rejected_letter)
+    review.append("y", rid, "compare", choice=rejected_letter)
+    review.append("x", rid, "accept")
+    (rec,) = store.resolve(commit(review)["version"]).records()
+    assert (rec["chosen"], rec["rejected"]) == ("long", "short")
+    assert rec["meta"]["review"]["swapped"] is True
+
+
+def test_commit_refuses_when_there_is_nothing_to_commit(review):
+    with pytest.raises(DatakitError, match="no annotations yet"):
+        commit(review)
+    review.append("ann", ids(review)[0], "reject")
+    with pytest.raises(DatakitError, match="no record is accepted yet"):
+        commit(review)
+
+
+# ------------------------------------------------------------------------------- web app
+
+
+@pytest.fixture
+def client(review):
+    from fastapi.testclient import TestClient
+
+    from datakit.review.app import create_app
+
+    c = TestClient(create_app(review), base_url="http://127.0.0.1:8765")
+    c.post("/login", data={"name": "ann"})
+    return c
+
+
+def test_record_text_is_rendered_inert_and_the_policy_forbids_inline_script(client, review):
+    a = ids(review)[0]
+    page = client.get(f"/r/{a}")
+    assert page.status_code == 200
+    assert "<script>window" not in page.text and "<img src=x" not in page.text
+    assert "&lt;script&gt;window.__pwned" in page.text
+    assert "&lt;img src=x onerror=" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    # the one script element is the app's own, external file
+    assert page.text.count("<script") == 1
+    assert '<script src="/static/review.js" defer></script>' in page.text
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_queue_moves_on_and_progress_counts(client, review):
+    a, b, *_ = ids(review)
+    first = client.get("/next", follow_redirects=False)
+    assert first.headers["location"] == f"/r/{a}"
+    r = client.post("/api/annotate", json={"record": a, "action": "accept"})
+    assert r.json()["progress"]["done"] == 1
+    assert client.get("/next", follow_redirects=False).headers["location"] == f"/r/{b}"
+    assert "done 1 / 4" in client.get(f"/r/{b}").text
+
+
+def test_two_annotators_are_served_different_records(review):
+    from fastapi.testclient import TestClient
+
+    from datakit.review.app import create_app
+
+    app = create_app(review)
+    x = TestClient(app, base_url="http://127.0.0.1:8765")
+    y = TestClient(app, base_url="http://127.0.0.1:8765")
+    x.post("/login", data={"name": "x"})
+    y.post("/login", data={"name": "y"})
+    gx = x.get("/next", follow_redirects=False).headers["location"]
+    gy = y.get("/next", follow_redirects=False).headers["location"]
+    assert gx != gy
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"record": "nope", "action": "accept"},
+        {"action": "accept"},
+        {"record": 5, "action": "accept"},
+        {"record": "REC", "action": "rate", "criterion": "clarity", "value": "high"},
+        {"record": "REC", "action": "rate", "criterion": "clarity", "value": 0},
+        {"record": "REC", "action": "edit", "text": ""},
+        {"record": "REC", "action": "compare", "choice": "Z"},
+        {"record": "REC"},
+        [],
+        "text",
+    ],
+)
+def test_bad_api_input_gets_a_clear_400_never_a_500(client, review, body):
+    if isinstance(body, dict) and body.get("record") == "REC":
+        body = {**body, "record": ids(review)[0]}
+    r = client.post("/api/annotate", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"] and "Traceback" not in r.text
+    assert review.entries() == []
+
+
+def test_bad_pages_and_forms_get_messages_not_tracebacks(client):
+    for url, code, text in [
+        ("/next?min_score=high", 400, "min_score: &#39;high&#39; is not a number"),
+        ("/next?status=maybe", 400, "status"),
+        ("/r/nope", 404, "no record"),
+        ("/r/..%2F..%2Fetc%2Fpasswd", 404, "no page"),
+        ("/nowhere", 404, "no page"),
+    ]:
+        r = client.get(url)
+        assert r.status_code == code, url
+        assert text in r.text and "Traceback" not in r.text
+    r = client.post("/login", data={"name": "<b>me</b>"})
+    assert r.status_code == 400 and "name:" in r.text
+    r = client.post(
+        "/api/annotate", content="{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["error"] == "the request body is not valid JSON"
+    r = client.post("/api/annotate", data={"record": "x"})
+    assert r.status_code == 415
+
+
+def test_actions_need_a_name_first(review):
+    from fastapi.testclient import TestClient
+
+    from datakit.review.app import create_app
+
+    c = TestClient(create_app(review), base_url="http://127.0.0.1:8765")
+    r = c.post("/api/annotate", json={"record": ids(review)[0], "action": "accept"})
+    assert r.status_code == 401 and "name yourself" in r.json()["error"]
+    assert "Who is reviewing?" in c.get("/").text
+
+
+def test_a_token_guards_a_non_loopback_server_and_hosts_are_checked(review):
+    from fastapi.testclient import TestClient
+
+    from datakit.review.app import create_app
+
+    c = TestClient(
+        create_app(review, token="s3cret", allowed_hosts=("*",)), base_url="http://10.1.2.3:9000"
+    )
+    assert c.get("/").status_code == 401
+    assert c.get("/?token=wrong").status_code == 401
+    ok = c.get("/?token=s3cret")
+    assert ok.status_code == 200 and "Who is reviewing?" in ok.text
+    assert c.get("/").status_code == 200  # the cookie carries it from now on
+    local = TestClient(create_app(review), base_url="http://evil.example:8765")
+    assert local.get("/").status_code == 400  # a rebinding Host is refused
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def test_review_cli_status_and_commit(cli, tmp_path):
+    from datakit.cli import cli as datakit
+    from datakit.store import DatasetStore
+
+    store = DatasetStore(tmp_path / "data")
+    store.write("ans", records(), "instruction")
+    review = Review(store, "ans")
+    a, b, *_ = ids(review)
+    review.append("x", a, "accept")
+    review.append("y", a, "accept")
+    review.append("x", b, "reject")
+    review.append("y", b, "accept")
+    code, out = cli(datakit, "review", "status", "ans")
+    assert code == 0
+    assert "ans@v1: 2/4 reviewed, 4 annotations by 2 annotator(s)" in out
+    assert "agreement decision: cohen_kappa" in out
+    code, out = cli(datakit, "review", "commit", "ans", "-o", "ans-reviewed")
+    assert code == 0, out
+    assert (
+        "wrote ans-reviewed@v1: 1 records kept (1 accepted, 0 edited; 0 rejected, 1 conflicts"
+        in out
+    )
+
+
+def test_review_cli_errors(cli, tmp_path):
+    from datakit.cli import cli as datakit
+
+    code, out = cli(datakit, "review", "commit", "nothing")
+    assert code == 1 and "nothing" in out and "Traceback" not in out
+    code, out = cli(datakit, "review", "status", "../../etc")
+    assert code == 1 and "Traceback" not in out
+    code, out = cli(datakit, "review", "serve", "x", "--port", "99999")
+    assert code == 2
+    code, out = cli(datakit, "review", "--help")
+    assert code == 0 and "Examples:" in out and "datakit review commit" in out
