@@ -35,3 +35,73 @@ def test_index_search_matches_exact_cosine():
     assert len(got & want) >= 0.98 * len(want) and got <= want | {
         p for p in got if abs(sims[p] - 0.9) < 1e-4
     }
+
+
+# ------------------------------------------------------------ the embedding fast path
+
+VARIED = [
+    "Hi.",
+    "Write a haiku about the sea.",
+    "Explain, step by step, how a bicycle's gears let a rider climb a steep hill without "
+    "tiring, and what happens to the chain when the rider shifts under load. " * 3,
+    "def add(a, b):\n    return a + b  # what does this function return for strings?",
+    "Résumé les causes de la Révolution française en trois phrases.",
+    "List five fruits: apple, pear, plum, fig, kiwi.",
+    *TEXTS,
+]
+
+
+def test_the_int8_onnx_path_is_the_default_and_agrees_with_fp32():
+    from datakit.embeddings import backend_for, default_embedding_model
+
+    assert backend_for(default_embedding_model()) == "onnx-int8"
+    fast = embed(VARIED)
+    plain = embed(VARIED, backend="torch")
+    assert fast.shape == plain.shape == (len(VARIED), 384)
+    cos = (fast * plain).sum(axis=1)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.97
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    # order does not change a text's vector (batches are re-sorted by length)
+    again = embed(list(reversed(VARIED)))[::-1]
+    assert np.allclose(again, fast, atol=1e-4)
+
+
+def test_the_onnx_build_is_cached_by_model_fingerprint():
+    from datakit.embeddings import default_embedding_model
+    from datakit.models import cache_dir, fingerprint
+
+    embed(["warm"])
+    built = cache_dir() / "embeddings" / f"{fingerprint(default_embedding_model())}-int8"
+    assert (built / "model.onnx").is_file()
+    assert sorted(p.name for p in built.iterdir()) == ["model.onnx", "source.json"]
+
+
+def test_models_the_fast_path_cannot_reproduce_keep_the_plain_backend(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from datakit.embeddings import backend_for
+    from datakit.errors import DatakitError
+
+    cls = tmp_path / "cls-model"
+    (cls / "1_Pooling").mkdir(parents=True)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]  # fmt: skip
+    (cls / "modules.json").write_text(json.dumps(modules))
+    (cls / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    assert backend_for(str(cls)) == "torch"  # CLS pooling: not what the fast path computes
+    (cls / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    assert backend_for(str(cls)) == "onnx-int8"
+    (cls / "modules.json").write_text(json.dumps([*modules, {"type": "x.Dense", "path": "3"}]))
+    assert backend_for(str(cls)) == "torch"  # an extra Dense layer
+    monkeypatch.setenv("DATAKIT_EMBED_BACKEND", "torch")
+    from datakit.embeddings import default_embedding_model
+
+    assert backend_for(default_embedding_model()) == "torch"
+    monkeypatch.setenv("DATAKIT_EMBED_BACKEND", "tensorrt")
+    with pytest.raises(DatakitError, match="DATAKIT_EMBED_BACKEND=tensorrt"):
+        backend_for(None)
