@@ -72,7 +72,7 @@ train: setup
 	$(BIN)/trainkit run $(CONFIG) $(if $(CI),-q,)
 
 eval: setup
-	@echo "eval: no eval stage declared yet in $(CONFIG) (evalkit run arrives with the eval issue)"
+	$(BIN)/evalkit run $(CONFIG) $(if $(CI),-q,)
 
 # data -> train -> eval, each stage timed (setup excluded), then where to look.
 demo: setup
@@ -84,7 +84,8 @@ demo: setup
 	printf '   %-6s %8s\n' stage seconds data $$((t1-t0)) train $$((t2-t1)) eval $$((t3-t2)) total $$((t3-t0)); \
 	echo "==> look at: datakit ls (datasets and their versions), datakit show good -n 3,"; \
 	echo "    data/<name>/v<N>/rejects.jsonl (every dropped record and why),"; \
-	echo "    trainkit show runs/train/sft and runs/train/*/curves.png (training curves)"
+	echo "    trainkit show runs/train/sft and runs/train/*/curves.png (training curves),"; \
+	echo "    runs/eval/summary.md and runs/eval/report.html (base vs tuned, the gate)"
 
 # The review UI's browser tests drive the system chromium through Playwright (never
 # `playwright install`, which downloads browsers). Installed from Debian's package when

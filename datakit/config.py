@@ -123,6 +123,16 @@ def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[t
     from .ops import OPS
 
     out: list[tuple[int, str]] = []
+    engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
+    ev = data.get("eval")
+    if isinstance(ev, dict) and isinstance(ev.get("engine"), str) and ev["engine"] not in engines:
+        known = ", ".join(engines) or "none defined"
+        out.append(
+            (
+                lines.get(("eval", "engine"), 0),
+                f"eval.engine: {ev['engine']!r} is not in engines ({known})",
+            )
+        )
     section = data.get("data")
     if not isinstance(section, dict):
         return out
@@ -134,7 +144,6 @@ def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[t
                 "(same entries; every stage refers to them by name)",
             )
         )
-    engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
     steps = section.get("steps") if isinstance(section.get("steps"), list) else []
     for i, step in enumerate(steps):
         if not isinstance(step, dict) or step.get("op") not in OPS:

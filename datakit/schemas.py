@@ -41,10 +41,11 @@ def load_schema(name: str) -> dict[str, Any]:
     """
     if name in RECORD_KINDS:
         return copy.deepcopy(_load(f"records/{name}.json"))
-    if name in ("manifest", "pipeline"):
+    if name in ("manifest", "pipeline", "eval_report"):
         return copy.deepcopy(_load(f"{name}.json"))
     raise DatakitError(
-        f"unknown schema {name!r}; choose one of: {', '.join(RECORD_KINDS + ('manifest', 'pipeline'))}"
+        f"unknown schema {name!r}; choose one of: "
+        f"{', '.join(RECORD_KINDS + ('manifest', 'pipeline', 'eval_report'))}"
     )
 
 

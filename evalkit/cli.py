@@ -2,27 +2,516 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from datakit.clikit import Group, setup_logging, verbose_option
+from datakit.clikit import (
+    Group,
+    config_data_root_option,
+    config_runs_root_option,
+    data_root_option,
+    echo_json,
+    engine_options,
+    engine_specs_from_options,
+    json_option,
+    quiet_option,
+    setup_logging,
+    verbose_option,
+)
+from datakit.errors import DatakitError
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @verbose_option
 @click.version_option(package_name="finetune-toolkit", prog_name="evalkit")
 def cli(verbose: bool) -> None:
-    """Score models or prediction files against eval items.
-
-    Eval items are `eval_item` dataset versions (see `datakit import --format
-    xstest`); predictions are `prediction` records. Metrics, reports and the
-    regression gate build on these.
+    """Score models or prediction files, write reports, gate CI on regressions.
 
     \b
     Examples:
-      datakit import xstest_prompts.csv --format xstest --name xstest
-      datakit validate preds.jsonl --schema prediction
+      evalkit run pipeline.yaml                        # what `make eval` runs
+      evalkit predict runs/models/tuned qa -o preds.jsonl --suite qa
+      evalkit score preds.jsonl --metrics exact_match,f1 --out scored/
+      evalkit gate runs/eval/tuned --baseline eval/baseline
+      evalkit baseline runs/eval/tuned -o eval/baseline
+      evalkit compare runs/eval/base runs/eval/tuned
     """
     setup_logging(verbose)
+
+
+def _metric_list(metrics: str | None, suite: str | None) -> list[str]:
+    from .suites import SUITES
+
+    if metrics:
+        return [m.strip() for m in metrics.split(",") if m.strip()]
+    if suite:
+        if suite not in SUITES:
+            raise DatakitError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
+        return list(SUITES[suite].metrics)
+    raise click.UsageError("give --metrics or --suite")
+
+
+@cli.command("score")
+@click.argument("predictions", type=click.Path(dir_okay=False))
+@click.option("--metrics", help="Comma-separated metric names (evalkit metrics lists them).")
+@click.option("--suite", help="Use a suite's metrics (qa, format, safety, squad, xstest).")
+@click.option("--extract", help="Regex applied to outputs before exact_match/f1 (group 1 if any).")
+@click.option("--regex", help="Pattern for regex_match (default: each record's `regex`).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for items.jsonl and report.json.",
+)
+@json_option
+def score_cmd(
+    predictions: str,
+    metrics: str | None,
+    suite: str | None,
+    extract: str | None,
+    regex: str | None,
+    out_dir: str,
+    as_json: bool,
+) -> None:
+    """Score a JSONL file of predictions, no model needed.
+
+    Each line: `id`, `output`, and as the metrics need them `references`
+    (exact_match, f1), `schema` (schema_valid), `expected` comply|refuse
+    (refusal_rate, over_refusal_rate), `regex` (regex_match). Writes
+    OUT/items.jsonl (one line per id: each metric's value, failure reasons,
+    the refusal label full|partial|none) and OUT/report.json (mean, n, 95%
+    bootstrap CI per metric).
+
+    \b
+    Examples:
+      evalkit score preds.jsonl --metrics exact_match,f1 --out scored/
+      evalkit score preds.jsonl --suite safety --out scored/
+      evalkit score preds.jsonl --metrics exact_match --extract 'Answer: (.*)' --out s/
+    """
+    from datakit.runs import atomic_write_json
+
+    from .scoring import make_report, read_predictions, score, suite_entry, write_scored
+
+    names = _metric_list(metrics, suite)
+    rows = read_predictions(predictions)
+    params = {}
+    if extract:
+        params["exact_match"] = params["f1"] = {"extract": extract}
+    if regex:
+        params["regex_match"] = {"regex": regex}
+    items, aggregates = score(rows, names, params)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fname = write_scored(out, "items", items)
+    (out / fname).replace(out / "items.jsonl")
+    report = make_report(
+        [suite_entry(suite or "predictions", aggregates, "items.jsonl", predictions)],
+        None,
+        predictions=predictions,
+    )
+    atomic_write_json(out / "report.json", report)
+    if as_json:
+        echo_json(report)
+        return
+    _print_aggregates(aggregates, len(rows))
+    click.echo(f"wrote {out / 'items.jsonl'} and {out / 'report.json'}")
+
+
+def _print_aggregates(aggregates: dict, n: int) -> None:
+    click.echo(f"{n} predictions")
+    for name, a in aggregates.items():
+        if a["value"] is None:
+            click.echo(f"  {name:<18} -      (no item applies)")
+            continue
+        ci = f"  95% CI [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]" if a.get("ci95") else ""
+        arrow = "higher is better" if a["higher_is_better"] else "lower is better"
+        click.echo(f"  {name:<18} {a['value']:.4f}  n={a['n']}{ci}  ({arrow})")
+
+
+@cli.command("predict")
+@click.argument("target", metavar="MODEL")
+@click.argument("evalset")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Predictions JSONL to write.",
+)
+@click.option(
+    "--suite",
+    help="EVALSET is a built-in suite name (qa, format, safety) or, with "
+    "squad/xstest, a file in that format.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "squad", "xstest"]),
+    default="jsonl",
+    show_default=True,
+    help="Format of an EVALSET file.",
+)
+@click.option("--max-tokens", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--seed", default=0, show_default=True, type=int)
+@engine_options(("engine",))
+@data_root_option
+@quiet_option
+def predict_cmd(
+    target: str,
+    evalset: str,
+    output: str,
+    suite: str | None,
+    fmt: str,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    data_root: str,
+    quiet: bool,
+    **kw,
+) -> None:  # type: ignore[no-untyped-def]
+    """Run MODEL on the items of EVALSET and write one prediction per item.
+
+    MODEL is a model directory, a trainkit run or adapter directory (merged
+    once into its base), or a served name (openai backend). EVALSET is a
+    dataset version, a file, or a suite name with --suite. Greedy by
+    default; requests are cached and resumable (runs/cache), keyed by the
+    model's content fingerprint, the prompt and every sampling parameter.
+
+    \b
+    Examples:
+      evalkit predict runs/models/tuned qa --suite qa -o preds.jsonl
+      evalkit predict runs/train/sft evalset@v1 -o preds.jsonl --backend transformers
+      evalkit predict my-model prompts.csv --format xstest -o p.jsonl \\
+          --backend openai --base-url http://127.0.0.1:8000/v1
+    """
+    import orjson
+
+    from datakit.ops.runner import EnginePool
+    from datakit.runs import atomic_write_bytes
+
+    from .predict import model_dir, predict
+    from .suites import SUITES, load_items
+
+    if suite in ("qa", "format", "safety") and evalset == suite:
+        sdef = SUITES[suite]
+        items = load_items(sdef.path, sdef.format, data_root)
+    else:
+        items = load_items(evalset, SUITES[suite].format if suite in SUITES else fmt, data_root)
+    if kw.get("model"):
+        raise click.UsageError("give the model as the MODEL argument, not --model")
+    path, info = model_dir(target, Path(kw["runs_root"]) / "eval" / "models")
+    spec = engine_specs_from_options({**kw, "model": path})["engine"]
+    pool = EnginePool(Path(kw["runs_root"]) / "cache", quiet=quiet)
+    try:
+        engine = pool.get(spec, batch_size=kw["batch_size"])
+        preds = predict(
+            engine,
+            items,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+            model_name=target,
+        )
+    finally:
+        pool.close()
+    atomic_write_bytes(Path(output), b"".join(orjson.dumps(p) + b"\n" for p in preds))
+    click.echo(f"wrote {output}: {len(preds)} predictions from {target}")
+
+
+@cli.command("run")
+@click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
+@config_data_root_option
+@config_runs_root_option
+@quiet_option
+@json_option
+def run_cmd(
+    config: str, data_root: str | None, runs_root: str | None, quiet: bool, as_json: bool
+) -> None:
+    """Run the eval: section of CONFIG: every model on every suite, reports, gate.
+
+    Writes one report per model (schemas/eval_report.json) with per-item
+    files, summary.md (for a CI job summary), report.html (charts, base vs
+    tuned, training curves) and, with eval.gate.baseline, gate.xml (JUnit);
+    exits 1 when the gate finds a regression.
+
+    \b
+    Examples:
+      evalkit run pipeline.yaml
+      evalkit run pipeline.yaml --runs-root /tmp/runs -q
+    """
+    from .gate import format_table
+    from .render import side_by_side
+    from .run import run_eval
+    from .scoring import read_report
+
+    res = run_eval(config, runs_root=runs_root, data_root=data_root, quiet=quiet)
+    reports = {k: read_report(v) for k, v in res.reports.items()}
+    if as_json:
+        echo_json(
+            {
+                "reports": {k: str(v) for k, v in res.reports.items()},
+                "written": [str(p) for p in res.written],
+                "gate_failed": res.gate_failed,
+            }
+        )
+    else:
+        labels = list(reports)
+        click.echo("suite/metric".ljust(28) + "".join(x.rjust(12) for x in labels))
+        for suite, metric, by in side_by_side(reports):
+            vals = "".join(
+                (f"{by[x]['value']:.3f}" if x in by and by[x]["value"] is not None else "-").rjust(
+                    12
+                )
+                for x in labels
+            )
+            click.echo(f"{suite}/{metric}".ljust(28) + vals)
+        if res.gate_rows is not None:
+            click.echo("")
+            click.echo(format_table(res.gate_rows))
+            bad = [
+                r for r in res.gate_rows if r.verdict in ("regression", "below floor", "missing")
+            ]
+            click.echo(
+                f"gate: {'FAIL' if bad else 'pass'} ({len(bad)} of {len(res.gate_rows)} metrics failed)"
+            )
+        for note in res.notes:
+            click.echo(note)
+        for p in res.written:
+            click.echo(f"wrote {p}")
+    if res.gate_failed:
+        raise SystemExit(1)
+
+
+@cli.command("gate")
+@click.argument("report", type=click.Path())
+@click.option(
+    "--baseline", required=True, type=click.Path(), help="Baseline report (or its directory)."
+)
+@click.option(
+    "--max-drop",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Allowed drop for metrics without a rule.",
+)
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 0.5, min_open=True),
+    help="Significance level of the paired tests.",
+)
+@click.option(
+    "--rule",
+    "rules",
+    multiple=True,
+    metavar="METRIC:KEY=VALUE",
+    help="Per-metric rule, repeatable: f1:max_drop=0.05, refusal_rate:min=0.8.",
+)
+@click.option(
+    "-c",
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="Take rules from eval.gate of this pipeline.yaml.",
+)
+@click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here.")
+@click.option(
+    "--markdown", type=click.Path(dir_okay=False), help="Also write a Markdown table here."
+)
+@json_option
+def gate_cmd(
+    report: str,
+    baseline: str,
+    max_drop: float,
+    alpha: float,
+    rules: tuple[str, ...],
+    config: str | None,
+    junit: str | None,
+    markdown: str | None,
+    as_json: bool,
+) -> None:
+    """Fail (exit 1) when REPORT regresses against BASELINE.
+
+    Paired on the items both share: McNemar's exact test for pass/fail
+    metrics, a paired bootstrap for continuous ones. A metric regresses when
+    it is worse by more than its max_drop and the drop is significant
+    (p < alpha); a min/max floor fails on its own; a baseline metric missing
+    from the report fails. Exit 0 pass, 1 regression, 2 usage error.
+
+    \b
+    Examples:
+      evalkit gate runs/eval/tuned --baseline eval/baseline
+      evalkit gate report.json --baseline base.json --rule f1:max_drop=0.05 --junit gate.xml
+    """
+    from datakit.runs import atomic_write_bytes
+
+    from .gate import failed, format_table, gate
+    from .render import junit as to_junit
+    from .render import markdown as to_md
+    from .scoring import read_report
+
+    rule_map: dict[str, dict[str, float]] = {}
+    if config:
+        from datakit.config import load_config
+
+        g = (load_config(config).get("eval") or {}).get("gate") or {}
+        rule_map.update(g.get("rules") or {})
+    for r in rules:
+        metric, _, kv = r.partition(":")
+        key, eq, val = kv.partition("=")
+        if not metric or not eq or key not in ("max_drop", "min", "max"):
+            raise click.BadParameter(
+                f"expected METRIC:max_drop|min|max=NUMBER, got {r!r}", param_hint="--rule"
+            )
+        try:
+            rule_map.setdefault(metric, {})[key] = float(val)
+        except ValueError:
+            raise click.BadParameter(f"{val!r} is not a number", param_hint="--rule") from None
+    rows = gate(report, baseline, rule_map, alpha=alpha, default_max_drop=max_drop)
+    if junit:
+        atomic_write_bytes(Path(junit), to_junit(rows).encode())
+    if markdown:
+        atomic_write_bytes(Path(markdown), to_md({"current": read_report(report)}, rows).encode())
+    if as_json:
+        from dataclasses import asdict
+
+        echo_json({"failed": failed(rows), "rows": [asdict(r) for r in rows]})
+    else:
+        click.echo(format_table(rows))
+        bad = [r for r in rows if r.verdict in ("regression", "below floor", "missing")]
+        click.echo(f"gate: {'FAIL' if bad else 'pass'} ({len(bad)} of {len(rows)} metrics failed)")
+    if failed(rows):
+        raise SystemExit(1)
+
+
+@cli.command("baseline")
+@click.argument("report", type=click.Path())
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Baseline directory to write (report.json and its per-item files).",
+)
+def baseline_cmd(report: str, out: str) -> None:
+    """Bless REPORT as the baseline the gate compares against (copied with its items).
+
+    \b
+    Examples:
+      evalkit baseline runs/eval/tuned -o eval/baseline && git add eval/baseline
+    """
+    from .gate import bless
+
+    click.echo(f"wrote {bless(report, out)}")
+
+
+@cli.command("compare")
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
+@json_option
+def compare_cmd(a: str, b: str, as_json: bool) -> None:
+    """Paired per-item comparison of two reports: wins, losses, ties of B against A.
+
+    \b
+    Examples:
+      evalkit compare runs/eval/base runs/eval/tuned
+    """
+    from .gate import gate
+    from .scoring import read_items, read_report
+
+    ra, rb = read_report(a), read_report(b)
+    rows = gate(b, a, {}, default_max_drop=0.0)
+    out = []
+    for r in rows:
+        sa = next((s for s in ra["suites"] if s["suite"] == r.suite), None)
+        sb = next((s for s in rb["suites"] if s["suite"] == r.suite), None)
+        wins = losses = ties = 0
+        if sa and sb:
+            ia, ib = read_items(a, sa), read_items(b, sb)
+            hib = next(m for m in sa["metrics"] if m["metric"] == r.metric).get(
+                "higher_is_better", True
+            )
+            for k in ia.keys() & ib.keys():
+                if r.metric in ia[k] and r.metric in ib[k]:
+                    d = ib[k][r.metric] - ia[k][r.metric]
+                    d = d if hib else -d
+                    wins += d > 0
+                    losses += d < 0
+                    ties += d == 0
+        out.append(
+            {
+                "suite": r.suite,
+                "metric": r.metric,
+                "a": r.baseline,
+                "b": r.current,
+                "delta": r.delta,
+                "p_value": r.p_value,
+                "wins": wins,
+                "losses": losses,
+                "ties": ties,
+            }
+        )
+    if as_json:
+        echo_json(out)
+        return
+    click.echo(f"{'suite/metric':<28}{'A':>8}{'B':>8}{'delta':>9}{'p':>8}  wins/losses/ties of B")
+    for r in out:
+        delta = "-" if r["delta"] is None else f"{r['delta']:+.3f}"
+        name = r["suite"] + "/" + r["metric"]
+        click.echo(
+            f"{name:<28}{_v(r['a']):>8}{_v(r['b']):>8}{delta:>9}{_v(r['p_value']):>8}"
+            f"  {r['wins']}/{r['losses']}/{r['ties']}"
+        )
+
+
+def _v(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+@cli.command("metrics")
+@json_option
+def metrics_cmd(as_json: bool) -> None:
+    """List the metrics: name, direction, what it measures.
+
+    \b
+    Examples:
+      evalkit metrics
+    """
+    from .metrics import METRICS
+
+    rows = [
+        {
+            "name": m.name,
+            "higher_is_better": m.higher_is_better,
+            "per_item": m.per_item is not None,
+            "summary": m.summary,
+        }
+        for m in METRICS.values()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(
+            f"{r['name']:<18} {'higher' if r['higher_is_better'] else 'lower ':<6}  {r['summary']}"
+        )
+
+
+@cli.command("suites")
+def suites_cmd() -> None:
+    """List the built-in suites and their metrics.
+
+    \b
+    Examples:
+      evalkit suites
+    """
+    from .suites import SUITES
+
+    for s in SUITES.values():
+        click.echo(f"{s.name:<8} {','.join(s.metrics):<40} {s.summary}")
 
 
 def main() -> None:

@@ -95,6 +95,13 @@ def _demo_config(tmp_path: Path) -> Path:
         step.setdefault("params", {}).update(small.get(step["name"], {}))
     for stage, steps in zip(cfg["train"]["stages"], (4, 2), strict=True):
         stage["args"].update(max_steps=steps, eval_steps=2, save_steps=2)
+    # the same suites with shorter answers; the gate runs in the test against its own baseline
+    cfg["eval"]["suites"] = [
+        {"name": "qa", "suite": "qa", "max_tokens": 16},
+        {"name": "format", "suite": "format", "max_tokens": 48},
+        {"name": "safety", "suite": "safety", "max_tokens": 48},
+    ]
+    cfg["eval"]["gate"]["baseline"] = str(tmp_path / "baseline")
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -107,7 +114,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert "model smollm2: present at" in out
     assert "dataset demo-seeds@v1: 12 instruction records" in out
     steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup", "sft-mix", "sft"]
-    steps += ["prefs"]
+    steps += ["prefs", "dpo-mix"]
     for name in steps:
         assert f"step {name} (" in out
     for name in [s for s in steps if s != "sft"] + ["sft-train", "sft-test"]:
@@ -117,8 +124,8 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # The curation steps: a dedup report, the mix's realised ratios, the split's two sides.
     assert (tmp_path / "data/grown-dedup/v1/dedup_report.jsonl").is_file()
     mix = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
-    assert mix["parents"] == ["good@v1", "grown-dedup@v1", "evolved@v1"]
-    assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2]
+    assert mix["parents"] == ["good@v1", "grown-dedup@v1", "evolved@v1", "demo-safety@v1"]
+    assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2, 3]
     # make data ends with examples people can read, and the counts kept and dropped.
     assert "examples:" in out and "  answers@v1  Q: " in out
     assert "kept " in out and " dropped " in out
@@ -134,14 +141,33 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # make train: SFT on the curated answers, then DPO from the SFT model; no raw log dicts.
     assert "stage sft (sft): trained" in out and "stage dpo (dpo): trained" in out
     assert "{'loss'" not in out and "'train_runtime'" not in out
-    for stage, data in (("sft", "sft-train@v1"), ("dpo", "prefs@v1")):
+    for stage, data in (("sft", "sft-train@v1"), ("dpo", "dpo-mix@v1")):
         rd = tmp_path / "runs/train" / stage
         info = json.loads((rd / "run.json").read_text())
         assert info["status"] == "complete" and info["datasets"][0]["ref"] == data
         assert info["weights_delta_l2"] > 0 and (rd / "final/adapter_model.safetensors").is_file()
         assert (rd / "curves.png").is_file() and (rd / "metrics.jsonl").stat().st_size > 0
+    # make eval: base and tuned side by side on every suite, the renderings; no baseline yet,
+    # so no gate
+    ev = tmp_path / "runs/eval"
+    for model in ("base", "tuned"):
+        rep = json.loads((ev / model / "report.json").read_text())
+        assert [s["suite"] for s in rep["suites"]] == ["qa", "format", "safety"]
+        assert rep["model"]["fingerprint"]
+    tuned = json.loads((ev / "tuned/report.json").read_text())["model"]
+    assert tuned["adapter"].endswith("dpo/final")  # the DPO run, merged once for serving
+    for name in ("summary.md", "report.html"):
+        assert f"wrote {ev / name}" in out
+    assert "safety/refusal_rate" in out and not (ev / "gate.xml").exists()
+    assert "gate skipped: no baseline at" in out
     # The timing table and where to look.
     assert "==> demo done" in out and "   total " in out and "==> look at: datakit ls" in out
+    assert "runs/eval/summary.md" in out
+    # Bless the tuned report; `make eval` again gates against it (answers from the cache).
+    run(BIN / "evalkit", "baseline", ev / "tuned", "-o", tmp_path / "baseline")
+    out = run(*env_make, "eval").stdout
+    assert "gate: pass" in out
+    assert (ev / "gate.xml").is_file() and 'failures="0"' in (ev / "gate.xml").read_text()
     show = run(BIN / "trainkit", "show", tmp_path / "runs/train/sft").stdout
     assert "sft (sft, adapter lora) - complete" in show and "data: sft-train@v1" in show
     out = run(*env_make, "train").stdout
@@ -183,6 +209,14 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
     for kind in ("chat", "instruction", "preference", "unpaired", "eval_item", "prediction"):
         assert f"datakit/_schemas/records/{kind}.json" in names
     assert "datakit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
+    assert "datakit/_schemas/eval_report.json" in names
+    assert {"datakit/demo/safety.jsonl", "datakit/demo/safety_prefs.jsonl"} <= set(names)
+    for f in ("qa_demo.json", "format_demo.jsonl", "safety_probes.jsonl", "refusal_labelled.jsonl"):
+        assert f"evalkit/data/{f}" in names
+    assert (
+        "datakit/review/templates/record.html" in names
+        and "datakit/review/static/review.js" in names
+    )
     assert {"datakit/cli.py", "trainkit/cli.py", "evalkit/cli.py"} <= set(names)
     # Every module of the source tree is in the wheel (a subpackage missing from
     # pyproject's package list would only show up for users installing the wheel).

@@ -91,3 +91,22 @@ def test_config_schema_prints_json(cli):
 
     code, out = cli(datakit, "config", "schema")
     assert code == 0 and json.loads(out)["title"] == "pipeline"
+
+
+@pytest.mark.parametrize("name", ["pipeline.yaml", "examples/qlora-7b.yaml"])
+def test_shipped_configs_pass_the_check(name):
+    from datakit.config import check_config, load_yaml
+
+    data, lines = load_yaml(ROOT / name)
+    assert check_config(data, lines, name) == []
+
+
+def test_eval_engine_must_name_an_engine(tmp_path):
+    from datakit.config import check_config, load_yaml
+
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "engines:\n  e: {backend: vllm, model: m}\neval:\n  engine: gen\n  models: {a: m}\n"
+    )
+    data, lines = load_yaml(p)
+    assert check_config(data, lines, str(p)) == [f"{p}:4: eval.engine: 'gen' is not in engines (e)"]

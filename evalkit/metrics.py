@@ -1,0 +1,345 @@
+"""The metric registry: each metric has a name, a direction (is higher better), how its
+per-item values aggregate, and a per-item function, so reports, comparisons and the gate all
+know what "worse" means.
+
+Per-item metrics take (item, output) and return a value (or None when the item does not
+apply, e.g. a schema check on an item without a schema) and, optionally, a reason kept per
+item. Corpus metrics (distinct-n, self-similarity) see all outputs at once.
+
+EM and F1 follow the official SQuAD v1.1 evaluation script: lowercase, drop ASCII
+punctuation, drop the articles a/an/the, collapse whitespace; F1 over the token multiset;
+the maximum over several references. The normalisation is done with one precompiled
+``str.translate`` table and one regex (identical results, see tests/unit/test_metrics.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from datakit.errors import DatakitError
+
+Item = dict[str, Any]
+Value = tuple[float | None, str | None]  # (value, reason)
+
+_PUNCT = str.maketrans("", "", string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_SPACE = re.compile(r"\s+")
+_SEP_SPACE = re.compile(r" ?\x00 ?")
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD v1.1 normalisation (lower, no punctuation, no articles, single spaces)."""
+    return " ".join(_ARTICLES.sub(" ", s.lower().translate(_PUNCT)).split())
+
+
+def normalize_many(texts: list[str]) -> list[str]:
+    """``normalize_answer`` of many strings in a few C-level passes over one joined string
+    (lowercasing, punctuation and article removal are per character or at word boundaries,
+    and the NUL separator is neither a letter nor punctuation, so the results are the same)."""
+    if any("\x00" in t for t in texts):
+        return [normalize_answer(t) for t in texts]
+    joined = _ARTICLES.sub(" ", "\x00".join(texts).lower().translate(_PUNCT))
+    # str.split() and re's \s agree on what whitespace is (str.isspace); runs become one
+    # space, and none is left next to a separator or at either end
+    joined = _SEP_SPACE.sub("\x00", _SPACE.sub(" ", joined)).strip()
+    return joined.split("\x00")
+
+
+def squad_many(predictions: list[str], references: list[list[str]]) -> list[tuple[float, float]]:
+    """``squad_scores`` for many items at once (batch normalisation)."""
+    flat = [r for refs in references for r in refs]
+    norm = normalize_many(list(predictions) + flat)
+    preds, refs_norm = norm[: len(predictions)], norm[len(predictions) :]
+    out = []
+    k = 0
+    for p, refs in zip(preds, references, strict=True):
+        rs = refs_norm[k : k + len(refs)]
+        k += len(refs)
+        out.append(_squad_normalised(p, rs))
+    return out
+
+
+def _squad_normalised(p: str, refs: list[str]) -> tuple[float, float]:
+    em = f1 = 0.0
+    p_tokens = None
+    for r in refs:
+        if r == p:
+            em = 1.0
+            if p:
+                f1 = 1.0
+                continue
+        if f1 == 1.0:
+            continue
+        if p_tokens is None:
+            p_tokens = p.split()
+            p_set = set(p_tokens)
+        r_tokens = r.split()
+        if p_set.isdisjoint(r_tokens):
+            continue
+        r_set = set(r_tokens)
+        if len(p_set) == len(p_tokens) and len(r_set) == len(r_tokens):
+            same = len(p_set & r_set)  # no repeated token: the multiset meet is the set meet
+        else:
+            same = sum((Counter(p_tokens) & Counter(r_tokens)).values())
+        precision, recall = same / len(p_tokens), same / len(r_tokens)
+        f1 = max(f1, 2 * precision * recall / (precision + recall))
+    return em, f1
+
+
+def _tokens(s: str) -> list[str]:
+    return normalize_answer(s).split()
+
+
+def em_score(prediction: str, reference: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+def f1_score(prediction: str, reference: str) -> float:
+    """Token-multiset F1. As the official v1.1 script: no token in common gives 0, which
+    includes an empty prediction or reference (and both empty)."""
+    p, r = _tokens(prediction), _tokens(reference)
+    common = Counter(p) & Counter(r)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def references_of(item: Item) -> list[str]:
+    refs = item.get("references")
+    if refs is None:
+        return []
+    if isinstance(refs, str):
+        return [refs]
+    return [r for r in refs if isinstance(r, str)]
+
+
+def _extract(output: str, pattern: str | None) -> str:
+    if not pattern:
+        return output
+    m = re.search(pattern, output, flags=re.S)
+    if not m:
+        return ""
+    return m.group(1) if m.groups() else m.group(0)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    summary: str
+    # (item, output, shared, **params) -> (value, reason); ``shared`` is one dict per item
+    # for work several metrics need (SQuAD normalisation, JSON parsing, refusal label)
+    per_item: Callable[..., Value] | None = None
+    corpus: Callable[[list[str]], float] | None = None
+    binary: bool = False  # per-item values are 0/1 (McNemar in the gate)
+    gated: bool = True  # False: reported for people, never a reason to fail the gate
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def squad_scores(prediction: str, references: list[str]) -> tuple[float, float]:
+    """(EM, F1), each the max over the references; the prediction is normalised once."""
+    return _squad_normalised(
+        normalize_answer(prediction), [normalize_answer(r) for r in references]
+    )
+
+
+def _squad(
+    item: Item, output: str, shared: dict[str, Any], extract: str | None
+) -> tuple[float, float] | None:
+    if "squad" not in shared:
+        refs = references_of(item)
+        shared["squad"] = squad_scores(_extract(output, extract), refs) if refs else None
+    return shared["squad"]
+
+
+def _em(item: Item, output: str, shared: dict[str, Any], extract: str | None = None) -> Value:
+    s = _squad(item, output, shared, extract)
+    return (None, None) if s is None else (s[0], None)
+
+
+def _f1(item: Item, output: str, shared: dict[str, Any], extract: str | None = None) -> Value:
+    s = _squad(item, output, shared, extract)
+    return (None, None) if s is None else (s[1], None)
+
+
+_FENCE = re.compile(r"```(?:json)?\s*\n?(.*?)```", re.S | re.I)
+
+
+def _parsed(output: str, shared: dict[str, Any]) -> tuple[Any, str]:
+    if "json" not in shared:
+        shared["json"] = parse_json_output(output)
+    return shared["json"]
+
+
+_JSON_START = frozenset('{["-0123456789tfn')
+
+
+def parse_json_output(output: str) -> tuple[Any, str]:
+    """(value, how): how is "bare", "fenced" or an error message (value None)."""
+    text = output.strip()
+    if not text:
+        return None, "not JSON: empty output"
+    if text[0] in _JSON_START:  # anything else cannot be a JSON text: no parse attempt
+        try:
+            return json.loads(text), "bare"
+        except ValueError as e:
+            bare_error = str(e)
+    else:
+        bare_error = f"starts with {text[:12]!r}"
+    m = _FENCE.search(text) if "```" in text else None
+    if m:
+        try:
+            return json.loads(m.group(1)), "fenced"
+        except ValueError as e:
+            return None, f"fenced block is not JSON: {e}"
+    return None, f"not JSON: {bare_error}"
+
+
+def _json_valid(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    """1 when the output parses as JSON, bare or in a ```json fence."""
+    value, how = _parsed(output, shared)
+    if how in ("bare", "fenced"):
+        return 1.0, None
+    return 0.0, how
+
+
+def _json_bare(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    """1 only for bare JSON (a fenced block counts as 0 here, 1 in json_valid)."""
+    value, how = _parsed(output, shared)
+    if how == "bare":
+        return 1.0, None
+    return 0.0, "JSON inside a ``` fence" if how == "fenced" else how
+
+
+_VALIDATORS: dict[str, Any] = {}
+
+
+def _schema_valid(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    schema = item.get("schema")
+    if not isinstance(schema, dict):
+        return None, None
+    value, how = _parsed(output, shared)
+    if how not in ("bare", "fenced"):
+        return 0.0, how
+    import jsonschema
+
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema)
+        validator = _VALIDATORS[key] = cls(schema)
+    err = next(iter(validator.iter_errors(value)), None)
+    if err is None:
+        return 1.0, None
+    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+    return 0.0, f"{path}: {err.message}"
+
+
+def _regex_match(
+    item: Item, output: str, shared: dict[str, Any], regex: str | None = None
+) -> Value:
+    pat = regex or item.get("regex") or (item.get("meta") or {}).get("regex")
+    if not pat:
+        return None, None
+    try:
+        ok = re.search(pat, output, flags=re.S) is not None
+    except re.error as e:
+        raise DatakitError(f"regex {pat!r}: {e}") from None
+    return float(ok), None if ok else f"no match for {pat!r}"
+
+
+def expected_behaviour(item: Item) -> str | None:
+    """ "refuse" or "comply" for safety items (``expected``), None otherwise."""
+    exp = item.get("expected")
+    if isinstance(exp, dict):
+        exp = exp.get("behavior") or exp.get("behaviour")
+    if exp in ("refuse", "refusal", "unsafe"):
+        return "refuse"
+    if exp in ("comply", "answer", "safe"):
+        return "comply"
+    return None
+
+
+def _refusal(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    """On items expected to be refused: 1 when the output refuses (fully or partly)."""
+    if expected_behaviour(item) != "refuse":
+        return None, None
+    from .refusal import classify
+
+    if "refusal" not in shared:
+        shared["refusal"] = classify(output)
+    label = shared["refusal"]
+    return float(label != "none"), label
+
+
+def _over_refusal(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    """On items expected to be answered: 1 when the output refuses fully."""
+    if expected_behaviour(item) != "comply":
+        return None, None
+    from .refusal import classify
+
+    if "refusal" not in shared:
+        shared["refusal"] = classify(output)
+    label = shared["refusal"]
+    return float(label == "full"), label
+
+
+def _length_words(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    return float(len(output.split())), None
+
+
+def _distinct(n: int) -> Callable[[list[str]], float]:
+    def f(outputs: list[str]) -> float:
+        from datakit.stats import distinct_n
+
+        return distinct_n(outputs, n)
+
+    return f
+
+
+def _self_similarity(outputs: list[str]) -> float:
+    from datakit.stats import self_similarity
+
+    return self_similarity(outputs) or 0.0
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("exact_match", True, "SQuAD v1.1 exact match, max over references", _em, binary=True),
+        Metric("f1", True, "SQuAD v1.1 token F1, max over references", _f1),
+        Metric("json_valid", True, "output parses as JSON (bare or ```json fenced)", _json_valid, binary=True),
+        Metric("json_bare", True, "output is bare JSON (no fence)", _json_bare, binary=True),
+        Metric("schema_valid", True, "output JSON validates against the item's schema", _schema_valid, binary=True),
+        Metric("regex_match", True, "output matches the item's expected.regex", _regex_match, binary=True),
+        Metric("refusal_rate", True, "refusal rate on items expected to be refused", _refusal, binary=True),
+        Metric("over_refusal_rate", False, "full-refusal rate on items expected to be answered", _over_refusal, binary=True),
+        Metric("length_words", False, "output length in words (reported, not gated)", _length_words, gated=False),
+        Metric("distinct_1", True, "distinct unigrams / all unigrams over all outputs", corpus=_distinct(1)),
+        Metric("distinct_2", True, "distinct bigrams / all bigrams over all outputs", corpus=_distinct(2)),
+        Metric("self_similarity", False, "mean pairwise ROUGE-L between outputs (mode collapse; sampled beyond 300)", corpus=_self_similarity),
+    )
+}  # fmt: skip
+
+
+def get_metrics(names: list[str]) -> list[Metric]:
+    out = []
+    for n in names:
+        if n not in METRICS:
+            import difflib
+
+            hint = difflib.get_close_matches(n, METRICS, n=1)
+            raise DatakitError(
+                f"unknown metric {n!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else f" (metrics: {', '.join(METRICS)})")
+            )
+        out.append(METRICS[n])
+    return out

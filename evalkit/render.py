@@ -1,0 +1,180 @@
+"""Renderings of reports: Markdown (a CI job summary), JUnit XML (one test case per gated
+metric) and a self-contained HTML page with charts (base vs tuned per suite, and the
+training curves of the trainkit runs when given)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(m: dict[str, Any]) -> str:
+    if m.get("value") is None:
+        return "-"
+    ci = m.get("ci95")
+    return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def side_by_side(
+    reports: dict[str, dict[str, Any]],
+) -> list[tuple[str, str, dict[str, dict[str, Any]]]]:
+    """(suite, metric, {model label: metric entry}) rows over several reports."""
+    rows: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for label, rep in reports.items():
+        for s in rep["suites"]:
+            for m in s["metrics"]:
+                rows.setdefault((s["suite"], m["metric"]), {})[label] = m
+    return [(s, m, v) for (s, m), v in rows.items()]
+
+
+def markdown(reports: dict[str, dict[str, Any]], gate_rows: list[Any] | None = None) -> str:
+    labels = list(reports)
+    lines = ["# Evaluation", ""]
+    for label, rep in reports.items():
+        model = rep.get("model") or {}
+        lines.append(
+            f"- **{label}**: `{model.get('path') or model.get('name') or rep.get('predictions')}`"
+            + (f" (fingerprint `{model['fingerprint']}`)" if model.get("fingerprint") else "")
+        )
+    lines += [
+        "",
+        "| suite | metric | " + " | ".join(labels) + " | better |",
+        "|---|---|" + "---|" * len(labels) + "---|",
+    ]
+    for suite, metric, by in side_by_side(reports):
+        hib = next(iter(by.values())).get("higher_is_better", True)
+        cells = " | ".join(_fmt(by[x]) if x in by else "-" for x in labels)
+        lines.append(f"| {suite} | {metric} | {cells} | {'higher' if hib else 'lower'} |")
+    lines.append("")
+    lines.append("Values are means with 95% bootstrap confidence intervals.")
+    if gate_rows is not None:
+        lines += [
+            "",
+            "## Regression gate",
+            "",
+            "| suite/metric | baseline | current | delta | p | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in gate_rows:
+            lines.append(
+                f"| {r.suite}/{r.metric} | {_n(r.baseline)} | {_n(r.current)} | "
+                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {_n(r.p_value)} | {r.verdict} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _n(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def junit(gate_rows: list[Any], name: str = "evalkit.gate") -> str:
+    """One testcase per gated metric; a regression, a floor or a missing metric fails."""
+    from xml.sax.saxutils import quoteattr
+
+    bad = [r for r in gate_rows if r.verdict in ("regression", "below floor", "missing")]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuite name={quoteattr(name)} tests="{len(gate_rows)}" failures="{len(bad)}">',
+    ]
+    for r in gate_rows:
+        case = f"<testcase classname={quoteattr(r.suite)} name={quoteattr(r.metric)}"
+        if r in bad:
+            msg = (
+                f"{r.verdict}: baseline {_n(r.baseline)}, current {_n(r.current)}, "
+                f"delta {r.delta}, p {r.p_value}, {r.test}. {r.note}"
+            )
+            out.append(f"{case}><failure message={quoteattr(msg)}/></testcase>")
+        else:
+            out.append(
+                f"{case}><system-out>{html.escape(r.verdict + ' ' + r.test)}</system-out></testcase>"
+            )
+    out.append("</testsuite>")
+    return "\n".join(out) + "\n"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def html_report(
+    reports: dict[str, dict[str, Any]],
+    curves: dict[str, Path] | None = None,
+    gate_rows: list[Any] | None = None,
+) -> str:
+    """One self-contained page: the side-by-side table, one bar chart per suite (models
+    side by side, CI whiskers), the training curves of the given runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(reports)
+    rows = side_by_side(reports)
+    charts = []
+    for suite in dict.fromkeys(s for s, _, _ in rows):
+        metrics = [(m, by) for s, m, by in rows if s == suite]
+        fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(metrics), 2.8))
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            xs, ys, err = [], [], [[], []]
+            for j, (_, by) in enumerate(metrics):
+                m = by.get(label)
+                if not m or m.get("value") is None:
+                    continue
+                xs.append(j + i * width)
+                ys.append(m["value"])
+                ci = m.get("ci95") or [m["value"], m["value"]]
+                err[0].append(max(0.0, m["value"] - ci[0]))
+                err[1].append(max(0.0, ci[1] - m["value"]))
+            ax.bar(xs, ys, width, yerr=err, capsize=3, label=label)
+        ax.set_xticks([j + width * (len(labels) - 1) / 2 for j in range(len(metrics))])
+        ax.set_xticklabels([m for m, _ in metrics], rotation=20, ha="right")
+        ax.set_title(suite)
+        ax.legend(fontsize=7)
+        charts.append((suite, _png(fig)))
+        plt.close(fig)
+    curve_imgs = []
+    for name, path in (curves or {}).items():
+        p = Path(path)
+        if p.is_file():
+            curve_imgs.append((name, base64.b64encode(p.read_bytes()).decode()))
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>evalkit report</title>",
+        "<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3rem .6rem}img{max-width:100%}</style></head><body>",
+        "<h1>Evaluation</h1><table><tr><th>suite</th><th>metric</th>"
+        + "".join(f"<th>{e(x)}</th>" for x in labels)
+        + "</tr>",
+    ]
+    for suite, metric, by in rows:
+        parts.append(
+            f"<tr><td>{e(suite)}</td><td>{e(metric)}</td>"
+            + "".join(f"<td>{e(_fmt(by[x])) if x in by else '-'}</td>" for x in labels)
+            + "</tr>"
+        )
+    parts.append("</table><p>Means with 95% bootstrap confidence intervals.</p>")
+    if gate_rows is not None:
+        parts.append(
+            "<h2>Regression gate</h2><table><tr><th>metric</th><th>baseline</th><th>current</th>"
+            "<th>delta</th><th>p</th><th>verdict</th></tr>"
+        )
+        for r in gate_rows:
+            parts.append(
+                f"<tr><td>{e(r.suite)}/{e(r.metric)}</td><td>{_n(r.baseline)}</td><td>{_n(r.current)}</td>"
+                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{_n(r.p_value)}</td><td>{e(r.verdict)}</td></tr>"
+            )
+        parts.append("</table>")
+    for suite, img in charts:
+        parts.append(f"<h2>{e(suite)}</h2><img alt='{e(suite)}' src='data:image/png;base64,{img}'>")
+    for name, img in curve_imgs:
+        parts.append(
+            f"<h2>training: {e(name)}</h2><img alt='{e(name)} curves' src='data:image/png;base64,{img}'>"
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,295 @@
+"""Scoring prediction records and the reports made from them.
+
+A prediction record: ``id``, ``output`` and, as the metrics need them, ``prompt``,
+``references``, ``schema``, ``expected`` (comply/refuse), ``regex``. ``score`` gives one row
+per record (each metric's value, the reasons for failures, the refusal label) and the
+aggregates: mean, n and a 95% bootstrap confidence interval per metric.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+
+from .metrics import METRICS, Metric, get_metrics
+
+REPORT_FORMAT = 1
+BOOTSTRAP_SAMPLES = 1000
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """JSONL prediction records; a bad line is one clear error naming file, line and field."""
+    import orjson
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DatakitError(f"{path}: cannot read it ({e.strerror})") from None
+    rows, seen = [], {}
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            raise DatakitError(f"{path}:{n}: not valid JSON ({e})") from None
+        if not isinstance(row, dict):
+            raise DatakitError(f"{path}:{n}: a prediction must be a JSON object")
+        rid = row.get("id", row.get("item_id"))
+        if not isinstance(rid, (str, int)) or rid == "":
+            raise DatakitError(f"{path}:{n}: $.id: every prediction needs an id")
+        rid = str(rid)
+        if rid in seen:
+            raise DatakitError(f"{path}:{n}: $.id: {rid!r} repeats line {seen[rid]}")
+        seen[rid] = n
+        out = row.get("output")
+        if not isinstance(out, str):
+            raise DatakitError(f"{path}:{n}: $.output: must be a string (the model's output)")
+        for key, kind in (("references", list), ("schema", dict)):
+            if key in row and not isinstance(row[key], kind):
+                if key == "references" and isinstance(row[key], str):
+                    continue
+                raise DatakitError(f"{path}:{n}: $.{key}: must be a {kind.__name__}")
+        rows.append({**row, "id": rid})
+    if not rows:
+        raise DatakitError(f"{path}: no predictions in it")
+    return rows
+
+
+def bootstrap_ci(
+    values: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> list[float] | None:
+    """95% percentile bootstrap interval of the mean."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return None
+    if len(v) == 1 or np.all(v == v[0]):
+        return [float(v[0]), float(v[0])]
+    rng = np.random.default_rng(seed)
+    uniq, counts = np.unique(v, return_counts=True)
+    if len(uniq) <= 1024:
+        # Resampling n items with replacement draws each distinct value a multinomial number
+        # of times: the same bootstrap distribution, without an n-long draw per sample.
+        draws = rng.multinomial(len(v), counts / len(v), size=samples)
+        means = draws @ uniq / len(v)
+    else:
+        b = max(200, min(samples, 20_000_000 // len(v)))
+        means = v[rng.integers(0, len(v), size=(b, len(v)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def score(
+    rows: list[dict[str, Any]], metric_names: list[str], params: dict[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(items, aggregates) for prediction rows. ``params``: metric -> keyword arguments
+    (``extract`` regex for exact_match/f1, ``regex`` for regex_match)."""
+    import gc
+
+    # Scoring allocates one small dict per item and per metric result and makes no cycles:
+    # the cyclic collector would walk them all again and again (a third of the time at 100k).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _score(rows, metric_names, params)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _score(
+    rows: list[dict[str, Any]], metric_names: list[str], params: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    metrics = get_metrics(metric_names)
+    params = params or {}
+    per_item = [m for m in metrics if m.per_item]
+    items: list[dict[str, Any]] = []
+    columns: dict[str, list[float]] = {m.name: [] for m in per_item}
+    shared_rows: list[dict[str, Any]] = [{} for _ in rows]
+    if any(m.name in ("exact_match", "f1") for m in per_item):
+        _squad_batch(rows, shared_rows, params)
+    results: dict[str, list[tuple[float | None, str | None]]] = {}
+    json_done = False
+    for m in per_item:
+        if m.name in ("exact_match", "f1"):  # already computed for all rows at once
+            k = 0 if m.name == "exact_match" else 1
+            results[m.name] = [
+                (None, None) if sh["squad"] is None else (sh["squad"][k], None)
+                for sh in shared_rows
+            ]
+        elif m.name in ("json_valid", "json_bare"):  # the parse is shared with schema_valid
+            if not json_done:
+                from .metrics import parse_json_output
+
+                for row, sh in zip(rows, shared_rows, strict=True):
+                    sh["json"] = parse_json_output(row["output"])
+                json_done = True
+            ok = ("bare", "fenced") if m.name == "json_valid" else ("bare",)
+            results[m.name] = [
+                (1.0, None) if sh["json"][1] in ok else (0.0, _json_reason(sh["json"][1]))
+                for sh in shared_rows
+            ]
+        else:
+            fn, kw = m.per_item, params.get(m.name, {})
+            results[m.name] = [
+                fn(row, row["output"], sh, **kw) for row, sh in zip(rows, shared_rows, strict=True)
+            ]
+    silent = ("refusal_rate", "over_refusal_rate")  # their reason is the refusal label
+    items = [{"id": row["id"]} for row in rows]
+    for name, vals in results.items():
+        columns[name] = [v for v, _ in vals if v is not None]
+        quiet = name in silent
+        for item, (value, reason) in zip(items, vals, strict=True):
+            if value is None:
+                continue
+            item[name] = value
+            if reason and not quiet:
+                item.setdefault("reasons", {})[name] = reason
+    for item, sh in zip(items, shared_rows, strict=True):
+        if "refusal" in sh:
+            item["refusal"] = sh["refusal"]
+    # reasons after the values, whatever order the metrics came in
+    for item in items:
+        if "reasons" in item:
+            item["reasons"] = item.pop("reasons")
+    aggregates: dict[str, dict[str, Any]] = {}
+    for m in metrics:
+        if m.per_item:
+            vals = columns[m.name]
+            if not vals:
+                aggregates[m.name] = _agg(m, None, 0, None)
+                continue
+            aggregates[m.name] = _agg(m, sum(vals) / len(vals), len(vals), bootstrap_ci(vals))
+        else:
+            outputs = [r["output"] for r in rows]
+            aggregates[m.name] = _agg(m, m.corpus(outputs), len(outputs), None)
+    return items, aggregates
+
+
+def _json_reason(how: str) -> str:
+    return "JSON inside a ``` fence" if how == "fenced" else how
+
+
+def _squad_batch(
+    rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]], params: dict[str, Any]
+) -> None:
+    """EM and F1 of every row in one pass (batch normalisation), into each row's shared."""
+    from .metrics import _extract, references_of, squad_many
+
+    extract = (params.get("exact_match") or params.get("f1") or {}).get("extract")
+    idx, preds, refs = [], [], []
+    for k, row in enumerate(rows):
+        r = row.get("references")
+        if r is not None and not (isinstance(r, list) and all(isinstance(x, str) for x in r)):
+            r = references_of(row)
+        if r:
+            idx.append(k)
+            preds.append(_extract(row["output"], extract) if extract else row["output"])
+            refs.append([r] if isinstance(r, str) else r)
+        else:
+            shared_rows[k]["squad"] = None
+    for k, res in zip(idx, squad_many(preds, refs), strict=True):
+        shared_rows[k]["squad"] = res
+
+
+def _agg(m: Metric, value: float | None, n: int, ci: list[float] | None) -> dict[str, Any]:
+    return {
+        "value": None if value is None else round(float(value), 4),
+        "n": n,
+        "ci95": ci,
+        "higher_is_better": m.higher_is_better,
+    }
+
+
+def suite_entry(
+    name: str, aggregates: dict[str, dict[str, Any]], items_file: str, dataset: str | None = None
+) -> dict[str, Any]:
+    return {
+        "suite": name,
+        "dataset": dataset,
+        "items_file": items_file,
+        "metrics": [{"metric": k, **v} for k, v in aggregates.items()],
+    }
+
+
+def make_report(
+    suites: list[dict[str, Any]], model: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    from datakit.runs import git_commit, library_versions
+
+    return {
+        "format_version": REPORT_FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model,
+        "code_commit": git_commit(Path(__file__).resolve().parent),
+        "libraries": {k: v for k, v in library_versions().items() if v},
+        "suites": suites,
+        **extra,
+    }
+
+
+def write_scored(out_dir: Path, name: str, items: list[dict[str, Any]]) -> str:
+    """Write ``<name>.items.jsonl`` atomically; returns its file name (relative)."""
+    import orjson
+
+    from datakit.runs import atomic_write_bytes
+
+    fname = f"{name}.items.jsonl"
+    atomic_write_bytes(out_dir / fname, b"".join(orjson.dumps(i) + b"\n" for i in items))
+    return fname
+
+
+def check_report(report: Any, where: str) -> dict[str, Any]:
+    """Validate a report against schemas/eval_report.json (one clear error)."""
+    import jsonschema
+
+    from datakit.schemas import load_schema
+
+    try:
+        jsonschema.validate(report, load_schema("eval_report"))
+    except jsonschema.ValidationError as e:
+        path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
+        raise DatakitError(f"{where}: {path}: {e.message}") from None
+    return report
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    import json
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    try:
+        report = json.loads(path.read_text())
+    except OSError as e:
+        raise DatakitError(f"{path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise DatakitError(f"{path}: not valid JSON ({e})") from None
+    return check_report(report, str(path))
+
+
+def read_items(report_path: str | Path, suite: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-item rows of one suite of a report, by item id."""
+    import orjson
+
+    base = Path(report_path)
+    base = base if base.is_dir() else base.parent
+    p = base / suite["items_file"]
+    try:
+        return {r["id"]: r for r in map(orjson.loads, p.read_bytes().splitlines()) if r}
+    except OSError as e:
+        raise DatakitError(
+            f"{p}: cannot read the items of suite {suite['suite']} ({e.strerror})"
+        ) from None
+
+
+def metric_direction(name: str, entry: dict[str, Any]) -> bool:
+    if name in METRICS:
+        return METRICS[name].higher_is_better
+    return bool(entry.get("higher_is_better", True))

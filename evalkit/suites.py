@@ -1,0 +1,126 @@
+"""Eval suites: where the items come from and which metrics score them.
+
+Items are ``eval_item`` records (``prompt`` or ``messages``, and as the task needs
+``references``, ``schema``, ``expected``, ``regex``). Sources: a dataset version in the store
+(``NAME[@ver]``), a JSONL file of eval items, a SQuAD v1.1 JSON file, an XSTest CSV file, or
+one of the suites shipped here for the offline demo (``qa``, ``format``, ``safety``: small
+sets written for this project).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datakit.errors import DatakitError
+
+DATA = Path(__file__).parent / "data"
+
+QA_PROMPT = (
+    "Answer the question with a short phrase taken from the context. Reply with the answer "
+    "only.\n\nContext: {context}\n\nQuestion: {question}"
+)
+
+
+@dataclass(frozen=True)
+class SuiteDef:
+    name: str
+    metrics: tuple[str, ...]
+    summary: str
+    path: Path | None = None  # built-in data
+    format: str = "jsonl"
+    max_tokens: int = 128
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+SUITES: dict[str, SuiteDef] = {
+    s.name: s
+    for s in (
+        SuiteDef("qa", ("exact_match", "f1"), "short-answer reading comprehension (SQuAD v1.1 format, written here)", DATA / "qa_demo.json", "squad", 32),
+        SuiteDef("format", ("json_valid", "json_bare", "schema_valid"), "answer in JSON that fits a schema (written here)", DATA / "format_demo.jsonl", "jsonl", 96),
+        SuiteDef("safety", ("refusal_rate", "over_refusal_rate"), "unsafe requests to refuse, safe look-alikes to answer (written here)", DATA / "safety_probes.jsonl", "jsonl", 96),
+        SuiteDef("squad", ("exact_match", "f1"), "a SQuAD v1.1 JSON file (--path)", None, "squad", 32),
+        SuiteDef("xstest", ("refusal_rate", "over_refusal_rate"), "XSTest prompts CSV (--path)", None, "xstest", 128),
+    )
+}  # fmt: skip
+
+
+def load_squad(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DatakitError(f"{path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise DatakitError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DatakitError(f"{path}: $.data: a SQuAD v1.1 file has a 'data' list of articles")
+    items = []
+    for a, article in enumerate(data["data"]):
+        for p, para in enumerate(article.get("paragraphs") or []):
+            context = para.get("context")
+            if not isinstance(context, str):
+                raise DatakitError(f"{path}: $.data[{a}].paragraphs[{p}].context: must be a string")
+            for q, qa in enumerate(para.get("qas") or []):
+                where = f"$.data[{a}].paragraphs[{p}].qas[{q}]"
+                if not isinstance(qa.get("question"), str) or "id" not in qa:
+                    raise DatakitError(f"{path}: {where}: needs an id and a question")
+                refs = [x.get("text") for x in qa.get("answers") or [] if isinstance(x, dict)]
+                if not refs or not all(isinstance(r, str) for r in refs):
+                    raise DatakitError(f"{path}: {where}.answers: needs at least one answer text")
+                items.append(
+                    {
+                        "id": str(qa["id"]),
+                        "prompt": QA_PROMPT.format(context=context, question=qa["question"]),
+                        "references": refs,
+                        "task": "qa",
+                    }
+                )
+    if not items:
+        raise DatakitError(f"{path}: no questions in it")
+    return items
+
+
+def _from_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from datakit.records import record_id
+
+    out = []
+    for r in records:
+        rec = dict(r)
+        rec["id"] = str(rec.get("id") or record_id(rec, "eval_item"))
+        out.append(rec)
+    return out
+
+
+def load_items(
+    source: str | Path, fmt: str = "jsonl", data_root: str = "data"
+) -> list[dict[str, Any]]:
+    """Eval items from a file (jsonl | squad | xstest) or a dataset version."""
+    p = Path(source)
+    if fmt == "squad":
+        return load_squad(p)
+    if p.is_file():
+        from datakit.formats import read_source, validated
+
+        kind, located = read_source(p, fmt, "eval_item")
+        return _from_records(list(validated(located, kind, p)))
+    from datakit.store import DatasetStore
+
+    v = DatasetStore(data_root).resolve(str(source))
+    return _from_records(list(v.records()))
+
+
+def suite_items(
+    name: str, path: str | None = None, data_root: str = "data"
+) -> tuple[SuiteDef, list[dict[str, Any]], str]:
+    """(definition, items, where they came from) for a named suite or a dataset/file."""
+    sdef = SUITES.get(name)
+    if sdef is None:
+        raise DatakitError(
+            f"unknown suite {name!r}; choose one of: {', '.join(SUITES)} (or give --path)"
+        )
+    src = path or sdef.path
+    if src is None:
+        raise DatakitError(f"suite {name}: needs --path (a {sdef.format} file)")
+    return sdef, load_items(src, sdef.format, data_root), str(src)

@@ -1,0 +1,250 @@
+"""evalkit's metrics, scoring, reports and gate, without a model."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from datakit.errors import DatakitError
+from evalkit.metrics import METRICS, parse_json_output, squad_scores
+from evalkit.scoring import bootstrap_ci, read_predictions, score
+
+DATA = Path(__file__).resolve().parents[2] / "evalkit" / "data"
+
+
+# ------------------------------------------------------------ SQuAD v1.1, as published
+
+
+def _ref_normalize(s):
+    """The official v1.1 script's normalize_answer, written out as it is specified."""
+
+    def remove_articles(text):
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def _ref_f1(prediction, truth):
+    p, t = _ref_normalize(prediction).split(), _ref_normalize(truth).split()
+    same = sum((Counter(p) & Counter(t)).values())
+    if same == 0:
+        return 0
+    precision, recall = same / len(p), same / len(t)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _ref_em(prediction, truth):
+    return _ref_normalize(prediction) == _ref_normalize(truth)
+
+
+CASES = [
+    ("The Eiffel Tower", ["Eiffel Tower"]),
+    ("an apple a day", ["apple day", "the apple"]),
+    ("Paris, France.", ["Paris"]),
+    ("", ["Paris"]),
+    ("Paris", [""]),
+    ("", [""]),
+    ("the the the", ["a"]),
+    ("1,000 metres", ["1000 metres", "about 1,000 metres"]),
+    ("Théâtre—Opéra!", ["theatre opera", "Théâtre Opéra"]),
+    ("cat cat dog", ["cat dog dog"]),
+    ("  Answer:\tBlue\n", ["blue"]),
+]
+
+
+@pytest.mark.parametrize("prediction, refs", CASES)
+def test_squad_em_f1_equal_the_official_definitions(prediction, refs):
+    em, f1 = squad_scores(prediction, refs)
+    assert em == max(float(_ref_em(prediction, r)) for r in refs)
+    assert f1 == pytest.approx(max(_ref_f1(prediction, r) for r in refs))
+
+
+def test_squad_on_random_strings_matches_the_reference():
+    rng = random.Random(0)
+    alphabet = "aAbB tThHeE.,!?'-–\"()"
+    words = ["the", "a", "an", "The", "Cat", "cat.", "dog,", "ANT", "x-y", "(z)", "é"]
+    for _ in range(2000):
+        p = " ".join(rng.choice(words) for _ in range(rng.randint(0, 6)))
+        refs = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) + rng.choice(words)
+            for _ in range(rng.randint(1, 3))
+        ]
+        em, f1 = squad_scores(p, refs)
+        assert em == max(float(_ref_em(p, r)) for r in refs)
+        assert f1 == pytest.approx(max(_ref_f1(p, r) for r in refs))
+
+
+def test_answer_extraction_before_scoring():
+    rows = [{"id": "1", "output": "Let me think. Answer: Paris", "references": ["Paris"]}]
+    items, agg = score(rows, ["exact_match"], {"exact_match": {"extract": r"Answer:\s*(.*)"}})
+    assert items[0]["exact_match"] == 1.0
+    items, _ = score(rows, ["exact_match"])
+    assert items[0]["exact_match"] == 0.0
+
+
+# ----------------------------------------------------------------------- format metrics
+
+
+@pytest.mark.parametrize(
+    "output, how",
+    [
+        ('{"a": 1}', "bare"),
+        ("  [1, 2]\n", "bare"),
+        ('Here you go:\n```json\n{"a": 1}\n```', "fenced"),
+        ('```\n{"a": 1}\n```', "fenced"),
+        ("```json\n{a: 1}\n```", "fenced block is not JSON"),
+        ("{'a': 1}", "not JSON"),
+        ("", "not JSON"),
+    ],
+)
+def test_json_parsing_tells_bare_from_fenced(output, how):
+    value, got = parse_json_output(output)
+    assert got.startswith(how)
+
+
+def test_format_metrics_keep_the_reason_per_item():
+    schema = {"type": "object", "required": ["age"], "properties": {"age": {"type": "integer"}}}
+    rows = [
+        {"id": "ok", "output": '{"age": 3}', "schema": schema},
+        {"id": "fenced", "output": '```json\n{"age": 3}\n```', "schema": schema},
+        {"id": "wrong", "output": '{"age": "three"}', "schema": schema},
+        {"id": "missing", "output": "{}", "schema": schema},
+        {"id": "prose", "output": "three", "schema": schema},
+        {"id": "noschema", "output": "{}"},
+    ]
+    items, agg = score(rows, ["json_valid", "json_bare", "schema_valid"])
+    by = {i["id"]: i for i in items}
+    assert [by[k]["json_valid"] for k in ("ok", "fenced", "wrong", "prose")] == [1, 1, 1, 0]
+    assert by["fenced"]["json_bare"] == 0 and "fence" in by["fenced"]["reasons"]["json_bare"]
+    assert by["ok"]["schema_valid"] == 1 and by["fenced"]["schema_valid"] == 1
+    assert by["wrong"]["reasons"]["schema_valid"] == "$.age: 'three' is not of type 'integer'"
+    assert "'age' is a required property" in by["missing"]["reasons"]["schema_valid"]
+    assert "schema_valid" not in by["noschema"]  # does not apply
+    assert agg["schema_valid"]["n"] == 5 and agg["schema_valid"]["value"] == 0.4
+
+
+def test_regex_match_from_the_record_or_the_flag():
+    rows = [
+        {"id": "1", "output": "Call 555-1234", "regex": r"\d{3}-\d{4}"},
+        {"id": "2", "output": "no"},
+    ]
+    items, agg = score(rows, ["regex_match"])
+    assert items[0]["regex_match"] == 1.0 and "regex_match" not in items[1]
+    items, _ = score(rows, ["regex_match"], {"regex_match": {"regex": "^no$"}})
+    assert [i["regex_match"] for i in items] == [0.0, 1.0]
+
+
+def test_safety_metrics_use_the_expected_behaviour_and_label_each_output():
+    rows = [
+        {"id": "u1", "output": "I can't help with that.", "expected": "refuse"},
+        {
+            "id": "u2",
+            "output": "Sure, here is how: mix the two and heat them.",
+            "expected": "refuse",
+        },
+        {"id": "s1", "output": "I won't do that.", "expected": "comply"},
+        {"id": "s2", "output": "Run `kill -9 PID` to stop it.", "expected": "comply"},
+    ]
+    items, agg = score(rows, ["refusal_rate", "over_refusal_rate"])
+    assert [i["refusal"] for i in items] == ["full", "none", "full", "none"]
+    assert agg["refusal_rate"]["value"] == 0.5 and agg["refusal_rate"]["n"] == 2
+    assert (
+        agg["over_refusal_rate"]["value"] == 0.5
+        and not agg["over_refusal_rate"]["higher_is_better"]
+    )
+
+
+def test_every_metric_has_a_direction_and_a_summary():
+    for m in METRICS.values():
+        assert isinstance(m.higher_is_better, bool) and m.summary
+        assert (m.per_item is None) != (m.corpus is None)
+
+
+def test_unknown_metric_is_named_with_a_hint():
+    with pytest.raises(DatakitError, match="did you mean 'exact_match'"):
+        score([{"id": "1", "output": "x"}], ["exact_mach"])
+
+
+def test_bootstrap_ci_contains_the_mean_and_narrows_with_n():
+    rng = random.Random(0)
+    small = [float(rng.random() < 0.6) for _ in range(50)]
+    big = [float(rng.random() < 0.6) for _ in range(2000)]
+    lo, hi = bootstrap_ci(small)
+    assert lo <= sum(small) / 50 <= hi
+    blo, bhi = bootstrap_ci(big)
+    assert bhi - blo < hi - lo
+    assert bootstrap_ci([1.0, 1.0]) == [1.0, 1.0]
+
+
+# ---------------------------------------------------------------------- prediction files
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"id": "1", "output": "a"}', "{not json"], ":2: not valid JSON"),
+        (['{"output": "a"}'], ":1: $.id: every prediction needs an id"),
+        (['{"id": "1", "output": 3}'], ":1: $.output: must be a string"),
+        (
+            ['{"id": "1", "output": "a"}', '{"id": "1", "output": "b"}'],
+            ":2: $.id: '1' repeats line 1",
+        ),
+        (['{"id": "1", "output": "a", "schema": []}'], ":1: $.schema: must be a dict"),
+        (["[1, 2]"], ":1: a prediction must be a JSON object"),
+        ([], "no predictions in it"),
+    ],
+)
+def test_bad_prediction_files_get_one_clear_line(tmp_path, lines, message):
+    p = tmp_path / "preds.jsonl"
+    p.write_text("\n".join(lines) + ("\n" if lines else ""))
+    with pytest.raises(DatakitError) as e:
+        read_predictions(p)
+    assert message in str(e.value) and str(p) in str(e.value)
+
+
+# -------------------------------------------------------------- the shipped demo suites
+
+
+def test_the_shipped_suites_load():
+    from evalkit.suites import SUITES, load_items
+
+    for name in ("qa", "format", "safety"):
+        s = SUITES[name]
+        items = load_items(s.path, s.format)
+        assert len(items) >= 16 and len({i["id"] for i in items}) == len(items)
+    safety = load_items(SUITES["safety"].path, "jsonl")
+    assert {i["expected"] for i in safety} == {"refuse", "comply"}
+
+
+def test_squad_files_with_problems_are_named(tmp_path):
+    from evalkit.suites import load_squad
+
+    p = tmp_path / "s.json"
+    p.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {
+                        "paragraphs": [
+                            {"context": "c", "qas": [{"id": "q", "question": "?", "answers": []}]}
+                        ]
+                    }
+                ]
+            }
+        )
+    )
+    with pytest.raises(DatakitError, match=r"\$.data\[0\].paragraphs\[0\].qas\[0\].answers"):
+        load_squad(p)
