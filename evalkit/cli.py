@@ -411,14 +411,40 @@ def baseline_cmd(report: str, out: str) -> None:
 @cli.command("compare")
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
+@click.option(
+    "--human",
+    "human",
+    metavar="NAME",
+    help="Also write blind pairwise tasks as dataset NAME for `datakit review NAME`.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many human tasks.")
+@data_root_option
 @json_option
-def compare_cmd(a: str, b: str, as_json: bool) -> None:
+def compare_cmd(
+    a: str, b: str, human: str | None, limit: int | None, data_root: str, as_json: bool
+) -> None:
     """Paired per-item comparison of two reports: wins, losses, ties of B against A.
+
+    With --human NAME, every item both models answered differently becomes a
+    blind A/B task (order randomised, model names hidden) in dataset NAME;
+    annotators judge them in `datakit review NAME` and `evalkit tally NAME`
+    counts the verdicts.
 
     \b
     Examples:
       evalkit compare runs/eval/base runs/eval/tuned
+      evalkit compare runs/eval/base runs/eval/tuned --human base-vs-tuned --limit 50
     """
+    if human:
+        from datakit.store import DatasetStore
+
+        from .human import human_tasks
+
+        v = human_tasks(a, b, DatasetStore(data_root), human, limit)
+        click.echo(
+            f"wrote {v.ref}: {v.manifest()['count']} blind pairwise tasks "
+            f"(review them: datakit review {v.name}; count: evalkit tally {v.name})"
+        )
     from .gate import gate
     from .scoring import read_items, read_report
 
@@ -464,6 +490,39 @@ def compare_cmd(a: str, b: str, as_json: bool) -> None:
         click.echo(
             f"{name:<28}{_v(r['a']):>8}{_v(r['b']):>8}{delta:>9}{_v(r['p_value']):>8}"
             f"  {r['wins']}/{r['losses']}/{r['ties']}"
+        )
+
+
+@cli.command("tally")
+@click.argument("ref")
+@data_root_option
+@json_option
+def tally_cmd(ref: str, data_root: str, as_json: bool) -> None:
+    """Count the annotators' verdicts on the blind tasks of `compare --human`.
+
+    B's win rate among decided tasks with its 95% Wilson interval and the
+    sign test's p-value; ties and split verdicts are counted apart.
+
+    \b
+    Examples:
+      evalkit tally base-vs-tuned
+    """
+    from datakit.store import DatasetStore
+
+    from .human import tally
+
+    t = tally(DatasetStore(data_root), ref)
+    if as_json:
+        echo_json(t)
+        return
+    click.echo(
+        f"{t['ref']}: {t['judged']} of {t['records']} tasks judged: B won {t['b_wins']}, "
+        f"A won {t['a_wins']}, {t['ties']} ties"
+    )
+    if "b_win_rate" in t:
+        click.echo(
+            f"  B's win rate {t['b_win_rate']:.3f} (95% CI {t['ci95'][0]:.3f}-{t['ci95'][1]:.3f}), "
+            f"sign test p={t['p_value']}"
         )
 
 

@@ -159,3 +159,65 @@ def test_every_command_has_help_with_examples(cmd):
 
     r = CliRunner().invoke(cli, [cmd, "--help"])
     assert r.exit_code == 0 and "Examples:" in r.output
+
+
+def test_blind_human_comparison_from_two_runs(tmp_path):
+    """compare --human writes review tasks; verdicts in the review log are tallied for B."""
+    from click.testing import CliRunner
+
+    from datakit.review.core import Review, options
+    from datakit.store import DatasetStore
+    from evalkit.cli import cli
+
+    for label, outs in (("a", ["Paris.", "4", "same"]), ("b", ["It is Paris.", "Four", "same"])):
+        d = tmp_path / label
+        d.mkdir()
+        rows = [
+            {"id": f"q{i}", "prompt": f"question {i}", "output": o, "references": ["x"]}
+            for i, o in enumerate(outs)
+        ]
+        (d / "qa.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        items, agg = score(rows, ["f1"])
+        write_scored(d, "qa", items)
+        entry = suite_entry("qa", agg, "qa.items.jsonl")
+        entry["predictions_file"] = "qa.predictions.jsonl"
+        (d / "report.json").write_text(json.dumps(make_report([entry], {"name": label})))
+    root = tmp_path / "data"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "compare",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--human",
+            "ab",
+            "--data-root",
+            str(root),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "wrote ab@v1: 2 blind pairwise tasks" in r.output  # the identical answers are left out
+    store = DatasetStore(root)
+    review = Review(store, "ab")
+    assert all(rec["meta"]["a"] == "a" and rec["meta"]["b"] == "b" for rec in review.records)
+    # x prefers B on both, y prefers B on one and A on the other
+    for rec in review.records:
+        letter = {k: "AB"[i] for i, (k, _) in enumerate(options(rec, review.seed))}
+        review.append("x", rec["id"], "compare", choice=letter["chosen"])
+    first, second = review.records
+    review.append(
+        "y",
+        first["id"],
+        "compare",
+        choice={k: "AB"[i] for i, (k, _) in enumerate(options(first, review.seed))}["chosen"],
+    )
+    review.append(
+        "y",
+        second["id"],
+        "compare",
+        choice={k: "AB"[i] for i, (k, _) in enumerate(options(second, review.seed))}["rejected"],
+    )
+    r = CliRunner().invoke(cli, ["tally", "ab", "--data-root", str(root), "--json"])
+    t = json.loads(r.output)
+    assert (t["b_wins"], t["a_wins"], t["ties"]) == (1, 0, 1)  # the split verdict is a tie
+    assert t["b_win_rate"] == 1.0 and 0 < t["ci95"][0] < 1
