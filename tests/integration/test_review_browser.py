@@ -228,3 +228,36 @@ def test_two_annotators_at_once(browser, store):
     assert sorted((e["annotator"], e["record"]) for e in log) == sorted(
         [("xavier", rx), ("xavier", nx), ("yasmin", ry), ("yasmin", ny)]
     )
+
+
+def test_moving_commenting_guidelines_and_taking_the_suggestion(browser, store):
+    store.write("ans", records(), "instruction")
+    review = Review(store, "ans", guidelines="Reject answers that are wrong.\n<b>not bold</b>")
+    a, b, *_ = (r["id"] for r in review.records)
+    with Server(review) as srv:
+        page = browser.new_page()
+        login(page, srv.url, "ann")
+        assert record_id(page) == a
+        guide = page.inner_text(".guidelines")
+        assert "Reject answers that are wrong." in guide and "<b>not bold</b>" in guide
+        assert "label accept" in page.inner_text(".suggestion")  # shown, not applied
+        assert review.entries() == []
+        page.keyboard.press("m")
+        page.keyboard.type("check the greeting")
+        page.keyboard.press("Control+Enter")
+        expect_text(page, "#flash", "comment saved")
+        page.keyboard.press("g")  # take the judge's suggestion: a person's action
+        assert wait_for_record(page, a) == b
+        page.goto(f"{srv.url}/r/{a}?status=all")
+        page.keyboard.press("j")
+        assert wait_for_record(page, a) == b
+        page.keyboard.press("k")
+        assert wait_for_record(page, b) == a
+        page.keyboard.press("ArrowRight")
+        assert wait_for_record(page, a) == b
+    log = review.entries()
+    assert [(e["action"], e.get("after")) for e in log] == [
+        ("comment", "check the greeting"),
+        ("accept", "accepted"),
+    ]
+    assert log[1]["reason"] == "took the judge's suggestion"
