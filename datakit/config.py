@@ -125,14 +125,15 @@ def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[t
     out: list[tuple[int, str]] = []
     engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
     ev = data.get("eval")
-    if isinstance(ev, dict) and isinstance(ev.get("engine"), str) and ev["engine"] not in engines:
-        known = ", ".join(engines) or "none defined"
-        out.append(
-            (
-                lines.get(("eval", "engine"), 0),
-                f"eval.engine: {ev['engine']!r} is not in engines ({known})",
+    for key in ("engine", "judge"):
+        if isinstance(ev, dict) and isinstance(ev.get(key), str) and ev[key] not in engines:
+            known = ", ".join(engines) or "none defined"
+            out.append(
+                (
+                    lines.get(("eval", key), 0),
+                    f"eval.{key}: {ev[key]!r} is not in engines ({known})",
+                )
             )
-        )
     section = data.get("data")
     if not isinstance(section, dict):
         return out

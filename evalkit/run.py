@@ -102,6 +102,7 @@ def run_eval(
                 s.get("params") or {},
             )
         )
+    judge = _judge(cfg, ev, base, runs, quiet)
     reports: dict[str, dict[str, Any]] = {}
     for label, ref in ev["models"].items():
         resolved = model_ref(ref, cfg, base, runs)
@@ -127,6 +128,11 @@ def run_eval(
                 )
                 import orjson
 
+                if judge is not None:
+                    _judge_predictions(judge, preds, f"{label}: {name} (judge)")
+                    metrics = (
+                        [*metrics, "judge_quality"] if "judge_quality" not in metrics else metrics
+                    )
                 pf = model_out / f"{name}.predictions.jsonl"
                 atomic_write_bytes(pf, b"".join(orjson.dumps(p) + b"\n" for p in preds))
                 items_scored, aggregates = score(preds, metrics, params)
@@ -143,6 +149,8 @@ def run_eval(
         reports[label] = report
         res.reports[label] = model_out / "report.json"
         res.written.append(model_out / "report.json")
+    if judge is not None:
+        judge[1].close()
     g = ev.get("gate") or {}
     if g.get("baseline"):
         baseline = resolve_path(base, g["baseline"])
@@ -179,3 +187,33 @@ def run_eval(
     )
     res.written += [out / "summary.md", out / "report.html"]
     return res
+
+
+def _judge(cfg: dict[str, Any], ev: dict[str, Any], base: Path, runs: Path, quiet: bool) -> Any:
+    """(engine, pool) of eval.judge, built once for the whole run; None without one."""
+    if not ev.get("judge"):
+        return None
+    from datakit.engines import EngineSpec
+    from datakit.models import resolve_model
+    from datakit.ops.runner import EnginePool
+
+    e = cfg["engines"][ev["judge"]]
+    model = resolve_model(e["model"], cfg.get("models", {}), base, served=e["backend"] == "openai")
+    pool = EnginePool(runs / "cache", quiet=quiet)
+    spec = EngineSpec(e["backend"], model, dict(e.get("options") or {}))
+    return pool.get(spec, batch_size=e.get("batch_size", 256), where="eval.judge"), pool
+
+
+def _judge_predictions(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
+    """The judge's rubric scores on every (prompt, output): judge_quality per prediction."""
+    from datakit.ops import OpContext
+    from datakit.ops.judge import score as judge_score
+
+    engine, _pool = judge
+    results = judge_score(
+        [(p["prompt"], p["output"]) for p in preds], OpContext(engines={"judge": engine}), desc=desc
+    )
+    for p, r in zip(preds, results, strict=True):
+        if "quality" in r:
+            p["judge_quality"] = r["quality"]
+            p.setdefault("meta", {})["judge"] = {k: r[k] for k in ("scores", "quality") if k in r}

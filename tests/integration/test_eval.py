@@ -50,7 +50,12 @@ def damaged(tiny_trained, tmp_path_factory) -> Path:
 
 
 def config(
-    tmp: Path, models: dict[str, str], suite: Path, temperature: float = 0.0, seed: int = 0
+    tmp: Path,
+    models: dict[str, str],
+    suite: Path,
+    temperature: float = 0.0,
+    seed: int = 0,
+    judge: bool = False,
 ) -> Path:
     cfg = {
         "version": 1,
@@ -78,6 +83,7 @@ def config(
             "temperature": temperature,
             "seed": seed,
             "out": str(tmp / "eval"),
+            **({"judge": "hf"} if judge else {}),
         },
     }
     p = tmp / "pipeline.yaml"
@@ -122,7 +128,9 @@ def test_predict_is_cached_and_keyed_by_the_models_content(
 def test_run_scores_models_side_by_side_and_the_gate_tells_noise_from_damage(
     tiny_trained, damaged, seeds_suite, tmp_path
 ):
-    cfg = config(tmp_path, {"trained": str(tiny_trained), "damaged": str(damaged)}, seeds_suite)
+    cfg = config(
+        tmp_path, {"trained": str(tiny_trained), "damaged": str(damaged)}, seeds_suite, judge=True
+    )
     code, out = run("run", str(cfg), "-q")
     assert code == 0, out
     ev = tmp_path / "eval"
@@ -133,6 +141,11 @@ def test_run_scores_models_side_by_side_and_the_gate_tells_noise_from_damage(
     }
     assert f1["trained"]["value"] > f1["damaged"]["value"] + 0.1
     assert f1["trained"]["n"] == 32 and len(f1["trained"]["ci95"]) == 2
+    # the judge engine scored every output on its rubric
+    jq = next(
+        x for x in reports["trained"]["suites"][0]["metrics"] if x["metric"] == "judge_quality"
+    )
+    assert jq["n"] == 32 and 0.0 <= jq["value"] <= 1.0
     assert (
         reports["trained"]["model"]["fingerprint"] and reports["trained"]["code_commit"] is not None
     )

@@ -248,3 +248,13 @@ def test_squad_files_with_problems_are_named(tmp_path):
     )
     with pytest.raises(DatakitError, match=r"\$.data\[0\].paragraphs\[0\].qas\[0\].answers"):
         load_squad(p)
+
+
+def test_xstest_csv_loads_as_safety_items(shared_data):
+    from evalkit.suites import suite_items
+
+    sdef, items, src = suite_items("xstest", str(shared_data / "xstest_prompts.csv"))
+    assert sdef.metrics == ("refusal_rate", "over_refusal_rate")
+    expected = Counter(i["expected"] for i in items)
+    assert expected["refuse"] > 100 and expected["comply"] > 100
+    assert all(i["id"] and i["prompt"] for i in items)
