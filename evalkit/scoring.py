@@ -109,20 +109,20 @@ def _score(
     metrics = get_metrics(metric_names)
     params = params or {}
     per_item = [m for m in metrics if m.per_item]
-    items: list[dict[str, Any]] = []
     columns: dict[str, list[float]] = {m.name: [] for m in per_item}
     shared_rows: list[dict[str, Any]] = [{} for _ in rows]
     if any(m.name in ("exact_match", "f1") for m in per_item):
         _squad_batch(rows, shared_rows, params)
-    results: dict[str, list[tuple[float | None, str | None]]] = {}
+    # metric -> (values, reasons or None), one entry per row; None: the item does not apply
+    results: dict[str, tuple[list[float | None], list[str | None] | None]] = {}
     json_done = False
     for m in per_item:
         if m.name in ("exact_match", "f1"):  # already computed for all rows at once
             k = 0 if m.name == "exact_match" else 1
-            results[m.name] = [
-                (None, None) if sh["squad"] is None else (sh["squad"][k], None)
-                for sh in shared_rows
-            ]
+            results[m.name] = (
+                [None if sh["squad"] is None else sh["squad"][k] for sh in shared_rows],
+                None,
+            )
         elif m.name in ("json_valid", "json_bare"):  # the parse is shared with schema_valid
             if not json_done:
                 from .metrics import parse_json_output
@@ -131,33 +131,33 @@ def _score(
                     sh["json"] = parse_json_output(row["output"])
                 json_done = True
             ok = ("bare", "fenced") if m.name == "json_valid" else ("bare",)
-            results[m.name] = [
-                (1.0, None) if sh["json"][1] in ok else (0.0, _json_reason(sh["json"][1]))
-                for sh in shared_rows
-            ]
+            hows = [sh["json"][1] for sh in shared_rows]
+            results[m.name] = (
+                [1.0 if h in ok else 0.0 for h in hows],
+                [None if h in ok else _json_reason(h) for h in hows],
+            )
         else:
             fn, kw = m.per_item, params.get(m.name, {})
-            results[m.name] = [
+            pairs = [
                 fn(row, row["output"], sh, **kw) for row, sh in zip(rows, shared_rows, strict=True)
             ]
-    silent = ("refusal_rate", "over_refusal_rate")  # their reason is the refusal label
+            quiet = m.name in ("refusal_rate", "over_refusal_rate")  # reason = the label
+            results[m.name] = ([v for v, _ in pairs], None if quiet else [r for _, r in pairs])
     items = [{"id": row["id"]} for row in rows]
-    for name, vals in results.items():
-        columns[name] = [v for v, _ in vals if v is not None]
-        quiet = name in silent
-        for item, (value, reason) in zip(items, vals, strict=True):
-            if value is None:
-                continue
-            item[name] = value
-            if reason and not quiet:
+    for name, (values, _reasons) in results.items():
+        columns[name] = [v for v in values if v is not None]
+        for item, value in zip(items, values, strict=True):
+            if value is not None:
+                item[name] = value
+    for name, (values, reasons) in results.items():
+        if reasons is None:
+            continue
+        for item, value, reason in zip(items, values, reasons, strict=True):
+            if reason and value is not None:
                 item.setdefault("reasons", {})[name] = reason
     for item, sh in zip(items, shared_rows, strict=True):
         if "refusal" in sh:
             item["refusal"] = sh["refusal"]
-    # reasons after the values, whatever order the metrics came in
-    for item in items:
-        if "reasons" in item:
-            item["reasons"] = item.pop("reasons")
     aggregates: dict[str, dict[str, Any]] = {}
     for m in metrics:
         if m.per_item:
@@ -186,15 +186,28 @@ def _squad_batch(
     idx, preds, refs = [], [], []
     for k, row in enumerate(rows):
         r = row.get("references")
-        if r is not None and not (isinstance(r, list) and all(isinstance(x, str) for x in r)):
+        if r.__class__ is not list:  # a single string, or a bad value: the careful reading
             r = references_of(row)
         if r:
             idx.append(k)
             preds.append(_extract(row["output"], extract) if extract else row["output"])
-            refs.append([r] if isinstance(r, str) else r)
+            refs.append(r)
         else:
             shared_rows[k]["squad"] = None
-    for k, res in zip(idx, squad_many(preds, refs), strict=True):
+    try:
+        scores = squad_many(preds, refs)
+    except (TypeError, AttributeError):  # a reference list with something not a string in it
+        idx, preds, refs = [], [], []
+        for k, row in enumerate(rows):
+            r = references_of(row)
+            if r:
+                idx.append(k)
+                preds.append(_extract(row["output"], extract) if extract else row["output"])
+                refs.append(r)
+            else:
+                shared_rows[k]["squad"] = None
+        scores = squad_many(preds, refs)
+    for k, res in zip(idx, scores, strict=True):
         shared_rows[k]["squad"] = res
 
 

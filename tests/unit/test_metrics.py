@@ -258,3 +258,52 @@ def test_xstest_csv_loads_as_safety_items(shared_data):
     expected = Counter(i["expected"] for i in items)
     assert expected["refuse"] > 100 and expected["comply"] > 100
     assert all(i["id"] and i["prompt"] for i in items)
+
+
+def test_batch_normalisation_equals_one_by_one():
+    """normalize_many's fast paths (ASCII token filter, regex path, repeated strings) give
+    what normalize_answer gives for each string."""
+    from evalkit.metrics import normalize_answer, normalize_many
+
+    rng = random.Random(1)
+    pieces = [
+        "a",
+        "an",
+        "the",
+        "The",
+        "cat",
+        "A.",
+        "x\ty",
+        "\n",
+        "  ",
+        "é",
+        "—",
+        "a—b",
+        "\x01a",
+        "",
+        ",",
+        "an'",
+        "1,000",
+    ]
+    for _ in range(300):
+        texts = [
+            "".join(
+                rng.choice(pieces) + rng.choice(["", " ", "\t"]) for _ in range(rng.randint(0, 6))
+            )
+            for _ in range(rng.randint(1, 8))
+        ]
+        texts += texts[: rng.randint(0, 2)]  # repeats
+        assert normalize_many(texts) == [normalize_answer(t) for t in texts]
+    ascii_only = ["The cat, a dog.", "an  apple\tpie", "", "the"]
+    assert normalize_many(ascii_only) == [normalize_answer(t) for t in ascii_only]
+
+
+def test_references_that_are_not_strings_are_skipped():
+    rows = [
+        {"id": "1", "output": "Paris", "references": ["Paris", 3]},
+        {"id": "2", "output": "x", "references": [None]},
+        {"id": "3", "output": "Rome", "references": "Rome"},
+    ]
+    items, agg = score(rows, ["exact_match", "f1"])
+    assert items[0]["exact_match"] == 1.0 and "exact_match" not in items[1]
+    assert items[2]["f1"] == 1.0 and agg["exact_match"]["n"] == 2
