@@ -242,7 +242,7 @@ def run_cmd(
       evalkit run pipeline.yaml
       evalkit run pipeline.yaml --runs-root /tmp/runs -q
     """
-    from .gate import format_table
+    from .gate import format_table, verdict_line
     from .render import side_by_side
     from .run import run_eval
     from .scoring import read_report
@@ -271,12 +271,7 @@ def run_cmd(
         if res.gate_rows is not None:
             click.echo("")
             click.echo(format_table(res.gate_rows))
-            bad = [
-                r for r in res.gate_rows if r.verdict in ("regression", "below floor", "missing")
-            ]
-            click.echo(
-                f"gate: {'FAIL' if bad else 'pass'} ({len(bad)} of {len(res.gate_rows)} metrics failed)"
-            )
+            click.echo(verdict_line(res.gate_rows))
         for note in res.notes:
             click.echo(note)
         for p in res.written:
@@ -348,7 +343,7 @@ def gate_cmd(
     """
     from datakit.runs import atomic_write_bytes
 
-    from .gate import failed, format_table, gate
+    from .gate import failed, format_table, gate, verdict_line
     from .render import junit as to_junit
     from .render import markdown as to_md
     from .scoring import read_report
@@ -381,8 +376,7 @@ def gate_cmd(
         echo_json({"failed": failed(rows), "rows": [asdict(r) for r in rows]})
     else:
         click.echo(format_table(rows))
-        bad = [r for r in rows if r.verdict in ("regression", "below floor", "missing")]
-        click.echo(f"gate: {'FAIL' if bad else 'pass'} ({len(bad)} of {len(rows)} metrics failed)")
+        click.echo(verdict_line(rows))
     if failed(rows):
         raise SystemExit(1)
 

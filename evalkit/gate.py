@@ -173,8 +173,16 @@ def gate(
     return rows
 
 
+FAILING = ("regression", "below floor", "missing")
+
+
 def failed(rows: list[Row]) -> bool:
-    return any(r.verdict in ("regression", "below floor", "missing") for r in rows)
+    return any(r.verdict in FAILING for r in rows)
+
+
+def verdict_line(rows: list[Row]) -> str:
+    bad = sum(r.verdict in FAILING for r in rows)
+    return f"gate: {'FAIL' if bad else 'pass'} ({bad} of {len(rows)} metrics failed)"
 
 
 def format_table(rows: list[Row]) -> str:

@@ -74,7 +74,9 @@ def junit(gate_rows: list[Any], name: str = "evalkit.gate") -> str:
     """One testcase per gated metric; a regression, a floor or a missing metric fails."""
     from xml.sax.saxutils import quoteattr
 
-    bad = [r for r in gate_rows if r.verdict in ("regression", "below floor", "missing")]
+    from .gate import FAILING
+
+    bad = [r for r in gate_rows if r.verdict in FAILING]
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<testsuite name={quoteattr(name)} tests="{len(gate_rows)}" failures="{len(bad)}">',

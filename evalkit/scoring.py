@@ -183,29 +183,26 @@ def _squad_batch(
     from .metrics import _extract, references_of, squad_many
 
     extract = (params.get("exact_match") or params.get("f1") or {}).get("extract")
-    idx, preds, refs = [], [], []
-    for k, row in enumerate(rows):
-        r = row.get("references")
-        if r.__class__ is not list:  # a single string, or a bad value: the careful reading
-            r = references_of(row)
-        if r:
-            idx.append(k)
-            preds.append(_extract(row["output"], extract) if extract else row["output"])
-            refs.append(r)
-        else:
-            shared_rows[k]["squad"] = None
-    try:
-        scores = squad_many(preds, refs)
-    except (TypeError, AttributeError):  # a reference list with something not a string in it
+
+    def collect(careful: bool) -> tuple[list[int], list[str], list[list[str]]]:
         idx, preds, refs = [], [], []
         for k, row in enumerate(rows):
-            r = references_of(row)
+            r = row.get("references")
+            if careful or r.__class__ is not list:  # a single string, or a bad value
+                r = references_of(row)
             if r:
                 idx.append(k)
                 preds.append(_extract(row["output"], extract) if extract else row["output"])
                 refs.append(r)
             else:
                 shared_rows[k]["squad"] = None
+        return idx, preds, refs
+
+    idx, preds, refs = collect(careful=False)
+    try:
+        scores = squad_many(preds, refs)
+    except (TypeError, AttributeError):  # a reference list with something not a string in it
+        idx, preds, refs = collect(careful=True)
         scores = squad_many(preds, refs)
     for k, res in zip(idx, scores, strict=True):
         shared_rows[k]["squad"] = res

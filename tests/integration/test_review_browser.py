@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from datakit.review.core import Review, commit, options
+from tests.unit.test_review import XSS_OUTPUT, XSS_PROMPT, records
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [
@@ -24,8 +25,6 @@ LAUNCH_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-XSS_PROMPT = 'Say hi <script>window.__pwned = "script"</script>'
-XSS_OUTPUT = "Hello <img src=x onerror=\"window.__pwned = 'img'\"> there"
 
 
 @pytest.fixture(scope="module")
@@ -66,28 +65,6 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
-
-
-def records():
-    return [
-        {
-            "instruction": XSS_PROMPT,
-            "input": "",
-            "output": XSS_OUTPUT,
-            "meta": {
-                "source": "self-instruct",
-                "judge": {"scores": {"clarity": 4}, "quality": 0.8},
-            },
-        },
-        {"instruction": "Add 2 and 2.", "input": "", "output": "5", "meta": {"source": "seed"}},
-        {
-            "instruction": "Name a colour.",
-            "input": "",
-            "output": "Blue",
-            "meta": {"candidates": ["Blue.", "Red is a colour.", "No."]},
-        },
-        {"instruction": "Capital of France?", "input": "", "output": "Paris", "meta": {}},
-    ]
 
 
 def login(page, url: str, name: str) -> None:

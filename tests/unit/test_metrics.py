@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
-import string
 from collections import Counter
 from pathlib import Path
 
@@ -21,34 +19,9 @@ DATA = Path(__file__).resolve().parents[2] / "evalkit" / "data"
 # ------------------------------------------------------------ SQuAD v1.1, as published
 
 
-def _ref_normalize(s):
-    """The official v1.1 script's normalize_answer, written out as it is specified."""
-
-    def remove_articles(text):
-        return re.sub(r"\b(a|an|the)\b", " ", text)
-
-    def white_space_fix(text):
-        return " ".join(text.split())
-
-    def remove_punc(text):
-        exclude = set(string.punctuation)
-        return "".join(ch for ch in text if ch not in exclude)
-
-    return white_space_fix(remove_articles(remove_punc(s.lower())))
-
-
-def _ref_f1(prediction, truth):
-    p, t = _ref_normalize(prediction).split(), _ref_normalize(truth).split()
-    same = sum((Counter(p) & Counter(t)).values())
-    if same == 0:
-        return 0
-    precision, recall = same / len(p), same / len(t)
-    return 2 * precision * recall / (precision + recall)
-
-
-def _ref_em(prediction, truth):
-    return _ref_normalize(prediction) == _ref_normalize(truth)
-
+# The official v1.1 script's functions, as bench/score.py writes them out (its baseline).
+from bench.score import exact_match_score as _ref_em  # noqa: E402
+from bench.score import f1_score as _ref_f1  # noqa: E402
 
 CASES = [
     ("The Eiffel Tower", ["Eiffel Tower"]),
