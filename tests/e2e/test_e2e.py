@@ -85,6 +85,8 @@ def _demo_config(tmp_path: Path) -> Path:
     seeds = (ROOT / "datakit/demo/seeds.jsonl").read_text().splitlines()[:12]
     (tmp_path / "seeds.jsonl").write_text("\n".join(seeds) + "\n")
     cfg["data"]["imports"][0]["source"] = str(tmp_path / "seeds.jsonl")
+    for imp in cfg["data"]["imports"][1:]:  # the safety sets, from the checkout
+        imp["source"] = str(ROOT / imp["source"])
     small = {
         "grown": {"num_instructions": 4, "prompts_per_round": 4, "max_rounds": 1},
         "evolved": {"max_tokens": 96, "response_max_tokens": 96},
