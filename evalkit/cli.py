@@ -477,7 +477,10 @@ def compare_cmd(
     if as_json:
         echo_json(out)
         return
-    click.echo(f"{'suite/metric':<28}{'A':>8}{'B':>8}{'delta':>9}{'p':>8}  wins/losses/ties of B")
+    # p: one-sided, that B is worse than A (the gate's test); small = B regressed
+    click.echo(
+        f"{'suite/metric':<28}{'A':>8}{'B':>8}{'delta':>9}{'p(B<A)':>8}  wins/losses/ties of B"
+    )
     for r in out:
         delta = "-" if r["delta"] is None else f"{r['delta']:+.3f}"
         name = r["suite"] + "/" + r["metric"]
