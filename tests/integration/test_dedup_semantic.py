@@ -66,6 +66,19 @@ def test_the_int8_onnx_path_is_the_default_and_agrees_with_fp32():
     assert np.allclose(again, fast, atol=1e-4)
 
 
+def test_the_dedup_step_records_which_embedding_backend_it_used():
+    from datakit.ops import OpContext
+    from datakit.ops.dedup import run
+
+    ctx = OpContext()
+    recs = [
+        {"id": str(i), "instruction": t, "input": "", "output": ""} for i, t in enumerate(TEXTS)
+    ]
+    kept = run([recs], ctx, fields="instruction")
+    assert ctx.stats["embedding_backend"] == "onnx-int8"
+    assert len(kept) == len(TEXTS) - 2  # the two paraphrases
+
+
 def test_the_onnx_build_is_cached_by_model_fingerprint():
     from datakit.embeddings import default_embedding_model
     from datakit.models import cache_dir, fingerprint

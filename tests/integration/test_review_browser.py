@@ -169,12 +169,15 @@ def test_side_by_side_blind_choice(browser, store):
         assert sorted(shown) == ["Go away.", "Hi there!"]
         assert "chosen" not in page.inner_text(".options").lower()  # blind: no source labels
         worse = "AB"[shown.index("Go away.")]
+        page.keyboard.press("0")  # a tie first, then a change of mind
+        expect_text(page, "#my-verdict", "tie")
         page.keyboard.press("1" if worse == "A" else "2")
         expect_text(page, "#my-verdict", worse)
         page.keyboard.press("a")
         page.wait_for_selector("#message")
     (rec,) = store.resolve(commit(review)["version"]).records()
     assert (rec["chosen"], rec["rejected"]) == ("Go away.", "Hi there!")  # people's verdict
+    assert [e["after"] for e in review.entries() if e["action"] == "compare"] == ["tie", "rejected"]
 
 
 def test_two_annotators_at_once(browser, store):
@@ -219,6 +222,12 @@ def test_moving_commenting_guidelines_and_taking_the_suggestion(browser, store):
         assert "Reject answers that are wrong." in guide and "<b>not bold</b>" in guide
         assert "label accept" in page.inner_text(".suggestion")  # shown, not applied
         assert review.entries() == []
+        page.keyboard.press("c")  # the next criterion (helpfulness) is highlighted ...
+        page.keyboard.press("3")  # ... and rated
+        page.wait_for_selector('.rate.chosen[data-criterion="helpfulness"][data-value="3"]')
+        assert page.is_visible("#cheatsheet")
+        page.keyboard.press("?")
+        assert not page.is_visible("#cheatsheet")
         page.keyboard.press("m")
         page.keyboard.type("check the greeting")
         page.keyboard.press("Control+Enter")
@@ -234,7 +243,9 @@ def test_moving_commenting_guidelines_and_taking_the_suggestion(browser, store):
         assert wait_for_record(page, a) == b
     log = review.entries()
     assert [(e["action"], e.get("after")) for e in log] == [
+        ("rate", 3),
         ("comment", "check the greeting"),
         ("accept", "accepted"),
     ]
-    assert log[1]["reason"] == "took the judge's suggestion"
+    assert log[0]["criterion"] == "helpfulness"
+    assert log[2]["reason"] == "took the judge's suggestion"
