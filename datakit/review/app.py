@@ -166,7 +166,7 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
         return ("?" + urlencode(kept)) if kept else ""
 
     def neighbours(rid: str, queue: list[str]) -> tuple[str | None, str | None]:
-        pos = {r["id"]: i for i, r in enumerate(review.records)}
+        pos = review.position
         here = pos[rid]
         prev = [q for q in queue if pos[q] < here]
         nxt = [q for q in queue if pos[q] > here]
@@ -211,7 +211,7 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
         queue = review.queue(who, **f)
         after = request.query_params.get("after")
         if after in review.by_id:
-            pos = {r["id"]: i for i, r in enumerate(review.records)}
+            pos = review.position
             queue = [q for q in queue if pos[q] > pos[after]] + [
                 q for q in queue if pos[q] <= pos[after]
             ]

@@ -184,6 +184,7 @@ class Review:
         self.version = store.resolve(ref)
         self.records = list(self.version.records())
         self.by_id = {r["id"]: r for r in self.records}
+        self.position = {r["id"]: i for i, r in enumerate(self.records)}
         self.dir = Path(store.root) / self.version.name / "reviews" / f"v{self.version.version}"
         self.log_path = self.dir / "annotations.jsonl"
         self.settings_path = self.dir / "settings.json"
@@ -194,6 +195,7 @@ class Review:
         self.seed = int(saved.get("seed", 0))
         self._lock = threading.Lock()
         self._cache: tuple[int, list[dict[str, Any]]] | None = None
+        self._state: tuple[int, dict[str, RecordState]] | None = None
         for c in self.criteria:
             if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$", c):
                 raise DatakitError(
@@ -236,6 +238,7 @@ class Review:
         try:
             size = self.log_path.stat().st_size
         except FileNotFoundError:
+            self._cache = None
             return []
         if self._cache and self._cache[0] == size:
             return self._cache[1]
@@ -359,8 +362,14 @@ class Review:
     # ------------------------------------------------------------------ derived state
 
     def state(self) -> dict[str, RecordState]:
+        """Each record's state, derived from the log (again only when the log grew: a page
+        asks for it several times: queue, progress, agreement)."""
+        entries = self.entries()
+        size = self._cache[0] if self._cache else 0
+        if self._state is not None and self._state[0] == size:
+            return self._state[1]
         out: dict[str, RecordState] = {}
-        for e in self.entries():
+        for e in entries:
             s = out.setdefault(e["record"], RecordState())
             who, action = e["annotator"], e["action"]
             if action in DECISIONS:
@@ -375,6 +384,7 @@ class Review:
                 s.rankings[who] = e["after"]
             elif action == "comment":
                 s.comments.append(e)
+        self._state = (size, out)
         return out
 
     def progress(self, annotator: str | None = None) -> dict[str, Any]:

@@ -501,3 +501,15 @@ def test_review_cli_errors(cli, tmp_path):
     assert code == 2
     code, out = cli(datakit, "review", "--help")
     assert code == 0 and "Examples:" in out and "datakit review commit" in out
+
+
+def test_derived_state_follows_appends_from_another_server(review, store):
+    """The state is cached per log size: another process's append shows up at once."""
+    a, b, *_ = ids(review)
+    review.append("x", a, "accept")
+    assert review.state()[a].outcome() == "accepted"
+    other = Review(store, "ans")
+    other.append("y", a, "reject")
+    other.append("z", a, "reject")
+    assert review.state()[a].outcome() == "rejected"
+    assert review.progress()["annotations"] == 3
