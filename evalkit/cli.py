@@ -104,8 +104,7 @@ def score_cmd(
     items, aggregates = score(rows, names, params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fname = write_scored(out, "items", items)
-    (out / fname).replace(out / "items.jsonl")
+    write_scored(out, "items", items, fname="items.jsonl")
     report = make_report(
         [suite_entry(suite or "predictions", aggregates, "items.jsonl", predictions)],
         None,

@@ -176,6 +176,11 @@ def gate(
 FAILING = ("regression", "below floor", "missing")
 
 
+def num(v: float | None) -> str:
+    """A value for a table: 4 decimals, or "-" when there is none."""
+    return "-" if v is None else f"{v:.4f}"
+
+
 def failed(rows: list[Row]) -> bool:
     return any(r.verdict in FAILING for r in rows)
 
@@ -190,8 +195,8 @@ def format_table(rows: list[Row]) -> str:
     body = [
         (
             f"{r.suite}/{r.metric}",
-            _f(r.baseline),
-            _f(r.current),
+            num(r.baseline),
+            num(r.current),
             "-" if r.delta is None else f"{r.delta:+.4f}",
             "-" if r.p_value is None else f"{r.p_value:.4f}",
             str(r.paired_n),
@@ -206,10 +211,6 @@ def format_table(rows: list[Row]) -> str:
             "  ".join(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         )
     return "\n".join(lines)
-
-
-def _f(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
 
 
 def bless(report_path: str | Path, out: str | Path) -> Path:

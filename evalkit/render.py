@@ -10,6 +10,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from .gate import FAILING, num
+
 
 def _fmt(m: dict[str, Any]) -> str:
     if m.get("value") is None:
@@ -60,21 +62,15 @@ def markdown(reports: dict[str, dict[str, Any]], gate_rows: list[Any] | None = N
         ]
         for r in gate_rows:
             lines.append(
-                f"| {r.suite}/{r.metric} | {_n(r.baseline)} | {_n(r.current)} | "
-                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {_n(r.p_value)} | {r.verdict} |"
+                f"| {r.suite}/{r.metric} | {num(r.baseline)} | {num(r.current)} | "
+                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {num(r.p_value)} | {r.verdict} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def _n(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
 
 
 def junit(gate_rows: list[Any], name: str = "evalkit.gate") -> str:
     """One testcase per gated metric; a regression, a floor or a missing metric fails."""
     from xml.sax.saxutils import quoteattr
-
-    from .gate import FAILING
 
     bad = [r for r in gate_rows if r.verdict in FAILING]
     out = [
@@ -85,7 +81,7 @@ def junit(gate_rows: list[Any], name: str = "evalkit.gate") -> str:
         case = f"<testcase classname={quoteattr(r.suite)} name={quoteattr(r.metric)}"
         if r in bad:
             msg = (
-                f"{r.verdict}: baseline {_n(r.baseline)}, current {_n(r.current)}, "
+                f"{r.verdict}: baseline {num(r.baseline)}, current {num(r.current)}, "
                 f"delta {r.delta}, p {r.p_value}, {r.test}. {r.note}"
             )
             out.append(f"{case}><failure message={quoteattr(msg)}/></testcase>")
@@ -168,8 +164,8 @@ def html_report(
         )
         for r in gate_rows:
             parts.append(
-                f"<tr><td>{e(r.suite)}/{e(r.metric)}</td><td>{_n(r.baseline)}</td><td>{_n(r.current)}</td>"
-                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{_n(r.p_value)}</td><td>{e(r.verdict)}</td></tr>"
+                f"<tr><td>{e(r.suite)}/{e(r.metric)}</td><td>{num(r.baseline)}</td><td>{num(r.current)}</td>"
+                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{num(r.p_value)}</td><td>{e(r.verdict)}</td></tr>"
             )
         parts.append("</table>")
     for suite, img in charts:

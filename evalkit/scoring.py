@@ -244,13 +244,16 @@ def make_report(
     }
 
 
-def write_scored(out_dir: Path, name: str, items: list[dict[str, Any]]) -> str:
-    """Write ``<name>.items.jsonl`` atomically; returns its file name (relative)."""
+def write_scored(
+    out_dir: Path, name: str, items: list[dict[str, Any]], fname: str | None = None
+) -> str:
+    """Write the per-item rows atomically as ``fname`` (default ``<name>.items.jsonl``);
+    returns the file name (relative to the report)."""
     import orjson
 
     from datakit.runs import atomic_write_bytes
 
-    fname = f"{name}.items.jsonl"
+    fname = fname or f"{name}.items.jsonl"
     atomic_write_bytes(out_dir / fname, b"".join(orjson.dumps(i) + b"\n" for i in items))
     return fname
 
