@@ -221,3 +221,27 @@ def test_blind_human_comparison_from_two_runs(tmp_path):
     t = json.loads(r.output)
     assert (t["b_wins"], t["a_wins"], t["ties"]) == (1, 0, 1)  # the split verdict is a tie
     assert t["b_win_rate"] == 1.0 and 0 < t["ci95"][0] < 1
+
+
+def test_compare_counts_paired_wins_losses_and_ties(tmp_path):
+    from click.testing import CliRunner
+
+    from evalkit.cli import cli
+
+    base_out = model_outputs(0.6, seed=1)
+    right = [k for k, v in base_out.items() if v == REFS[k]]
+    wrong = [k for k, v in base_out.items() if v != REFS[k]]
+    cur_out = dict(base_out)
+    for k in wrong[:10]:
+        cur_out[k] = REFS[k]  # 10 items B gets right and A did not
+    for k in right[:4]:
+        cur_out[k] = "no"  # 4 the other way
+    a = write_run(tmp_path / "a", base_out, REFS)
+    b = write_run(tmp_path / "b", cur_out, REFS)
+    r = CliRunner().invoke(cli, ["compare", str(a), str(b), "--json"])
+    rows = {x["metric"]: x for x in json.loads(r.output)}
+    em = rows["exact_match"]
+    assert (em["wins"], em["losses"], em["ties"]) == (10, 4, 286)
+    assert em["delta"] == pytest.approx(6 / 300, abs=1e-4)
+    out = CliRunner().invoke(cli, ["compare", str(a), str(b)]).output
+    assert "qa/exact_match" in out and "10/4/286" in out

@@ -513,3 +513,25 @@ def test_derived_state_follows_appends_from_another_server(review, store):
     other.append("z", a, "reject")
     assert review.state()[a].outcome() == "rejected"
     assert review.progress()["annotations"] == 3
+
+
+def test_an_unexpected_error_is_a_500_page_without_a_traceback(review, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from datakit.review.app import create_app
+
+    c = TestClient(create_app(review), base_url="http://127.0.0.1:8765")
+    c.post("/login", data={"name": "ann"})
+
+    def broken(*a, **k):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(review, "queue", broken)
+    page = c.get(f"/r/{ids(review)[0]}")
+    assert page.status_code == 500 and "internal error" in page.text
+    assert "Traceback" not in page.text and "secret internals" not in page.text
+    api = c.get("/next")
+    assert api.status_code == 500
+    monkeypatch.setattr(review, "progress", broken)
+    r = c.get("/api/progress")
+    assert r.status_code == 500 and r.json() == {"error": "internal error (see the server's log)"}
