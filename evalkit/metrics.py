@@ -234,6 +234,11 @@ def parse_json_output(output: str) -> tuple[Any, str]:
     return None, f"not JSON: {bare_error}"
 
 
+def json_failure(how: str) -> str:
+    """Why an output is not bare JSON, from parse_json_output's ``how``."""
+    return "JSON inside a ``` fence" if how == "fenced" else how
+
+
 def _json_valid(item: Item, output: str, shared: dict[str, Any]) -> Value:
     """1 when the output parses as JSON, bare or in a ```json fence."""
     value, how = _parsed(output, shared)
@@ -247,7 +252,7 @@ def _json_bare(item: Item, output: str, shared: dict[str, Any]) -> Value:
     value, how = _parsed(output, shared)
     if how == "bare":
         return 1.0, None
-    return 0.0, "JSON inside a ``` fence" if how == "fenced" else how
+    return 0.0, json_failure(how)
 
 
 _VALIDATORS: dict[str, Any] = {}

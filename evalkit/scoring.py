@@ -14,7 +14,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 
-from .metrics import METRICS, Metric, get_metrics
+from .metrics import METRICS, Metric, get_metrics, json_failure, parse_json_output
 
 REPORT_FORMAT = 1
 BOOTSTRAP_SAMPLES = 1000
@@ -125,8 +125,6 @@ def _score(
             )
         elif m.name in ("json_valid", "json_bare"):  # the parse is shared with schema_valid
             if not json_done:
-                from .metrics import parse_json_output
-
                 for row, sh in zip(rows, shared_rows, strict=True):
                     sh["json"] = parse_json_output(row["output"])
                 json_done = True
@@ -134,7 +132,7 @@ def _score(
             hows = [sh["json"][1] for sh in shared_rows]
             results[m.name] = (
                 [1.0 if h in ok else 0.0 for h in hows],
-                [None if h in ok else _json_reason(h) for h in hows],
+                [None if h in ok else json_failure(h) for h in hows],
             )
         else:
             fn, kw = m.per_item, params.get(m.name, {})
@@ -170,10 +168,6 @@ def _score(
             outputs = [r["output"] for r in rows]
             aggregates[m.name] = _agg(m, m.corpus(outputs), len(outputs), None)
     return items, aggregates
-
-
-def _json_reason(how: str) -> str:
-    return "JSON inside a ``` fence" if how == "fenced" else how
 
 
 def _squad_batch(
