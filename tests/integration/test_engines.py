@@ -51,7 +51,6 @@ VLLM_SCRIPT = textwrap.dedent(
     from datakit.engines import EngineSpec, Request, build_engine
 
     if __name__ == "__main__":
-        eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), sys.argv[2], quiet=True)
         schema = {"type": "object", "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}}, "required": ["score"], "additionalProperties": False}
         reqs = [
             Request.chat([{"role": "user", "content": "Name a fruit."}], temperature=1.0, max_tokens=8, n=2, seed=7),
@@ -60,11 +59,13 @@ VLLM_SCRIPT = textwrap.dedent(
             Request.chat([{"role": "user", "content": "Score it."}], regex=r"\\{\\"score\\": [1-5]\\}", max_tokens=16, seed=2),
             Request(prompt="Score:", json_schema=schema, max_tokens=400, seed=5),
         ]
-        out = eng.generate(reqs)
-        first = [[c.text for c in r.completions] for r in out]
-        reasons = [r.completions[0].finish_reason for r in out]
-        eng.close()
-        print("RESULT " + json.dumps({"texts": first, "reasons": reasons, "tokens": [r.completions[0].completion_tokens for r in out]}))
+        runs = []
+        for cache in sys.argv[2:]:  # one fresh engine (and empty cache) per run, one after another
+            eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), cache, quiet=True)
+            out = eng.generate(reqs)
+            eng.close()
+            runs.append({"texts": [[c.text for c in r.completions] for r in out], "reasons": [r.completions[0].finish_reason for r in out], "tokens": [r.completions[0].completion_tokens for r in out]})
+        print("RESULT " + json.dumps(runs))
     """
 )
 
@@ -88,12 +89,12 @@ def test_schema_check_helper_fails_on_violations():
             assert_respects_score_schema(text, reason, (1, 2))
 
 
-def _run_vllm(tmp_path, model, cache):
+def _run_vllm(tmp_path, model, *caches):
     script = tmp_path / "vllm_engine.py"
     script.write_text(VLLM_SCRIPT)
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
     proc = subprocess.run(
-        [sys.executable, str(script), str(model), str(cache)],
+        [sys.executable, str(script), str(model), *map(str, caches)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -106,14 +107,13 @@ def _run_vllm(tmp_path, model, cache):
 
 
 def test_vllm_engine_batches_constraints_and_seeds(tmp_path, tiny_model):
-    a = _run_vllm(tmp_path, tiny_model, tmp_path / "a.jsonl")
+    a, b = _run_vllm(tmp_path, tiny_model, tmp_path / "a.jsonl", tmp_path / "b.jsonl")
     texts = a["texts"]
     assert len(texts[0]) == 2 and a["tokens"][0] <= 8
     assert texts[2][0] in ("yes", "no")
     assert json.loads(texts[3][0])["score"] in range(1, 6)
     assert_respects_score_schema(texts[4][0], a["reasons"][4], range(1, 6))
     # Per-request seeds: a fresh engine with an empty cache reproduces every sampled text.
-    b = _run_vllm(tmp_path, tiny_model, tmp_path / "b.jsonl")
     assert b["texts"] == texts
 
 
@@ -153,7 +153,12 @@ def vllm_server(tmp_path_factory, tiny_model):
             cmd,
             stdout=f,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"},
+            # The engine core in the server's own process: it starts in ~30 s instead of ~55.
+            env={
+                **os.environ,
+                "VLLM_LOGGING_LEVEL": "WARNING",
+                "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            },
         )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 300

