@@ -18,7 +18,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: help setup browser lock data train eval demo test test-unit test-integration test-e2e lint format bench bench-quick clean
+.PHONY: help setup browser lock data train eval demo test test-unit test-integration test-e2e test-portable lint format bench bench-quick clean
 
 help:
 	@echo "make demo    data -> train -> eval on the offline default pipeline ($(CONFIG))"
@@ -27,6 +27,7 @@ help:
 	@echo "make lock    refresh $(LOCK) from the newest versions"
 	@echo "make data | train | eval     run one stage of $(CONFIG)"
 	@echo "make test-unit | test-integration | test-e2e    one test tier"
+	@echo "make test-portable   the numeric tests on generic kernels, one thread (make test runs it too)"
 	@echo "make lint | bench | bench-quick | clean"
 
 setup: $(STAMP)
@@ -101,6 +102,17 @@ browser:
 
 test: setup browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-portable
+
+# The numeric tests (marker `numeric`) once more on another kind of CPU, as far as one
+# machine can pretend: torch's generic kernels instead of its AVX2/AVX-512 ones, one thread,
+# oneDNN and MKL held to AVX2. A result that holds only for this CPU's vector units or
+# thread count fails here rather than on a user's machine.
+PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default \
+	ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
+test-portable: setup
+	@echo "==> numeric tests with portable kernel settings: $(PORTABLE_ENV)"
+	$(PORTABLE_ENV) $(BIN)/pytest -m numeric $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
@@ -120,9 +132,11 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench: setup
+	@$(BIN)/python -c "from datakit.runs import format_cpu_info; print(format_cpu_info())"
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 bench-quick: setup
+	@$(BIN)/python -c "from datakit.runs import format_cpu_info; print(format_cpu_info())"
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:

@@ -113,6 +113,48 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+# CPU features that change which kernels torch, oneDNN, bitsandbytes, onnxruntime and
+# usearch pick, and the settings that override that choice (make test-portable sets them).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+KERNEL_SETTINGS = (
+    "OMP_NUM_THREADS",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+)
+
+
+def cpu_info() -> dict[str, Any]:
+    """What a floating-point result may depend on: the CPU's vector units, the cores and
+    the environment settings that steer kernel choice. Recorded by benchmarks and tests."""
+    flags: set[str] = set()
+    model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:  # not Linux: the features stay unknown
+        pass
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "features": [f for f in CPU_FEATURES if f in flags],
+        "settings": {k: os.environ[k] for k in KERNEL_SETTINGS if k in os.environ},
+    }
+
+
+def format_cpu_info(info: dict[str, Any] | None = None) -> str:
+    info = info or cpu_info()
+    settings = " ".join(f"{k}={v}" for k, v in info["settings"].items()) or "defaults"
+    features = " ".join(info["features"]) or "none of " + " ".join(CPU_FEATURES)
+    return f"cpu: {info['model']}, {info['cores']} cores; {features}; kernel settings: {settings}"
+
+
 def git_commit(cwd: str | Path) -> dict[str, Any] | None:
     """The commit of the checkout at ``cwd`` and whether it has uncommitted changes."""
     try:

@@ -11,9 +11,29 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+# vLLM on CPU reserves 0.3 of the RAM (~7 GiB here) for its KV cache by default, and
+# allocating it is a third of an engine's start; the tests' batches fit in 2 GiB (the
+# subprocesses and make targets the tests start inherit this).
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    # The third-party warnings the project has judged (with reasons, in one place): the
+    # warnings summary then shows only the ones nobody has looked at yet.
+    from datakit.clikit import JUDGED_WARNINGS
+
+    for action, message, category in JUDGED_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"{action}:{message}:{category.__name__}")
+
+
+def pytest_report_header(config):
+    # Which kernels ran: a numeric result that differs on another machine starts here.
+    from datakit.runs import format_cpu_info
+
+    return format_cpu_info()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -26,6 +26,7 @@ def _saved_bytes(model, ids) -> int:
     return sum(v for k, v in seen.items() if k not in weights)
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize(
     "dims,seq,batch",
     [

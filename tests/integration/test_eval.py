@@ -125,6 +125,7 @@ def test_predict_is_cached_and_keyed_by_the_models_content(
     assert other != [p["output"] for p in preds]
 
 
+@pytest.mark.numeric
 def test_run_scores_models_side_by_side_and_the_gate_tells_noise_from_damage(
     tiny_trained, damaged, seeds_suite, tmp_path
 ):

@@ -29,6 +29,7 @@ def test_built_from_the_wheel_with_its_provenance(smollm2):
     assert not any(n.endswith(".gguf") for n in names)  # a plain model directory
 
 
+@pytest.mark.numeric
 def test_answers_in_transformers(smollm2):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -89,6 +89,7 @@ def assert_trained(run_dir: Path, steps: int = 3) -> dict:
     return info
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize(
     "method,dataset,params",
     [
@@ -120,9 +121,16 @@ def test_method_trains(project, method, dataset, params):
     )
     assert info["libraries"]["trl"].startswith("1.16")
     first = metrics(results[0].run_dir)[0]["loss"]
-    if method in ("dpo", "reward"):
-        # Before any update, chosen and rejected score the same: the loss is -log sigmoid(0).
-        assert first == pytest.approx(math.log(2), abs=0.02 if method == "dpo" else 0.3)
+    # The first logged loss is computed before any update, so it is known in closed form.
+    # The bounds are far wider than float32 rounding of the log-probabilities and do not
+    # depend on kernels: they only tell the right loss from a wrong one.
+    if method == "dpo":
+        # The policy equals the reference model: the margin is 0, the loss -log sigmoid(0).
+        assert first == pytest.approx(math.log(2), abs=0.02)
+    if method == "reward":
+        # The untrained score head gives chosen and rejected nearly equal rewards (seeded
+        # init): within 0.3 of ln 2 means |r_chosen - r_rejected| is below about 0.6.
+        assert first == pytest.approx(math.log(2), abs=0.3)
     if method == "ipo":
         # IPO's loss at the start is (0 - 1/(2 beta))^2 = 25 for beta 0.1.
         assert first == pytest.approx(25.0, rel=0.05)

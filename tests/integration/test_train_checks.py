@@ -111,6 +111,7 @@ def test_conversions(store, tok):
     assert (split.stats["train_rows"], split.stats["eval_rows"]) == (3, 1)
 
 
+@pytest.mark.numeric
 def test_row_packed_samples_do_not_see_each_other(tiny_model, tok):
     import torch
     from transformers import AutoModelForCausalLM
@@ -133,8 +134,10 @@ def test_row_packed_samples_do_not_see_each_other(tiny_model, tok):
         ).logits
         alone_a = model(input_ids=torch.tensor([a])).logits
         alone_b = model(input_ids=torch.tensor([b])).logits
-    # Each sample gets exactly the logits it gets on its own: nothing leaks across samples.
-    # (use_cache=False as in TRL's training forward: with a cache transformers skips the check.)
+    # Each sample gets the logits it gets on its own: nothing leaks across samples. Equal up
+    # to float32 rounding (other sequence lengths take other matmul blockings); a leak moves
+    # logits by whole units. (use_cache=False as in TRL's training forward: with a cache
+    # transformers skips the check.)
     assert torch.allclose(packed[0, : len(a)], alone_a[0], atol=1e-4)
     assert torch.allclose(packed[0, len(a) :], alone_b[0], atol=1e-4)
     assert torch.allclose(packed[1, : len(b)], alone_b[0], atol=1e-4)

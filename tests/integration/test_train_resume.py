@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import torch
 import yaml
 
 from tests.integration.test_train import project  # noqa: F401  (module fixture)
@@ -63,6 +65,7 @@ def _adapter(run_dir: Path) -> dict:
     return load_file(run_dir / "final" / "adapter_model.safetensors")
 
 
+@pytest.mark.numeric
 def test_killed_run_resumes_from_its_last_checkpoint(project):  # noqa: F811
     killed_cfg = _config(project, "killed")
     run_dir = project["root"] / "runs" / "killed" / "train" / "sft"
@@ -97,5 +100,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(project):  # noqa: F811
     whole = _adapter(project["root"] / "runs" / "whole" / "train" / "sft")
     resumed = _adapter(run_dir)
     assert whole.keys() == resumed.keys()
+    # Both runs on this machine with the same kernels, the data order and RNG restored from
+    # the checkpoint: the resumed run repeats the same arithmetic, so the adapters agree to
+    # float32 rounding. A skipped or repeated step would move them by about lr (1e-3).
     for k in whole:
-        assert (whole[k] - resumed[k]).abs().max() < 1e-4, k
+        torch.testing.assert_close(resumed[k], whole[k], rtol=1e-5, atol=1e-6, msg=k)
