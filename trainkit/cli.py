@@ -120,9 +120,6 @@ def _quiet_libraries(progress: bool = False) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    import logging
-
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # CPU kernel-package hints
     if not progress:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
