@@ -100,9 +100,12 @@ browser:
 	       || echo "==> could not install chromium: the browser tests will skip"; } \
 	  || echo "==> no chromium and no way to install it: the browser tests will skip"; }
 
+# Both runs share the tiny models the first one builds (a fresh directory, removed after).
 test: setup browser
-	$(BIN)/pytest $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory test-portable
+	@models=$$(mktemp -d); trap 'rm -rf "$$models"' EXIT; \
+	echo "$(BIN)/pytest $(PYTEST_ARGS)"; \
+	DATAKIT_TEST_MODELS=$$models $(BIN)/pytest $(PYTEST_ARGS) && \
+	DATAKIT_TEST_MODELS=$$models $(MAKE) --no-print-directory test-portable
 
 # The numeric tests (marker `numeric`) once more on another kind of CPU, as far as one
 # machine can pretend: torch's generic kernels instead of its AVX2/AVX-512 ones, one thread,

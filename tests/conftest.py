@@ -69,14 +69,23 @@ def cli(tmp_path, monkeypatch):
     return run
 
 
+def _tiny(tmp_path_factory, name: str, **kw) -> Path:
+    """A tiny model built once per session; with DATAKIT_TEST_MODELS (``make test`` sets a
+    fresh directory for its two pytest runs) once for both, so the portable run does not
+    train it again."""
+    from datakit.tiny import init_tiny
+
+    shared = os.environ.get("DATAKIT_TEST_MODELS")
+    path = (Path(shared) if shared else tmp_path_factory.mktemp("models")) / name
+    if not (path / "config.json").is_file():  # written last, by a rename (init_tiny)
+        init_tiny(path, seed=0, **kw)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """One tiny Llama for the whole session (built in a few seconds)."""
-    from datakit.tiny import init_tiny
-
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    init_tiny(path, seed=0)
-    return path
+    return _tiny(tmp_path_factory, "tiny")
 
 
 @pytest.fixture
@@ -98,11 +107,7 @@ def write_jsonl(path: Path, rows) -> Path:
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory) -> Path:
     """A tiny model trained 300 steps on the demo seeds: it ends its turns and writes parseable Self-Instruct instances (~30 s)."""
-    from datakit.tiny import init_tiny
-
-    path = tmp_path_factory.mktemp("models") / "tiny-trained"
-    init_tiny(path, seed=0, train_steps=300)
-    return path
+    return _tiny(tmp_path_factory, "tiny-trained", train_steps=300)
 
 
 SMOLLM2 = {
