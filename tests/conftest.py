@@ -29,11 +29,12 @@ def pytest_configure(config):
         config.addinivalue_line("filterwarnings", f"{action}:{message}:{category.__name__}")
 
 
-def pytest_report_header(config):
-    # Which kernels ran: a numeric result that differs on another machine starts here.
+def pytest_terminal_summary(terminalreporter):
+    # Which kernels ran (also under -q): a numeric result that differs on another machine
+    # starts here.
     from datakit.runs import format_cpu_info
 
-    return format_cpu_info()
+    terminalreporter.write_line(format_cpu_info())
 
 
 def pytest_collection_modifyitems(config, items):
