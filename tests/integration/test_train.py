@@ -299,3 +299,48 @@ def test_qlora_keeps_its_gradients_after_an_evaluation(project):
     # The same arithmetic in both runs (no RNG is drawn by evaluation): equal up to float32
     # rounding of the norms.
     assert runs["evaluated"] == pytest.approx(runs["plain"], rel=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [2, 4])
+def test_kto_kl_pairs_never_share_a_prompt(project, batch_size):
+    """KTO on preference pairs: the mismatched (prompt, completion) pairs TRL builds for the
+    KL term come from other prompts, in the dataset the trainer really holds."""
+    from datakit.store import DatasetStore
+    from trainkit.config import plan
+    from trainkit.data import load_stage_data
+    from trainkit.methods.kto import build, prompt_key, same_prompt_kl_pairs
+    from trainkit.model import load_base, load_tokenizer, peft_config
+    from trainkit.run import common_args
+
+    stage_cfg = {
+        "name": "kto",
+        "method": "kto",
+        "dataset": "prefs",
+        "args": dict(FAST, batch_size=batch_size),
+    }
+    stage = plan(write_config(project, f"kto-kl-{batch_size}", [stage_cfg])).stages[0]
+    tok = load_tokenizer(stage.base_model)
+    data = load_stage_data(DatasetStore(project["root"] / "data"), "kto", "prefs", tok, 256)
+    # As converted, each pair's rows are adjacent: all (batch 2) or half (batch 4) of the KL
+    # pairs would share their prompt.
+    before = same_prompt_kl_pairs([prompt_key(r) for r in data.train], batch_size)
+    assert before == len(data.train) * 2 // batch_size
+    inputs = {
+        "model": load_base(stage),
+        "train_dataset": data.train,
+        "eval_dataset": None,
+        "processing_class": tok,
+        "peft_config": peft_config(stage),
+        "callbacks": [],
+    }
+    ds = build(stage, common_args(stage, False, True), inputs).train_dataset
+    assert len(ds) == len(data.train) and "KL_completion_ids" in ds.column_names
+    same = 0
+    for start in range(0, len(ds), batch_size):
+        rows = ds[start : start + batch_size]
+        n = len(rows["prompt_ids"])
+        for j in range(n):
+            prev = (j - 1) % n
+            assert rows["KL_completion_ids"][j] == rows["completion_ids"][prev]  # TRL's rotation
+            same += rows["prompt_ids"][j] == rows["prompt_ids"][prev]
+    assert same == 0
