@@ -111,19 +111,17 @@ def semantic_pairs(
     vecs = embed(texts, model).astype(np.float32)
     # float32 storage: usearch's default follows the CPU (BF16 where AVX-512 BF16 exists,
     # cosines off by up to 2.4e-4), which would make a pair near the threshold a duplicate
-    # on one machine and not on another. The index only proposes neighbours; each pair's
-    # similarity is the float32 dot product of the two unit vectors.
+    # on one machine and not on another. In float32 the distances differ between machines
+    # only by the rounding of a 384-term sum taken in another order.
     index = Index(ndim=vecs.shape[1], metric="cos", dtype="f32")
     index.add(np.arange(len(texts)), vecs)
     found = index.search(vecs, min(neighbours, len(texts)))
     pairs = set()
     for i in range(len(texts)):
-        for j in found.keys[i]:
+        for j, dist in zip(found.keys[i], found.distances[i], strict=True):
             j = int(j)
-            if j == i:
-                continue
-            sim = float(np.dot(vecs[i], vecs[j]))
-            if sim >= threshold:
+            sim = 1.0 - float(dist)
+            if j != i and sim >= threshold:
                 pairs.add((min(i, j), max(i, j), round(sim, 4)))
     best: dict[tuple[int, int], float] = {}
     for i, j, sim in pairs:

@@ -34,8 +34,8 @@ def test_index_search_matches_exact_cosine():
     sims = vecs @ vecs.T
     want = {(i, j) for i in range(300) for j in range(i + 1, 300) if sims[i, j] >= 0.9}
     # HNSW with 16 neighbours: every exact pair is found unless a text has more than 15
-    # neighbours above the threshold. Nothing below it is reported: a pair's similarity is
-    # the same float32 dot product, up to the rounding of a 384-term sum in another order.
+    # neighbours above the threshold. Nothing below it is reported: the index stores float32,
+    # so its cosine is the same dot product up to the rounding of a 384-term sum.
     assert len(got & want) >= 0.98 * len(want) and got <= want | {
         p for p in got if abs(sims[p] - 0.9) < 1e-6
     }
