@@ -110,8 +110,13 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(tmp_path, tiny_trai
     assert p.returncode == 0, err[-3000:]
 
     got, want = _datasets(tmp_path / "killed"), _datasets(tmp_path / "ref")
-    for name in ("grown", "answers", "revised"):
-        assert want[name][1] > 0, (name, want[name][1:3])  # these steps made records
+    # Every step had candidates, and each is compared below as records or as rejects, byte
+    # for byte. How many Self-Instruct keeps depends on the tiny model's trained weights,
+    # which round differently with another thread count or CPU; answers are always kept
+    # (drop_truncated false).
+    for name in ("grown", "answers", "revised", "prefs"):
+        assert want[name][1] + sum((want[name][2] or {}).values()) > 0, (name, want[name][1:3])
+    assert want["answers"][1] > 0
     # The tiny model's judge gives every sample the same score, so prefs keeps only ties;
     # its rejects (every sample and verdict, in order) are what is compared for it.
     assert want["prefs"][2].get("tie", 0) > 0 and want["prefs"][3]
