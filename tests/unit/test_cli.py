@@ -238,3 +238,64 @@ def test_import_keeps_one_copy_of_exact_duplicates(cli, tmp_path):
     )
     code, out = cli(datakit, "import", "clash.jsonl", "--name", "clash")
     assert code == 1 and "record 2: $.id: duplicate id 'x'" in out
+
+
+def test_judged_notices_are_hidden_unless_verbose():
+    """The third-party notices judged not to apply (datakit/clikit.py) are filtered by the
+    CLIs' logging setup; anything else still shows, and --verbose shows them all."""
+    import logging
+    import warnings
+
+    from datakit.clikit import JUDGED_LOGGERS, setup_logging
+
+    saved = {name: logging.getLogger(name).level for name in JUDGED_LOGGERS}
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            setup_logging(verbose=False)
+            warnings.warn(
+                "TRL currently supports vLLM versions from 0.22.0 to 0.31.0.",
+                UserWarning,
+                stacklevel=2,
+            )
+            warnings.warn(
+                "`torch.jit.script_method` is deprecated.", DeprecationWarning, stacklevel=2
+            )
+            warnings.warn("something nobody has judged", UserWarning, stacklevel=2)
+        assert [str(w.message) for w in seen] == ["something nobody has judged"]
+        assert not logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.WARNING)
+        for name in JUDGED_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            setup_logging(verbose=True)
+            warnings.warn(
+                "TRL currently supports vLLM versions from 0.22.0 to 0.31.0.",
+                UserWarning,
+                stacklevel=2,
+            )
+        assert len(seen) == 1
+        assert logging.getLogger("bitsandbytes").level == logging.NOTSET
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_cpu_info_names_the_vector_units_and_kernel_settings(monkeypatch):
+    from datakit.runs import CPU_FEATURES, cpu_info, format_cpu_info
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    info = cpu_info()
+    assert set(info["features"]) <= set(CPU_FEATURES) and info["cores"] >= 1
+    assert (
+        info["settings"] == {k: v for k, v in info["settings"].items() if k != "OMP_NUM_THREADS"}
+        and info["settings"]["ATEN_CPU_CAPABILITY"] == "default"
+    )
+    line = format_cpu_info(info)
+    assert line.startswith("cpu: ") and "ATEN_CPU_CAPABILITY=default" in line
+    try:
+        flags = next(x for x in open("/proc/cpuinfo") if x.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return
+    assert info["features"] == [f for f in CPU_FEATURES if f in flags]
