@@ -97,7 +97,7 @@ def _4bit_base(adapter_dir, generic_kernel: bool = False):
     from bitsandbytes.nn import Linear4bit
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from trainkit.model import adapter_base
+    from trainkit.model import adapter_base, keep_4bit_layers_differentiable
 
     q = AutoModelForCausalLM.from_pretrained(
         adapter_base(adapter_dir),
@@ -110,10 +110,11 @@ def _4bit_base(adapter_dir, generic_kernel: bool = False):
         device_map="cpu",
     )
     if generic_kernel:
+        # trainkit's own switch, on an attribute bitsandbytes must still have (if it renames
+        # it, setting the old name would silently change nothing)
         layers = [m for m in q.modules() if isinstance(m, Linear4bit)]
         assert layers and all(hasattr(m, "support_avx512bf16_for_cpu") for m in layers)
-        for m in layers:
-            m.support_avx512bf16_for_cpu = False
+        assert keep_4bit_layers_differentiable(q) == len(layers)
     return q
 
 
