@@ -241,6 +241,51 @@ def _delta_callback(info: dict[str, Any]) -> Any:
     return WeightsDelta()
 
 
+def model_identity(path: str | Path) -> dict[str, Any] | None:
+    """What identifies the model at ``path`` as an input of a stage.
+
+    A stage's final directory is identified by its run (config hash and when it finished),
+    so retraining that stage, even with the same config, changes it; any other local
+    directory by its files' names, sizes and modification times (a cheap fingerprint that
+    changes when the model is replaced); a hub id by itself. None when it does not exist
+    yet (the stage that makes it has not run).
+    """
+    p = Path(path)
+    run = read_run(p.parent) if p.name == "final" else None
+    if run is not None:
+        return {
+            "run": str(p.parent),
+            "config_hash": run.get("config_hash"),
+            "finished": run.get("finished"),
+        }
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+        stats = [(str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return {"path": str(p), "files": config_hash(stats)}
+    if p.exists() or p.is_absolute():
+        return None
+    return {"hub": str(path)}
+
+
+def upstream_identity(stage: Stage) -> dict[str, Any]:
+    """The identity of every model the stage's result depends on besides its own config:
+    the stage it continues (``from:``) and the reward model it scores with (``rl``). Each
+    upstream stage's identity holds its own upstream's (its config hash does), so a change
+    anywhere up the chain reaches every stage below it."""
+    out: dict[str, Any] = {}
+    if stage.from_stage:
+        out["from"] = model_identity(stage.base_model)
+    if stage.reward_model:
+        out["reward_model"] = model_identity(stage.reward_model)
+    return out
+
+
+def stage_key(own: str | None, upstream: dict[str, Any]) -> str | None:
+    """The run's config hash: its own config and data, and its upstream models' identity.
+    A stage with no upstream keeps the hash of its own config alone."""
+    return config_hash({"stage": own, "upstream": upstream}) if upstream else own
+
+
 def run_stage(
     stage: Stage,
     store: DatasetStore,
@@ -253,17 +298,31 @@ def run_stage(
     if stage.eval_dataset:
         versions.append(store.resolve(stage.eval_dataset))
     resolved = stage.resolved()
-    key = config_hash({"stage": resolved, "data": [v.manifest()["sha256"] for v in versions]})
+    own = config_hash({"stage": resolved, "data": [v.manifest()["sha256"] for v in versions]})
+    upstream = upstream_identity(stage)
+    key = stage_key(own, upstream)
     prev = read_run(run_dir)
     if prev and prev.get("config_hash") == key and prev.get("status") == "complete" and not force:
         return StageResult(stage.name, stage.method, run_dir, "skipped", prev.get("metrics", {}))
+    stale = (
+        prev is not None
+        and prev.get("config_hash") != key
+        and prev.get("stage_hash", prev.get("config_hash")) == own
+    )
+    if stale:
+        # The stage's own config and data are unchanged; what it starts from (or the reward
+        # model it scores with) was retrained: its run is out of date, not someone else's.
+        log.info("%s: an upstream model changed since it trained; training it again", stage.name)
     if run_dir.exists() and prev is not None and prev.get("config_hash") != key and not force:
-        raise DatakitError(
-            f"{run_dir} holds a run of another config or dataset (stage {stage.name}); "
-            "pass --force to replace it, or set another output_dir"
-        )
-    if force and run_dir.exists() and rank() == 0:
+        if not stale:
+            raise DatakitError(
+                f"{run_dir} holds a run of another config or dataset (stage {stage.name}); "
+                "pass --force to replace it, or set another output_dir"
+            )
+    if (force or stale) and run_dir.exists() and rank() == 0:
         shutil.rmtree(run_dir)
+    if stale:
+        prev = None
     resume = last_checkpoint(run_dir) if prev and prev.get("config_hash") == key else None
 
     check_model(stage.base_model, f"train.stages.{stage.name}")
@@ -294,6 +353,8 @@ def run_stage(
         "method": stage.method,
         "status": "running",
         "config_hash": key,
+        "stage_hash": own,
+        "upstream": upstream,
         "datasets": data.refs,
         "data_stats": data.stats,
         "base_model": stage.base_model,

@@ -208,19 +208,37 @@ def test_chained_sft_then_dpo_skips_and_retrains(project):
     stages = [
         {"name": "sft", "method": "sft", "dataset": "chat", "args": FAST},
         {"name": "dpo", "method": "dpo", "from": "sft", "dataset": "prefs", "args": FAST},
+        {"name": "solo", "method": "sft", "dataset": "seeds", "args": dict(FAST, max_steps=1)},
     ]
     plan, results = train(project, "chain", stages)
-    assert [r.status for r in results] == ["trained", "trained"]
+    assert [r.status for r in results] == ["trained"] * 3
     dpo = assert_trained(results[1].run_dir)
     # DPO started from the SFT adapter merged into the base.
     assert dpo["base_model"] == str(results[0].run_dir / "final")
-    assert (results[1].run_dir / "merged-start" / "config.json").is_file()
-    # An unchanged re-run skips both stages.
+    merged = results[1].run_dir / "merged-start" / "model.safetensors"
+    assert merged.is_file()
+    # An unchanged re-run skips every stage.
     plan, again = train(project, "chain", stages)
-    assert [r.status for r in again] == ["skipped", "skipped"]
-    # A changed stage config in an existing run dir is refused unless forced.
+    assert [r.status for r in again] == ["skipped"] * 3
     from datakit.errors import DatakitError
 
+    # A changed stage config in an existing run dir is refused unless forced.
+    stages[0]["args"] = dict(FAST, learning_rate=1e-3)
+    with pytest.raises(DatakitError, match="holds a run of another config"):
+        train(project, "chain", stages)
+    before = merged.read_bytes()
+    plan, forced = train(project, "chain", stages, only=["sft"], force=True)
+    assert [r.status for r in forced] == ["trained"]
+    # The SFT stage was retrained: the DPO stage below it is out of date and trains again,
+    # from the new SFT policy; the stage that does not depend on it is still skipped.
+    plan, after = train(project, "chain", stages)
+    assert [r.status for r in after] == ["skipped", "trained", "skipped"]
+    sft_run = json.loads((results[0].run_dir / "run.json").read_text())
+    dpo_run = json.loads((results[1].run_dir / "run.json").read_text())
+    assert dpo_run["upstream"]["from"]["config_hash"] == sft_run["config_hash"]
+    assert merged.read_bytes() != before
+    plan, again = train(project, "chain", stages)
+    assert [r.status for r in again] == ["skipped"] * 3
     stages[1]["params"] = {"beta": 0.2}
     with pytest.raises(DatakitError, match="holds a run of another config"):
         train(project, "chain", stages)

@@ -235,3 +235,55 @@ def test_estimate_errors_name_the_file_and_key(tmp_path, cli):
     assert code == 1 and "no config.json (give a model directory or its config.json)" in out
     code, out = cli(cli_group(), "estimate", "--model", str(tmp_path), "--method", "big")
     assert code == 2 and "Invalid value for '--method'" in out
+
+
+def test_stage_identity_holds_every_upstream_model(tmp_path):
+    """A stage's config hash holds the identity of the stage it continues and of its reward
+    model: retraining either changes it; a stage with no upstream keeps its own hash."""
+    import json
+
+    from trainkit.run import stage_key, upstream_identity
+
+    (tmp_path / "rm-dir").mkdir()
+    (tmp_path / "rm-dir" / "config.json").write_text("{}")
+    rl = {"algorithm": "grpo", "num_generations": 2}
+    stages = [
+        {"name": "sft", "method": "sft", "dataset": "d"},
+        {"name": "rm", "method": "reward", "dataset": "p"},
+        {
+            "name": "rl",
+            "method": "rl",
+            "dataset": "d",
+            "from": "sft",
+            "params": {**rl, "reward_model": "rm"},
+        },
+        {
+            "name": "rl2",
+            "method": "rl",
+            "dataset": "d",
+            "params": {**rl, "reward_model": str(tmp_path / "rm-dir")},
+        },
+    ]
+    sft, rm, rl_stage, rl2 = plan(cfg(tmp_path, stages)).stages
+    assert upstream_identity(sft) == {} and stage_key("abc", {}) == "abc"
+
+    def finish(stage, hash_, when):
+        (stage.run_dir / "final").mkdir(parents=True, exist_ok=True)
+        (stage.run_dir / "run.json").write_text(
+            json.dumps({"config_hash": hash_, "finished": when})
+        )
+
+    finish(sft, "s1", "t1")
+    finish(rm, "r1", "t1")
+    first = upstream_identity(rl_stage)
+    assert first["from"]["config_hash"] == "s1" and first["reward_model"]["config_hash"] == "r1"
+    finish(sft, "s1", "t2")  # the same config trained again
+    second = upstream_identity(rl_stage)
+    finish(rm, "r2", "t2")
+    third = upstream_identity(rl_stage)
+    keys = {stage_key("own", x) for x in (first, second, third)}
+    assert len(keys) == 3
+    # A reward model directory outside the config: its files identify it.
+    ext = upstream_identity(rl2)["reward_model"]
+    (tmp_path / "rm-dir" / "model.safetensors").write_text("weights")
+    assert upstream_identity(rl2)["reward_model"] != ext
