@@ -43,6 +43,7 @@ from .model import (
     BASE_QUANTIZATION_FILE,
     cuda,
     is_adapter_dir,
+    is_peft_model,
     load_base,
     load_tokenizer,
     peft_config,
@@ -368,6 +369,8 @@ def run_stage(
         atomic_write_json(run_dir / "run.json", info)
 
     model = load_base(stage)
+    if is_peft_model(model):
+        info["continues_adapter"] = stage.base_model
     from transformers import EarlyStoppingCallback
 
     from .methods import builder
@@ -387,7 +390,8 @@ def run_stage(
         "train_dataset": data.train,
         "eval_dataset": data.eval,
         "processing_class": tokenizer,
-        "peft_config": peft_config(stage),
+        # A PEFT model here is an earlier stage's adapter trained on (4-bit from: stages).
+        "peft_config": None if is_peft_model(model) else peft_config(stage),
         "callbacks": callbacks,
     }
     trainer = builder(stage.method)(stage, common, inputs)
@@ -432,7 +436,11 @@ def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
             # RL loads the reward model as a plain sequence classifier: save it merged.
             model.merge_and_unload().save_pretrained(tmp)
         else:
-            trainer.save_model(str(tmp))
+            if is_peft_model(model) and len(model.peft_config) > 1:
+                # A continued adapter beside TRL's frozen "ref" copy: the policy alone.
+                model.save_pretrained(str(tmp), selected_adapters=["default"])
+            else:
+                trainer.save_model(str(tmp))
             if is_adapter_dir(tmp) and stage.quantization.get("load_in_4bit"):
                 # The adapter carries how its base was quantised: a merge (of this dir or
                 # a copy of it) or a later `from:` stage rebuilds the base it trained on.

@@ -362,3 +362,84 @@ def test_kto_kl_pairs_never_share_a_prompt(project, batch_size):
             assert rows["KL_completion_ids"][j] == rows["completion_ids"][prev]  # TRL's rotation
             same += rows["prompt_ids"][j] == rows["prompt_ids"][prev]
     assert same == 0
+
+
+def _probe_loss(model, tok, messages) -> float:
+    import torch
+
+    ids = tok.apply_chat_template(messages, return_tensors="pt", return_dict=True)["input_ids"]
+    model.eval()
+    with torch.no_grad():
+        return float(model(input_ids=ids, labels=ids).loss)
+
+
+@pytest.mark.numeric
+def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
+    """QLoRA SFT, then QLoRA DPO from it: the DPO policy starts as the SFT policy and its
+    reference model is the SFT policy (merging and quantising to 4-bit again snapped the SFT
+    update back to the base: the loss on a probe came out at the base's)."""
+    from peft import PeftModel
+    from trl.trainer.utils import use_adapter
+
+    from datakit.store import DatasetStore
+    from trainkit.data import load_stage_data
+    from trainkit.methods import builder
+    from trainkit.model import load_base, load_tokenizer
+    from trainkit.run import common_args
+
+    qlora = {"type": "qlora", "r": 8, "alpha": 16, "dropout": 0.0}
+    stages = [
+        {
+            "name": "sft",
+            "method": "sft",
+            "dataset": "chat",
+            "adapter": qlora,
+            "args": dict(FAST, learning_rate=1e-3),
+        },
+        {
+            "name": "dpo",
+            "method": "dpo",
+            "from": "sft",
+            "dataset": "prefs",
+            "adapter": qlora,
+            "args": FAST,
+        },
+    ]
+    p, results = train(project, "qlora-chain", stages, only=["sft"])
+    sft, dpo = p.stages
+    tok = load_tokenizer(sft.base_model)
+    probe = json.loads(
+        next((project["root"] / "data" / "chat").glob("v*/records.jsonl"))
+        .read_text()
+        .splitlines()[0]
+    )["messages"]
+    base4 = load_base(sft)
+    base_loss = _probe_loss(base4, tok, probe)
+    sft_loss = _probe_loss(PeftModel.from_pretrained(base4, str(dpo.base_model)), tok, probe)
+    assert abs(sft_loss - base_loss) > 1e-3, (sft_loss, base_loss)  # SFT moved the policy
+
+    start = load_base(dpo)
+    assert _probe_loss(start, tok, probe) == pytest.approx(sft_loss, abs=1e-5)
+    data = load_stage_data(DatasetStore(project["root"] / "data"), "dpo", "prefs", tok, 256)
+    inputs = {
+        "model": start,
+        "train_dataset": data.train,
+        "eval_dataset": None,
+        "processing_class": tok,
+        "peft_config": None,
+        "callbacks": [],
+    }
+    trainer = builder("dpo")(dpo, common_args(dpo, False, True), inputs)
+    with use_adapter(trainer.model, "ref"):
+        assert _probe_loss(trainer.model, tok, probe) == pytest.approx(sft_loss, abs=1e-5)
+    del trainer, start
+
+    p, results = train(project, "qlora-chain", stages)
+    assert [r.status for r in results] == ["skipped", "trained"]
+    info = assert_trained(results[1].run_dir)
+    assert info["continues_adapter"] == dpo.base_model
+    final = results[1].run_dir / "final"
+    assert (final / "adapter_model.safetensors").is_file() and not (final / "ref").exists()
+    # The DPO policy moved away from the SFT policy it started from.
+    moved = _probe_loss(PeftModel.from_pretrained(load_base(sft), str(final)), tok, probe)
+    assert moved != pytest.approx(sft_loss, abs=1e-6)
