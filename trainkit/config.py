@@ -163,6 +163,11 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
         if not base_model:
             problems.append(f"{where}: no model: set train.base_model or the stage's base_model")
         reward_model = None
+        if method == "rl" and params["max_completion_length"] >= args["max_length"]:
+            problems.append(
+                f"{where}: params.max_completion_length ({params['max_completion_length']}) "
+                f"leaves no room for the prompt in args.max_length ({args['max_length']})"
+            )
         if method == "rl":
             rm = params["reward_model"]
             if rm in seen:

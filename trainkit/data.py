@@ -173,19 +173,25 @@ def load_stage_data(
     eval_split: float = 0.0,
     seed: int = 0,
     assistant_only: bool = False,
+    max_prompt_length: int | None = None,
 ) -> StageData:
     """Resolve, convert and check the stage's data; split off eval rows if asked.
 
     ``assistant_only`` (SFT's assistant_only_loss): when the chat template has no generation
-    markers, conversations become one prompt/completion row per assistant turn."""
+    markers, conversations become one prompt/completion row per assistant turn.
+    ``max_prompt_length`` (RL): rows whose prompt is longer are left out."""
     import datasets
 
     chat = bool(getattr(tokenizer, "chat_template", None))
     version = store.resolve(dataset)
     split_turns = assistant_only and chat and not has_generation_markers(tokenizer)
 
+    dropped: dict[str, int] = {}
+
     def rows_of(v: Version) -> list[dict[str, Any]]:
         rows = _rows(v, method, chat)
+        if max_prompt_length is not None:
+            rows, dropped[v.ref] = drop_long_prompts(rows, tokenizer, max_prompt_length, v.ref)
         if split_turns and "messages" in rows[0]:
             rows = assistant_turns_as_completions(rows)
             if not rows:
@@ -196,6 +202,8 @@ def load_stage_data(
     refs = [_ref(version)]
     _check_chat_template(rows, tokenizer, version.ref)
     stats = check_lengths(rows, tokenizer, max_length, version.ref)
+    if max_prompt_length is not None:
+        stats["prompts_over_budget"] = dropped[version.ref]
     train = datasets.Dataset.from_list(rows)
     ev = None
     if eval_dataset:
@@ -213,6 +221,37 @@ def load_stage_data(
     if split_turns:
         stats["assistant_turns_as_completions"] = True
     return StageData(train, ev, refs, stats)
+
+
+def drop_long_prompts(
+    rows: list[dict[str, Any]], tokenizer: Any, limit: int, ref: str
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows whose prompt, as the model sees it, is at most ``limit`` tokens; and how
+    many were left out. An error when none is left."""
+
+    def text(p: Any) -> str:
+        if isinstance(p, str):
+            return p
+        return tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+
+    texts = [text(r["prompt"]) for r in rows]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    kept = [r for r, n in zip(rows, lengths, strict=True) if n <= limit]
+    if not kept:
+        raise DatakitError(
+            f"{ref}: every prompt is longer than {limit} tokens (args.max_length minus "
+            f"params.max_completion_length; shortest {min(lengths)}); raise max_length"
+        )
+    if len(kept) < len(rows):
+        log.warning(
+            "%s: %d of %d prompts are longer than %d tokens (max_length - "
+            "max_completion_length) and are left out",
+            ref,
+            len(rows) - len(kept),
+            len(rows),
+            limit,
+        )
+    return kept, len(rows) - len(kept)
 
 
 def _check_chat_template(rows: list[dict[str, Any]], tokenizer: Any, ref: str) -> None:

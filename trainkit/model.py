@@ -92,22 +92,72 @@ def merged_from_adapter(adapter_dir: str | Path, dtype: Any = None) -> tuple[Any
     """
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     quant = adapter_quantization(adapter_dir)
+    with open(Path(adapter_dir) / "adapter_config.json") as f:
+        task = json.load(f).get("task_type")
+    kwargs: dict[str, Any] = {}
+    auto = AutoModelForCausalLM
+    if task == "SEQ_CLS":  # a reward model: the base with a score head (saved in the adapter)
+        auto = AutoModelForSequenceClassification
+        kwargs["num_labels"] = 1
     if quant:
-        base = AutoModelForCausalLM.from_pretrained(
+        base = auto.from_pretrained(
             adapter_base(adapter_dir),
             quantization_config=bnb_config({**quant, "compute_dtype": "float32"}),
             device_map=device_map(),
+            **kwargs,
         )
         base = base.dequantize().to(dtype or torch.float32)
     else:
-        base = AutoModelForCausalLM.from_pretrained(adapter_base(adapter_dir), dtype=dtype)
+        base = auto.from_pretrained(adapter_base(adapter_dir), dtype=dtype, **kwargs)
+    if task == "SEQ_CLS":
+        base.config.pad_token_id = load_tokenizer(str(adapter_dir)).pad_token_id
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     if getattr(merged.config, "quantization_config", None) is not None:
         del merged.config.quantization_config
     return merged, quant is not None
+
+
+def weights_dtype(stage: Stage) -> Any:
+    """The dtype the stage's model is loaded in.
+
+    Full fine-tuning keeps float32 master weights on every device (bf16 mixed precision on
+    a GPU computes in bf16 under autocast): AdamW's updates at the preference methods'
+    learning rates are far below bf16's resolution, so bf16 weights would not move (after
+    one step at lr 5e-7, 98.4% of them unchanged). ``args.pure_bf16`` asks for bf16 weights
+    anyway (half the memory of weights, gradients and optimizer state). A frozen base under
+    an adapter is loaded in bf16 on a bf16 GPU; on a CPU everything is float32, its fast
+    path.
+    """
+    import torch
+
+    bf16_gpu = cuda() and torch.cuda.is_bf16_supported()
+    if stage.args.get("pure_bf16"):
+        return torch.bfloat16
+    if stage.adapter["type"] == "full" or not bf16_gpu:
+        return torch.float32
+    return torch.bfloat16
+
+
+def fp32_master_weights(model: Any) -> int:
+    """Every trainable parameter in float32; returns how many were cast.
+
+    TRL's trainers cast a quantised model's trainable parameters to bf16 (following the
+    QLoRA paper): on a CPU, whose computation here is float32, that crashed the reward
+    model (a bf16 score head fed float32 hidden states) and left LoRA updates at bf16
+    resolution. On a GPU, bf16 autocast still computes in bf16; the weights AdamW updates
+    stay float32, as PEFT itself keeps adapters by default.
+    """
+    import torch
+
+    n = 0
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+            n += 1
+    return n
 
 
 def keep_4bit_layers_differentiable(model: Any) -> int:
@@ -168,11 +218,10 @@ def is_peft_model(model: Any) -> bool:
 def load_base(stage: Stage, path: str | None = None) -> Any:
     """The stage's starting model. A `from` stage that produced an adapter is merged first,
     unless this stage is 4-bit: then it trains that adapter on (``continues_adapter``)."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = path or stage.base_model
-    dtype = torch.bfloat16 if cuda() and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = weights_dtype(stage)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if stage.quantization.get("load_in_4bit"):
         kwargs["quantization_config"] = bnb_config(stage.quantization)

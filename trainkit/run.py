@@ -42,10 +42,12 @@ from .config import Stage, TrainPlan, final_dir, plan
 from .model import (
     BASE_QUANTIZATION_FILE,
     cuda,
+    fp32_master_weights,
     is_adapter_dir,
     is_peft_model,
     load_base,
     load_tokenizer,
+    merged_from_adapter,
     peft_config,
 )
 from .plot import plot_curves, read_metrics
@@ -112,7 +114,9 @@ def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
             # load_best_model_at_end needs saves on evaluation steps
             save_steps=a["eval_steps"],
         )
-    if cuda():
+    if a.get("pure_bf16"):
+        out["bf16"] = True  # the weights are bf16 already (model.weights_dtype)
+    elif cuda():
         import torch
 
         out["bf16"] = torch.cuda.is_bf16_supported()
@@ -287,6 +291,16 @@ def stage_key(own: str | None, upstream: dict[str, Any]) -> str | None:
     return config_hash({"stage": own, "upstream": upstream}) if upstream else own
 
 
+def build_trainer(stage: Stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
+    """The method's TRL trainer, its trainable weights in float32 unless ``pure_bf16``."""
+    from .methods import builder
+
+    trainer = builder(stage.method)(stage, common, inputs)
+    if not stage.args.get("pure_bf16"):
+        fp32_master_weights(trainer.model)
+    return trainer
+
+
 def run_stage(
     stage: Stage,
     store: DatasetStore,
@@ -336,6 +350,7 @@ def run_stage(
         check_model(stage.reward_model, f"train.stages.{stage.name}.params.reward_model")
     tokenizer = load_tokenizer(stage.base_model)
     from .data import load_stage_data
+    from .methods.rl import prompt_budget
 
     data = load_stage_data(
         store,
@@ -347,6 +362,11 @@ def run_stage(
         eval_split=stage.eval_split,
         seed=stage.args["seed"],
         assistant_only=stage.method == "sft" and stage.params.get("assistant_only_loss", False),
+        max_prompt_length=prompt_budget(
+            stage.args["max_length"], stage.params["max_completion_length"]
+        )
+        if stage.method == "rl"
+        else None,
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {
@@ -373,8 +393,6 @@ def run_stage(
         info["continues_adapter"] = stage.base_model
     from transformers import EarlyStoppingCallback
 
-    from .methods import builder
-
     resume_step = int(resume.name.split("-")[-1]) if resume else 0
     callbacks = [_metrics_callback(stage, resume_step), _delta_callback(info)]
     if stage.early_stopping is not None:
@@ -394,7 +412,7 @@ def run_stage(
         "peft_config": None if is_peft_model(model) else peft_config(stage),
         "callbacks": callbacks,
     }
-    trainer = builder(stage.method)(stage, common, inputs)
+    trainer = build_trainer(stage, common, inputs)
     _terminal_output(trainer, stage.name)
     info["world_size"] = trainer.args.world_size
     info["ddp_backend"] = trainer.args.ddp_backend
@@ -432,9 +450,20 @@ def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
     """The final adapter or model, with tokenizer and chat template, in <run>/final."""
     model = trainer.model
     with atomic_dir(final_dir(stage.run_dir)) as tmp:
-        if stage.method == "reward" and hasattr(model, "merge_and_unload"):
+        if stage.method == "reward" and is_peft_model(model):
             # RL loads the reward model as a plain sequence classifier: save it merged.
-            model.merge_and_unload().save_pretrained(tmp)
+            if stage.quantization.get("load_in_4bit"):
+                # Into the dequantised 4-bit base it trained on: merging into the 4-bit
+                # weights would quantise them again and lose the LoRA update.
+                src = Path(tmp) / "adapter"
+                model.save_pretrained(str(src))
+                tokenizer.save_pretrained(src)
+                atomic_write_json(src / BASE_QUANTIZATION_FILE, stage.quantization)
+                merged, _ = merged_from_adapter(src)
+                shutil.rmtree(src)
+            else:
+                merged = model.merge_and_unload()
+            merged.save_pretrained(tmp)
         else:
             if is_peft_model(model) and len(model.peft_config) > 1:
                 # A continued adapter beside TRL's frozen "ref" copy: the policy alone.

@@ -256,7 +256,10 @@ def test_rlhf_sft_reward_rl(project, algorithm):
             "method": "rl",
             "from": "sft",
             "dataset": "seeds",
-            "args": dict(FAST, max_steps=2),
+            # An eval batch of 5 is not whole groups of 2 (TRL refuses it unless rounded);
+            # max_length 38 leaves 30 tokens for a prompt: some seed prompts are longer.
+            "eval_split": 0.25,
+            "args": dict(FAST, max_steps=2, batch_size=5, eval_steps=1, max_length=38),
             "params": {
                 "algorithm": algorithm,
                 "reward_model": "rm",
@@ -273,6 +276,10 @@ def test_rlhf_sft_reward_rl(project, algorithm):
     assert info["status"] == "complete" and info["weights_delta_l2"] > 0
     rows = metrics(results[2].run_dir)
     assert any("reward" in r for r in rows), rows[0].keys()
+    assert any("eval_reward" in r for r in rows)
+    stats = info["data_stats"]
+    assert 0 < stats["prompts_over_budget"] < 32
+    assert stats["train_rows"] + stats["eval_rows"] + stats["prompts_over_budget"] == 32
 
 
 def test_early_stopping_and_eval_split(project):
@@ -383,9 +390,8 @@ def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
 
     from datakit.store import DatasetStore
     from trainkit.data import load_stage_data
-    from trainkit.methods import builder
     from trainkit.model import load_base, load_tokenizer
-    from trainkit.run import common_args
+    from trainkit.run import build_trainer, common_args
 
     qlora = {"type": "qlora", "r": 8, "alpha": 16, "dropout": 0.0}
     stages = [
@@ -429,7 +435,7 @@ def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
         "peft_config": None,
         "callbacks": [],
     }
-    trainer = builder("dpo")(dpo, common_args(dpo, False, True), inputs)
+    trainer = build_trainer(dpo, common_args(dpo, False, True), inputs)
     with use_adapter(trainer.model, "ref"):
         assert _probe_loss(trainer.model, tok, probe) == pytest.approx(sft_loss, abs=1e-5)
     del trainer, start
@@ -443,3 +449,91 @@ def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
     # The DPO policy moved away from the SFT policy it started from.
     moved = _probe_loss(PeftModel.from_pretrained(load_base(sft), str(final)), tok, probe)
     assert moved != pytest.approx(sft_loss, abs=1e-6)
+
+
+@pytest.mark.numeric
+def test_a_qlora_reward_model_trains_and_its_saved_model_scores_like_the_adapter(project):
+    """QLoRA reward model on CPU (TRL casts the trainable score head to bf16 while the hidden
+    states are float32: it crashed); its saved model is the adapter folded into the
+    dequantised 4-bit base with the trained score head, scoring as the adapter did (merging
+    into the 4-bit weights would quantise the LoRA update away)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from datakit.store import DatasetStore
+    from trainkit.config import plan
+    from trainkit.data import load_stage_data
+    from trainkit.model import load_base, load_tokenizer, peft_config
+    from trainkit.run import build_trainer, common_args, save_final
+
+    cfg = {
+        "name": "rm",
+        "method": "reward",
+        "dataset": "prefs",
+        "adapter": {"type": "qlora", "r": 8, "alpha": 16, "dropout": 0.0},
+        "args": dict(FAST, learning_rate=1e-3),
+    }
+    stage = plan(write_config(project, "qlora-rm", [cfg])).stages[0]
+    tok = load_tokenizer(stage.base_model)
+    data = load_stage_data(DatasetStore(project["root"] / "data"), "reward", "prefs", tok, 256)
+    inputs = {
+        "model": load_base(stage),
+        "train_dataset": data.train,
+        "eval_dataset": None,
+        "processing_class": tok,
+        "peft_config": peft_config(stage),
+        "callbacks": [],
+    }
+    trainer = build_trainer(stage, common_args(stage, False, True), inputs)
+    head = trainer.model.base_model.model.score.modules_to_save["default"].weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(
+        head, trainer.model.base_model.model.score.modules_to_save["default"].weight
+    )
+    texts = ["What is the capital of France? Paris.", "Write a haiku. Leaves fall, softly."]
+    batch = tok(texts, return_tensors="pt", padding=True)
+    trainer.model.eval()
+    with torch.no_grad():
+        trained = trainer.model(**batch).logits[:, 0].float()
+    save_final(trainer, stage, tok)
+    final = stage.run_dir / "final"
+    saved = AutoModelForSequenceClassification.from_pretrained(final, num_labels=1).eval()
+    assert getattr(saved.config, "quantization_config", None) is None
+    assert all(p.dtype == torch.float32 for p in saved.parameters())
+    with torch.no_grad():
+        scores = saved(**batch).logits[:, 0]
+    torch.testing.assert_close(scores, trained, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pure_bf16", [False, True])
+def test_full_fine_tuning_keeps_float32_master_weights(project, pure_bf16):
+    """One full fine-tuning step at DPO's default learning rate (5e-7) moves the weights:
+    float32 master weights. With pure_bf16 the weights are bf16 and that step is below
+    their resolution (which is why it is not the default)."""
+    import torch
+    from safetensors.torch import load_file
+
+    stage = {
+        "name": "full",
+        "method": "sft",
+        "dataset": "chat",
+        "adapter": {"type": "full"},
+        "args": dict(
+            FAST,
+            max_steps=1,
+            learning_rate=5e-7,
+            warmup_ratio=0.0,
+            lr_scheduler="constant",
+            pure_bf16=pure_bf16,
+        ),
+    }
+    p, results = train(project, f"full-{pure_bf16}", [stage])
+    key = "model.layers.0.self_attn.q_proj.weight"
+    before = load_file(project["model"] / "model.safetensors")[key].float()
+    after = load_file(results[0].run_dir / "final" / "model.safetensors")[key]
+    assert after.dtype == (torch.bfloat16 if pure_bf16 else torch.float32)
+    changed = float((after != before.to(after.dtype)).float().mean())
+    if pure_bf16:
+        assert changed < 0.2, changed
+    else:
+        assert changed > 0.9, changed

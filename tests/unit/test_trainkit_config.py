@@ -287,3 +287,50 @@ def test_stage_identity_holds_every_upstream_model(tmp_path):
     ext = upstream_identity(rl2)["reward_model"]
     (tmp_path / "rm-dir" / "model.safetensors").write_text("weights")
     assert upstream_identity(rl2)["reward_model"] != ext
+
+
+def test_gpu_profile_keeps_float32_master_weights_for_full_fine_tuning(tmp_path, monkeypatch):
+    """On a bf16 GPU (mocked: there is none here) full fine-tuning loads float32 weights and
+    trains in bf16 mixed precision; pure_bf16 loads bf16; a frozen base under an adapter is
+    bf16. On the CPU everything is float32."""
+    import torch
+
+    import trainkit.model as model
+    import trainkit.run as run
+
+    stages = [
+        {"name": "full", "method": "dpo", "dataset": "p", "adapter": {"type": "full"}},
+        {
+            "name": "pure",
+            "method": "dpo",
+            "dataset": "p",
+            "adapter": {"type": "full"},
+            "args": {"pure_bf16": True},
+        },
+        {"name": "lora", "method": "dpo", "dataset": "p"},
+    ]
+    full, pure, lora = plan(cfg(tmp_path, stages)).stages
+    assert [model.weights_dtype(s) for s in (full, lora)] == [torch.float32] * 2
+    monkeypatch.setattr(model, "cuda", lambda: True)
+    monkeypatch.setattr(run, "cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert model.weights_dtype(full) == torch.float32
+    assert model.weights_dtype(pure) == torch.bfloat16
+    assert model.weights_dtype(lora) == torch.bfloat16
+    assert run.common_args(full, False, True)["bf16"] is True
+    assert run.common_args(pure, False, True)["bf16"] is True
+
+
+def test_the_schema_states_the_learning_rate_defaults_the_code_uses():
+    from datakit.schemas import load_schema
+    from trainkit.defaults import LEARNING_RATE
+
+    text = load_schema("pipeline")["definitions"]["train_args"]["properties"]["learning_rate"][
+        "description"
+    ]
+
+    def t(x: float) -> str:
+        return f"{x:.0e}".replace("e-0", "e-")
+
+    for method, (full, adapters) in LEARNING_RATE.items():
+        assert f"{method} {t(full)} / {t(adapters)}" in text, method

@@ -2,13 +2,26 @@
 
 TRL removed PPO; GRPO (Shao et al. 2024) and RLOO (Ahmadian et al. 2024) sample
 ``num_generations`` completions per prompt and use the reward model's scores, relative to
-the group, as the advantage. The reward model is a directory holding a sequence
+the group, as the advantage. ``args.max_length`` bounds prompt plus completion: prompts
+longer than ``max_length - max_completion_length`` tokens are left out of the data (the
+count is in the run's data stats). The reward model is a directory holding a sequence
 classification model (a `reward` stage of the same config, or any such model).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+def group_multiple(batch_size: int, num_generations: int) -> int:
+    """The batch size rounded down to whole groups of ``num_generations``, at least one."""
+    return max(num_generations, batch_size // num_generations * num_generations)
+
+
+def prompt_budget(max_length: int, max_completion_length: int) -> int:
+    """Tokens left for the prompt so prompt and completion fit ``args.max_length`` (TRL's
+    GRPO/RLOO have no prompt limit of their own: longer prompts are dropped from the data)."""
+    return max_length - max_completion_length
 
 
 def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
@@ -23,12 +36,10 @@ def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     else:
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
-    # The effective batch must be a multiple of the group size.
+    # Train and eval batches must hold whole groups: multiples of the group size.
     common = dict(common)
-    common["per_device_train_batch_size"] = max(
-        p["num_generations"],
-        (common["per_device_train_batch_size"] // p["num_generations"]) * p["num_generations"],
-    )
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        common[key] = group_multiple(common[key], p["num_generations"])
     args = Config(
         **common,
         num_generations=p["num_generations"],
