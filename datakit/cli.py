@@ -165,9 +165,11 @@ def import_cmd(
 def export_cmd(ref: str, fmt: str, output: str, data_root: str, quiet: bool) -> None:
     """Write dataset version REF in another format.
 
-    trl writes the columns TRL trainers read (messages / prompt, chosen,
-    rejected / prompt, completion, label) without ids and meta. The output is
-    written to a temporary file and renamed, so a failure leaves nothing.
+    trl writes the rows trainkit trains a chat model on, which TRL's trainers
+    load as they are: messages (chat, instruction) / prompt, chosen, rejected
+    (preference) / prompt, completion, label (unpaired), every field a list of
+    messages, without ids and meta. The output is written to a temporary file
+    and renamed, so a failure leaves nothing.
 
     \b
     Examples:

@@ -489,20 +489,11 @@ def _to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def convert(rec: Record, kind: str, fmt: str) -> dict[str, Any]:
     """One stored record in an export format (ids and meta stay behind)."""
     if fmt == "trl":
-        if kind in ("chat", "instruction"):
-            out: dict[str, Any] = {"messages": _conversation(rec, kind)}
-            if rec.get("tools"):
-                out["tools"] = rec["tools"]
-            return out
-        if kind == "preference":
-            return {k: rec[k] for k in ("prompt", "chosen", "rejected")}
-        if kind == "unpaired":
-            return {k: rec[k] for k in ("prompt", "completion", "label")}
-        raise DatakitError(
-            f"trl export covers chat, instruction, preference and unpaired records, not {kind}"
-        )
+        from .trainer_rows import export_row
+
+        return export_row(rec, kind)
     if fmt == "openai":
-        out = {"messages": _to_openai_messages(_conversation(rec, kind))}
+        out: dict[str, Any] = {"messages": _to_openai_messages(_conversation(rec, kind))}
         if rec.get("tools"):
             out["tools"] = rec["tools"]
         return out

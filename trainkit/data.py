@@ -1,12 +1,8 @@
 """Dataset versions in, TRL-ready ``datasets.Dataset`` out, with the problems caught first.
 
-Each method reads the record kinds listed in ``defaults.METHOD_KINDS``; conversions:
-- sft: chat as is; instruction -> user/assistant messages; preference -> prompt + chosen
-  as prompt/completion ("SFT on the chosen answers"); unpaired -> its desirable rows.
-- kto: unpaired as is; preference -> two unpaired rows (chosen desirable, rejected not).
-- rl: only the prompt of any kind.
-String prompts and answers become one-turn conversations when the tokenizer has a chat
-template, so the model sees the same format it will be served with.
+Each method reads the record kinds listed in ``defaults.METHOD_KINDS``; the conversion of a
+record to the method's rows is ``datakit.trainer_rows`` (the same one ``datakit export
+--format trl`` writes), so what is exported is what is trained on.
 """
 
 from __future__ import annotations
@@ -17,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from datakit.errors import DatakitError
-from datakit.records import instruction_to_messages, prompt_messages
 from datakit.store import DatasetStore, Version
+from datakit.trainer_rows import trainer_rows
 
 from .defaults import METHOD_KINDS
 
@@ -33,89 +29,6 @@ class StageData:
     stats: dict[str, Any]
 
 
-def _user(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
-
-
-def _assistant(text: str) -> list[dict[str, str]]:
-    return [{"role": "assistant", "content": text}]
-
-
-def _clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Arrow types one column for all rows: keep only keys the template reads, and give
-    # tool calls a fixed shape (arguments as a JSON string would break templates that
-    # iterate over them, so they stay objects).
-    out = []
-    for m in messages:
-        msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
-        if m.get("tool_calls"):
-            msg["tool_calls"] = m["tool_calls"]
-        out.append(msg)
-    return out
-
-
-def _as_turns(value: Any, role: str, chat: bool) -> Any:
-    if isinstance(value, list):
-        return _clean_messages(value)
-    if not chat:
-        return value
-    return _user(value) if role == "user" else _assistant(value)
-
-
-def convert(rec: dict[str, Any], kind: str, method: str, chat: bool) -> list[dict[str, Any]]:
-    """One stored record as zero or more rows of the method's TRL dataset format."""
-    if method == "rl":
-        return [{"prompt": _prompt_of(rec, kind, chat)}]
-    if method == "sft":
-        if kind == "chat":
-            row: dict[str, Any] = {"messages": _clean_messages(rec["messages"])}
-            if rec.get("tools"):
-                row["tools"] = rec["tools"]
-            return [row]
-        if kind == "instruction":
-            return [{"messages": instruction_to_messages(rec)}]
-        if kind == "preference":
-            return [_prompt_completion(rec["prompt"], rec["chosen"], chat)]
-        if kind == "unpaired":
-            return (
-                [_prompt_completion(rec["prompt"], rec["completion"], chat)] if rec["label"] else []
-            )
-    if method == "kto":
-        if kind == "unpaired":
-            row = _prompt_completion(rec["prompt"], rec["completion"], chat)
-            row["label"] = bool(rec["label"])
-            return [row]
-        good = _prompt_completion(rec["prompt"], rec["chosen"], chat)
-        bad = _prompt_completion(rec["prompt"], rec["rejected"], chat)
-        return [{**good, "label": True}, {**bad, "label": False}]
-    # dpo, ipo, orpo, simpo, reward: preference
-    conversational = chat or any(isinstance(rec[k], list) for k in ("prompt", "chosen", "rejected"))
-    prompt = _as_turns(rec["prompt"], "user", conversational)
-    return [
-        {
-            "prompt": prompt,
-            "chosen": _as_turns(rec["chosen"], "assistant", conversational),
-            "rejected": _as_turns(rec["rejected"], "assistant", conversational),
-        }
-    ]
-
-
-def _prompt_completion(prompt: Any, completion: Any, chat: bool) -> dict[str, Any]:
-    conversational = chat or isinstance(prompt, list) or isinstance(completion, list)
-    return {
-        "prompt": _as_turns(prompt, "user", conversational),
-        "completion": _as_turns(completion, "assistant", conversational),
-    }
-
-
-def _prompt_of(rec: dict[str, Any], kind: str, chat: bool) -> Any:
-    """The prompt (records.prompt_messages), as messages for chat data, else as text."""
-    msgs = prompt_messages(rec)
-    if chat or "messages" in rec or isinstance(rec.get("prompt"), list):
-        return _clean_messages(msgs)
-    return msgs[-1]["content"]  # one user turn: the plain-text prompt
-
-
 def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
     kind = version.kind
     if kind not in METHOD_KINDS[method]:
@@ -125,7 +38,7 @@ def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
         )
     rows: list[dict[str, Any]] = []
     for rec in version.records():
-        rows.extend(convert(rec, kind, method, chat))
+        rows.extend(trainer_rows(rec, kind, method, chat))
     if not rows:
         why = " (no record has label true)" if method == "sft" and kind == "unpaired" else ""
         raise DatakitError(f"{version.ref}: no training rows{why}; the dataset is empty")

@@ -230,7 +230,53 @@ def test_export_preference_trl_and_json_array(tmp_path):
     rec = {"id": "x", "prompt": "Q", "chosen": "good", "rejected": "bad", "meta": {}}
     out = tmp_path / "p.json"
     export_records(iter([rec, {**rec, "id": "y"}]), "preference", "trl", out)
-    assert json.loads(out.read_text()) == [{"prompt": "Q", "chosen": "good", "rejected": "bad"}] * 2
+    # The rows trainkit trains a chat model on: all conversation, never a mix.
+    row = {
+        "prompt": [{"role": "user", "content": "Q"}],
+        "chosen": [{"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "assistant", "content": "bad"}],
+    }
+    assert json.loads(out.read_text()) == [row] * 2
+
+
+def test_whole_conversation_answers_carry_the_prompt_once():
+    """UltraFeedback's shape: chosen and rejected repeat the user turn (and maybe a system
+    turn) before the assistant's; the prompt is stripped from them once."""
+    from datakit.trainer_rows import export_row, trainer_rows
+
+    user = {"role": "user", "content": "What is 2+2?"}
+    system = {"role": "system", "content": "Be brief."}
+    good = {"role": "assistant", "content": "4"}
+    bad = {"role": "assistant", "content": "5"}
+    rec = {"prompt": "What is 2+2?", "chosen": [user, good], "rejected": [user, bad]}
+    assert export_row(rec, "preference") == {"prompt": [user], "chosen": [good], "rejected": [bad]}
+    with_system = {
+        "prompt": "What is 2+2? ",
+        "chosen": [system, user, good],
+        "rejected": [system, user, bad],
+    }
+    assert export_row(with_system, "preference") == {
+        "prompt": [system, user],
+        "chosen": [good],
+        "rejected": [bad],
+    }
+    # Text rows (a model without a chat template) keep the text prompt, answers split.
+    (kto_good, kto_bad) = trainer_rows(rec, "preference", "kto", chat=False)
+    assert kto_good == {"prompt": [user], "completion": [good], "label": True}
+    assert kto_bad["completion"] == [bad] and kto_bad["label"] is False
+    (sft,) = trainer_rows(rec, "preference", "sft", chat=True)
+    assert sft == {"prompt": [user], "completion": [good]}
+    # An answer that continues the conversation with other turns is left as it is.
+    other = {"role": "user", "content": "And 3+3?"}
+    cont = {
+        "prompt": [user, good, other],
+        "chosen": [{"role": "assistant", "content": "6"}],
+        "rejected": [bad],
+    }
+    assert export_row(cont, "preference")["prompt"] == [user, good, other]
+    # A chosen answer that is a different conversation is not mistaken for one.
+    unrelated = {"prompt": "Q", "chosen": [other, good], "rejected": "no"}
+    assert export_row(unrelated, "preference")["chosen"] == [other, good]
 
 
 def test_failed_export_leaves_no_file(tmp_path):

@@ -10,5 +10,10 @@ from typing import Any
 def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
+    from .template_tokens import conversational, with_template_tokens_only
+
     args = ORPOConfig(**common, max_length=stage.args["max_length"], beta=stage.params["beta"])
-    return ORPOTrainer(args=args, **inputs)
+    trainer = ORPOTrainer
+    if conversational(inputs["train_dataset"]):
+        trainer = with_template_tokens_only(ORPOTrainer)
+    return trainer(args=args, **inputs)

@@ -14,6 +14,8 @@ from typing import Any
 def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
+    from .template_tokens import conversational, with_template_tokens_only
+
     args = CPOConfig(
         **common,
         max_length=stage.args["max_length"],
@@ -22,4 +24,7 @@ def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
         beta=stage.params["beta"],
         simpo_gamma=stage.params["gamma"],
     )
-    return CPOTrainer(args=args, **inputs)
+    trainer = CPOTrainer
+    if conversational(inputs["train_dataset"]):
+        trainer = with_template_tokens_only(CPOTrainer)
+    return trainer(args=args, **inputs)
