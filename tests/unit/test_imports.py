@@ -64,7 +64,8 @@ def _graph() -> dict[str, set[str]]:
 def test_the_walk_sees_the_project():
     g = _graph()
     assert "datakit.ops.runner" in g and "datakit.store" in g["datakit.ops.runner"]
-    assert "datakit.records" in g["trainkit.data"]
+    assert "datakit.trainer_rows" in g["trainkit.data"]
+    assert "datakit.records" in g["datakit.trainer_rows"]
 
 
 def test_no_import_cycles():
