@@ -683,7 +683,7 @@ def config_check(path: str, as_json: bool) -> None:
         raise DatakitError(
             f"{path}:1: the config must be a mapping of sections (data, train, eval)"
         )
-    problems = check_config(data, lines, path)
+    problems = check_config(data, lines, path, sections=True)
     if as_json:
         echo_json({"file": path, "ok": not problems, "problems": problems})
     else:

@@ -74,9 +74,15 @@ def _subschema(schema: dict, root: dict) -> dict:
 
 
 def check_config(
-    data: Any, lines: dict[tuple, int] | None = None, file: str = "pipeline.yaml"
+    data: Any,
+    lines: dict[tuple, int] | None = None,
+    file: str = "pipeline.yaml",
+    sections: bool = False,
 ) -> list[str]:
-    """Every problem of a config, one line each: ``file:line: key.path: message``."""
+    """Every problem of a config, one line each: ``file:line: key.path: message``.
+
+    ``sections`` adds the checks the kits register for their sections (``datakit config
+    check``; the data commands do not need trainkit's, and trainkit makes them itself)."""
     import jsonschema
 
     lines = lines or {}
@@ -114,8 +120,26 @@ def check_config(
         problems.append((lines.get(path, 0), f"{key_path(path)}: {err.message}"))
     if isinstance(data, dict):
         problems += _reference_problems(data, lines)
+    if sections and not problems and isinstance(data, dict):
+        problems += _section_problems(data, lines, file)
     problems.sort(key=lambda p: p[0])
     return [f"{file}:{ln}: {msg}" if ln else f"{file}: {msg}" for ln, msg in problems]
+
+
+def _section_problems(
+    data: dict[str, Any], lines: dict[tuple, int], file: str
+) -> list[tuple[int, str]]:
+    """The checks other kits register for their sections (entry points in the group
+    ``finetune_toolkit.config_checks``, named after the section), e.g. trainkit's of the
+    train: section: references between stages, method and adapter combinations, args this
+    install cannot honour. Each returns (line, message) pairs."""
+    from importlib.metadata import entry_points
+
+    out: list[tuple[int, str]] = []
+    for ep in entry_points(group="finetune_toolkit.config_checks"):
+        if data.get(ep.name):
+            out += ep.load()(with_defaults(data), lines, Path(file).resolve().parent)
+    return out
 
 
 def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[tuple[int, str]]:

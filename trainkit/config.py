@@ -31,6 +31,7 @@ class Stage:
     args: dict[str, Any]
     params: dict[str, Any]
     early_stopping: dict[str, Any] | None
+    datasets: list[tuple[str, float]] = field(default_factory=list)  # (ref, weight)
     eval_dataset: str | None = None
     eval_split: float = 0.0
     from_stage: str | None = None
@@ -143,6 +144,8 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
                 f"{where}: prefix_tuning cannot be combined with gradient_checkpointing"
             )
         params = _method_params(method, params)
+        datasets = stage_datasets(raw["dataset"])
+        problems += [f"{where}: {p}" for p in _args_problems(args, base)]
         early = raw.get("early_stopping")
         if early is not None and not (raw.get("eval_dataset") or raw.get("eval_split")):
             problems.append(f"{where}: early_stopping needs eval_dataset or eval_split")
@@ -180,6 +183,7 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
             name=raw["name"],
             method=method,
             dataset=raw["dataset"],
+            datasets=datasets,
             base_model=base_model,
             run_dir=out / raw["name"],
             adapter=adapter,
@@ -198,6 +202,58 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
         n = len(problems)
         raise DatakitError(f"{n} problem{'s' if n > 1 else ''} in train:\n" + "\n".join(problems))
     return stages
+
+
+def check_section(
+    cfg: dict[str, Any], lines: dict[tuple, int], base: Path
+) -> list[tuple[int, str]]:
+    """The train: section's problems beyond the schema, each at its stage's line, for
+    ``datakit config check`` (registered as an entry point); ``trainkit run`` makes the
+    same checks in ``plan``."""
+    try:
+        resolve_stages(cfg, base, base / "runs")
+    except DatakitError as e:
+        out = []
+        for line in str(e).splitlines()[1:] or [str(e)]:
+            i = line.split("]", 1)[0].removeprefix("train.stages[")
+            out.append((lines.get(("train", "stages", int(i)), 0) if i.isdigit() else 0, line))
+        return out
+    return []
+
+
+def stage_datasets(value: Any) -> list[tuple[str, float]]:
+    """A stage's ``dataset``: one ref, or several refs each with a weight."""
+    if isinstance(value, str):
+        return [(value, 1.0)]
+    return [(d["name"], float(d.get("weight", 1.0))) for d in value]
+
+
+def _args_problems(args: dict[str, Any], base: Path) -> list[str]:
+    """What the schema cannot check in a stage's args; ``chat_template`` becomes the
+    template's text (read from its file), so its content is part of the stage's identity."""
+    import importlib.util
+
+    out = []
+    for sink in args.get("report_to", []):
+        if sink != "tensorboard" and importlib.util.find_spec(sink) is None:
+            out.append(f"args.report_to: {sink} is not installed (pip install {sink})")
+    template = args.get("chat_template")
+    if template is not None:
+        if "{{" not in template and "{%" not in template:
+            path = resolve_path(base, template)
+            if not path.is_file():
+                return out + [f"args.chat_template: no such file {path}"]
+            template = path.read_text(encoding="utf-8")
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(template)
+        except jinja2.TemplateSyntaxError as e:
+            out.append(
+                f"args.chat_template: not a valid Jinja template (line {e.lineno}: {e.message})"
+            )
+        args["chat_template"] = template
+    return out
 
 
 def _method_params(method: str, params: dict[str, Any]) -> dict[str, Any]:

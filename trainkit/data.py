@@ -76,10 +76,30 @@ def _ref(version: Version) -> dict[str, Any]:
     return {"ref": version.ref, "kind": m["kind"], "count": m["count"], "sha256": m["sha256"]}
 
 
+def weighted(rows: list[dict[str, Any]], weight: float, seed: int) -> list[dict[str, Any]]:
+    """round(weight x len(rows)) rows: every row int(weight) times, plus a seeded sample of
+    the rows for the fractional part."""
+    import random
+
+    whole = int(weight)
+    extra = round((weight - whole) * len(rows))
+    return rows * whole + random.Random(seed).sample(rows, extra)
+
+
+def _split_indices(n: int, test_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """The train and test indices ``datasets.Dataset.train_test_split`` picks for n rows."""
+    import datasets
+
+    split = datasets.Dataset.from_dict({"i": list(range(n))}).train_test_split(
+        test_size=test_size, seed=seed
+    )
+    return split["train"]["i"], split["test"]["i"]
+
+
 def load_stage_data(
     store: DatasetStore,
     method: str,
-    dataset: str,
+    dataset: str | list[tuple[str, float]],
     tokenizer: Any,
     max_length: int,
     eval_dataset: str | None = None,
@@ -90,13 +110,16 @@ def load_stage_data(
 ) -> StageData:
     """Resolve, convert and check the stage's data; split off eval rows if asked.
 
-    ``assistant_only`` (SFT's assistant_only_loss): when the chat template has no generation
-    markers, conversations become one prompt/completion row per assistant turn.
-    ``max_prompt_length`` (RL): rows whose prompt is longer are left out."""
+    ``dataset`` is one ref or several (ref, weight): each contributes round(weight x its
+    rows) rows (``weighted``); with ``eval_split`` each is split first, so a repeated row
+    never lands on both sides. ``assistant_only`` (SFT's assistant_only_loss): when the
+    chat template has no generation markers, conversations become one prompt/completion
+    row per assistant turn. ``max_prompt_length`` (RL): rows whose prompt is longer are
+    left out."""
     import datasets
 
     chat = bool(getattr(tokenizer, "chat_template", None))
-    version = store.resolve(dataset)
+    parts = [(dataset, 1.0)] if isinstance(dataset, str) else list(dataset)
     split_turns = assistant_only and chat and not has_generation_markers(tokenizer)
 
     dropped: dict[str, int] = {}
@@ -111,25 +134,47 @@ def load_stage_data(
                 raise DatakitError(f"{v.ref}: no assistant turn to train on")
         return rows
 
-    rows = rows_of(version)
-    refs = [_ref(version)]
-    _check_chat_template(rows, tokenizer, version.ref)
-    stats = check_lengths(rows, tokenizer, max_length, version.ref)
+    refs: list[dict[str, Any]] = []
+    every: list[dict[str, Any]] = []
+    train_rows: list[dict[str, Any]] = []
+    eval_rows: list[dict[str, Any]] = []
+    shape: tuple[str, set[str]] | None = None
+    for k, (ref, weight) in enumerate(parts):
+        version = store.resolve(ref)
+        rows = rows_of(version)
+        _check_chat_template(rows, tokenizer, version.ref)
+        keys = set(rows[0])
+        if shape is not None and keys != shape[1]:
+            raise DatakitError(
+                f"{version.ref}: its {method} rows hold {', '.join(sorted(keys))}, those of "
+                f"{shape[0]} {', '.join(sorted(shape[1]))}; one stage trains on one row shape"
+            )
+        shape = shape or (version.ref, keys)
+        every += rows
+        if eval_split and not eval_dataset:
+            if len(rows) < 2:
+                raise DatakitError(
+                    f"{version.ref}: eval_split needs at least 2 rows, found {len(rows)}"
+                )
+            tr, te = _split_indices(len(rows), eval_split, seed)
+            eval_rows += [rows[i] for i in te]
+            rows = [rows[i] for i in tr]
+        taken = weighted(rows, weight, seed + k) if weight != 1.0 else rows
+        train_rows += taken
+        ref_info = _ref(version)
+        if len(parts) > 1 or weight != 1.0:
+            ref_info.update(weight=weight, rows=len(taken))
+        refs.append(ref_info)
+    first = refs[0]["ref"]
+    stats = check_lengths(every, tokenizer, max_length, first)
     if max_prompt_length is not None:
-        stats["prompts_over_budget"] = dropped[version.ref]
-    train = datasets.Dataset.from_list(rows)
-    ev = None
+        stats["prompts_over_budget"] = sum(dropped.values())
+    train = datasets.Dataset.from_list(train_rows)
+    ev = datasets.Dataset.from_list(eval_rows) if eval_rows else None
     if eval_dataset:
         ev_version = store.resolve(eval_dataset)
         ev = datasets.Dataset.from_list(rows_of(ev_version))
         refs.append(_ref(ev_version))
-    elif eval_split:
-        if len(train) < 2:
-            raise DatakitError(
-                f"{version.ref}: eval_split needs at least 2 rows, found {len(train)}"
-            )
-        split = train.train_test_split(test_size=eval_split, seed=seed)
-        train, ev = split["train"], split["test"]
     stats.update({"train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0})
     if split_turns:
         stats["assistant_turns_as_completions"] = True

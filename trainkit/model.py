@@ -48,15 +48,25 @@ def adapter_base(path: str | Path) -> str:
         return json.load(f)["base_model_name_or_path"]
 
 
-def bnb_config(quant: dict[str, Any]) -> Any:
+def compute_dtype(name: str) -> Any:
+    """The 4-bit layers' matmul dtype: auto is bfloat16 on a GPU that supports it (the
+    QLoRA paper's), else float32 (bf16 matmuls are slow on CPUs without native bf16, and
+    the CPU's float32 path is what the rest of training uses)."""
     import torch
+
+    if name == "auto":
+        return torch.bfloat16 if cuda() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def bnb_config(quant: dict[str, Any]) -> Any:
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant["quant_type"],
         bnb_4bit_use_double_quant=quant["double_quant"],
-        bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]),
+        bnb_4bit_compute_dtype=compute_dtype(quant["compute_dtype"]),
     )
 
 
@@ -118,6 +128,18 @@ def merged_from_adapter(adapter_dir: str | Path, dtype: Any = None) -> tuple[Any
     if getattr(merged.config, "quantization_config", None) is not None:
         del merged.config.quantization_config
     return merged, quant is not None
+
+
+def attn_implementation(name: str) -> str | None:
+    """transformers' attention kernel for ``args.attn_implementation``; None keeps its own
+    default (sdpa). auto is flash_attention_2 on a GPU where flash-attn is installed."""
+    import importlib.util
+
+    if name != "auto":
+        return name
+    if cuda() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
 
 
 def weights_dtype(stage: Stage) -> Any:
@@ -223,6 +245,9 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
     path = path or stage.base_model
     dtype = weights_dtype(stage)
     kwargs: dict[str, Any] = {"dtype": dtype}
+    attn = attn_implementation(stage.args.get("attn_implementation", "auto"))
+    if attn is not None:
+        kwargs["attn_implementation"] = attn
     if stage.quantization.get("load_in_4bit"):
         kwargs["quantization_config"] = bnb_config(stage.quantization)
         kwargs["device_map"] = device_map()

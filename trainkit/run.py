@@ -100,7 +100,13 @@ def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
         "save_strategy": "steps",
         "save_steps": a["save_steps"],
         "save_total_limit": 2,
-        "report_to": "none",  # TensorBoard events are written by our own callback
+        # TensorBoard events are written by our own callback (into the run dir, resumable);
+        # the other sinks are transformers' integrations.
+        "report_to": [r for r in a["report_to"] if r != "tensorboard"] or "none",
+        "optim": a["optimizer"],
+        "weight_decay": a["weight_decay"],
+        "max_grad_norm": a["max_grad_norm"],
+        "neftune_noise_alpha": a["neftune_noise_alpha"],
         "disable_tqdm": quiet,
         "use_cpu": not cuda(),
     }
@@ -147,6 +153,8 @@ def _metrics_callback(stage: Stage, resume_step: int) -> Any:
             # A resumed run re-logs the steps after its checkpoint: drop the stale lines.
             kept = [r for r in read_metrics(path) if r.get("step", 0) <= resume_step]
             path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            if "tensorboard" not in stage.args["report_to"]:
+                return
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(
@@ -291,6 +299,26 @@ def stage_key(own: str | None, upstream: dict[str, Any]) -> str | None:
     return config_hash({"stage": own, "upstream": upstream}) if upstream else own
 
 
+def check_device_args(stage: Stage) -> None:
+    """Arguments this machine cannot run, as a clear error before anything loads."""
+    import importlib.util
+
+    where = f"train.stages.{stage.name}.args"
+    if stage.args["attn_implementation"] == "flash_attention_2" and not (
+        cuda() and importlib.util.find_spec("flash_attn") is not None
+    ):
+        raise DatakitError(
+            f"{where}.attn_implementation: flash_attention_2 needs a CUDA GPU and the "
+            "flash-attn package; use auto (sdpa here)"
+        )
+    optim = stage.args["optimizer"]
+    if ("8bit" in optim or optim.startswith("paged_") or optim == "lion_32bit") and not cuda():
+        raise DatakitError(
+            f"{where}.optimizer: {optim} is a bitsandbytes GPU optimizer; on a CPU use "
+            "adamw_torch, adafactor or sgd"
+        )
+
+
 def build_trainer(stage: Stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     """The method's TRL trainer, its trainable weights in float32 unless ``pure_bf16``."""
     from .methods import builder
@@ -309,7 +337,7 @@ def run_stage(
     force: bool = False,
 ) -> StageResult:
     run_dir = stage.run_dir
-    versions = [store.resolve(stage.dataset)]
+    versions = [store.resolve(ref) for ref, _ in stage.datasets]
     if stage.eval_dataset:
         versions.append(store.resolve(stage.eval_dataset))
     resolved = stage.resolved()
@@ -349,13 +377,17 @@ def run_stage(
             )
         check_model(stage.reward_model, f"train.stages.{stage.name}.params.reward_model")
     tokenizer = load_tokenizer(stage.base_model)
+    if stage.args.get("chat_template"):
+        # The stage's own template: trained with, and saved with the final model.
+        tokenizer.chat_template = stage.args["chat_template"]
+    check_device_args(stage)
     from .data import load_stage_data
     from .methods.rl import prompt_budget
 
     data = load_stage_data(
         store,
         stage.method,
-        stage.dataset,
+        stage.datasets,
         tokenizer,
         stage.args["max_length"],
         eval_dataset=stage.eval_dataset,

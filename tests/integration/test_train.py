@@ -537,3 +537,74 @@ def test_full_fine_tuning_keeps_float32_master_weights(project, pure_bf16):
         assert changed < 0.2, changed
     else:
         assert changed > 0.9, changed
+
+
+def test_stage_args_reach_the_trainer(project, monkeypatch):
+    """Optimizer, weight decay, clipping, NEFTune, report_to, attention kernel, a chat
+    template override and weighted datasets, each as TRL and transformers receive them."""
+    import trainkit.methods as methods
+
+    template = (
+        "{%- for m in messages %}{{- '[' + m['role'] + '] ' + m['content'] + '<|end|>' }}"
+        "{%- endfor %}{%- if add_generation_prompt %}{{- '[assistant] ' }}{%- endif %}"
+    )
+    (project["root"] / "plain.jinja").write_text(template)
+    seen = {}
+    original = methods.builder
+
+    def builder(method):
+        build = original(method)
+
+        def wrapped(stage, common, inputs):
+            trainer = build(stage, common, inputs)
+            seen.update(
+                args=trainer.args,
+                model=trainer.model,
+                tok=trainer.processing_class,
+                rows=trainer.train_dataset,
+            )
+            return trainer
+
+        return wrapped
+
+    monkeypatch.setattr(methods, "builder", builder)
+    args = dict(
+        FAST,
+        max_steps=1,
+        optimizer="adafactor",
+        weight_decay=0.1,
+        max_grad_norm=0.5,
+        neftune_noise_alpha=5.0,
+        report_to=[],
+        attn_implementation="eager",
+        chat_template="plain.jinja",
+        packing=False,
+    )
+    stage = {
+        "name": "args",
+        "method": "sft",
+        "args": args,
+        "dataset": [{"name": "chat", "weight": 0.5}, {"name": "seeds", "weight": 1.5}],
+    }
+    cfg = write_config(project, "args", [stage])
+    from trainkit.run import run_train
+
+    p, results = run_train(cfg, quiet=True)
+    a = seen["args"]
+    assert (a.optim, a.weight_decay, a.max_grad_norm, a.neftune_noise_alpha) == (
+        "adafactor",
+        0.1,
+        0.5,
+        5.0,
+    )
+    assert a.report_to == [] or a.report_to == "none"
+    assert seen["model"].config._attn_implementation == "eager"
+    assert seen["tok"].chat_template == template
+    assert "[user] " in seen["tok"].decode(seen["rows"][0]["input_ids"])
+    run_dir = results[0].run_dir
+    assert not (run_dir / "tensorboard").exists()  # report_to: [] asks for no events
+    assert (run_dir / "final" / "chat_template.jinja").read_text() == template
+    info = json.loads((run_dir / "run.json").read_text())
+    # 32 chat records at weight 0.5 and 32 instruction records at 1.5: 16 + 48 rows.
+    assert [(d["weight"], d["rows"]) for d in info["datasets"]] == [(0.5, 16), (1.5, 48)]
+    assert info["data_stats"]["train_rows"] == 64

@@ -74,7 +74,7 @@ def test_qlora_turns_on_4bit(tmp_path):
         "load_in_4bit": True,
         "quant_type": "nf4",
         "double_quant": True,
-        "compute_dtype": "float32",
+        "compute_dtype": "auto",  # bfloat16 on a bf16 GPU, else float32 (model.compute_dtype)
     }
 
 
@@ -334,3 +334,74 @@ def test_the_schema_states_the_learning_rate_defaults_the_code_uses():
 
     for method, (full, adapters) in LEARNING_RATE.items():
         assert f"{method} {t(full)} / {t(adapters)}" in text, method
+
+
+def test_config_check_checks_the_new_stage_args(tmp_path, cli):
+    """datakit config check runs trainkit's checks of the train: section (the same ones
+    trainkit run makes), each at its stage's line."""
+    import importlib.util
+
+    from datakit.cli import cli as datakit
+
+    (tmp_path / "bad.jinja").write_text("{% for m in messages %}{{ m.content }")
+    stages = [
+        {
+            "name": "ok",
+            "method": "sft",
+            "dataset": [{"name": "a"}, {"name": "b", "weight": 0.5}],
+            "args": {
+                "optimizer": "adafactor",
+                "weight_decay": 0.1,
+                "max_grad_norm": 0.5,
+                "neftune_noise_alpha": 5,
+                "attn_implementation": "eager",
+                "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}",
+            },
+        },
+        {"name": "nofile", "method": "sft", "dataset": "d", "args": {"chat_template": "t.jinja"}},
+        {"name": "syntax", "method": "sft", "dataset": "d", "args": {"chat_template": "bad.jinja"}},
+    ]
+    missing = [s for s in ("wandb", "mlflow") if importlib.util.find_spec(s) is None]
+    if missing:
+        stages.append(
+            {
+                "name": "sink",
+                "method": "sft",
+                "dataset": "d",
+                "args": {"report_to": ["tensorboard", missing[0]]},
+            }
+        )
+    path = cfg(tmp_path, stages)
+    code, out = cli(datakit, "config", "check", str(path))
+    assert code == 1 and "Traceback" not in out
+    lines = out.splitlines()
+    assert any(
+        f"train.stages[1] (nofile): args.chat_template: no such file {tmp_path / 't.jinja'}" in x
+        for x in lines
+    ), out
+    assert any(
+        "train.stages[2] (syntax): args.chat_template: not a valid Jinja template (line 1" in x
+        for x in lines
+    ), out
+    if missing:
+        assert any(f"(sink): args.report_to: {missing[0]} is not installed" in x for x in lines)
+    assert not any("(ok)" in x for x in lines), out
+    assert all(x.startswith(f"{path}:") for x in lines)
+    # Schema errors: a weight must be positive, an optimizer must be known.
+    bad = cfg(
+        tmp_path,
+        [
+            {
+                "name": "w",
+                "method": "sft",
+                "dataset": [{"name": "a", "weight": 0}],
+                "args": {"optimizer": "adam"},
+            }
+        ],
+    )
+    code, out = cli(datakit, "config", "check", str(bad))
+    assert code == 1 and "optimizer" in out and "dataset" in out, out
+    # The stage's datasets and weights, resolved.
+    ok = plan(cfg(tmp_path, stages[:1])).stages[0]
+    assert ok.datasets == [("a", 1.0), ("b", 0.5)]
+    assert ok.args["chat_template"].startswith("{% for m in messages %}")
