@@ -1,29 +1,49 @@
-"""``trainkit estimate``: training memory from a model's config.json, no weights loaded.
+"""``trainkit estimate``: peak training memory of an SFT step from a model's config.json, no
+weights loaded.
 
-    weights      full/lora: every parameter in the weight dtype. qlora: linear layers in
-                 NF4 = 4 bits + one fp32 absmax per 64-block (0.5 bit), or with double
-                 quantisation an 8-bit absmax plus one fp32 per 256 absmaxes
-                 (4 + 8/64 + 32/(64*256) = 4.127 bits); embeddings, head, norms unquantised.
-    gradients    one per trainable parameter, in the trainable dtype.
-    optimizer    AdamW: two fp32 moments per trainable parameter (8 bytes).
-    activations  what autograd keeps for the backward pass, per layer and token: two
-                 RMSNorms (full fine-tuning: input, normalised input and output, 3h each;
-                 frozen: 2h, no normalised input), q/k/v after RoPE and the attention
-                 output of a fused kernel that keeps no s*s scores (plus its fp32
-                 log-sum-exp per head), and the MLP's gate, up, activation and product
-                 (4i; 2i for an ungated MLP), all in the weight dtype; with LoRA also each
-                 adapted linear's fp32 rank-r intermediate, and the first layer's input
-                 norm keeps only its output (the frozen embedding wants no gradient).
-                 Plus RoPE's cos/sin, the final norm and the head's fp32 log-probabilities.
-                 Counted this way it is within 5% of the tensors autograd actually saves,
-                 for full fine-tuning and for LoRA (tests/integration/test_estimate.py;
-                 Korthikanti et al. 2022 give 34h bytes for a GPT layer with dropout).
-                 With gradient checkpointing only each layer's input is kept, plus one
-                 layer's activations during recomputation.
-Framework overhead (CUDA context, allocator fragmentation, the backward pass's temporary
-buffers) is not in the figures: leave 10-20% headroom on a GPU. On CPU the process's peak
-RSS during a step measured 1.4-1.9x gradients + optimiser + activations (glibc keeps
-freed backward buffers).
+Precision (``--precision``), as trainkit trains:
+    mixed        the GPU default: bf16 compute (autocast) and activations; full fine-tuning
+                 keeps fp32 master weights, fp32 gradients and fp32 AdamW moments
+                 (4 + 4 + 8 = 16 bytes per parameter); a frozen base under an adapter is
+                 bf16.
+    pure_bf16    full fine-tuning with bf16 weights, gradients and moments (torch's AdamW
+                 keeps its moments in the parameter's dtype: 2 + 2 + 4 = 8 bytes).
+    float32      the CPU: everything float32 (16 bytes per fully trained parameter).
+Parts:
+    weights      full/lora: every parameter as above. qlora: linear layers in NF4 = 4 bits
+                 + one fp32 absmax per 64-block (0.5 bit), or with double quantisation an
+                 8-bit absmax plus one fp32 per 256 absmaxes (4 + 8/64 + 32/(64*256) =
+                 4.127 bits); embeddings, head and norms in fp32, as
+                 ``prepare_model_for_kbit_training`` upcasts them (0.49 GiB more than bf16
+                 on Llama-2-7B). Adapters are fp32.
+    gradients    one per trainable parameter, in its dtype.
+    optimizer    AdamW: two moments per trainable parameter.
+    activations  what autograd keeps for the backward pass inside the decoder, per layer
+                 and token: two RMSNorms (full fine-tuning: input, normalised input and
+                 output, 3h each; frozen: 2h, no normalised input), q/k/v after RoPE and the
+                 attention output of a fused kernel that keeps no s*s scores (plus its fp32
+                 log-sum-exp per head), and the MLP's gate, up, activation and product (4i;
+                 2i for an ungated MLP), all in the activation dtype; with LoRA also each
+                 adapted linear's fp32 rank-r intermediate, and the first layer's input norm
+                 keeps only its output (the frozen embedding wants no gradient). Plus RoPE's
+                 cos/sin and the final norm. Within 5% of the tensors autograd saves, for
+                 full fine-tuning and LoRA (tests/integration/test_estimate.py; Korthikanti
+                 et al. 2022 give 34h bytes for a GPT layer with dropout). With gradient
+                 checkpointing only each layer's input is kept, plus one layer's
+                 activations during recomputation.
+    head         TRL's chunked log-prob kernel (SFT and DPO) never materialises the logits:
+                 it projects tiles of up to 4096 tokens x 32768 vocabulary entries into one
+                 buffer; without Triton (the CPU) the backward's torch fallback also holds
+                 about 7 tile-sized fp32 temporaries at once.
+    peak         the larger of the two moments a step peaks at: the start of the backward
+                 pass (weights, optimizer state, activations and the head's backward) and
+                 the optimizer step (weights, optimizer state, gradients and the two
+                 temporaries torch's single-tensor AdamW makes for the largest parameter).
+Checked against the peak of live tensors in real trainkit SFT steps on CPU (the profiler's
+memory timeline, ``trainkit.memory``): within 10% for full fine-tuning and QLoRA on the tiny
+model and on SmolLM2-135M (``bench/estimate.py`` prints the errors; the tiny model's are
+tests). Not included: the allocator's cache and fragmentation, the CUDA context, and a
+GPU's foreach/fused optimizer temporaries: leave 10-20% headroom on a GPU.
 """
 
 from __future__ import annotations
@@ -132,15 +152,25 @@ def load_model_config(model: str | Path) -> dict[str, Any]:
         raise DatakitError(f"{path}: not valid JSON ({e})") from None
 
 
+# Precision -> (activation bytes, fully trained weight bytes, frozen base weight bytes).
+PRECISIONS = {"mixed": (2, 4, 2), "pure_bf16": (2, 2, 2), "float32": (4, 4, 4)}
+# TRL 1.16's chunked log-prob kernel (trl/kernels/chunked_logprob.py, trl/trainer/utils.py).
+HEAD_TOKEN_TILE = 4096
+HEAD_VOCAB_TILE = 32768
+HEAD_CPU_TEMPORARIES = 7.25  # y, z, log p, p, grad, 1[target] (bool and float), a difference
+
+
 @dataclass
 class Estimate:
     method: str
+    precision: str
     parameters: int
     trainable_parameters: int
     weights_bytes: int
     gradients_bytes: int
     optimizer_bytes: int
     activations_bytes: int
+    head_bytes: int
     total_bytes: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -153,6 +183,15 @@ class Estimate:
             }
         )
         return d
+
+
+def head_bytes(tokens: int, vocab: int, act_bytes: int, cpu: bool) -> int:
+    """The loss head's memory at the start of the backward pass (see the module docstring)."""
+    rows = min(tokens, HEAD_TOKEN_TILE)
+    buffer = rows * HEAD_VOCAB_TILE * act_bytes
+    if not cpu:
+        return buffer
+    return buffer + int(HEAD_CPU_TEMPORARIES * rows * min(vocab, HEAD_VOCAB_TILE) * 4)
 
 
 def activations_bytes(
@@ -190,7 +229,7 @@ def activations_bytes(
     else:
         acts = s.layers * per_layer - tokens * first_layer_saving
     rope = 2 * seq_len * s.head_dim * wb  # cos and sin, shared by all layers
-    return acts + rope + tokens * (final + s.vocab * 4)  # + fp32 log-probs of the head
+    return acts + rope + tokens * final
 
 
 def estimate(
@@ -198,40 +237,49 @@ def estimate(
     method: str = "lora",
     seq_len: int = 1024,
     batch: int = 1,
-    dtype: str = "bfloat16",
+    precision: str = "mixed",
     lora_r: int = 16,
     gradient_checkpointing: bool = False,
     double_quant: bool = True,
     where: str = "config.json",
 ) -> Estimate:
+    if precision not in PRECISIONS:
+        raise DatakitError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     s = shape_from_config(cfg, where)
-    wb = DTYPE_BYTES[dtype]
+    act, trained_b, frozen_b = PRECISIONS[precision]
     if method == "full":
-        weights = s.params * wb
+        weights = s.params * trained_b
         trainable = s.params
-        grad_bytes = wb
+        grad_b = trained_b
+        largest = max(s.vocab * s.hidden, s.hidden * s.intermediate)
     elif method in ("lora", "dora", "qlora"):
         trainable = s.lora_params(lora_r)
         if method == "qlora":
             bits = 4 + (8 / 64 + 32 / (64 * 256) if double_quant else 32 / 64)
-            weights = int(s.linear_params * bits / 8) + s.other_params * wb
+            weights = int(s.linear_params * bits / 8) + s.other_params * 4
         else:
-            weights = s.params * wb
+            weights = s.params * frozen_b
         weights += trainable * 4  # adapters are kept in fp32
-        grad_bytes = 4
+        grad_b = 4
+        largest = lora_r * max(s.hidden, s.intermediate)
     else:
         raise DatakitError(f"unknown method {method!r}; choose full, lora, dora or qlora")
-    gradients = trainable * grad_bytes
-    optimizer = trainable * 8
-    acts = activations_bytes(s, method, seq_len, batch, wb, lora_r, gradient_checkpointing)
-    total = weights + gradients + optimizer + acts
+    gradients = trainable * grad_b
+    optimizer = trainable * 2 * grad_b
+    acts = activations_bytes(s, method, seq_len, batch, act, lora_r, gradient_checkpointing)
+    head = head_bytes(seq_len * batch, s.vocab, act, cpu=precision == "float32")
+    backward_start = acts + head
+    optimizer_step = gradients + 2 * largest * grad_b
+    total = weights + optimizer + max(backward_start, optimizer_step)
     return Estimate(
         method,
+        precision,
         s.params,
         trainable,
         int(weights),
         int(gradients),
         int(optimizer),
         int(acts),
+        int(head),
         int(total),
     )

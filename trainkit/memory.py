@@ -1,0 +1,134 @@
+"""Peak tensor memory of a training step, measured: what ``trainkit estimate`` is checked
+against (``bench/estimate.py``, ``tests/integration/test_estimate.py``).
+
+torch's profiler records every tensor allocation and free with ``profile_memory=True``; its
+memory timeline replayed in order gives the bytes of live tensors at each moment, whose
+maximum is the step's peak: weights, gradients, optimizer state, saved activations and the
+temporaries of forward, loss and backward, on any device, without the allocator's cache or
+the process's other memory (which RSS would include).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def peak_from_timeline(timeline: list[tuple[Any, Any, Any, int]]) -> int:
+    """The largest sum of live tensor bytes in a profiler memory timeline."""
+    live = peak = 0
+    for _, action, _, size in timeline:
+        name = action.name
+        if name in ("PREEXISTING", "CREATE"):
+            live += size
+        elif name == "DESTROY":
+            live -= size
+        peak = max(peak, live)
+    return peak
+
+
+def step_peak_callback(step: int, out: dict[str, int]) -> Any:
+    """A TrainerCallback profiling optimizer step ``step`` (1-based; a later step than the
+    first, whose optimizer state does not exist yet when it starts): its peak tensor bytes
+    go to ``out["peak_bytes"]``."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class StepPeak(TrainerCallback):
+        prof = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step + 1 == step:
+                self.prof = profile(
+                    activities=[ProfilerActivity.CPU],
+                    profile_memory=True,
+                    record_shapes=True,
+                    with_stack=True,
+                )
+                self.prof.__enter__()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.prof is not None and state.global_step == step:
+                self.prof.__exit__(None, None, None)
+                out["peak_bytes"] = peak_from_timeline(self.prof._memory_profile().timeline)
+                self.prof = None
+
+    return StepPeak()
+
+
+def measure_sft_peak(
+    model_dir: str | Path, adapter: str, seq_len: int, batch: int, workdir: str | Path
+) -> int:
+    """Peak tensor bytes of step 2 of a trainkit SFT stage on ``model_dir``: ``adapter``
+    (full, lora, qlora; rank 16 on all linear layers), every row ``seq_len`` tokens (long
+    conversations truncated), per-device batch ``batch``, the CPU's float32 path."""
+    import random
+
+    import yaml
+
+    from datakit.store import DatasetStore
+
+    from .config import plan
+    from .data import load_stage_data
+    from .model import load_base, load_tokenizer, peft_config
+    from .run import _terminal_output, build_trainer, common_args
+
+    root = Path(workdir)
+    store = DatasetStore(root / "data")
+    rng = random.Random(0)
+    words = "the a river bread chess winter robot garden train music light stone".split()
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": " ".join(rng.choice(words) for _ in range(10))},
+                # one short record, so the length check passes; the rest are truncated
+                {
+                    "role": "assistant",
+                    "content": " ".join(rng.choice(words) for _ in range(2 * seq_len if i else 3)),
+                },
+            ]
+        }
+        for i in range(2 * batch + 1)
+    ]
+    store.write("memory", records, "chat")
+    stage_cfg = {
+        "name": f"memory-{adapter}",
+        "method": "sft",
+        "dataset": "memory",
+        "adapter": {"type": adapter, "r": 16, "dropout": 0.0},
+        "args": {
+            "max_length": seq_len,
+            "batch_size": batch,
+            "packing": False,
+            "max_steps": 2,
+            "report_to": [],
+            "save_steps": 100,
+            "seed": 0,
+        },
+    }
+    config = root / "memory.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_root": str(root / "data"),
+                "runs_root": str(root / "runs"),
+                "train": {"base_model": str(model_dir), "stages": [stage_cfg]},
+            }
+        )
+    )
+    stage = plan(config).stages[0]
+    tok = load_tokenizer(stage.base_model)
+    data = load_stage_data(store, "sft", "memory", tok, seq_len, assistant_only=True)
+    out: dict[str, int] = {}
+    inputs = {
+        "model": load_base(stage),
+        "train_dataset": data.train.select(range(1, len(data.train))),  # full-length rows
+        "eval_dataset": None,
+        "processing_class": tok,
+        "peft_config": peft_config(stage),
+        "callbacks": [step_peak_callback(2, out)],
+    }
+    trainer = build_trainer(stage, common_args(stage, False, True), inputs)
+    _terminal_output(trainer, stage.name)  # no log dictionaries on the terminal
+    trainer.train()
+    return out["peak_bytes"]
