@@ -200,7 +200,9 @@ def trainkit_run(
     }
     import time
 
-    (stage,) = resolve_stages(cfg, work, work / "runs")
+    from datakit.config import with_defaults
+
+    (stage,) = resolve_stages(with_defaults(cfg), work, work / "runs")
     t0 = time.perf_counter()
     res = run_stage(stage, store, work, quiet=True)
     wall = time.perf_counter() - t0
