@@ -254,6 +254,25 @@ def _delta_callback(info: dict[str, Any]) -> Any:
     return WeightsDelta()
 
 
+class PhaseClock:
+    """Wall seconds per phase of a stage (run.json ``phase_seconds``): where a stage's time
+    goes besides training (bench/train.py prints them beside a plain TRL script's)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.mark = time.perf_counter()
+
+    def lap(self, phase: str) -> float:
+        now = time.perf_counter()
+        spent = now - self.mark
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + spent
+        self.mark = now
+        return spent
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
 def model_identity(path: str | Path) -> dict[str, Any] | None:
     """What identifies the model at ``path`` as an input of a stage.
 
@@ -337,6 +356,7 @@ def run_stage(
     force: bool = False,
 ) -> StageResult:
     run_dir = stage.run_dir
+    clock = PhaseClock()
     versions = [store.resolve(ref) for ref, _ in stage.datasets]
     if stage.eval_dataset:
         versions.append(store.resolve(stage.eval_dataset))
@@ -381,6 +401,7 @@ def run_stage(
         # The stage's own template: trained with, and saved with the final model.
         tokenizer.chat_template = stage.args["chat_template"]
     check_device_args(stage)
+    clock.lap("checks")
     from .data import load_stage_data
     from .methods.rl import prompt_budget
 
@@ -400,6 +421,7 @@ def run_stage(
         if stage.method == "rl"
         else None,
     )
+    clock.lap("data")
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "name": stage.name,
@@ -420,7 +442,9 @@ def run_stage(
         atomic_write_json(run_dir / "config.json", resolved)
         atomic_write_json(run_dir / "run.json", info)
 
+    clock.lap("checks")  # config.json, run.json, library versions, git commit
     model = load_base(stage)
+    clock.lap("load")
     if is_peft_model(model):
         info["continues_adapter"] = stage.base_model
     from transformers import EarlyStoppingCallback
@@ -448,20 +472,22 @@ def run_stage(
     _terminal_output(trainer, stage.name)
     info["world_size"] = trainer.args.world_size
     info["ddp_backend"] = trainer.args.ddp_backend
-    t0 = time.perf_counter()
+    clock.lap("trainer")  # TRL's own dataset preparation (tokenisation) and setup
     out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - t0
+    seconds = clock.lap("train")
     metrics = dict(out.metrics)
     if data.eval is not None:
         metrics.update(trainer.evaluate())
+        clock.lap("evaluate")
     if trainer.is_world_process_zero():
         save_final(trainer, stage, tokenizer)
-
+        clock.lap("save")
         plot_curves(
             run_dir / "metrics.jsonl",
             run_dir / "curves.png",
             title=f"{stage.name} ({stage.method})",
         )
+        clock.lap("curves")
         info.update(
             status="complete",
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -471,6 +497,7 @@ def run_stage(
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             final=str(final_dir(run_dir)),
             final_kind="adapter" if is_adapter_dir(final_dir(run_dir)) else "model",
+            phase_seconds=clock.rounded(),
         )
         atomic_write_json(run_dir / "run.json", info)
     return StageResult(

@@ -83,6 +83,9 @@ def assert_trained(run_dir: Path, steps: int = 3) -> dict:
     assert info["weights_delta_l2"] > 0, "the trainable weights did not move"
     assert 0 < info["trainable_parameters"] <= info["total_parameters"]
     assert (run_dir / "curves.png").stat().st_size > 1000
+    phases = info["phase_seconds"]  # where the stage's time went (bench/train.py prints it)
+    assert {"checks", "data", "load", "trainer", "train", "save", "curves"} <= set(phases)
+    assert all(v >= 0 for v in phases.values())
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     final = run_dir / "final"
     assert (final / "tokenizer_config.json").is_file() and (final / "chat_template.jinja").is_file()
