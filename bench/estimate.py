@@ -68,17 +68,37 @@ def main() -> None:
     from trainkit.estimate import estimate
     from trainkit.memory import measure_sft_peak
 
-    cases = [("full", 256, 4), ("qlora", 256, 4), ("qlora", 128, 2)]
+    fused = "adamw_torch_fused"
+    cases = {
+        "tiny": [
+            ("full", 256, 4, fused),
+            ("full", 256, 4, "adamw_torch"),
+            ("qlora", 256, 4, fused),
+            ("qlora", 128, 2, fused),
+        ],
+        "smollm2": [
+            ("full", 256, 1, fused),
+            ("full", 256, 1, "adamw_torch"),
+            ("qlora", 256, 1, fused),
+            ("qlora", 512, 2, fused),
+        ],
+    }
     for name, path in models(args.quick).items():
         cfg = json.loads((path / "config.json").read_text())
-        for method, seq, batch in (
-            cases if name == "tiny" else [("full", 256, 1), ("qlora", 256, 1), ("qlora", 512, 2)]
-        ):
+        for method, seq, batch, optim in cases[name]:
             with tempfile.TemporaryDirectory() as work:
-                peak = measure_sft_peak(path, method, seq, batch, work)
-            est = estimate(cfg, method, seq_len=seq, batch=batch, precision="float32", lora_r=16)
+                peak = measure_sft_peak(path, method, seq, batch, work, optimizer=optim)
+            est = estimate(
+                cfg,
+                method,
+                seq_len=seq,
+                batch=batch,
+                precision="float32",
+                lora_r=16,
+                optimizer=optim,
+            )
             base = rule_of_thumb(cfg, method, est.activations_bytes)
-            key = f"{name}_{method}_{seq}x{batch}"
+            key = f"{name}_{method}_{seq}x{batch}" + ("" if optim == fused else f"_{optim}")
             print(f"measured_peak_mib_{key}: {peak / 2**20:.1f}")
             print(f"estimate_mib_{key}: {est.total_bytes / 2**20:.1f}")
             print(

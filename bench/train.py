@@ -52,7 +52,7 @@ SIZES = {
     ),
 }
 # trainkit's default optimizer (args.optimizer), so both sides run the same SFTConfig values.
-OPTIM = os.environ.get("BENCH_OPTIM", "adamw_torch")
+OPTIM = os.environ.get("BENCH_OPTIM", "adamw_torch_fused")
 WORDS = (
     "the a river bread chess winter robot garden train music light stone water paper road "
     "house tree cloud field market story number color window letter engine planet"

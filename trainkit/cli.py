@@ -309,6 +309,14 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     help="Deprecated: float32 is --precision float32, bfloat16 and float16 are mixed.",
 )
 @click.option(
+    "--optimizer",
+    type=click.Choice(["adamw_torch_fused", "adamw_torch"]),
+    default="adamw_torch_fused",
+    show_default=True,
+    help="AdamW implementation (args.optimizer): the single-tensor adamw_torch makes step "
+    "temporaries the size of the largest parameter.",
+)
+@click.option(
     "--lora-r",
     default=16,
     show_default=True,
@@ -326,6 +334,7 @@ def estimate_cmd(
     batch: int,
     precision: str | None,
     dtype: str | None,
+    optimizer: str,
     lora_r: int,
     gradient_checkpointing: bool,
     as_json: bool,
@@ -355,6 +364,7 @@ def estimate_cmd(
         seq_len=seq_len,
         batch=batch,
         precision=precision,
+        optimizer=optimizer,
         lora_r=lora_r,
         gradient_checkpointing=gradient_checkpointing,
         where=str(model_config_path(model)),

@@ -35,10 +35,13 @@ Parts:
                  it projects tiles of up to 4096 tokens x 32768 vocabulary entries into one
                  buffer; without Triton (the CPU) the backward's torch fallback also holds
                  about 7 tile-sized fp32 temporaries at once.
+                 When the head trains (full fine-tuning) its fp32 gradient accumulator
+                 (vocabulary x hidden) exists from the start of the backward pass.
     peak         the larger of the two moments a step peaks at: the start of the backward
                  pass (weights, optimizer state, activations and the head's backward) and
-                 the optimizer step (weights, optimizer state, gradients and the two
-                 temporaries torch's single-tensor AdamW makes for the largest parameter).
+                 the optimizer step (weights, optimizer state, gradients, and with
+                 ``adamw_torch``'s single-tensor loop two temporaries the size of the
+                 largest parameter; the fused AdamW, trainkit's default, makes none).
 Checked against the peak of live tensors in real trainkit SFT steps on CPU (the profiler's
 memory timeline, ``trainkit.memory``): within 10% for full fine-tuning and QLoRA on the tiny
 model and on SmolLM2-135M (``bench/estimate.py`` prints the errors; the tiny model's are
@@ -154,6 +157,10 @@ def load_model_config(model: str | Path) -> dict[str, Any]:
 
 # Precision -> (activation bytes, fully trained weight bytes, frozen base weight bytes).
 PRECISIONS = {"mixed": (2, 4, 2), "pure_bf16": (2, 2, 2), "float32": (4, 4, 4)}
+# AdamW implementation -> parameter-sized temporaries of its step: torch's single-tensor
+# loop makes two (sqrt and quotient) for each parameter in turn, so the largest counts; the
+# fused kernel none.
+OPTIMIZERS = {"adamw_torch_fused": 0, "adamw_torch": 2}
 # TRL 1.16's chunked log-prob kernel (trl/kernels/chunked_logprob.py, trl/trainer/utils.py).
 HEAD_TOKEN_TILE = 4096
 HEAD_VOCAB_TILE = 32768
@@ -242,7 +249,10 @@ def estimate(
     gradient_checkpointing: bool = False,
     double_quant: bool = True,
     where: str = "config.json",
+    optimizer: str = "adamw_torch_fused",
 ) -> Estimate:
+    if optimizer not in OPTIMIZERS:
+        raise DatakitError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     if precision not in PRECISIONS:
         raise DatakitError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     s = shape_from_config(cfg, where)
@@ -265,12 +275,14 @@ def estimate(
     else:
         raise DatakitError(f"unknown method {method!r}; choose full, lora, dora or qlora")
     gradients = trainable * grad_b
-    optimizer = trainable * 2 * grad_b
+    moments = trainable * 2 * grad_b
     acts = activations_bytes(s, method, seq_len, batch, act, lora_r, gradient_checkpointing)
     head = head_bytes(seq_len * batch, s.vocab, act, cpu=precision == "float32")
+    if method == "full":
+        head += s.vocab * s.hidden * 4  # the head's fp32 gradient accumulator, from the start
     backward_start = acts + head
-    optimizer_step = gradients + 2 * largest * grad_b
-    total = weights + optimizer + max(backward_start, optimizer_step)
+    optimizer_step = gradients + OPTIMIZERS[optimizer] * largest * grad_b
+    total = weights + moments + max(backward_start, optimizer_step)
     return Estimate(
         method,
         precision,
@@ -278,7 +290,7 @@ def estimate(
         trainable,
         int(weights),
         int(gradients),
-        int(optimizer),
+        int(moments),
         int(acts),
         int(head),
         int(total),

@@ -57,11 +57,17 @@ def step_peak_callback(step: int, out: dict[str, int]) -> Any:
 
 
 def measure_sft_peak(
-    model_dir: str | Path, adapter: str, seq_len: int, batch: int, workdir: str | Path
+    model_dir: str | Path,
+    adapter: str,
+    seq_len: int,
+    batch: int,
+    workdir: str | Path,
+    optimizer: str = "adamw_torch_fused",
 ) -> int:
     """Peak tensor bytes of step 2 of a trainkit SFT stage on ``model_dir``: ``adapter``
     (full, lora, qlora; rank 16 on all linear layers), every row ``seq_len`` tokens (long
-    conversations truncated), per-device batch ``batch``, the CPU's float32 path."""
+    conversations truncated), per-device batch ``batch``, ``optimizer``, the CPU's float32
+    path."""
     import random
 
     import yaml
@@ -104,6 +110,7 @@ def measure_sft_peak(
             "report_to": [],
             "save_steps": 100,
             "seed": 0,
+            "optimizer": optimizer,
         },
     }
     config = root / "memory.yaml"

@@ -138,20 +138,34 @@ def test_published_7b_figures():
 
 
 @pytest.mark.parametrize(
-    "adapter,seq,batch", [("full", 256, 4), ("qlora", 256, 4), ("qlora", 128, 2)]
+    "adapter,seq,batch,optimizer",
+    [
+        ("full", 256, 4, "adamw_torch_fused"),
+        ("full", 256, 4, "adamw_torch"),  # the single-tensor loop's step temporaries
+        ("qlora", 256, 4, "adamw_torch_fused"),
+        ("qlora", 128, 2, "adamw_torch_fused"),
+    ],
 )
 def test_estimate_is_within_10_percent_of_a_real_sft_step(
-    tiny_model, tmp_path, adapter, seq, batch
+    tiny_model, tmp_path, adapter, seq, batch, optimizer
 ):
     """The estimated peak against the peak of live tensors in step 2 of trainkit's own SFT
     stage on CPU (TRL's trainer, profiler memory timeline: trainkit.memory)."""
     from trainkit.memory import measure_sft_peak
 
-    measured = measure_sft_peak(tiny_model, adapter, seq, batch, tmp_path)
+    measured = measure_sft_peak(tiny_model, adapter, seq, batch, tmp_path, optimizer=optimizer)
     cfg = json.loads((tiny_model / "config.json").read_text())
-    est = estimate(cfg, adapter, seq_len=seq, batch=batch, precision="float32", lora_r=16)
+    est = estimate(
+        cfg,
+        adapter,
+        seq_len=seq,
+        batch=batch,
+        precision="float32",
+        lora_r=16,
+        optimizer=optimizer,
+    )
     print(
-        f"{adapter} seq {seq} x {batch}: estimate {est.total_bytes / 2**20:.1f} MiB, "
-        f"measured {measured / 2**20:.1f} MiB"
+        f"{adapter} seq {seq} x {batch} {optimizer}: estimate {est.total_bytes / 2**20:.1f} "
+        f"MiB, measured {measured / 2**20:.1f} MiB"
     )
     assert est.total_bytes == pytest.approx(measured, rel=0.10)
