@@ -405,3 +405,47 @@ def test_config_check_checks_the_new_stage_args(tmp_path, cli):
     ok = plan(cfg(tmp_path, stages[:1])).stages[0]
     assert ok.datasets == [("a", 1.0), ("b", 0.5)]
     assert ok.args["chat_template"].startswith("{% for m in messages %}")
+
+
+def test_device_dependent_args_resolve_per_machine(tmp_path, monkeypatch):
+    """compute_dtype and attn_implementation 'auto', and args this machine cannot run: a
+    clear error before anything loads (flash-attention and bitsandbytes' GPU optimizers
+    on a CPU)."""
+    import torch
+
+    import trainkit.model as model
+    import trainkit.run as run
+
+    assert model.compute_dtype("auto") == torch.float32  # no GPU here
+    assert model.compute_dtype("bfloat16") == torch.bfloat16
+    assert model.attn_implementation("auto") is None  # transformers' default, sdpa
+    assert model.attn_implementation("eager") == "eager"
+    stages = [
+        {
+            "name": "fa",
+            "method": "sft",
+            "dataset": "d",
+            "args": {"attn_implementation": "flash_attention_2"},
+        },
+        {
+            "name": "paged",
+            "method": "sft",
+            "dataset": "d",
+            "args": {"optimizer": "paged_adamw_8bit"},
+        },
+        {"name": "ok", "method": "sft", "dataset": "d", "args": {"optimizer": "adafactor"}},
+    ]
+    fa, paged, ok = plan(cfg(tmp_path, stages)).stages
+    with pytest.raises(DatakitError, match="flash_attention_2 needs a CUDA GPU"):
+        run.check_device_args(fa)
+    with pytest.raises(DatakitError, match="paged_adamw_8bit is a bitsandbytes GPU optimizer"):
+        run.check_device_args(paged)
+    run.check_device_args(ok)
+    # On a bf16 GPU (mocked) auto is bf16 compute; flash-attention only when installed.
+    monkeypatch.setattr(model, "cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert model.compute_dtype("auto") == torch.bfloat16
+    import importlib.util
+
+    has_fa = importlib.util.find_spec("flash_attn") is not None
+    assert model.attn_implementation("auto") == ("flash_attention_2" if has_fa else None)
