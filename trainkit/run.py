@@ -338,6 +338,39 @@ def check_device_args(stage: Stage) -> None:
         )
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _what_differs(run_dir: Path, resolved: dict[str, Any]) -> str:
+    """Which keys of the stage config differ from the run's config.json, for the error."""
+    try:
+        old = _flat(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError):
+        return ""
+    new = _flat(resolved)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "-") != new.get(k, "-"))
+    if not keys:
+        return "; same config, other data"
+
+    def show(v: Any) -> str:
+        text = json.dumps(v) if v is not None else "unset"
+        return text if len(text) <= 30 else text[:27] + "..."
+
+    parts = [
+        f"{k} {show(old.get(k)) if k in old else 'absent'} -> "
+        f"{show(new.get(k)) if k in new else 'absent'}"
+        for k in keys[:4]
+    ]
+    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+    return "; differs in " + ", ".join(parts) + more
+
+
 def build_trainer(stage: Stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     """The method's TRL trainer, its trainable weights in float32 unless ``pure_bf16``."""
     from .methods import builder
@@ -379,8 +412,9 @@ def run_stage(
     if run_dir.exists() and prev is not None and prev.get("config_hash") != key and not force:
         if not stale:
             raise DatakitError(
-                f"{run_dir} holds a run of another config or dataset (stage {stage.name}); "
-                "pass --force to replace it, or set another output_dir"
+                f"{run_dir} holds a run of another config or dataset (stage {stage.name}"
+                f"{_what_differs(run_dir, resolved)}); pass --force to replace it, or set "
+                "another output_dir"
             )
     if (force or stale) and run_dir.exists() and rank() == 0:
         shutil.rmtree(run_dir)

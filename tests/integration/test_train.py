@@ -227,8 +227,9 @@ def test_chained_sft_then_dpo_skips_and_retrains(project):
 
     # A changed stage config in an existing run dir is refused unless forced.
     stages[0]["args"] = dict(FAST, learning_rate=1e-3)
-    with pytest.raises(DatakitError, match="holds a run of another config"):
+    with pytest.raises(DatakitError, match="holds a run of another config") as e:
         train(project, "chain", stages)
+    assert "differs in args.learning_rate 0.0002 -> 0.001" in str(e.value)
     before = merged.read_bytes()
     plan, forced = train(project, "chain", stages, only=["sft"], force=True)
     assert [r.status for r in forced] == ["trained"]
