@@ -71,6 +71,28 @@ def train(project, name: str, stages: list[dict], **kw):
     return run_train(write_config(project, name, stages), quiet=True, **kw)
 
 
+def stage_trainer(stage, store, method: str | None = None, dataset: str | None = None):
+    """The stage's trainer as trainkit builds it (data, model, PEFT config, float32 master
+    weights), without training; and the converted data and the tokenizer."""
+    from trainkit.data import load_stage_data
+    from trainkit.model import is_peft_model, load_base, load_tokenizer, peft_config
+    from trainkit.run import build_trainer, common_args
+
+    tok = load_tokenizer(stage.base_model)
+    data = load_stage_data(store, method or stage.method, dataset or stage.dataset, tok, 256)
+    model = load_base(stage)
+    inputs = {
+        "model": model,
+        "train_dataset": data.train,
+        "eval_dataset": None,
+        "processing_class": tok,
+        # as run_stage: a PEFT model here is an earlier stage's adapter, trained on
+        "peft_config": None if is_peft_model(model) else peft_config(stage),
+        "callbacks": [],
+    }
+    return build_trainer(stage, common_args(stage, False, True), inputs), data, tok
+
+
 def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -336,10 +358,7 @@ def test_kto_kl_pairs_never_share_a_prompt(project, batch_size):
     KL term come from other prompts, in the dataset the trainer really holds."""
     from datakit.store import DatasetStore
     from trainkit.config import plan
-    from trainkit.data import load_stage_data
-    from trainkit.methods.kto import build, prompt_key, same_prompt_kl_pairs
-    from trainkit.model import load_base, load_tokenizer, peft_config
-    from trainkit.run import common_args
+    from trainkit.methods.kto import prompt_key, same_prompt_kl_pairs
 
     stage_cfg = {
         "name": "kto",
@@ -348,21 +367,12 @@ def test_kto_kl_pairs_never_share_a_prompt(project, batch_size):
         "args": dict(FAST, batch_size=batch_size),
     }
     stage = plan(write_config(project, f"kto-kl-{batch_size}", [stage_cfg])).stages[0]
-    tok = load_tokenizer(stage.base_model)
-    data = load_stage_data(DatasetStore(project["root"] / "data"), "kto", "prefs", tok, 256)
+    trainer, data, tok = stage_trainer(stage, DatasetStore(project["root"] / "data"))
     # As converted, each pair's rows are adjacent: all (batch 2) or half (batch 4) of the KL
     # pairs would share their prompt.
     before = same_prompt_kl_pairs([prompt_key(r) for r in data.train], batch_size)
     assert before == len(data.train) * 2 // batch_size
-    inputs = {
-        "model": load_base(stage),
-        "train_dataset": data.train,
-        "eval_dataset": None,
-        "processing_class": tok,
-        "peft_config": peft_config(stage),
-        "callbacks": [],
-    }
-    ds = build(stage, common_args(stage, False, True), inputs).train_dataset
+    ds = trainer.train_dataset
     assert len(ds) == len(data.train) and "KL_completion_ids" in ds.column_names
     same = 0
     for start in range(0, len(ds), batch_size):
@@ -393,9 +403,7 @@ def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
     from trl.trainer.utils import use_adapter
 
     from datakit.store import DatasetStore
-    from trainkit.data import load_stage_data
     from trainkit.model import load_base, load_tokenizer
-    from trainkit.run import build_trainer, common_args
 
     qlora = {"type": "qlora", "r": 8, "alpha": 16, "dropout": 0.0}
     stages = [
@@ -430,16 +438,7 @@ def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
 
     start = load_base(dpo)
     assert _probe_loss(start, tok, probe) == pytest.approx(sft_loss, abs=1e-5)
-    data = load_stage_data(DatasetStore(project["root"] / "data"), "dpo", "prefs", tok, 256)
-    inputs = {
-        "model": start,
-        "train_dataset": data.train,
-        "eval_dataset": None,
-        "processing_class": tok,
-        "peft_config": None,
-        "callbacks": [],
-    }
-    trainer = build_trainer(dpo, common_args(dpo, False, True), inputs)
+    trainer, _, _ = stage_trainer(dpo, DatasetStore(project["root"] / "data"))
     with use_adapter(trainer.model, "ref"):
         assert _probe_loss(trainer.model, tok, probe) == pytest.approx(sft_loss, abs=1e-5)
     del trainer, start
@@ -466,9 +465,7 @@ def test_a_qlora_reward_model_trains_and_its_saved_model_scores_like_the_adapter
 
     from datakit.store import DatasetStore
     from trainkit.config import plan
-    from trainkit.data import load_stage_data
-    from trainkit.model import load_base, load_tokenizer, peft_config
-    from trainkit.run import build_trainer, common_args, save_final
+    from trainkit.run import save_final
 
     cfg = {
         "name": "rm",
@@ -478,17 +475,7 @@ def test_a_qlora_reward_model_trains_and_its_saved_model_scores_like_the_adapter
         "args": dict(FAST, learning_rate=1e-3),
     }
     stage = plan(write_config(project, "qlora-rm", [cfg])).stages[0]
-    tok = load_tokenizer(stage.base_model)
-    data = load_stage_data(DatasetStore(project["root"] / "data"), "reward", "prefs", tok, 256)
-    inputs = {
-        "model": load_base(stage),
-        "train_dataset": data.train,
-        "eval_dataset": None,
-        "processing_class": tok,
-        "peft_config": peft_config(stage),
-        "callbacks": [],
-    }
-    trainer = build_trainer(stage, common_args(stage, False, True), inputs)
+    trainer, data, tok = stage_trainer(stage, DatasetStore(project["root"] / "data"))
     head = trainer.model.base_model.model.score.modules_to_save["default"].weight.detach().clone()
     trainer.train()
     assert not torch.equal(

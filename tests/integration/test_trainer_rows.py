@@ -49,42 +49,22 @@ def project(request, tmp_path_factory):
 
 
 def _trainer(project, method: str, dataset: str):
+    from tests.integration.test_train import stage_trainer
     from trainkit.config import plan
-    from trainkit.data import load_stage_data
-    from trainkit.model import load_base, load_tokenizer, peft_config
-    from trainkit.run import build_trainer, common_args
 
+    args = {"max_length": 256, "packing": False} if method == "sft" else {"max_length": 256}
     cfg = {
         "data_root": str(project["root"] / "data"),
         "runs_root": str(project["root"] / "runs"),
         "train": {
             "base_model": str(project["model"]),
-            "stages": [
-                {
-                    "name": method,
-                    "method": method,
-                    "dataset": dataset,
-                    "args": {"max_length": 256, "packing": False}
-                    if method == "sft"
-                    else {"max_length": 256},
-                }
-            ],
+            "stages": [{"name": method, "method": method, "dataset": dataset, "args": args}],
         },
     }
     path = project["root"] / f"{method}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    stage = plan(path).stages[0]
-    tok = load_tokenizer(stage.base_model)
-    data = load_stage_data(project["store"], method, dataset, tok, 256)
-    inputs = {
-        "model": load_base(stage),
-        "train_dataset": data.train,
-        "eval_dataset": None,
-        "processing_class": tok,
-        "peft_config": peft_config(stage),
-        "callbacks": [],
-    }
-    return build_trainer(stage, common_args(stage, False, True), inputs), tok
+    trainer, _, tok = stage_trainer(plan(path).stages[0], project["store"])
+    return trainer, tok
 
 
 # Which token columns hold the whole sequence ("full"), the prompt, or the answer alone.
