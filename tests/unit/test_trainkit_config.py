@@ -449,3 +449,20 @@ def test_device_dependent_args_resolve_per_machine(tmp_path, monkeypatch):
 
     has_fa = importlib.util.find_spec("flash_attn") is not None
     assert model.attn_implementation("auto") == ("flash_attention_2" if has_fa else None)
+
+
+def test_rl_completions_must_leave_room_for_the_prompt(tmp_path):
+    stage = {
+        "name": "rl",
+        "method": "rl",
+        "dataset": "d",
+        "args": {"max_length": 64},
+        "params": {"reward_model": str(tmp_path), "max_completion_length": 64},
+    }
+    msg = problems(tmp_path, [stage])
+    assert (
+        "train.stages[0] (rl): params.max_completion_length (64) leaves no room for the "
+        "prompt in args.max_length (64)" in msg
+    )
+    stage["params"]["max_completion_length"] = 48
+    assert plan(cfg(tmp_path, [stage])).stages[0].params["max_completion_length"] == 48
