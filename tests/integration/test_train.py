@@ -326,11 +326,17 @@ def test_early_stopping_and_eval_split(project):
 
 
 @pytest.mark.numeric
-def test_qlora_keeps_its_gradients_after_an_evaluation(project):
+@pytest.mark.parametrize("forced_bf16_kernel", [False, True])
+def test_qlora_keeps_its_gradients_after_an_evaluation(project, monkeypatch, forced_bf16_kernel):
     """An evaluation between training steps must not change training. On CPUs with
     AVX-512 BF16, bitsandbytes repacks 4-bit weights in place for a kernel without autograd
     during an eval forward; unguarded, the runs below logged grad norms about half as large
-    after the first eval. Elsewhere bitsandbytes never repacks, and the runs agree as well."""
+    after the first eval. Elsewhere bitsandbytes never repacks; forcing its CPU check to
+    say yes puts every machine on the repacking path, where the guard must hold as well."""
+    if forced_bf16_kernel:
+        import bitsandbytes.nn.modules as bnb_modules
+
+        monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
     runs = {}
     for name, extra in (("plain", {}), ("evaluated", {"eval_dataset": "seeds"})):
         stage = {
@@ -341,7 +347,7 @@ def test_qlora_keeps_its_gradients_after_an_evaluation(project):
             "args": dict(FAST, max_steps=3, eval_steps=1, learning_rate=1e-3),
             **extra,
         }
-        plan, results = train(project, f"qlora-{name}", [stage])
+        plan, results = train(project, f"qlora-{name}-{forced_bf16_kernel}", [stage])
         rows = metrics(results[0].run_dir)
         runs[name] = [r["grad_norm"] for r in rows if "grad_norm" in r]
         if extra:
