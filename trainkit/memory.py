@@ -76,8 +76,8 @@ def measure_sft_peak(
 
     from .config import plan
     from .data import load_stage_data
-    from .model import load_base, load_tokenizer, peft_config
-    from .run import _terminal_output, build_trainer, common_args
+    from .model import load_base, load_tokenizer
+    from .run import build_trainer
 
     root = Path(workdir)
     store = DatasetStore(root / "data")
@@ -127,15 +127,9 @@ def measure_sft_peak(
     tok = load_tokenizer(stage.base_model)
     data = load_stage_data(store, "sft", "memory", tok, seq_len, assistant_only=True)
     out: dict[str, int] = {}
-    inputs = {
-        "model": load_base(stage),
-        "train_dataset": data.train.select(range(1, len(data.train))),  # full-length rows
-        "eval_dataset": None,
-        "processing_class": tok,
-        "peft_config": peft_config(stage),
-        "callbacks": [step_peak_callback(2, out)],
-    }
-    trainer = build_trainer(stage, common_args(stage, False, True), inputs)
-    _terminal_output(trainer, stage.name)  # no log dictionaries on the terminal
+    full_length = data.train.select(range(1, len(data.train)))  # the short record aside
+    trainer = build_trainer(
+        stage, load_base(stage), tok, full_length, callbacks=[step_peak_callback(2, out)]
+    )
     trainer.train()
     return out["peak_bytes"]

@@ -371,13 +371,34 @@ def _what_differs(run_dir: Path, resolved: dict[str, Any]) -> str:
     return "; differs in " + ", ".join(parts) + more
 
 
-def build_trainer(stage: Stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
-    """The method's TRL trainer, its trainable weights in float32 unless ``pure_bf16``."""
+def build_trainer(
+    stage: Stage,
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_dataset: Any = None,
+    callbacks: list[Any] | None = None,
+    quiet: bool = True,
+) -> Any:
+    """The stage's TRL trainer as ``trainkit run`` builds it: the method's config on the
+    shared arguments, the stage's PEFT config (none when ``model`` is already an earlier
+    stage's adapter, trained on), trainable weights in float32 unless ``pure_bf16``, and
+    the terminal output of a stage (one progress bar, no log dictionaries)."""
     from .methods import builder
 
+    inputs = {
+        "model": model,
+        "train_dataset": train_dataset,
+        "eval_dataset": eval_dataset,
+        "processing_class": tokenizer,
+        "peft_config": None if is_peft_model(model) else peft_config(stage),
+        "callbacks": list(callbacks or []),
+    }
+    common = common_args(stage, eval_dataset is not None, quiet)
     trainer = builder(stage.method)(stage, common, inputs)
     if not stage.args.get("pure_bf16"):
         fp32_master_weights(trainer.model)
+    _terminal_output(trainer, stage.name)
     return trainer
 
 
@@ -492,18 +513,7 @@ def run_stage(
                 early_stopping_threshold=stage.early_stopping["threshold"],
             )
         )
-    common = common_args(stage, data.eval is not None, quiet)
-    inputs = {
-        "model": model,
-        "train_dataset": data.train,
-        "eval_dataset": data.eval,
-        "processing_class": tokenizer,
-        # A PEFT model here is an earlier stage's adapter trained on (4-bit from: stages).
-        "peft_config": None if is_peft_model(model) else peft_config(stage),
-        "callbacks": callbacks,
-    }
-    trainer = build_trainer(stage, common, inputs)
-    _terminal_output(trainer, stage.name)
+    trainer = build_trainer(stage, model, tokenizer, data.train, data.eval, callbacks, quiet)
     info["world_size"] = trainer.args.world_size
     info["ddp_backend"] = trainer.args.ddp_backend
     clock.lap("trainer")  # TRL's own dataset preparation (tokenisation) and setup

@@ -75,22 +75,12 @@ def stage_trainer(stage, store, method: str | None = None, dataset: str | None =
     """The stage's trainer as trainkit builds it (data, model, PEFT config, float32 master
     weights), without training; and the converted data and the tokenizer."""
     from trainkit.data import load_stage_data
-    from trainkit.model import is_peft_model, load_base, load_tokenizer, peft_config
-    from trainkit.run import build_trainer, common_args
+    from trainkit.model import load_base, load_tokenizer
+    from trainkit.run import build_trainer
 
     tok = load_tokenizer(stage.base_model)
     data = load_stage_data(store, method or stage.method, dataset or stage.dataset, tok, 256)
-    model = load_base(stage)
-    inputs = {
-        "model": model,
-        "train_dataset": data.train,
-        "eval_dataset": None,
-        "processing_class": tok,
-        # as run_stage: a PEFT model here is an earlier stage's adapter, trained on
-        "peft_config": None if is_peft_model(model) else peft_config(stage),
-        "callbacks": [],
-    }
-    return build_trainer(stage, common_args(stage, False, True), inputs), data, tok
+    return build_trainer(stage, load_base(stage), tok, data.train), data, tok
 
 
 def metrics(run_dir: Path) -> list[dict]:

@@ -405,6 +405,13 @@ def test_config_check_checks_the_new_stage_args(tmp_path, cli):
     ok = plan(cfg(tmp_path, stages[:1])).stages[0]
     assert ok.datasets == [("a", 1.0), ("b", 0.5)]
     assert ok.args["chat_template"].startswith("{% for m in messages %}")
+    # A template file is read into the resolved config: editing it changes the stage.
+    (tmp_path / "t.jinja").write_text("{{ messages[0].content }}")
+    from_file = plan(cfg(tmp_path, [stages[1]])).stages[0]
+    assert from_file.resolved()["args"]["chat_template"] == "{{ messages[0].content }}"
+    (tmp_path / "t.jinja").write_text("{{ messages[-1].content }}")
+    edited = plan(cfg(tmp_path, [stages[1]])).stages[0]
+    assert edited.resolved() != from_file.resolved()
 
 
 def test_device_dependent_args_resolve_per_machine(tmp_path, monkeypatch):
