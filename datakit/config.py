@@ -73,6 +73,20 @@ def _subschema(schema: dict, root: dict) -> dict:
     return schema
 
 
+def _specific(err: Any) -> Any:
+    """For a value that matches none of a oneOf/anyOf's forms, the error of the form it
+    was meant as (the one whose type it has): "weight: -1 is less than or equal to the
+    minimum of 0" rather than "not valid under any of the given schemas"."""
+    while err.validator in ("oneOf", "anyOf") and err.context:
+        meant = [e for e in err.context if e.validator != "type" or e.relative_path]
+        if not meant:
+            break
+        import jsonschema
+
+        err = jsonschema.exceptions.best_match(meant)
+    return err
+
+
 def check_config(
     data: Any,
     lines: dict[tuple, int] | None = None,
@@ -91,6 +105,7 @@ def check_config(
         data = {}
     problems: list[tuple[int, str]] = []
     for err in jsonschema.Draft7Validator(schema).iter_errors(data):
+        err = _specific(err)
         path = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = list(_subschema(err.schema, schema).get("properties", {}))

@@ -400,7 +400,9 @@ def test_config_check_checks_the_new_stage_args(tmp_path, cli):
         ],
     )
     code, out = cli(datakit, "config", "check", str(bad))
-    assert code == 1 and "optimizer" in out and "dataset" in out, out
+    assert code == 1 and "args.optimizer: 'adam' is not one of" in out, out
+    # the form the value was meant as, not "not valid under any of the given schemas"
+    assert "train.stages[0].dataset[0].weight: 0 is less than or equal to the minimum" in out
     # The stage's datasets and weights, resolved.
     ok = plan(cfg(tmp_path, stages[:1])).stages[0]
     assert ok.datasets == [("a", 1.0), ("b", 0.5)]
