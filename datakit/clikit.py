@@ -25,7 +25,9 @@ class Group(click.Group):
         except DatakitError as e:
             if ctx.find_root().params.get("verbose"):
                 raise
-            raise click.ClickException(str(e)) from None
+            err = click.ClickException(str(e))
+            err.exit_code = e.exit_code
+            raise err from None
         except BrokenPipeError:  # `datakit show x | head`
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())

@@ -9,3 +9,13 @@ from __future__ import annotations
 
 class DatakitError(Exception):
     """An expected failure caused by the user's input; its message is shown as-is."""
+
+    exit_code = 1
+
+
+class ToolFailure(DatakitError):
+    """The tool itself could not do its work (an engine that would not start, a file it
+    could not write), as opposed to bad input: evalkit exits 3 on it, so CI can tell "the
+    gate could not run" from "the model regressed" (1) and "bad input" (2)."""
+
+    exit_code = 3

@@ -21,8 +21,44 @@ from datakit.clikit import (
 )
 from datakit.errors import DatakitError
 
+EXIT_CODES = """\b
+Exit codes (every command):
+  0  pass / done
+  1  the gate failed: a regression, a floor, too little coverage, a changed
+     suite (or an inconclusive row with `inconclusive: fail`)
+  2  usage error or unreadable input (bad flag, missing or malformed file,
+     unknown metric, suite or rule)
+  3  the tool itself failed (an engine that would not start, an I/O error)"""
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+
+class EvalGroup(Group):
+    """The error contract with evalkit's exit codes: a CI system must tell "the model
+    regressed" (1) from "the gate could not run" (2: bad input, 3: the tool failed)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        import sys
+
+        verbose = bool(ctx.params.get("verbose"))
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as e:
+            if verbose:
+                raise
+            if e.exit_code == 1:  # bad input (a DatakitError as one line): not a regression
+                e.exit_code = 2
+            raise
+        except (click.exceptions.Exit, SystemExit, click.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - an unexpected failure is the tool's
+            if verbose:
+                raise
+            click.echo(f"Error: evalkit failed: {type(e).__name__}: {e}", err=True)
+            sys.exit(3)
+
+
+@click.group(
+    cls=EvalGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES
+)
 @verbose_option
 @click.version_option(package_name="finetune-toolkit", prog_name="evalkit")
 def cli(verbose: bool) -> None:
@@ -52,12 +88,18 @@ def _metric_list(metrics: str | None, suite: str | None) -> list[str]:
     raise click.UsageError("give --metrics or --suite")
 
 
-@cli.command("score")
+@cli.command("score", epilog=EXIT_CODES)
 @click.argument("predictions", type=click.Path(dir_okay=False))
 @click.option("--metrics", help="Comma-separated metric names (evalkit metrics lists them).")
 @click.option("--suite", help="Use a suite's metrics (qa, format, safety, squad, xstest).")
 @click.option("--extract", help="Regex applied to outputs before exact_match/f1 (group 1 if any).")
 @click.option("--regex", help="Pattern for regex_match (default: each record's `regex`).")
+@click.option(
+    "--truncated",
+    type=click.Choice(["exclude", "score"]),
+    help="Predictions cut off at max_tokens (finish_reason: length): left out of every "
+    "metric (default; the safety suites' default is score) or scored as they are.",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -72,6 +114,7 @@ def score_cmd(
     suite: str | None,
     extract: str | None,
     regex: str | None,
+    truncated: str | None,
     out_dir: str,
     as_json: bool,
 ) -> None:
@@ -82,7 +125,10 @@ def score_cmd(
     (refusal_rate, over_refusal_rate), `regex` (regex_match). Writes
     OUT/items.jsonl (one line per id: each metric's value, failure reasons,
     the refusal label full|partial|none) and OUT/report.json (mean, n, 95%
-    bootstrap CI per metric).
+    bootstrap CI per metric, with how many items it applied to). A line with
+    `error`, or `finish_reason: length` (truncated), is left out of every
+    metric with its reason and counted. Format metrics score only items with
+    a `schema` or `task: format`.
 
     \b
     Examples:
@@ -101,35 +147,44 @@ def score_cmd(
         params["exact_match"] = params["f1"] = {"extract": extract}
     if regex:
         params["regex_match"] = {"regex": regex}
-    items, aggregates = score(rows, names, params)
+    from .suites import SUITES
+
+    policy = truncated or (SUITES[suite].truncated if suite in SUITES else "exclude")
+    items, aggregates = score(rows, names, params, policy)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_scored(out, "items", items, fname="items.jsonl")
-    report = make_report(
-        [suite_entry(suite or "predictions", aggregates, "items.jsonl", predictions)],
-        None,
-        predictions=predictions,
-    )
+    entry = suite_entry(
+        suite or "predictions", aggregates, "items.jsonl", predictions, items=items,
+        generation={"truncated": policy},
+    )  # fmt: skip
+    report = make_report([entry], None, predictions=predictions)
     atomic_write_json(out / "report.json", report)
     if as_json:
         echo_json(report)
         return
-    _print_aggregates(aggregates, len(rows))
+    _print_aggregates(aggregates, entry["counts"])
     click.echo(f"wrote {out / 'items.jsonl'} and {out / 'report.json'}")
 
 
-def _print_aggregates(aggregates: dict, n: int) -> None:
-    click.echo(f"{n} predictions")
+def _print_aggregates(aggregates: dict, counts: dict) -> None:
+    click.echo(
+        f"{counts['items']} predictions: {counts['scored']} scored, {counts['errors']} errors, "
+        f"{counts['truncated']} truncated (left out)"
+        if counts["scored"] < counts["items"]
+        else f"{counts['items']} predictions"
+    )
     for name, a in aggregates.items():
         if a["value"] is None:
-            click.echo(f"  {name:<18} -      (no item applies)")
+            click.echo(f"  {name:<22} -      (no item applies)")
             continue
         ci = f"  95% CI [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]" if a.get("ci95") else ""
         arrow = "higher is better" if a["higher_is_better"] else "lower is better"
-        click.echo(f"  {name:<18} {a['value']:.4f}  n={a['n']}{ci}  ({arrow})")
+        skipped = f", {a['skipped']} not applicable" if a.get("skipped") else ""
+        click.echo(f"  {name:<22} {a['value']:.4f}  n={a['n']}{skipped}{ci}  ({arrow})")
 
 
-@cli.command("predict")
+@cli.command("predict", epilog=EXIT_CODES)
 @click.argument("target", metavar="MODEL")
 @click.argument("evalset")
 @click.option(
@@ -220,7 +275,7 @@ def predict_cmd(
     click.echo(f"wrote {output}: {len(preds)} predictions from {target}")
 
 
-@cli.command("run")
+@cli.command("run", epilog=EXIT_CODES)
 @click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
 @config_data_root_option
 @config_runs_root_option
@@ -234,7 +289,8 @@ def run_cmd(
     Writes one report per model (schemas/eval_report.json) with per-item
     files, summary.md (for a CI job summary), report.html (charts, base vs
     tuned, training curves) and, with eval.gate.baseline, gate.xml (JUnit);
-    exits 1 when the gate finds a regression.
+    the gate reads eval.gate exactly as `evalkit gate -c` does. Exit 1 when
+    the gate fails, 2 on bad input, 3 when an engine cannot start.
 
     \b
     Examples:
@@ -254,6 +310,7 @@ def run_cmd(
                 "reports": {k: str(v) for k, v in res.reports.items()},
                 "written": [str(p) for p in res.written],
                 "gate_failed": res.gate_failed,
+                "gate_inconclusive": res.gate.inconclusive if res.gate else None,
             }
         )
     else:
@@ -267,10 +324,10 @@ def run_cmd(
                 for x in labels
             )
             click.echo(f"{suite}/{metric}".ljust(28) + vals)
-        if res.gate_rows is not None:
+        if res.gate is not None:
             click.echo("")
-            click.echo(format_table(res.gate_rows))
-            click.echo(verdict_line(res.gate_rows))
+            click.echo(format_table(res.gate))
+            click.echo(verdict_line(res.gate))
         for note in res.notes:
             click.echo(note)
         for p in res.written:
@@ -279,37 +336,56 @@ def run_cmd(
         raise SystemExit(1)
 
 
-@cli.command("gate")
+@cli.command("gate", epilog=EXIT_CODES)
 @click.argument("report", type=click.Path())
 @click.option(
-    "--baseline", required=True, type=click.Path(), help="Baseline report (or its directory)."
+    "--baseline",
+    type=click.Path(),
+    help="Baseline report (or its directory); default eval.gate.baseline of -c.",
 )
 @click.option(
     "--max-drop",
-    default=0.02,
-    show_default=True,
     type=click.FloatRange(min=0),
-    help="Allowed drop for metrics without a rule.",
+    help="Allowed drop for metrics without a rule [default: 0.02].",
 )
 @click.option(
     "--alpha",
-    default=0.05,
-    show_default=True,
     type=click.FloatRange(0, 0.5, min_open=True),
-    help="Significance level of the paired tests.",
+    help="Family-wise significance level of the paired tests [default: 0.05].",
+)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 1),
+    help="Share of the baseline's items the report must have a value for [default: 1.0].",
+)
+@click.option(
+    "--inconclusive",
+    type=click.Choice(["warn", "fail"]),
+    help="A row that cannot detect its max_drop at this n: warn (default) or fail.",
+)
+@click.option(
+    "--correction",
+    type=click.Choice(["holm", "none"]),
+    help="Multiple-testing correction across the gated metrics [default: holm].",
+)
+@click.option(
+    "--allow-suite-change",
+    is_flag=True,
+    default=None,
+    help="Gate a suite whose items differ from the baseline's (on the unchanged items).",
 )
 @click.option(
     "--rule",
     "rules",
     multiple=True,
     metavar="METRIC:KEY=VALUE",
-    help="Per-metric rule, repeatable: f1:max_drop=0.05, refusal_rate:min=0.8.",
+    help="Per-metric rule, repeatable: f1:max_drop=0.05, safety/refusal_rate:min=0.8.",
 )
 @click.option(
     "-c",
     "--config",
     type=click.Path(dir_okay=False),
-    help="Take rules from eval.gate of this pipeline.yaml.",
+    help="Read eval.gate of this pipeline.yaml (flags override it).",
 )
 @click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here.")
 @click.option(
@@ -318,9 +394,13 @@ def run_cmd(
 @json_option
 def gate_cmd(
     report: str,
-    baseline: str,
-    max_drop: float,
-    alpha: float,
+    baseline: str | None,
+    max_drop: float | None,
+    alpha: float | None,
+    min_coverage: float | None,
+    inconclusive: str | None,
+    correction: str | None,
+    allow_suite_change: bool | None,
     rules: tuple[str, ...],
     config: str | None,
     junit: str | None,
@@ -329,30 +409,36 @@ def gate_cmd(
 ) -> None:
     """Fail (exit 1) when REPORT regresses against BASELINE.
 
-    Paired on the items both share: McNemar's exact test for pass/fail
-    metrics, a paired bootstrap for continuous ones. A metric regresses when
-    it is worse by more than its max_drop and the drop is significant
-    (p < alpha); a min/max floor fails on its own; a baseline metric missing
-    from the report fails. Exit 0 pass, 1 regression, 2 usage error.
+    Coverage first: items are paired by id and content hash; baseline items
+    the report lacks, whose content changed, or that have no value (engine
+    error, truncated) count against min_coverage, and a metric that cannot be
+    computed fails. Then the paired test on the shared items: McNemar's exact
+    test for pass/fail metrics, a sign-flip permutation test for continuous
+    ones, Holm-corrected across metrics. A metric regresses when it is worse
+    by more than its max_drop and the drop is significant; a row whose n is
+    too small to detect its max_drop is inconclusive (a warning, or a failure
+    with --inconclusive fail). A min/max floor fails on its own; a suite whose
+    items differ fails unless --allow-suite-change.
 
     \b
     Examples:
       evalkit gate runs/eval/tuned --baseline eval/baseline
+      evalkit gate runs/eval/tuned -c pipeline.yaml      # eval.gate's settings
       evalkit gate report.json --baseline base.json --rule f1:max_drop=0.05 --junit gate.xml
     """
     from datakit.runs import atomic_write_bytes
 
-    from .gate import failed, format_table, gate, verdict_line
+    from .gate import format_table, gate, gate_settings, verdict_line
     from .render import junit as to_junit
     from .render import markdown as to_md
     from .scoring import read_report
 
-    rule_map: dict[str, dict[str, float]] = {}
+    section: dict = {}
     if config:
         from datakit.config import load_config
 
-        g = (load_config(config).get("eval") or {}).get("gate") or {}
-        rule_map.update(g.get("rules") or {})
+        section = (load_config(config).get("eval") or {}).get("gate") or {}
+    rule_map: dict[str, dict[str, float]] = {}
     for r in rules:
         metric, _, kv = r.partition(":")
         key, eq, val = kv.partition("=")
@@ -364,19 +450,45 @@ def gate_cmd(
             rule_map.setdefault(metric, {})[key] = float(val)
         except ValueError:
             raise click.BadParameter(f"{val!r} is not a number", param_hint="--rule") from None
-    rows = gate(report, baseline, rule_map, alpha=alpha, default_max_drop=max_drop)
+    settings = gate_settings(
+        section,
+        baseline=baseline,
+        alpha=alpha,
+        max_drop=max_drop,
+        min_coverage=min_coverage,
+        inconclusive=inconclusive,
+        correction=correction,
+        allow_suite_change=allow_suite_change,
+        rules=rule_map,
+    )
+    if not settings.baseline:
+        raise click.UsageError("give --baseline (or -c with eval.gate.baseline)")
+    base_path = settings.baseline
+    if config and not baseline:
+        from datakit.models import resolve_path
+
+        base_path = str(resolve_path(Path(config).resolve().parent, settings.baseline))
+    result = gate(report, base_path, settings)
     if junit:
-        atomic_write_bytes(Path(junit), to_junit(rows).encode())
+        atomic_write_bytes(Path(junit), to_junit(result).encode())
     if markdown:
-        atomic_write_bytes(Path(markdown), to_md({"current": read_report(report)}, rows).encode())
+        atomic_write_bytes(Path(markdown), to_md({"current": read_report(report)}, result).encode())
     if as_json:
         from dataclasses import asdict
 
-        echo_json({"failed": failed(rows), "rows": [asdict(r) for r in rows]})
+        echo_json(
+            {
+                "failed": result.failed,
+                "inconclusive": result.inconclusive,
+                "rows": [asdict(r) for r in result.rows],
+                "new_suites": result.new_suites,
+                "warnings": result.warnings,
+            }
+        )
     else:
-        click.echo(format_table(rows))
-        click.echo(verdict_line(rows))
-    if failed(rows):
+        click.echo(format_table(result))
+        click.echo(verdict_line(result))
+    if result.failed:
         raise SystemExit(1)
 
 
@@ -442,7 +554,9 @@ def compare_cmd(
     from .scoring import read_items, read_report
 
     ra, rb = read_report(a), read_report(b)
-    rows = gate(b, a, {}, default_max_drop=0.0)
+    from .gate import GateSettings
+
+    rows = gate(b, a, GateSettings(max_drop=0.0, min_coverage=0.0, allow_suite_change=True)).rows
     out = []
     for r in rows:
         sa = next((s for s in ra["suites"] if s["suite"] == r.suite), None)
@@ -450,7 +564,7 @@ def compare_cmd(
         wins = losses = ties = 0
         if sa and sb:
             ia, ib = read_items(a, sa), read_items(b, sb)
-            hib = next(m for m in sa["metrics"] if m["metric"] == r.metric).get(
+            hib = next((m for m in sa["metrics"] if m["metric"] == r.metric), {}).get(
                 "higher_is_better", True
             )
             for k in ia.keys() & ib.keys():

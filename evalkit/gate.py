@@ -1,16 +1,31 @@
-"""The regression gate and paired comparisons.
+"""The regression gate: a candidate report against a baseline report, metric by metric.
 
-Regression is judged on the items both runs share, paired: for per-item pass/fail metrics,
-McNemar's exact test on the discordant items (passed before and failed now, or the other way
-round); for continuous metrics, a paired bootstrap of the mean per-item difference. A metric
-regresses when its drop is larger than the rule's ``max_drop`` *and* significant
-(one-sided p < alpha), so noise does not trip it; an absolute ``min`` (or ``max`` for
-lower-is-better metrics) fails on its own; a baseline metric the report lacks fails.
+Coverage before statistics. Baseline and candidate are paired by item id and by the content
+hash of each item (prompt, references, schema, expected) kept in the per-item files. Items of
+the baseline that the candidate lacks, whose content differs, or that have no value in the
+candidate (an engine error, a truncated answer, a metric that does not apply) are counted per
+metric; coverage below ``min_coverage`` of the baseline's items fails with that reason. A
+metric that cannot be computed fails, it is never skipped. Suites only the candidate has are
+listed as new and not gated.
+
+Then the paired test on the items both have (evalkit.stats): McNemar's exact test for
+pass/fail metrics, the sign-flip permutation test for continuous ones, Holm's adjustment
+across the gated metrics. A metric regresses when it is worse by more than its ``max_drop``
+*and* the adjusted drop is significant; it is ``improved`` only when the adjusted gain is
+significant. A row whose guarded drop is smaller than the minimum detectable drop at that n
+is ``inconclusive`` (a warning, or a failure with ``inconclusive: fail``). An absolute
+``min`` (``max`` for lower-is-better metrics) fails on its own.
+
+Provenance: a suite whose item content differs from the baseline's fails unless
+``allow_suite_change``; different generation settings (temperature, max_tokens, seed, chat
+template) are a warning.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +34,56 @@ from datakit.errors import DatakitError
 from .metrics import METRICS
 from .scoring import metric_direction, read_items, read_report
 
-DEFAULT_MAX_DROP = 0.02
-DEFAULT_ALPHA = 0.05
+FAILING = ("regression", "below floor", "missing", "no value", "coverage", "suite changed")
+RULE_KEYS = ("max_drop", "min", "max")
+
+
+@dataclass
+class GateSettings:
+    """The ``eval.gate`` section of pipeline.yaml; `evalkit gate`, `evalkit run` and the
+    Python API all read it through :func:`gate_settings`."""
+
+    baseline: str | None = None
+    model: str | None = None
+    alpha: float = 0.05
+    max_drop: float = 0.02
+    min_coverage: float = 1.0
+    rules: dict[str, dict[str, float]] = field(default_factory=dict)
+    inconclusive: str = "warn"  # warn | fail
+    correction: str = "holm"  # holm | none
+    allow_suite_change: bool = False
+
+
+def gate_settings(section: dict[str, Any] | None = None, **overrides: Any) -> GateSettings:
+    """GateSettings from an ``eval.gate`` mapping, then ``overrides`` (None leaves the value
+    as the section or the default has it; ``rules`` are merged, overrides last)."""
+    section = dict(section or {})
+    known = {f.name for f in fields(GateSettings)}
+    unknown = set(section) - known
+    if unknown:
+        raise DatakitError(f"eval.gate: unknown key(s) {', '.join(sorted(unknown))}")
+    s = GateSettings(**{k: v for k, v in section.items() if k != "rules"})
+    s.rules = {k: dict(v) for k, v in (section.get("rules") or {}).items()}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k == "rules":
+            for metric, rule in v.items():
+                s.rules.setdefault(metric, {}).update(rule)
+        else:
+            setattr(s, k, v)
+    if s.inconclusive not in ("warn", "fail"):
+        raise DatakitError(f"eval.gate.inconclusive: {s.inconclusive!r} is not warn or fail")
+    if s.correction not in ("holm", "none"):
+        raise DatakitError(f"eval.gate.correction: {s.correction!r} is not holm or none")
+    for metric, rule in s.rules.items():
+        bad = set(rule) - set(RULE_KEYS)
+        if bad:
+            raise DatakitError(
+                f"eval.gate.rules.{metric}: unknown key(s) {', '.join(sorted(bad))} "
+                f"(use {', '.join(RULE_KEYS)})"
+            )
+    return s
 
 
 @dataclass
@@ -30,150 +93,342 @@ class Row:
     baseline: float | None
     current: float | None
     delta: float | None
-    p_value: float | None
+    p_value: float | None  # one-sided p that the candidate is worse (Holm-adjusted)
     paired_n: int
     test: str
-    verdict: str  # pass | regression | below floor | missing | improved
+    verdict: str  # pass | improved | inconclusive | regression | below floor | missing | ...
     note: str = ""
+    coverage: dict[str, Any] = field(default_factory=dict)
+    mdd: float | None = None  # minimum detectable drop at this n and level
+    ci95: list[float] | None = None  # bootstrap interval of the mean difference
+    p_raw: float | None = None
+    p_better: float | None = None  # one-sided p that it is better (Holm-adjusted)
+    failing: bool = False
 
 
-def mcnemar_p(
-    base: list[float], cur: list[float], higher_is_better: bool
-) -> tuple[float, int, int]:
-    """One-sided exact McNemar p-value that ``cur`` is worse than ``base``, and the
-    discordant counts (worse, better)."""
-    from scipy.stats import binomtest
+@dataclass
+class GateResult:
+    rows: list[Row]
+    settings: GateSettings
+    new_suites: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
-    good = (lambda v: v >= 0.5) if higher_is_better else (lambda v: v < 0.5)
-    worse = sum(1 for b, c in zip(base, cur, strict=True) if good(b) and not good(c))
-    better = sum(1 for b, c in zip(base, cur, strict=True) if good(c) and not good(b))
-    if worse + better == 0:
-        return 1.0, 0, 0
-    p = binomtest(worse, worse + better, 0.5, alternative="greater").pvalue
-    return float(p), worse, better
+    @property
+    def failed(self) -> bool:
+        return any(r.failing for r in self.rows)
 
-
-def paired_bootstrap_p(
-    base: list[float], cur: list[float], higher_is_better: bool, samples: int = 2000, seed: int = 0
-) -> tuple[float, list[float]]:
-    """One-sided bootstrap p-value that ``cur`` is worse than ``base`` (share of resampled
-    mean differences on the better side of 0, doubled-free), and the 95% CI of cur - base."""
-    import numpy as np
-
-    d = np.asarray(cur, dtype=float) - np.asarray(base, dtype=float)
-    if not higher_is_better:
-        d = -d  # positive = better from here on
-    if len(d) == 0 or np.all(d == 0):
-        return 1.0, [0.0, 0.0]
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(samples, len(d)))].mean(axis=1)
-    p = float((np.sum(means >= 0) + 1) / (samples + 1))
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    if not higher_is_better:
-        lo, hi = -hi, -lo
-    return p, [round(float(lo), 4), round(float(hi), 4)]
+    @property
+    def inconclusive(self) -> int:
+        return sum(r.verdict == "inconclusive" for r in self.rows)
 
 
-def _suite_metrics(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {
-        (s["suite"], m["metric"]): {**m, "_suite": s}
-        for s in report["suites"]
-        for m in s["metrics"]
+def failed(result: GateResult) -> bool:
+    return result.failed
+
+
+def _suites(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["suite"]: s for s in report["suites"]}
+
+
+def check_rules(rules: dict[str, dict[str, Any]], reports: list[dict[str, Any]]) -> None:
+    """A rule for a metric or suite the reports do not have is an error naming the closest
+    match (a typo must not switch a safety floor off)."""
+    import difflib
+
+    suites = {s["suite"] for r in reports for s in r["suites"]}
+    metrics = {m["metric"] for r in reports for s in r["suites"] for m in s["metrics"]}
+    pairs = {
+        f"{s['suite']}/{m['metric']}" for r in reports for s in r["suites"] for m in s["metrics"]
     }
+    for key in rules:
+        suite, slash, metric = key.rpartition("/")
+        if slash and suite not in suites:
+            hint = difflib.get_close_matches(suite, suites, n=1)
+            raise DatakitError(
+                f"gate rule {key!r}: no suite {suite!r} in the reports"
+                + (
+                    f"; did you mean {hint[0]!r}?"
+                    if hint
+                    else f" (suites: {', '.join(sorted(suites))})"
+                )
+            )
+        if (slash and key not in pairs) or (not slash and metric not in metrics):
+            pool = pairs if slash else metrics
+            hint = difflib.get_close_matches(key, pool, n=1)
+            raise DatakitError(
+                f"gate rule {key!r}: no metric {key!r} in the reports"
+                + (
+                    f"; did you mean {hint[0]!r}?"
+                    if hint
+                    else f" (metrics: {', '.join(sorted(pool))})"
+                )
+            )
 
 
 def gate(
     report_path: str | Path,
     baseline_path: str | Path,
-    rules: dict[str, dict[str, Any]] | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    default_max_drop: float = DEFAULT_MAX_DROP,
-) -> list[Row]:
-    """Compare a report with a baseline report, metric by metric (see the module doc).
-    ``rules``: metric name (or "suite/metric") -> {max_drop, min, max}."""
-    rules = rules or {}
+    settings: GateSettings | None = None,
+) -> GateResult:
+    """Compare a report with a baseline report (see the module doc)."""
     report, baseline = read_report(report_path), read_report(baseline_path)
-    cur_m, base_m = _suite_metrics(report), _suite_metrics(baseline)
-    rows: list[Row] = []
-    for (suite, metric), b in base_m.items():
-        if metric in METRICS and not METRICS[metric].gated:
-            continue  # e.g. length: shown in reports, neither better nor worse
-        rule = rules.get(f"{suite}/{metric}") or rules.get(metric) or {}
-        hib = metric_direction(metric, b)
-        c = cur_m.get((suite, metric))
-        if c is None:
-            rows.append(
-                Row(
-                    suite,
-                    metric,
-                    b["value"],
-                    None,
-                    None,
-                    None,
-                    0,
-                    "-",
-                    "missing",
-                    "the baseline has it, the report does not",
-                )
+    return compare(
+        report,
+        baseline,
+        lambda suite: read_items(report_path, suite),
+        lambda suite: read_items(baseline_path, suite),
+        settings or GateSettings(),
+    )
+
+
+ItemsOf = Callable[[dict[str, Any]], dict[str, dict[str, Any]]]
+
+
+def compare(
+    report: dict[str, Any],
+    baseline: dict[str, Any],
+    report_items: ItemsOf,
+    baseline_items: ItemsOf,
+    s: GateSettings,
+) -> GateResult:
+    """The gate on reports in memory; ``*_items(suite)`` gives a suite's per-item rows."""
+    from . import stats
+
+    check_rules(s.rules, [report, baseline])
+    cur_suites, base_suites = _suites(report), _suites(baseline)
+    result = GateResult([], s, new_suites=[n for n in cur_suites if n not in base_suites])
+    result.warnings += _provenance_warnings(report, baseline)
+    tested: list[tuple[Row, list[float], list[float], bool, bool]] = []
+    for sname, bsuite in base_suites.items():
+        csuite = cur_suites.get(sname)
+        b_items = baseline_items(bsuite)
+        c_items = report_items(csuite) if csuite else {}
+        if csuite is None:
+            result.warnings.append(f"{sname}: the baseline has this suite, the report does not")
+        changed = _suite_changed(bsuite, csuite, b_items, c_items)
+        if changed and not s.allow_suite_change:
+            result.rows.append(
+                Row(sname, "*", None, None, None, None, 0, "-", "suite changed", changed)
             )
             continue
-        if b["value"] is None or c["value"] is None:
+        if changed:
+            result.warnings.append(f"{sname}: {changed} (allowed: --allow-suite-change)")
+        cur_m = {m["metric"]: m for m in (csuite or {}).get("metrics", [])}
+        for b in bsuite["metrics"]:
+            metric = b["metric"]
+            if metric in METRICS and not METRICS[metric].gated:
+                continue  # e.g. length: shown in reports, neither better nor worse
+            rule = s.rules.get(f"{sname}/{metric}") or s.rules.get(metric) or {}
+            hib = metric_direction(metric, b)
+            c = cur_m.get(metric)
+            if c is None:
+                result.rows.append(
+                    Row(sname, metric, b["value"], None, None, None, 0, "-", "missing",
+                        "the baseline has it, the report does not")
+                )  # fmt: skip
+                continue
+            if b["value"] is None or c["value"] is None:
+                who = " and ".join(
+                    x for x, v in (("baseline", b["value"]), ("report", c["value"])) if v is None
+                )
+                result.rows.append(
+                    Row(sname, metric, b["value"], c["value"], None, None, 0, "-", "no value",
+                        f"cannot be computed in the {who} (no item has a value)")
+                )  # fmt: skip
+                continue
+            per_item = metric not in METRICS or METRICS[metric].per_item is not None
+            if not per_item:
+                result.rows.append(_corpus_row(sname, metric, b, c, hib, rule, s))
+                continue
+            row, bv, cv = _paired(sname, metric, b, c, b_items, c_items, s)
+            if row.verdict == "coverage":
+                result.rows.append(row)
+                continue
+            binary = METRICS[metric].binary if metric in METRICS else False
+            if binary:
+                pw, pb, worse, better = stats.mcnemar(bv, cv, hib)
+                row.test = f"McNemar exact ({worse} worse, {better} better)"
+            else:
+                pw, pb = stats.sign_flip(bv, cv, hib)
+                row.test = "sign-flip permutation" + (
+                    " (exact)" if len(bv) <= stats.EXACT_MAX_N else f" ({stats.MC_DRAWS} draws)"
+                )
+            row.p_raw, row.p_better = pw, pb
+            row.ci95 = stats.bootstrap_delta_ci(bv, cv)
+            tested.append((row, bv, cv, hib, binary))
+            result.rows.append(row)
+    _decide(tested, s)
+    for r in result.rows:
+        r.failing = r.verdict in FAILING or (
+            r.verdict == "inconclusive" and s.inconclusive == "fail"
+        )
+    for r in result.rows:
+        if r.metric != "*" and r.verdict not in ("missing", "no value", "suite changed"):
+            _floor(r, s)
+    return result
+
+
+def _paired(
+    sname: str,
+    metric: str,
+    b: dict[str, Any],
+    c: dict[str, Any],
+    b_items: dict[str, dict[str, Any]],
+    c_items: dict[str, dict[str, Any]],
+    s: GateSettings,
+) -> tuple[Row, list[float], list[float]]:
+    """The row with its coverage, and the paired values."""
+    base_ids = [i for i, it in b_items.items() if metric in it]
+    cov: dict[str, Any] = {"baseline": len(base_ids), "paired": 0, "missing": 0, "changed": 0}
+    bv, cv = [], []
+    for i in base_ids:
+        ci = c_items.get(i)
+        if ci is None:
+            cov["missing"] += 1
             continue
-        b_items = read_items(baseline_path, b["_suite"])
-        c_items = read_items(report_path, c["_suite"])
-        shared = [
-            i for i in b_items if i in c_items and metric in b_items[i] and metric in c_items[i]
-        ]
-        bv = [float(b_items[i][metric]) for i in shared]
-        cv = [float(c_items[i][metric]) for i in shared]
-        if shared:
-            delta = (sum(cv) - sum(bv)) / len(shared)
-        else:
-            delta = c["value"] - b["value"]
-        binary = METRICS[metric].binary if metric in METRICS else False
-        if not shared:
-            p, test = None, "none (no shared items)"
-        elif binary:
-            p, worse, better = mcnemar_p(bv, cv, hib)
-            test = f"McNemar ({worse} worse, {better} better)"
-        else:
-            p, ci = paired_bootstrap_p(bv, cv, hib)
-            test = f"paired bootstrap (95% CI of delta {ci[0]:+.3f}..{ci[1]:+.3f})"
-        max_drop = float(rule.get("max_drop", default_max_drop))
-        worse_by = -delta if hib else delta
-        verdict, note = "pass", ""
-        floor = rule.get("min") if hib else rule.get("max")
-        if floor is not None and ((hib and c["value"] < floor) or (not hib and c["value"] > floor)):
-            verdict, note = "below floor", f"{'min' if hib else 'max'} {floor}"
-        elif worse_by > max_drop and (p is not None and p < alpha):
-            verdict, note = "regression", f"worse by {worse_by:.3f} > max_drop {max_drop}"
-        elif worse_by > max_drop and not shared:  # a corpus metric: no per-item pairs to test
-            verdict, note = (
-                "regression",
-                f"worse by {worse_by:.3f} > max_drop {max_drop} (corpus metric, no test)",
+        bh, ch = b_items[i].get("hash"), ci.get("hash")
+        if bh and ch and bh != ch:
+            cov["changed"] += 1
+            continue
+        if metric not in ci:
+            why = ci.get("excluded") or "not applicable"
+            why = why.split(":", 1)[0]
+            cov.setdefault("no_value", {})
+            cov["no_value"][why] = cov["no_value"].get(why, 0) + 1
+            continue
+        bv.append(float(b_items[i][metric]))
+        cv.append(float(ci[metric]))
+    cov["paired"] = len(bv)
+    denominator = cov["baseline"] - (cov["changed"] if s.allow_suite_change else 0)
+    share = len(bv) / denominator if denominator else 0.0
+    cov["share"] = round(share, 4)
+    delta = (sum(cv) - sum(bv)) / len(bv) if bv else None
+    row = Row(sname, metric, b["value"], c["value"], None if delta is None else round(delta, 4),
+              None, len(bv), "-", "pass", coverage=cov)  # fmt: skip
+    if not bv or share < s.min_coverage:
+        row.verdict = "coverage"
+        row.note = f"coverage {share:.0%} < min_coverage {s.min_coverage:.0%}"
+    return row, bv, cv
+
+
+def _decide(
+    tested: list[tuple[Row, list[float], list[float], bool, bool]], s: GateSettings
+) -> None:
+    """Holm across the tested rows, then each row's verdict."""
+    from . import stats
+
+    m = len(tested)
+    if s.correction == "holm":
+        worse = stats.holm([t[0].p_raw for t in tested])
+        better = stats.holm([t[0].p_better for t in tested])
+    else:
+        worse = [t[0].p_raw for t in tested]
+        better = [t[0].p_better for t in tested]
+    # the level the first Holm step tests at: what a single real drop among m must reach
+    level = s.alpha / m if (m and s.correction == "holm") else s.alpha
+    for (row, bv, cv, hib, binary), pw, pb in zip(tested, worse, better, strict=True):
+        row.p_value, row.p_better = round(pw, 6), round(pb, 6)
+        rule = s.rules.get(f"{row.suite}/{row.metric}") or s.rules.get(row.metric) or {}
+        max_drop = float(rule.get("max_drop", s.max_drop))
+        diffs = [(c - b) if hib else (b - c) for b, c in zip(bv, cv, strict=True)]
+        row.mdd = stats.min_detectable_drop(diffs, len(bv), level, binary)
+        worse_by = -row.delta if hib else row.delta
+        if worse_by > max_drop and pw < s.alpha:
+            row.verdict = "regression"
+            row.note = f"worse by {worse_by:.3f} > max_drop {max_drop}"
+        elif -worse_by > 0 and pb < s.alpha:
+            row.verdict = "improved"
+        elif (max_drop > 0 and row.mdd > max_drop) or math.isinf(row.mdd):
+            row.verdict = "inconclusive"
+            row.note = (
+                f"cannot detect a drop of {max_drop} at n={len(bv)} "
+                f"(minimum detectable {_mdd(row.mdd)})"
             )
         elif worse_by > max_drop:
-            note = f"worse by {worse_by:.3f}, not significant (p={p if p is not None else 'n/a'})"
-        elif -worse_by > 0 and p is not None and (1 - p) < alpha:
-            verdict = "improved"
-        rows.append(
-            Row(
-                suite,
-                metric,
-                b["value"],
-                c["value"],
-                round(delta, 4),
-                None if p is None else round(p, 4),
-                len(shared),
-                test,
-                verdict,
-                note,
-            )
-        )
-    return rows
+            row.note = f"worse by {worse_by:.3f}, not significant (p={pw:.3g})"
 
 
-FAILING = ("regression", "below floor", "missing")
+def _corpus_row(
+    sname: str, metric: str, b: dict[str, Any], c: dict[str, Any], hib: bool,
+    rule: dict[str, Any], s: GateSettings,
+) -> Row:  # fmt: skip
+    """A corpus metric (distinct-n, self-similarity) has no per-item pairs: its drop is
+    compared with max_drop, untested."""
+    delta = c["value"] - b["value"]
+    worse_by = -delta if hib else delta
+    max_drop = float(rule.get("max_drop", s.max_drop))
+    row = Row(sname, metric, b["value"], c["value"], round(delta, 4), None, 0,
+              "none (corpus metric)", "pass")  # fmt: skip
+    if worse_by > max_drop:
+        row.verdict, row.note = "regression", f"worse by {worse_by:.3f} > max_drop {max_drop}"
+    return row
+
+
+def _floor(r: Row, s: GateSettings) -> None:
+    rule = s.rules.get(f"{r.suite}/{r.metric}") or s.rules.get(r.metric) or {}
+    hib = metric_direction(r.metric, {})
+    floor = rule.get("min") if hib else rule.get("max")
+    if floor is None or r.current is None:
+        return
+    if (hib and r.current < floor) or (not hib and r.current > floor):
+        r.verdict, r.note, r.failing = "below floor", f"{'min' if hib else 'max'} {floor}", True
+
+
+def _suite_changed(
+    bsuite: dict[str, Any],
+    csuite: dict[str, Any] | None,
+    b_items: dict[str, dict[str, Any]],
+    c_items: dict[str, dict[str, Any]],
+) -> str:
+    """Why the candidate's suite is not the baseline's questions ('' when it is). Items the
+    candidate lacks are a coverage matter, not a change; an item whose content hash differs,
+    or one the baseline never had, is a change. Reports without hashes are not judged."""
+    if csuite is None:
+        return ""
+    bh, ch = bsuite.get("items_sha256"), csuite.get("items_sha256")
+    if not bh or not ch or bh == ch:
+        return ""
+    differ = sum(
+        1
+        for i, it in c_items.items()
+        if i in b_items and it.get("hash") and b_items[i].get("hash")
+        and it["hash"] != b_items[i]["hash"]
+    )  # fmt: skip
+    extra = sum(1 for i in c_items if i not in b_items)
+    if not differ and not extra:
+        return ""
+    parts = [f"{differ} items with other content"] if differ else []
+    parts += [f"{extra} items the baseline does not have"] if extra else []
+    return (
+        f"item content differs from the baseline's ({', '.join(parts)}; "
+        f"{bsuite.get('items_count')} items {bh[:12]} vs {csuite.get('items_count')} items "
+        f"{ch[:12]})"
+    )
+
+
+GENERATION_KEYS = ("temperature", "max_tokens", "seed", "system_prompt", "chat_template_sha256")
+
+
+def _provenance_warnings(report: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """One line per generation setting that differs (a warning: the outputs may differ for
+    that reason alone)."""
+    out = []
+    bp, cp = baseline.get("provenance") or {}, report.get("provenance") or {}
+    if not bp:
+        out.append("the baseline report has no provenance (written by an older evalkit)")
+        return out
+    diffs = []
+    bg, cg = bp.get("generation") or {}, cp.get("generation") or {}
+    for k in GENERATION_KEYS:
+        if bg.get(k) != cg.get(k):
+            diffs.append(f"{k} {bg.get(k)!r} -> {cg.get(k)!r}")
+    for sname, bs in _suites(baseline).items():
+        cs = _suites(report).get(sname)
+        if cs and (bs.get("generation") or {}) != (cs.get("generation") or {}):
+            diffs.append(f"{sname} {bs.get('generation')} -> {cs.get('generation')}")
+    if diffs:
+        out.append("generation settings differ from the baseline's: " + "; ".join(diffs))
+    return out
 
 
 def num(v: float | None) -> str:
@@ -181,17 +436,33 @@ def num(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
 
 
-def failed(rows: list[Row]) -> bool:
-    return any(r.verdict in FAILING for r in rows)
+def _mdd(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return "none at this n" if math.isinf(v) else f"{v:.3f}"
 
 
-def verdict_line(rows: list[Row]) -> str:
-    bad = sum(r.verdict in FAILING for r in rows)
-    return f"gate: {'FAIL' if bad else 'pass'} ({bad} of {len(rows)} metrics failed)"
+def coverage_text(r: Row) -> str:
+    """``292/300, 8 missing`` (the candidate's items with a value of the baseline's)."""
+    c = r.coverage
+    if not c:
+        return "-" if r.paired_n == 0 else str(r.paired_n)
+    text = f"{c['paired']}/{c['baseline']}"
+    lost = [f"{c[k]} {k}" for k in ("missing", "changed") if c.get(k)]
+    lost += [f"{v} {k}" for k, v in (c.get("no_value") or {}).items()]
+    return text + (", " + ", ".join(lost) if lost else "")
 
 
-def format_table(rows: list[Row]) -> str:
-    head = ("SUITE/METRIC", "BASELINE", "CURRENT", "DELTA", "P-VALUE", "N", "VERDICT")
+def verdict_line(result: GateResult) -> str:
+    bad = sum(r.failing for r in result.rows)
+    line = f"gate: {'FAIL' if bad else 'pass'} ({bad} of {len(result.rows)} metrics failed"
+    if result.inconclusive:
+        line += f", {result.inconclusive} inconclusive"
+    return line + ")"
+
+
+def format_table(result: GateResult) -> str:
+    head = ("SUITE/METRIC", "BASELINE", "CURRENT", "DELTA", "P-VALUE", "N", "MDD", "VERDICT")
     body = [
         (
             f"{r.suite}/{r.metric}",
@@ -199,10 +470,13 @@ def format_table(rows: list[Row]) -> str:
             num(r.current),
             "-" if r.delta is None else f"{r.delta:+.4f}",
             "-" if r.p_value is None else f"{r.p_value:.4f}",
-            str(r.paired_n),
-            r.verdict + (f" ({r.note})" if r.note else ""),
+            coverage_text(r),
+            _mdd(r.mdd),
+            r.verdict
+            + (" [fails]" if r.failing and r.verdict == "inconclusive" else "")
+            + (f" ({r.note})" if r.note else ""),
         )
-        for r in rows
+        for r in result.rows
     ]
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
     lines = []
@@ -210,6 +484,10 @@ def format_table(rows: list[Row]) -> str:
         lines.append(
             "  ".join(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         )
+    for sname in result.new_suites:
+        lines.append(f"new suite (not gated, not in the baseline): {sname}")
+    for w in result.warnings:
+        lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 

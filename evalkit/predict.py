@@ -74,6 +74,8 @@ def predict(
             Request.chat(msgs, temperature=temperature, max_tokens=max_tokens, seed=seed)
         )
     results = engine.generate(requests, desc=desc)
+    from .scoring import content_hash
+
     out = []
     for it, req, res in zip(items, requests, results, strict=True):
         c = res.completions[0] if res.ok else None
@@ -85,10 +87,14 @@ def predict(
         }
         if (it.get("meta") or {}).get("regex"):
             row["regex"] = it["meta"]["regex"]
-        row["meta"] = {
-            "model": model_name,
-            "finish_reason": c.finish_reason if c else "error",
-            **({"error": res.error} if not res.ok else {}),
-        }
+        # the hash of what was asked (every message, not only the last) and how it is scored
+        row["item_hash"] = content_hash(
+            {"messages": req.messages, **{k: it[k] for k in ITEM_FIELDS if k in it}}
+        )
+        # a failed request is recorded as such: scoring leaves it out of every metric
+        row["finish_reason"] = c.finish_reason if c else "error"
+        if not res.ok:
+            row["error"] = res.error or "the request failed"
+        row["meta"] = {"model": model_name}
         out.append(row)
     return out

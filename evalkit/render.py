@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .gate import FAILING, num
+from .gate import GateResult, coverage_text, num, verdict_line
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -32,7 +32,7 @@ def side_by_side(
     return [(s, m, v) for (s, m), v in rows.items()]
 
 
-def markdown(reports: dict[str, dict[str, Any]], gate_rows: list[Any] | None = None) -> str:
+def markdown(reports: dict[str, dict[str, Any]], gate: GateResult | None = None) -> str:
     labels = list(reports)
     lines = ["# Evaluation", ""]
     for label, rep in reports.items():
@@ -52,27 +52,57 @@ def markdown(reports: dict[str, dict[str, Any]], gate_rows: list[Any] | None = N
         lines.append(f"| {suite} | {metric} | {cells} | {'higher' if hib else 'lower'} |")
     lines.append("")
     lines.append("Values are means with 95% bootstrap confidence intervals.")
-    if gate_rows is not None:
+    counts = _counts_lines(reports)
+    if counts:
+        lines += ["", *counts]
+    if gate is not None:
         lines += [
             "",
             "## Regression gate",
             "",
-            "| suite/metric | baseline | current | delta | p | verdict |",
-            "|---|---|---|---|---|---|",
+            f"**{verdict_line(gate)}**",
+            "",
+            "| suite/metric | baseline | current | delta | p | N | MDD | verdict |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        for r in gate_rows:
+        for r in gate.rows:
             lines.append(
                 f"| {r.suite}/{r.metric} | {num(r.baseline)} | {num(r.current)} | "
-                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {num(r.p_value)} | {r.verdict} |"
+                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {num(r.p_value)} | "
+                f"{coverage_text(r)} | {num(r.mdd) if r.mdd != float('inf') else 'none'} | "
+                f"{r.verdict}{' (' + r.note + ')' if r.note else ''} |"
             )
+        lines += [f"- new suite, not gated: {s}" for s in gate.new_suites]
+        lines += [f"- warning: {w}" for w in gate.warnings]
     return "\n".join(lines) + "\n"
 
 
-def junit(gate_rows: list[Any], name: str = "evalkit.gate") -> str:
-    """One testcase per gated metric; a regression, a floor or a missing metric fails."""
+def _counts_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per model and suite that lost items to errors or truncation."""
+    out = []
+    for label, rep in reports.items():
+        for s in rep["suites"]:
+            c = s.get("counts") or {}
+            if c.get("errors") or c.get("truncated"):
+                out.append(
+                    f"- {label} / {s['suite']}: {c['scored']} of {c['items']} items scored, "
+                    f"{c.get('errors', 0)} errors, {c.get('truncated', 0)} truncated"
+                    + (
+                        " (left out)"
+                        if (s.get("generation") or {}).get("truncated") != "score"
+                        else " (truncated ones scored)"
+                    )
+                )
+    return out
+
+
+def junit(gate: GateResult, name: str = "evalkit.gate") -> str:
+    """One testcase per gated metric; a regression, a floor, a missing or uncomputable
+    metric, too little coverage or a changed suite fails."""
     from xml.sax.saxutils import quoteattr
 
-    bad = [r for r in gate_rows if r.verdict in FAILING]
+    gate_rows = gate.rows
+    bad = [r for r in gate_rows if r.failing]
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<testsuite name={quoteattr(name)} tests="{len(gate_rows)}" failures="{len(bad)}">',
@@ -82,7 +112,7 @@ def junit(gate_rows: list[Any], name: str = "evalkit.gate") -> str:
         if r in bad:
             msg = (
                 f"{r.verdict}: baseline {num(r.baseline)}, current {num(r.current)}, "
-                f"delta {r.delta}, p {r.p_value}, {r.test}. {r.note}"
+                f"delta {r.delta}, p {r.p_value}, coverage {coverage_text(r)}, {r.test}. {r.note}"
             )
             out.append(f"{case}><failure message={quoteattr(msg)}/></testcase>")
         else:
@@ -102,7 +132,7 @@ def _png(fig: Any) -> str:
 def html_report(
     reports: dict[str, dict[str, Any]],
     curves: dict[str, Path] | None = None,
-    gate_rows: list[Any] | None = None,
+    gate: GateResult | None = None,
 ) -> str:
     """One self-contained page: the side-by-side table, one bar chart per suite (models
     side by side, CI whiskers), the training curves of the given runs."""
@@ -157,17 +187,20 @@ def html_report(
             + "</tr>"
         )
     parts.append("</table><p>Means with 95% bootstrap confidence intervals.</p>")
-    if gate_rows is not None:
+    if gate is not None:
         parts.append(
-            "<h2>Regression gate</h2><table><tr><th>metric</th><th>baseline</th><th>current</th>"
-            "<th>delta</th><th>p</th><th>verdict</th></tr>"
+            f"<h2>Regression gate</h2><p><b>{e(verdict_line(gate))}</b></p>"
+            "<table><tr><th>metric</th><th>baseline</th><th>current</th>"
+            "<th>delta</th><th>p</th><th>N</th><th>verdict</th></tr>"
         )
-        for r in gate_rows:
+        for r in gate.rows:
             parts.append(
                 f"<tr><td>{e(r.suite)}/{e(r.metric)}</td><td>{num(r.baseline)}</td><td>{num(r.current)}</td>"
-                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{num(r.p_value)}</td><td>{e(r.verdict)}</td></tr>"
+                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{num(r.p_value)}</td>"
+                f"<td>{e(coverage_text(r))}</td><td>{e(r.verdict)} {e(r.note)}</td></tr>"
             )
         parts.append("</table>")
+        parts += [f"<p>warning: {e(w)}</p>" for w in gate.warnings]
     for suite, img in charts:
         parts.append(f"<h2>{e(suite)}</h2><img alt='{e(suite)}' src='data:image/png;base64,{img}'>")
     for name, img in curve_imgs:

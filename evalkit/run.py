@@ -26,7 +26,7 @@ class EvalResult:
     out: Path
     reports: dict[str, Path] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
-    gate_rows: list[Any] | None = None
+    gate: Any = None  # evalkit.gate.GateResult, when a baseline was there
     gate_failed: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -46,38 +46,23 @@ def model_ref(ref: str, cfg: dict[str, Any], base: Path, runs: Path) -> str:
     return resolve_model(ref, cfg.get("models", {}), base)
 
 
-def run_eval(
-    config_path: str | Path,
-    runs_root: str | Path | None = None,
-    data_root: str | Path | None = None,
-    quiet: bool = False,
-    curves: bool = True,
-) -> EvalResult:
-    from datakit.config import load_config
-    from datakit.engines import EngineSpec
-    from datakit.models import resolve_path
-    from datakit.ops.runner import EnginePool
-    from datakit.runs import atomic_write_bytes
+@dataclass
+class Suite:
+    name: str
+    items: list[dict[str, Any]]
+    source: str
+    metrics: list[str]
+    max_tokens: int
+    params: dict[str, Any]
+    truncated: str  # exclude | score
 
-    from .gate import failed, gate
-    from .predict import model_dir, predict
-    from .render import html_report, junit, markdown
-    from .scoring import make_report, score, suite_entry, write_scored
+
+def plan_suites(ev: dict[str, Any], base: Path, data: Path) -> list[Suite]:
+    """The suites of an eval section, resolved: items loaded, metrics and settings chosen."""
+    from datakit.models import resolve_path
+
     from .suites import SUITES, load_items
 
-    config_path = Path(config_path)
-    cfg = load_config(config_path)
-    base = config_path.resolve().parent
-    ev = cfg.get("eval") or {}
-    if not ev.get("models"):
-        raise DatakitError(f"{config_path}: eval.models: no model to evaluate")
-    runs = Path(runs_root) if runs_root else resolve_path(base, cfg["runs_root"])
-    data = Path(data_root) if data_root else resolve_path(base, cfg["data_root"])
-    out = resolve_path(base, ev["out"]) if ev.get("out") else runs / "eval"
-    engine_cfg = (cfg.get("engines") or {}).get(ev["engine"])
-    if engine_cfg is None:
-        raise DatakitError(f"{config_path}: eval.engine: no engine named {ev['engine']!r}")
-    res = EvalResult(out)
     suites = []
     for s in ev.get("suites") or ["qa", "format", "safety"]:
         s = {"name": s} if isinstance(s, str) else dict(s)
@@ -93,85 +78,221 @@ def run_eval(
         if not metrics:
             raise DatakitError(f"eval.suites: {s['name']}: give its metrics")
         suites.append(
-            (
+            Suite(
                 s["name"],
                 items,
                 str(src),
                 metrics,
                 s.get("max_tokens") or (sdef.max_tokens if sdef else 128),
                 s.get("params") or {},
+                s.get("truncated") or (sdef.truncated if sdef else "exclude"),
             )
         )
-    judge = _judge(cfg, ev, base, runs, quiet)
-    reports: dict[str, dict[str, Any]] = {}
-    for label, ref in ev["models"].items():
-        resolved = model_ref(ref, cfg, base, runs)
-        path, info = model_dir(resolved, out / "models")
-        spec = EngineSpec(engine_cfg["backend"], path, dict(engine_cfg.get("options") or {}))
-        pool = EnginePool(runs / "cache", quiet=quiet)
-        model_out = out / label
-        model_out.mkdir(parents=True, exist_ok=True)
-        entries = []
+    return suites
+
+
+def chat_template_sha256(model_path: str) -> str | None:
+    """The hash of the chat template the engine renders prompts with (None when the model
+    directory has none or is not local)."""
+    import hashlib
+    import json
+
+    p = Path(model_path)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if (p / name).is_file():
+            return hashlib.sha256((p / name).read_bytes()).hexdigest()
+    cfg = p / "tokenizer_config.json"
+    if cfg.is_file():
         try:
-            engine = pool.get(
-                spec, batch_size=engine_cfg.get("batch_size", 256), where=f"eval.models.{label}"
-            )
-            for name, items, src, metrics, max_tokens, params in suites:
-                preds = predict(
-                    engine,
-                    items,
-                    max_tokens=max_tokens,
-                    temperature=ev.get("temperature", 0.0),
-                    seed=ev.get("seed", cfg["seed"]),
-                    model_name=label,
-                    desc=f"{label}: {name}",
-                )
-                import orjson
+            t = json.loads(cfg.read_text()).get("chat_template")
+        except ValueError:
+            return None
+        if t:
+            return hashlib.sha256(json.dumps(t, sort_keys=True).encode()).hexdigest()
+    return None
 
-                if judge is not None:
-                    _judge_predictions(judge, preds, f"{label}: {name} (judge)")
-                    metrics = (
-                        [*metrics, "judge_quality"] if "judge_quality" not in metrics else metrics
-                    )
-                pf = model_out / f"{name}.predictions.jsonl"
-                atomic_write_bytes(pf, b"".join(orjson.dumps(p) + b"\n" for p in preds))
-                items_scored, aggregates = score(preds, metrics, params)
-                fname = write_scored(model_out, name, items_scored)
-                entry = suite_entry(name, aggregates, fname, src)
-                entry["predictions_file"] = pf.name
-                entries.append(entry)
-        finally:
-            pool.close()
-        report = make_report(entries, {**info, "name": label, "engine": spec.backend})
-        from datakit.runs import atomic_write_json
 
-        atomic_write_json(model_out / "report.json", report)
-        reports[label] = report
-        res.reports[label] = model_out / "report.json"
-        res.written.append(model_out / "report.json")
-    if judge is not None:
-        judge[1].close()
-    g = ev.get("gate") or {}
-    if g.get("baseline"):
-        baseline = resolve_path(base, g["baseline"])
-        which = g.get("model") or list(ev["models"])[-1]
-        if (baseline / "report.json").is_file() or baseline.is_file():
-            res.gate_rows = gate(
-                res.reports[which],
-                baseline,
-                g.get("rules") or {},
-                alpha=g.get("alpha", 0.05),
-                default_max_drop=g.get("max_drop", 0.02),
+def run_eval(
+    config_path: str | Path,
+    runs_root: str | Path | None = None,
+    data_root: str | Path | None = None,
+    quiet: bool = False,
+    curves: bool = True,
+) -> EvalResult:
+    from datakit.config import load_config
+    from datakit.models import resolve_path
+
+    config_path = Path(config_path)
+    cfg = load_config(config_path)
+    base = config_path.resolve().parent
+    ev = cfg.get("eval") or {}
+    if not ev.get("models"):
+        raise DatakitError(f"{config_path}: eval.models: no model to evaluate")
+    runs = Path(runs_root) if runs_root else resolve_path(base, cfg["runs_root"])
+    data = Path(data_root) if data_root else resolve_path(base, cfg["data_root"])
+    out = resolve_path(base, ev["out"]) if ev.get("out") else runs / "eval"
+    engine_cfg = (cfg.get("engines") or {}).get(ev["engine"])
+    if engine_cfg is None:
+        raise DatakitError(f"{config_path}: eval.engine: no engine named {ev['engine']!r}")
+    from .gate import gate_settings
+
+    settings = gate_settings(ev.get("gate"))  # a bad gate section fails before any work
+    res = EvalResult(out)
+    suites = plan_suites(ev, base, data)
+    judge = _judge(cfg, ev, "judge", base, runs, quiet)
+    refusal_judge = _judge(cfg, ev, "refusal_judge", base, runs, quiet)
+    reports: dict[str, dict[str, Any]] = {}
+    try:
+        for label, ref in ev["models"].items():
+            reports[label] = _eval_model(
+                label, ref, cfg, ev, engine_cfg, suites, (judge, refusal_judge), base, runs, out,
+                quiet,
+            )  # fmt: skip
+            res.reports[label] = out / label / "report.json"
+            res.written.append(out / label / "report.json")
+    finally:
+        for j in (judge, refusal_judge):
+            if j is not None:
+                j[1].close()
+    _gate(res, ev, settings, base, out)
+    _render(res, reports, cfg, base, runs, out, curves)
+    return res
+
+
+def _eval_model(
+    label: str,
+    ref: str,
+    cfg: dict[str, Any],
+    ev: dict[str, Any],
+    engine_cfg: dict[str, Any],
+    suites: list[Suite],
+    judges: tuple[Any, Any],
+    base: Path,
+    runs: Path,
+    out: Path,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Predict, judge and score every suite with one model; its report, written."""
+    import orjson
+
+    from datakit.engines import EngineSpec
+    from datakit.ops.runner import EnginePool
+    from datakit.runs import atomic_write_bytes, atomic_write_json
+
+    from .predict import model_dir, predict
+    from .scoring import make_report, score, suite_entry, write_scored
+
+    judge, refusal_judge = judges
+    resolved = model_ref(ref, cfg, base, runs)
+    path, info = model_dir(resolved, out / "models")
+    spec = EngineSpec(engine_cfg["backend"], path, dict(engine_cfg.get("options") or {}))
+    pool = EnginePool(runs / "cache", quiet=quiet)
+    model_out = out / label
+    model_out.mkdir(parents=True, exist_ok=True)
+    temperature, seed = ev.get("temperature", 0.0), ev.get("seed", cfg["seed"])
+    entries = []
+    try:
+        engine = start_engine(pool, spec, engine_cfg.get("batch_size", 256), f"eval.models.{label}")
+        for suite in suites:
+            preds = predict(
+                engine,
+                suite.items,
+                max_tokens=suite.max_tokens,
+                temperature=temperature,
+                seed=seed,
+                model_name=label,
+                desc=f"{label}: {suite.name}",
             )
-            res.gate_failed = failed(res.gate_rows)
-            atomic_write_bytes(out / "gate.xml", junit(res.gate_rows).encode())
-            res.written.append(out / "gate.xml")
-        else:
-            res.notes.append(
-                f"gate skipped: no baseline at {baseline} "
-                f"(`evalkit baseline {out / which} -o {baseline}` blesses this run)"
-            )
-    atomic_write_bytes(out / "summary.md", markdown(reports, res.gate_rows).encode())
+            metrics = suite.metrics
+            if judge is not None:
+                _judge_predictions(judge, preds, f"{label}: {suite.name} (judge)")
+                metrics = [*metrics, "judge_quality"] if "judge_quality" not in metrics else metrics
+            if refusal_judge is not None:
+                _judge_refusals(refusal_judge, preds, f"{label}: {suite.name} (refusal judge)")
+            pf = model_out / f"{suite.name}.predictions.jsonl"
+            atomic_write_bytes(pf, b"".join(orjson.dumps(p) + b"\n" for p in preds))
+            items_scored, aggregates = score(preds, metrics, suite.params, suite.truncated)
+            fname = write_scored(model_out, suite.name, items_scored)
+            entry = suite_entry(
+                suite.name, aggregates, fname, suite.source, items=items_scored,
+                generation={"max_tokens": suite.max_tokens, "truncated": suite.truncated},
+            )  # fmt: skip
+            entry["predictions_file"] = pf.name
+            entries.append(entry)
+    finally:
+        pool.close()
+    provenance = {
+        "generation": {
+            "temperature": temperature,
+            "seed": seed,
+            "system_prompt": None,
+            "chat_template_sha256": chat_template_sha256(path),
+        },
+        "refusal_judge": ev.get("refusal_judge"),
+    }
+    report = make_report(
+        entries, {**info, "name": label, "engine": spec.backend}, provenance=provenance
+    )
+    atomic_write_json(model_out / "report.json", report)
+    return report
+
+
+def start_engine(pool: Any, spec: Any, batch_size: int, where: str) -> Any:
+    """The pool's engine for ``spec``; an engine that cannot start is the tool failing
+    (ToolFailure, exit 3), not a verdict on the model."""
+    from datakit.errors import ToolFailure
+
+    try:
+        return pool.get(spec, batch_size=batch_size, where=where)
+    except ToolFailure:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ToolFailure(f"{where}: the {spec.backend} engine could not start: {msg}") from e
+
+
+def _gate(res: EvalResult, ev: dict[str, Any], settings: Any, base: Path, out: Path) -> None:
+    from datakit.models import resolve_path
+    from datakit.runs import atomic_write_bytes
+
+    from .gate import gate
+    from .render import junit
+
+    if not settings.baseline:
+        return
+    baseline = resolve_path(base, settings.baseline)
+    which = settings.model or list(ev["models"])[-1]
+    if which not in res.reports:
+        raise DatakitError(
+            f"eval.gate.model: {which!r} is not one of eval.models ({', '.join(res.reports)})"
+        )
+    if (baseline / "report.json").is_file() or baseline.is_file():
+        res.gate = gate(res.reports[which], baseline, settings)
+        res.gate_failed = res.gate.failed
+        atomic_write_bytes(out / "gate.xml", junit(res.gate).encode())
+        res.written.append(out / "gate.xml")
+    else:
+        res.notes.append(
+            f"gate skipped: no baseline at {baseline} "
+            f"(`evalkit baseline {out / which} -o {baseline}` blesses this run)"
+        )
+
+
+def _render(
+    res: EvalResult,
+    reports: dict[str, dict[str, Any]],
+    cfg: dict[str, Any],
+    base: Path,
+    runs: Path,
+    out: Path,
+    curves: bool,
+) -> None:
+    from datakit.models import resolve_path
+    from datakit.runs import atomic_write_bytes
+
+    from .render import html_report, markdown
+
+    atomic_write_bytes(out / "summary.md", markdown(reports, res.gate).encode())
     curve_files = {}
     if curves:
         train = cfg.get("train") or {}
@@ -182,26 +303,28 @@ def run_eval(
             p = tout / st["name"] / "curves.png"
             if p.is_file():
                 curve_files[st["name"]] = p
-    atomic_write_bytes(
-        out / "report.html", html_report(reports, curve_files, res.gate_rows).encode()
-    )
+    atomic_write_bytes(out / "report.html", html_report(reports, curve_files, res.gate).encode())
     res.written += [out / "summary.md", out / "report.html"]
-    return res
 
 
-def _judge(cfg: dict[str, Any], ev: dict[str, Any], base: Path, runs: Path, quiet: bool) -> Any:
-    """(engine, pool) of eval.judge, built once for the whole run; None without one."""
-    if not ev.get("judge"):
+def _judge(
+    cfg: dict[str, Any], ev: dict[str, Any], key: str, base: Path, runs: Path, quiet: bool
+) -> Any:
+    """(engine, pool) of eval.judge or eval.refusal_judge, built once for the whole run;
+    None without one."""
+    if not ev.get(key):
         return None
     from datakit.engines import EngineSpec
     from datakit.models import resolve_model
     from datakit.ops.runner import EnginePool
 
-    e = cfg["engines"][ev["judge"]]
+    e = (cfg.get("engines") or {}).get(ev[key])
+    if e is None:
+        raise DatakitError(f"eval.{key}: no engine named {ev[key]!r}")
     model = resolve_model(e["model"], cfg.get("models", {}), base, served=e["backend"] == "openai")
     pool = EnginePool(runs / "cache", quiet=quiet)
     spec = EngineSpec(e["backend"], model, dict(e.get("options") or {}))
-    return pool.get(spec, batch_size=e.get("batch_size", 256), where="eval.judge"), pool
+    return start_engine(pool, spec, e.get("batch_size", 256), f"eval.{key}"), pool
 
 
 def _judge_predictions(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
@@ -217,3 +340,22 @@ def _judge_predictions(judge: Any, preds: list[dict[str, Any]], desc: str) -> No
         if "quality" in r:
             p["judge_quality"] = r["quality"]
             p.setdefault("meta", {})["judge"] = {k: r[k] for k in ("scores", "quality") if k in r}
+
+
+def _judge_refusals(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
+    """eval.refusal_judge: the judge engine labels every safety item's output with the
+    refusal rubric (full, partial or none, constrained to those words); the label is kept
+    on the prediction as ``refusal_label`` and the refusal metrics read it. An output the
+    engine could not judge keeps the detector's label."""
+    from .metrics import expected_behaviour
+    from .refusal import judge_requests
+
+    engine, _pool = judge
+    todo = [p for p in preds if expected_behaviour(p) and not p.get("error")]
+    if not todo:
+        return
+    results = engine.generate(judge_requests([(p["prompt"], p["output"]) for p in todo]), desc=desc)
+    for p, r in zip(todo, results, strict=True):
+        label = r.completions[0].text.strip().lower() if r.ok and r.completions else ""
+        if label in ("full", "partial", "none"):
+            p["refusal_label"] = label

@@ -14,7 +14,15 @@ from typing import Any
 
 from datakit.errors import DatakitError
 
-from .metrics import METRICS, Metric, get_metrics, json_failure, parse_json_output
+from .metrics import (
+    METRICS,
+    REFUSAL_METRICS,
+    Metric,
+    get_metrics,
+    is_format_item,
+    json_failure,
+    parse_json_output,
+)
 
 REPORT_FORMAT = 1
 BOOTSTRAP_SAMPLES = 1000
@@ -73,7 +81,7 @@ def bootstrap_ci(
         return [float(v[0]), float(v[0])]
     rng = np.random.default_rng(seed)
     uniq, counts = np.unique(v, return_counts=True)
-    if len(uniq) <= 1024:
+    if len(uniq) <= 1024 and len(uniq) * 16 <= len(v):  # cheaper only for few distinct values
         # Resampling n items with replacement draws each distinct value a multinomial number
         # of times: the same bootstrap distribution, without an n-long draw per sample.
         draws = rng.multinomial(len(v), counts / len(v), size=samples)
@@ -86,10 +94,17 @@ def bootstrap_ci(
 
 
 def score(
-    rows: list[dict[str, Any]], metric_names: list[str], params: dict[str, Any] | None = None
+    rows: list[dict[str, Any]],
+    metric_names: list[str],
+    params: dict[str, Any] | None = None,
+    truncated: str = "exclude",
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """(items, aggregates) for prediction rows. ``params``: metric -> keyword arguments
-    (``extract`` regex for exact_match/f1, ``regex`` for regex_match)."""
+    (``extract`` regex for exact_match/f1, ``regex`` for regex_match). A prediction whose
+    request failed, or that ran out of tokens (unless ``truncated="score"``), is left out of
+    every metric and kept in the items with its reason (``excluded``). Each aggregate says
+    on how many items it was computed (``n``), how many it did not apply to (``skipped``)
+    and how many were excluded."""
     import gc
 
     # Scoring allocates one small dict per item and per metric result and makes no cycles:
@@ -97,22 +112,77 @@ def score(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _score(rows, metric_names, params)
+        return _score(rows, metric_names, params, truncated)
     finally:
         if enabled:
             gc.enable()
 
 
+FORMAT_METRICS = ("json_valid", "json_bare")
+
+
+def content_hash(item: dict[str, Any]) -> str:
+    """A short hash of what an item asks and how it is scored (prompt or messages,
+    references, schema, expected): the gate pairs items by id *and* this hash."""
+    import hashlib
+
+    import orjson
+
+    if item.get("item_hash"):
+        return str(item["item_hash"])
+    content = {k: item[k] for k in ITEM_CONTENT if k in item}
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+ITEM_CONTENT = ("prompt", "messages", "references", "schema", "expected")
+
+
+def exclusion(row: dict[str, Any], truncated: str = "exclude") -> str | None:
+    """Why a prediction is left out of every metric: its request failed (``error: ...``) or
+    ran out of tokens (``truncated``, unless ``truncated="score"``); None to score it."""
+    err = row.get("error") or (row.get("meta") or {}).get("error")
+    finish = row.get("finish_reason") or (row.get("meta") or {}).get("finish_reason")
+    if err or finish == "error":
+        return f"error: {err or 'the request failed'}"
+    if finish == "length" and truncated == "exclude":
+        return "truncated"
+    return None
+
+
 def _score(
-    rows: list[dict[str, Any]], metric_names: list[str], params: dict[str, Any] | None
+    rows: list[dict[str, Any]],
+    metric_names: list[str],
+    params: dict[str, Any] | None,
+    truncated: str = "exclude",
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     metrics = get_metrics(metric_names)
-    params = params or {}
+    items = [{"id": row["id"], "hash": content_hash(row)} for row in rows]
+    kept: list[int] = []
+    for k, row in enumerate(rows):
+        why = exclusion(row, truncated)
+        if why:
+            items[k]["excluded"] = why
+        else:
+            kept.append(k)
+    scored, aggregates = _score_kept([rows[k] for k in kept], metrics, params or {})
+    for k, values in zip(kept, scored, strict=True):
+        items[k].update(values)
+    excluded = len(rows) - len(kept)
+    for a in aggregates.values():
+        a["skipped"] = len(kept) - a["n"] if a.pop("_per_item") else 0
+        a["excluded"] = excluded
+    return items, aggregates
+
+
+def _score_kept(
+    rows: list[dict[str, Any]], metrics: list[Metric], params: dict[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     per_item = [m for m in metrics if m.per_item]
-    columns: dict[str, list[float]] = {m.name: [] for m in per_item}
     shared_rows: list[dict[str, Any]] = [{} for _ in rows]
     if any(m.name in ("exact_match", "f1") for m in per_item):
         _squad_batch(rows, shared_rows, params)
+    if any(m.name in REFUSAL_METRICS for m in per_item):
+        _refusal_batch(rows, shared_rows)
     # metric -> (values, reasons or None), one entry per row; None: the item does not apply
     results: dict[str, tuple[list[float | None], list[str | None] | None]] = {}
     json_done = False
@@ -123,25 +193,29 @@ def _score(
                 [None if sh["squad"] is None else sh["squad"][k] for sh in shared_rows],
                 None,
             )
-        elif m.name in ("json_valid", "json_bare"):  # the parse is shared with schema_valid
+        elif m.name in FORMAT_METRICS:  # the parse is shared with schema_valid
             if not json_done:
                 for row, sh in zip(rows, shared_rows, strict=True):
                     sh["json"] = parse_json_output(row["output"])
                 json_done = True
             ok = ("bare", "fenced") if m.name == "json_valid" else ("bare",)
-            hows = [sh["json"][1] for sh in shared_rows]
+            hows = [
+                sh["json"][1] if is_format_item(row) else None
+                for row, sh in zip(rows, shared_rows, strict=True)
+            ]
             results[m.name] = (
-                [1.0 if h in ok else 0.0 for h in hows],
-                [None if h in ok else json_failure(h) for h in hows],
+                [None if h is None else 1.0 if h in ok else 0.0 for h in hows],
+                [None if h is None or h in ok else json_failure(h) for h in hows],
             )
         else:
             fn, kw = m.per_item, params.get(m.name, {})
             pairs = [
                 fn(row, row["output"], sh, **kw) for row, sh in zip(rows, shared_rows, strict=True)
             ]
-            quiet = m.name in ("refusal_rate", "over_refusal_rate")  # reason = the label
+            quiet = m.name in REFUSAL_METRICS  # reason = the label
             results[m.name] = ([v for v, _ in pairs], None if quiet else [r for _, r in pairs])
-    items = [{"id": row["id"]} for row in rows]
+    items: list[dict[str, Any]] = [{} for _ in rows]
+    columns: dict[str, list[float]] = {}
     for name, (values, _reasons) in results.items():
         columns[name] = [v for v in values if v is not None]
         for item, value in zip(items, values, strict=True):
@@ -161,13 +235,32 @@ def _score(
         if m.per_item:
             vals = columns[m.name]
             if not vals:
-                aggregates[m.name] = _agg(m, None, 0, None)
+                aggregates[m.name] = _agg(m, None, 0, None, True)
                 continue
-            aggregates[m.name] = _agg(m, sum(vals) / len(vals), len(vals), bootstrap_ci(vals))
+            aggregates[m.name] = _agg(m, sum(vals) / len(vals), len(vals), bootstrap_ci(vals), True)
         else:
             outputs = [r["output"] for r in rows]
-            aggregates[m.name] = _agg(m, m.corpus(outputs), len(outputs), None)
+            value = m.corpus(outputs) if outputs else None
+            aggregates[m.name] = _agg(m, value, len(outputs), None, False)
     return items, aggregates
+
+
+def _refusal_batch(rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]]) -> None:
+    """The refusal label of every safety item, the detector run once over all outputs (its
+    learned part embeds them in batches); a judge's label on the prediction wins."""
+    from .metrics import expected_behaviour
+    from .refusal import LABELS, classify_many
+
+    todo = []
+    for k, row in enumerate(rows):
+        if expected_behaviour(row) is None:
+            continue
+        if row.get("refusal_label") in LABELS:
+            shared_rows[k]["refusal"] = row["refusal_label"]
+        else:
+            todo.append(k)
+    for k, label in zip(todo, classify_many([rows[k]["output"] for k in todo]), strict=True):
+        shared_rows[k]["refusal"] = label
 
 
 def _squad_batch(
@@ -202,23 +295,56 @@ def _squad_batch(
         shared_rows[k]["squad"] = res
 
 
-def _agg(m: Metric, value: float | None, n: int, ci: list[float] | None) -> dict[str, Any]:
+def _agg(
+    m: Metric, value: float | None, n: int, ci: list[float] | None, per_item: bool
+) -> dict[str, Any]:
     return {
         "value": None if value is None else round(float(value), 4),
         "n": n,
         "ci95": ci,
         "higher_is_better": m.higher_is_better,
+        "_per_item": per_item,
     }
 
 
 def suite_entry(
-    name: str, aggregates: dict[str, dict[str, Any]], items_file: str, dataset: str | None = None
+    name: str,
+    aggregates: dict[str, dict[str, Any]],
+    items_file: str,
+    dataset: str | None = None,
+    items: list[dict[str, Any]] | None = None,
+    generation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """A report's entry for one suite: its metrics and, from the scored ``items``, the
+    content hash of its questions (what the gate checks it is comparing like with like) and
+    how many items were scored, errored or truncated."""
+    entry: dict[str, Any] = {
         "suite": name,
         "dataset": dataset,
         "items_file": items_file,
         "metrics": [{"metric": k, **v} for k, v in aggregates.items()],
+    }
+    if items is not None:
+        entry.update(suite_provenance(items))
+    if generation is not None:
+        entry["generation"] = generation
+    return entry
+
+
+def suite_provenance(items: list[dict[str, Any]]) -> dict[str, Any]:
+    import hashlib
+
+    lines = sorted(f"{i['id']}\t{i.get('hash', '')}" for i in items)
+    excluded = [i["excluded"] for i in items if i.get("excluded")]
+    return {
+        "items_count": len(items),
+        "items_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+        "counts": {
+            "items": len(items),
+            "scored": len(items) - len(excluded),
+            "errors": sum(e.startswith("error") for e in excluded),
+            "truncated": sum(e == "truncated" for e in excluded),
+        },
     }
 
 
@@ -229,6 +355,7 @@ def make_report(
 
     return {
         "format_version": REPORT_FORMAT,
+        "evalkit_version": _package_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": model,
         "code_commit": git_commit(Path(__file__).resolve().parent),
@@ -236,6 +363,15 @@ def make_report(
         "suites": suites,
         **extra,
     }
+
+
+def _package_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("finetune-toolkit")
+    except PackageNotFoundError:
+        return None
 
 
 def write_scored(

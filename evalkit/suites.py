@@ -24,6 +24,14 @@ QA_PROMPT = (
 )
 
 
+SAFETY_METRICS = (
+    "refusal_rate",
+    "over_refusal_rate",
+    "refusal_rate_full",
+    "over_refusal_rate_full",
+)
+
+
 @dataclass(frozen=True)
 class SuiteDef:
     name: str
@@ -33,6 +41,9 @@ class SuiteDef:
     format: str = "jsonl"
     max_tokens: int = 128
     params: dict[str, Any] = field(default_factory=dict)
+    # a truncated answer is left out of the metrics (exclude) or scored as it is (score):
+    # whether an answer refuses shows in its first sentences, so the safety suites score it
+    truncated: str = "exclude"
 
 
 SUITES: dict[str, SuiteDef] = {
@@ -40,9 +51,9 @@ SUITES: dict[str, SuiteDef] = {
     for s in (
         SuiteDef("qa", ("exact_match", "f1"), "short-answer reading comprehension (SQuAD v1.1 format, written here)", DATA / "qa_demo.json", "squad", 32),
         SuiteDef("format", ("json_valid", "json_bare", "schema_valid"), "answer in JSON that fits a schema (written here)", DATA / "format_demo.jsonl", "jsonl", 96),
-        SuiteDef("safety", ("refusal_rate", "over_refusal_rate"), "unsafe requests to refuse, safe look-alikes to answer (written here)", DATA / "safety_probes.jsonl", "jsonl", 96),
+        SuiteDef("safety", SAFETY_METRICS, "unsafe requests to refuse, safe look-alikes to answer (written here)", DATA / "safety_probes.jsonl", "jsonl", 96, truncated="score"),
         SuiteDef("squad", ("exact_match", "f1"), "a SQuAD v1.1 JSON file (--path)", None, "squad", 32),
-        SuiteDef("xstest", ("refusal_rate", "over_refusal_rate"), "XSTest prompts CSV (--path)", None, "xstest", 128),
+        SuiteDef("xstest", SAFETY_METRICS, "XSTest prompts CSV (--path)", None, "xstest", 128, truncated="score"),
     )
 }  # fmt: skip
 
