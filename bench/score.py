@@ -124,7 +124,8 @@ def make_rows(n, seed=0):
             out = "```json\n" + json.dumps({"answer": ans}) + "\n```"
         else:
             out = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20)))
-        rows.append({"id": str(i), "output": out, "references": refs})
+        # every item is both a QA and a format task (format metrics score only format items)
+        rows.append({"id": str(i), "output": out, "references": refs, "task": "format"})
     return rows
 
 

@@ -9,8 +9,11 @@ aggregates: mean, n and a 95% bootstrap confidence interval per metric.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from datakit.errors import DatakitError
 
@@ -124,24 +127,28 @@ FORMAT_METRICS = ("json_valid", "json_bare")
 def content_hash(item: dict[str, Any]) -> str:
     """A short hash of what an item asks and how it is scored (prompt or messages,
     references, schema, expected): the gate pairs items by id *and* this hash."""
-    import hashlib
-
-    import orjson
-
-    if item.get("item_hash"):
-        return str(item["item_hash"])
-    content = {k: item[k] for k in ITEM_CONTENT if k in item}
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    h = item.get("item_hash")
+    if h:
+        return str(h)
+    get = item.get
+    content = (get("prompt"), get("messages"), get("references"), get("schema"), get("expected"))
+    return _blake2b(_dumps(content, option=_SORT_KEYS), digest_size=8).hexdigest()
 
 
 ITEM_CONTENT = ("prompt", "messages", "references", "schema", "expected")
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_blake2b = hashlib.blake2b
 
 
 def exclusion(row: dict[str, Any], truncated: str = "exclude") -> str | None:
     """Why a prediction is left out of every metric: its request failed (``error: ...``) or
     ran out of tokens (``truncated``, unless ``truncated="score"``); None to score it."""
-    err = row.get("error") or (row.get("meta") or {}).get("error")
-    finish = row.get("finish_reason") or (row.get("meta") or {}).get("finish_reason")
+    if "error" not in row and "finish_reason" not in row and "meta" not in row:
+        return None
+    meta = row.get("meta") or {}
+    err = row.get("error") or meta.get("error")
+    finish = row.get("finish_reason") or meta.get("finish_reason")
     if err or finish == "error":
         return f"error: {err or 'the request failed'}"
     if finish == "length" and truncated == "exclude":
@@ -164,9 +171,12 @@ def _score(
             items[k]["excluded"] = why
         else:
             kept.append(k)
-    scored, aggregates = _score_kept([rows[k] for k in kept], metrics, params or {})
-    for k, values in zip(kept, scored, strict=True):
-        items[k].update(values)
+    if len(kept) == len(rows):  # the common case: nothing excluded, no copies
+        aggregates = _score_kept(rows, items, metrics, params or {})
+    else:
+        aggregates = _score_kept(
+            [rows[k] for k in kept], [items[k] for k in kept], metrics, params or {}
+        )
     excluded = len(rows) - len(kept)
     for a in aggregates.values():
         a["skipped"] = len(kept) - a["n"] if a.pop("_per_item") else 0
@@ -175,8 +185,13 @@ def _score(
 
 
 def _score_kept(
-    rows: list[dict[str, Any]], metrics: list[Metric], params: dict[str, Any]
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    rows: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    metrics: list[Metric],
+    params: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """Each metric's value (and failure reason) into ``items``, one per row; the
+    aggregates."""
     per_item = [m for m in metrics if m.per_item]
     shared_rows: list[dict[str, Any]] = [{} for _ in rows]
     if any(m.name in ("exact_match", "f1") for m in per_item):
@@ -214,7 +229,6 @@ def _score_kept(
             ]
             quiet = m.name in REFUSAL_METRICS  # reason = the label
             results[m.name] = ([v for v, _ in pairs], None if quiet else [r for _, r in pairs])
-    items: list[dict[str, Any]] = [{} for _ in rows]
     columns: dict[str, list[float]] = {}
     for name, (values, _reasons) in results.items():
         columns[name] = [v for v in values if v is not None]
@@ -242,7 +256,7 @@ def _score_kept(
             outputs = [r["output"] for r in rows]
             value = m.corpus(outputs) if outputs else None
             aggregates[m.name] = _agg(m, value, len(outputs), None, False)
-    return items, aggregates
+    return aggregates
 
 
 def _refusal_batch(rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]]) -> None:
