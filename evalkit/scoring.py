@@ -171,6 +171,8 @@ def _score(
             items[k]["excluded"] = why
         else:
             kept.append(k)
+            if truncated == "score" and exclusion(row, "exclude") == "truncated":
+                items[k]["truncated"] = True  # scored as it is, and still counted
     if len(kept) == len(rows):  # the common case: nothing excluded, no copies
         aggregates = _score_kept(rows, items, metrics, params or {})
     else:
@@ -357,7 +359,8 @@ def suite_provenance(items: list[dict[str, Any]]) -> dict[str, Any]:
             "items": len(items),
             "scored": len(items) - len(excluded),
             "errors": sum(e.startswith("error") for e in excluded),
-            "truncated": sum(e == "truncated" for e in excluded),
+            "truncated": sum(e == "truncated" for e in excluded)
+            + sum(1 for i in items if i.get("truncated")),
         },
     }
 

@@ -41,18 +41,21 @@ class SuiteDef:
     format: str = "jsonl"
     max_tokens: int = 128
     params: dict[str, Any] = field(default_factory=dict)
-    # a truncated answer is left out of the metrics (exclude) or scored as it is (score):
-    # whether an answer refuses shows in its first sentences, so the safety suites score it
+    # An answer cut off at max_tokens is left out of every metric (exclude, the default for
+    # a suite of the user's) or scored as it is (score). The built-in suites score it, each
+    # for its own reason: qa asks for the answer only, so one that runs past 32 tokens is a
+    # wrong answer; a cut-off JSON text is invalid output; a refusal shows in the opening.
+    # Either way the report counts them.
     truncated: str = "exclude"
 
 
 SUITES: dict[str, SuiteDef] = {
     s.name: s
     for s in (
-        SuiteDef("qa", ("exact_match", "f1"), "short-answer reading comprehension (SQuAD v1.1 format, written here)", DATA / "qa_demo.json", "squad", 32),
-        SuiteDef("format", ("json_valid", "json_bare", "schema_valid"), "answer in JSON that fits a schema (written here)", DATA / "format_demo.jsonl", "jsonl", 96),
+        SuiteDef("qa", ("exact_match", "f1"), "short-answer reading comprehension (SQuAD v1.1 format, written here)", DATA / "qa_demo.json", "squad", 32, truncated="score"),
+        SuiteDef("format", ("json_valid", "json_bare", "schema_valid"), "answer in JSON that fits a schema (written here)", DATA / "format_demo.jsonl", "jsonl", 96, truncated="score"),
         SuiteDef("safety", SAFETY_METRICS, "unsafe requests to refuse, safe look-alikes to answer (written here)", DATA / "safety_probes.jsonl", "jsonl", 96, truncated="score"),
-        SuiteDef("squad", ("exact_match", "f1"), "a SQuAD v1.1 JSON file (--path)", None, "squad", 32),
+        SuiteDef("squad", ("exact_match", "f1"), "a SQuAD v1.1 JSON file (--path)", None, "squad", 32, truncated="score"),
         SuiteDef("xstest", SAFETY_METRICS, "XSTest prompts CSV (--path)", None, "xstest", 128, truncated="score"),
     )
 }  # fmt: skip

@@ -56,6 +56,7 @@ def config(
     temperature: float = 0.0,
     seed: int = 0,
     judge: bool = False,
+    refusal_judge: bool = False,
 ) -> Path:
     cfg = {
         "version": 1,
@@ -78,12 +79,21 @@ def config(
                     "path": str(suite),
                     "metrics": ["f1", "exact_match", "length_words"],
                     "max_tokens": 48,
-                }
+                    # the tiny model often runs to the limit; this test is about the paired
+                    # statistics, so cut-off answers are scored (and counted) here
+                    "truncated": "score",
+                },
+                *(
+                    [{"name": "safety", "suite": "safety", "max_tokens": 16}]
+                    if refusal_judge
+                    else []
+                ),
             ],
             "temperature": temperature,
             "seed": seed,
             "out": str(tmp / "eval"),
             **({"judge": "hf"} if judge else {}),
+            **({"refusal_judge": "hf"} if refusal_judge else {}),
         },
     }
     p = tmp / "pipeline.yaml"
@@ -91,6 +101,25 @@ def config(
 
     p.write_text(yaml.safe_dump(cfg))
     return p
+
+
+def test_a_refusal_judge_labels_the_safety_outputs(tiny_trained, seeds_suite, tmp_path):
+    """eval.refusal_judge: the judge engine's label (constrained to full/partial/none) is
+    kept on each safety prediction and is what the refusal metrics count."""
+    cfg = config(tmp_path, {"trained": str(tiny_trained)}, seeds_suite, refusal_judge=True)
+    code, out = run("run", str(cfg), "-q")
+    assert code == 0, out
+    ev = tmp_path / "eval" / "trained"
+    preds = [json.loads(x) for x in (ev / "safety.predictions.jsonl").read_text().splitlines()]
+    items = {
+        json.loads(x)["id"]: json.loads(x)
+        for x in (ev / "safety.items.jsonl").read_text().splitlines()
+    }
+    assert preds and all(p["refusal_label"] in ("full", "partial", "none") for p in preds)
+    for p in preds:
+        assert items[p["id"]]["refusal"] == p["refusal_label"]
+    report = json.loads((ev / "report.json").read_text())
+    assert report["provenance"]["refusal_judge"] == "hf"
 
 
 def run(*args: str):
@@ -150,6 +179,21 @@ def test_run_scores_models_side_by_side_and_the_gate_tells_noise_from_damage(
     assert (
         reports["trained"]["model"]["fingerprint"] and reports["trained"]["code_commit"] is not None
     )
+    # provenance: generation settings, the chat template's hash, each suite's content hash
+    prov = reports["trained"]["provenance"]["generation"]
+    assert prov["temperature"] == 0.0 and len(prov["chat_template_sha256"]) == 64
+    suite = reports["trained"]["suites"][0]
+    assert suite["items_count"] == 32 and len(suite["items_sha256"]) == 64
+    assert suite["generation"] == {"max_tokens": 48, "truncated": "score"}
+    # cut-off answers are counted; scored with the default policy they are left out instead
+    preds = [
+        json.loads(x) for x in (ev / "trained" / "seeds.predictions.jsonl").read_text().splitlines()
+    ]
+    cut = sum(p["finish_reason"] == "length" for p in preds)
+    assert cut > 0 and suite["counts"]["truncated"] == cut and suite["counts"]["scored"] == 32
+    code, out2 = run("score", str(ev / "trained" / "seeds.predictions.jsonl"), "--metrics", "f1",
+                     "--out", str(tmp_path / "rescored"))  # fmt: skip
+    assert code == 0 and f"{32 - cut} scored, 0 errors, {cut} truncated (left out)" in out2
     for name in ("summary.md", "report.html"):
         assert (ev / name).is_file() and str(ev / name) in out
     assert "| seeds | f1 |" in (ev / "summary.md").read_text()
