@@ -19,3 +19,13 @@ class ToolFailure(DatakitError):
     gate could not run" from "the model regressed" (1) and "bad input" (2)."""
 
     exit_code = 3
+
+
+def did_you_mean(word: str, choices: object, what: str) -> str:
+    """The end of an "unknown X" message: ``; did you mean 'y'?`` for the closest choice,
+    or `` (WHAT: a, b, c)`` listing them when none is close."""
+    import difflib
+
+    names = sorted(str(c) for c in choices)  # type: ignore[attr-defined]
+    hint = difflib.get_close_matches(word, names, n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else f" ({what}: {', '.join(names)})"

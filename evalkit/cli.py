@@ -260,7 +260,9 @@ def predict_cmd(
     spec = engine_specs_from_options({**kw, "model": path})["engine"]
     pool = EnginePool(Path(kw["runs_root"]) / "cache", quiet=quiet)
     try:
-        engine = pool.get(spec, batch_size=kw["batch_size"])
+        from .run import start_engine
+
+        engine = start_engine(pool, spec, kw["batch_size"], "evalkit predict")
         preds = predict(
             engine,
             items,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from datakit.errors import DatakitError, did_you_mean
 
 from .metrics import METRICS
 from .scoring import metric_direction, read_items, read_report
@@ -52,6 +52,10 @@ class GateSettings:
     inconclusive: str = "warn"  # warn | fail
     correction: str = "holm"  # holm | none
     allow_suite_change: bool = False
+
+    def rule(self, suite: str, metric: str) -> dict[str, float]:
+        """The rule for SUITE/METRIC, else for METRIC, else none."""
+        return self.rules.get(f"{suite}/{metric}") or self.rules.get(metric) or {}
 
 
 def gate_settings(section: dict[str, Any] | None = None, **overrides: Any) -> GateSettings:
@@ -133,8 +137,6 @@ def _suites(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def check_rules(rules: dict[str, dict[str, Any]], reports: list[dict[str, Any]]) -> None:
     """A rule for a metric or suite the reports do not have is an error naming the closest
     match (a typo must not switch a safety floor off)."""
-    import difflib
-
     suites = {s["suite"] for r in reports for s in r["suites"]}
     metrics = {m["metric"] for r in reports for s in r["suites"] for m in s["metrics"]}
     pairs = {
@@ -143,25 +145,14 @@ def check_rules(rules: dict[str, dict[str, Any]], reports: list[dict[str, Any]])
     for key in rules:
         suite, slash, metric = key.rpartition("/")
         if slash and suite not in suites:
-            hint = difflib.get_close_matches(suite, suites, n=1)
             raise DatakitError(
                 f"gate rule {key!r}: no suite {suite!r} in the reports"
-                + (
-                    f"; did you mean {hint[0]!r}?"
-                    if hint
-                    else f" (suites: {', '.join(sorted(suites))})"
-                )
+                + did_you_mean(suite, suites, "suites")
             )
         if (slash and key not in pairs) or (not slash and metric not in metrics):
-            pool = pairs if slash else metrics
-            hint = difflib.get_close_matches(key, pool, n=1)
             raise DatakitError(
                 f"gate rule {key!r}: no metric {key!r} in the reports"
-                + (
-                    f"; did you mean {hint[0]!r}?"
-                    if hint
-                    else f" (metrics: {', '.join(sorted(pool))})"
-                )
+                + did_you_mean(key, pairs if slash else metrics, "metrics")
             )
 
 
@@ -218,7 +209,7 @@ def compare(
             metric = b["metric"]
             if metric in METRICS and not METRICS[metric].gated:
                 continue  # e.g. length: shown in reports, neither better nor worse
-            rule = s.rules.get(f"{sname}/{metric}") or s.rules.get(metric) or {}
+            rule = s.rule(sname, metric)
             hib = metric_direction(metric, b)
             c = cur_m.get(metric)
             if c is None:
@@ -328,7 +319,7 @@ def _decide(
     level = s.alpha / m if (m and s.correction == "holm") else s.alpha
     for (row, bv, cv, hib, binary), pw, pb in zip(tested, worse, better, strict=True):
         row.p_value, row.p_better = round(pw, 6), round(pb, 6)
-        rule = s.rules.get(f"{row.suite}/{row.metric}") or s.rules.get(row.metric) or {}
+        rule = s.rule(row.suite, row.metric)
         max_drop = float(rule.get("max_drop", s.max_drop))
         diffs = [(c - b) if hib else (b - c) for b, c in zip(bv, cv, strict=True)]
         row.mdd = stats.min_detectable_drop(diffs, len(bv), level, binary)
@@ -365,7 +356,7 @@ def _corpus_row(
 
 
 def _floor(r: Row, s: GateSettings) -> None:
-    rule = s.rules.get(f"{r.suite}/{r.metric}") or s.rules.get(r.metric) or {}
+    rule = s.rule(r.suite, r.metric)
     hib = metric_direction(r.metric, {})
     floor = rule.get("min") if hib else rule.get("max")
     if floor is None or r.current is None:

@@ -238,13 +238,15 @@ def _eval_model(
 
 
 def start_engine(pool: Any, spec: Any, batch_size: int, where: str) -> Any:
-    """The pool's engine for ``spec``; an engine that cannot start is the tool failing
-    (ToolFailure, exit 3), not a verdict on the model."""
+    """The pool's engine for ``spec``. A spec the backend refuses before starting (a model
+    directory that does not exist, an unknown option) is bad input (DatakitError, exit 2);
+    an engine that fails while starting is the tool failing (ToolFailure, exit 3), not a
+    verdict on the model."""
     from datakit.errors import ToolFailure
 
     try:
         return pool.get(spec, batch_size=batch_size, where=where)
-    except ToolFailure:
+    except DatakitError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__

@@ -13,7 +13,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatakitError
+from ..errors import DatakitError, did_you_mean
 from ..models import check_model, fingerprint
 from .base import Completion, Engine, EngineSpec, Request, Result
 from .cache import RequestCache
@@ -84,16 +84,9 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
         allowed = [p for p in params if p not in ("self", "model")]
         for key in spec.options:
             if key not in allowed:
-                import difflib
-
-                hint = difflib.get_close_matches(key, allowed, n=1)
                 raise DatakitError(
                     f"{where}: unknown option {key!r} for the {spec.backend} backend"
-                    + (
-                        f"; did you mean {hint[0]!r}?"
-                        if hint
-                        else f" (options: {', '.join(allowed)})"
-                    )
+                    + did_you_mean(key, allowed, "options")
                 )
 
 

@@ -457,6 +457,13 @@ def test_a_tool_failure_exits_3(tmp_path, monkeypatch):
         def get(self, *a, **k):
             raise RuntimeError("vllm: out of memory while loading")
 
+    # a model directory that does not exist is bad input, refused before anything starts
+    r = CliRunner().invoke(
+        cli,
+        ["predict", str(tmp_path / "no-model"), "qa", "--suite", "qa", "-o", str(tmp_path / "p.jsonl"),
+         "--backend", "transformers", "--runs-root", str(tmp_path / "runs"), "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
     spec = type("S", (), {"backend": "vllm"})()
     with pytest.raises(ToolFailure, match="could not start: vllm: out of memory"):
         run_mod.start_engine(Pool(), spec, 8, "eval.models.base")
