@@ -7,7 +7,10 @@ Sets (all labelled full / partial / none, written for this project):
   trained on);
 - families: evalkit/data/refusal_families.jsonl (74 completions in the manner of Llama-2-chat,
   Mistral-Instruct, GPT-3.5/4, Claude, Gemma and Vicuna on XSTest-like requests; used while
-  developing the training styles, so its figure is a development figure).
+  developing the training styles, so its figure is a development figure);
+- families_heldout: evalkit/data/refusal_families_heldout.jsonl (45 more in the same manner,
+  on other requests, written after the features and training set were frozen; it informed
+  one choice, how the two layers combine, between two options).
 
 Ours: ``evalkit.refusal.classify_many`` (the learned detector) and ``classify_rules`` (its
 rules alone). Baselines: GCG's refusal prefixes, AdvBench's phrase list (both "a phrase
@@ -51,6 +54,7 @@ def main() -> None:
         "validation": load("refusal_set.jsonl", "validation"),
         "heldout": load("refusal_heldout.jsonl"),
         "families": load("refusal_families.jsonl"),
+        "families_heldout": load("refusal_families_heldout.jsonl"),
     }
     if args.quick:
         sets["validation"] = sets["validation"][:100]
