@@ -21,6 +21,8 @@ from datakit.clikit import (
 )
 from datakit.errors import DatakitError
 
+from .gate import GateSettings
+
 EXIT_CODES = """\b
 Exit codes (every command):
   0  pass / done
@@ -338,6 +340,9 @@ def run_cmd(
         raise SystemExit(1)
 
 
+_GATE = GateSettings()  # the defaults, stated once (evalkit/gate.py; the schema's test checks them)
+
+
 @cli.command("gate", epilog=EXIT_CODES)
 @click.argument("report", type=click.Path())
 @click.option(
@@ -348,27 +353,29 @@ def run_cmd(
 @click.option(
     "--max-drop",
     type=click.FloatRange(min=0),
-    help="Allowed drop for metrics without a rule [default: 0.02].",
+    help=f"Allowed drop for metrics without a rule [default: {_GATE.max_drop}].",
 )
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 0.5, min_open=True),
-    help="Family-wise significance level of the paired tests [default: 0.05].",
+    help=f"Family-wise significance level of the paired tests [default: {_GATE.alpha}].",
 )
 @click.option(
     "--min-coverage",
     type=click.FloatRange(0, 1),
-    help="Share of the baseline's items the report must have a value for [default: 1.0].",
+    help="Share of the baseline's items the report must have a value for "
+    f"[default: {_GATE.min_coverage}].",
 )
 @click.option(
     "--inconclusive",
     type=click.Choice(["warn", "fail"]),
-    help="A row that cannot detect its max_drop at this n: warn (default) or fail.",
+    help="A row that cannot detect its max_drop at this n: warn or fail "
+    f"[default: {_GATE.inconclusive}].",
 )
 @click.option(
     "--correction",
     type=click.Choice(["holm", "none"]),
-    help="Multiple-testing correction across the gated metrics [default: holm].",
+    help=f"Multiple-testing correction across the gated metrics [default: {_GATE.correction}].",
 )
 @click.option(
     "--allow-suite-change",
