@@ -164,7 +164,7 @@ def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[t
     out: list[tuple[int, str]] = []
     engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
     ev = data.get("eval")
-    for key in ("engine", "judge"):
+    for key in ("engine", "judge", "refusal_judge"):
         if isinstance(ev, dict) and isinstance(ev.get(key), str) and ev[key] not in engines:
             known = ", ".join(engines) or "none defined"
             out.append(

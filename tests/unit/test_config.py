@@ -110,3 +110,17 @@ def test_eval_engine_must_name_an_engine(tmp_path):
     )
     data, lines = load_yaml(p)
     assert check_config(data, lines, str(p)) == [f"{p}:4: eval.engine: 'gen' is not in engines (e)"]
+
+
+def test_eval_refusal_judge_and_gate_settings_are_checked(tmp_path):
+    from datakit.config import check_config, load_yaml
+
+    p = tmp_path / "p.yaml"
+    p.write_text(
+        "engines:\n  e: {backend: vllm, model: m}\neval:\n  engine: e\n  models: {a: m}\n"
+        "  refusal_judge: big\n  gate: {min_coverage: 1.5, inconclusive: fail}\n"
+    )
+    data, lines = load_yaml(p)
+    problems = check_config(data, lines, str(p))
+    assert f"{p}:6: eval.refusal_judge: 'big' is not in engines (e)" in problems
+    assert any("eval.gate.min_coverage" in x for x in problems) and len(problems) == 2
