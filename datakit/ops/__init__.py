@@ -165,8 +165,9 @@ OPS: dict[str, Op] = {
             "datakit.ops.dedup:run",
             _ANY,
             "same",
-            "Drop duplicate records, one kept per cluster: semantic (embeddings + HNSW, the "
-            "default), near (MinHash LSH) or exact; further inputs are sets to dedup against.",
+            "Drop duplicate records, each only for a kept record it resembles: semantic "
+            "(embeddings + HNSW, the default), near (MinHash LSH) or exact; further inputs "
+            "are sets to dedup against.",
             "datakit dedup grown -o grown-dedup --method near --threshold 0.8",
             command="top",
             many_inputs=True,

@@ -7,13 +7,20 @@ The text of a record is chosen by ``fields``: ``instruction`` (what was asked), 
 shingles of the normalised text, 128-permutation MinHash, and an LSH index (datasketch) whose bands and
 rows come from the Jaccard threshold (0.8 by default), so candidates are found without an
 all-pairs step (the index is tuned for recall); each candidate pair is then confirmed on the exact Jaccard similarity of the
-two shingle sets. Duplicate pairs form clusters (union-find); each cluster keeps exactly one
-record by the ``keep`` rule (``first``, ``longest`` or ``best_score``, the judge's quality in
-``meta.judge``), never none. Further inputs are reference sets ("against"): a record that
-duplicates any of their records is dropped (generated data against an eval set).
+two shingle sets. Semantic candidates from the index are re-scored exactly (float32 cosine of
+the two vectors, an index stored in float32 on every machine).
 
-Every dropped record is a reject with the id it duplicates, its cluster, the method and the
-similarity; ``dedup_report.jsonl`` in the version lists the same, one row per dropped record.
+Keep-one (the default, ``cluster: greedy``): records take their place in the ``keep`` order
+(``first``; ``longest`` = ``longest:response``, or ``longest:instruction`` / ``longest:text``;
+``best_score``, the judge's quality in ``meta.judge``); a record is dropped only for a kept
+record (or a reference) it is itself similar to, so no chain of small edits drops a record
+for one it does not resemble. ``cluster: connected`` keeps the old transitive clusters
+(union-find, one record per component), labelled as such in the report. Further inputs are
+reference sets ("against"): a record is dropped when it is itself similar to a reference.
+
+Every dropped record is a reject with the id it was dropped for, the method, the clustering
+and that pair's own similarity; ``dedup_report.jsonl`` in the version lists the same, one
+row per dropped record.
 """
 
 from __future__ import annotations
@@ -116,17 +123,21 @@ def semantic_pairs(
     index = Index(ndim=vecs.shape[1], metric="cos", dtype="f32")
     index.add(np.arange(len(texts)), vecs)
     found = index.search(vecs, min(neighbours, len(texts)))
-    pairs = set()
+    # The index proposes candidates; each pair's score is its own cosine, recomputed in
+    # float32 from the two vectors (the same number whichever way the pair was found).
+    # A small margin below the threshold keeps a pair the index's distance rounds away.
+    candidates = set()
     for i in range(len(texts)):
         for j, dist in zip(found.keys[i], found.distances[i], strict=True):
             j = int(j)
-            sim = 1.0 - float(dist)
-            if j != i and sim >= threshold:
-                pairs.add((min(i, j), max(i, j), round(sim, 4)))
-    best: dict[tuple[int, int], float] = {}
-    for i, j, sim in pairs:
-        best[(i, j)] = max(sim, best.get((i, j), 0.0))
-    return sorted((i, j, s) for (i, j), s in best.items())
+            if j != i and 1.0 - float(dist) >= threshold - 1e-3:
+                candidates.add((min(i, j), max(i, j)))
+    out = []
+    for i, j in sorted(candidates):
+        sim = float(np.dot(vecs[i], vecs[j]))
+        if sim >= threshold:
+            out.append((i, j, round(sim, 4)))
+    return out
 
 
 def duplicate_pairs(
@@ -178,6 +189,103 @@ def _score(rec: dict[str, Any]) -> float:
     return float(q) if isinstance(q, (int, float)) else float("-inf")
 
 
+KEEP_FIELDS = ("response", "instruction", "text")
+
+
+def keep_order(records: list[dict[str, Any]], texts: list[str], keep: str) -> list[int]:
+    """The order in which records claim their place: ``first`` (input order), ``longest``
+    / ``longest:FIELD`` (the longest FIELD first: ``response`` by default, ``instruction``,
+    or ``text``, the text compared), ``best_score`` (the judge's quality first)."""
+    rule, _, field = keep.partition(":")
+    n = len(records)
+    if rule == "first":
+        return list(range(n))
+    if rule == "best_score":
+        return sorted(range(n), key=lambda i: (-_score(records[i]), i))
+    if rule == "longest":
+        field = field or "response"
+        if field not in KEEP_FIELDS:
+            from ..errors import DatakitError
+
+            raise DatakitError(
+                f"dedup keep: {keep!r}: longest measures one of {', '.join(KEEP_FIELDS)}"
+            )
+
+        def size(i: int) -> int:
+            if field == "text":
+                return len(texts[i])
+            prompt, response = exchange(records[i]) if _has_exchange(records[i]) else (texts[i], "")
+            return len(response if field == "response" else prompt)
+
+        return sorted(range(n), key=lambda i: (-size(i), i))
+    from ..errors import DatakitError
+
+    raise DatakitError(f"dedup keep: {keep!r} is not first, longest[:FIELD] or best_score")
+
+
+def _has_exchange(rec: dict[str, Any]) -> bool:
+    return "instruction" in rec or "messages" in rec
+
+
+def keep_one(
+    n: int,
+    n_refs: int,
+    pairs: list[tuple[int, int, float]],
+    order: list[int],
+    cluster: str = "greedy",
+) -> dict[int, tuple[int, float, bool]]:
+    """Which records to drop, each with the record it is dropped for, that pair's own
+    similarity and whether the two are a direct pair. Indexes ``n .. n + n_refs - 1`` are references, kept from the start.
+
+    ``greedy`` (the default): records take their place in ``order``; a record is dropped
+    only for a kept record or a reference that it is itself similar to (a pair at or above
+    the threshold), the most similar one; otherwise it is kept. No chains: twelve records
+    each one word from the next keep every record that is not close to a kept one.
+    ``connected``: the duplicate pairs' connected components (transitive), one record kept
+    per component (the first in ``order``; a component with a reference keeps none of the
+    records), each dropped record reported with its most similar kept record or reference
+    in the component when it has a direct pair with one, else with the kept record and the
+    similarity of its best direct match (labelled transitive)."""
+    neighbours: dict[int, dict[int, float]] = {}
+    for i, j, sim in pairs:
+        neighbours.setdefault(i, {})[j] = sim
+        neighbours.setdefault(j, {})[i] = sim
+    kept = set(range(n, n + n_refs))
+    drop: dict[int, tuple[int, float, bool]] = {}
+    if cluster == "greedy":
+        for i in order:
+            near = [(sim, -k, k) for k, sim in neighbours.get(i, {}).items() if k in kept]
+            if near:
+                sim, _, k = max(near)
+                drop[i] = (k, sim, True)
+            else:
+                kept.add(i)
+        return drop
+    clusters = Clusters(n + n_refs)
+    for i, j, _ in pairs:
+        clusters.union(i, j)
+    rank = {i: r for r, i in enumerate(order)}
+    members: dict[int, list[int]] = {}
+    for i in range(n + n_refs):
+        members.setdefault(clusters.find(i), []).append(i)
+    for idx in members.values():
+        if len(idx) < 2:
+            continue
+        refs = [i for i in idx if i >= n]
+        own = sorted((i for i in idx if i < n), key=rank.__getitem__)
+        keepers = refs or own[:1]
+        for i in own:
+            if i in keepers:
+                continue
+            direct = [(neighbours[i][k], k) for k in keepers if k in neighbours.get(i, {})]
+            if direct:
+                sim, k = max(direct)
+                drop[i] = (k, sim, True)
+            else:
+                drop[i] = (keepers[0], max(neighbours[i].values()), False)
+    return drop
+
+
 def run(
     inputs: list[list[dict[str, Any]]],
     ctx: OpContext,
@@ -188,6 +296,7 @@ def run(
     shingle_size: int = 5,
     num_perm: int = 128,
     embedding_model: str | None = None,
+    cluster: str = "greedy",
 ) -> list[dict[str, Any]]:
     records, references = inputs[0], [r for refs in inputs[1:] for r in refs]
     everything = records + references
@@ -200,50 +309,25 @@ def run(
 
         ctx.stats["embedding_backend"] = backend_for(embedding_model)
     n = len(records)
-    clusters = Clusters(len(everything))
-    best_sim: dict[int, tuple[int, float]] = {}
-    for i, j, sim in pairs:
-        clusters.union(i, j)
-        for a, b in ((i, j), (j, i)):
-            if a < n and sim >= best_sim.get(a, (-1, -1.0))[1]:
-                best_sim[a] = (b, sim)
-    members: dict[int, list[int]] = {}
-    for i in range(len(everything)):
-        members.setdefault(clusters.find(i), []).append(i)
-    drop: dict[int, tuple[int, str]] = {}  # index -> (kept index, reason)
-    for idx in members.values():
-        if len(idx) < 2:
-            continue
-        refs = [i for i in idx if i >= n]
-        own = [i for i in idx if i < n]
-        if refs:  # duplicates another dataset: none of ours stays
-            for i in own:
-                drop[i] = (refs[0], "duplicates_reference")
-            continue
-        if keep == "longest":
-            kept = max(own, key=lambda i: (len(texts[i]), -i))
-        elif keep == "best_score":
-            kept = max(own, key=lambda i: (_score(records[i]), -i))
-        else:
-            kept = min(own)
-        for i in own:
-            if i != kept:
-                drop[i] = (kept, "duplicate")
+    order = keep_order(records, texts[:n], keep)
+    drop = keep_one(n, len(references), pairs, order, cluster)
     out, report = [], []
     for i, rec in enumerate(records):
         if i not in drop:
             out.append(rec)
             continue
-        kept, reason = drop[i]
-        kept_id = everything[kept].get("id")
-        sim = best_sim.get(i, (kept, 1.0))[1]
+        kept, sim, direct = drop[i]
+        reason = "duplicates_reference" if kept >= n else "duplicate"
         row = {
             "dropped": rec.get("id"),
-            "kept": kept_id,
-            "cluster": everything[clusters.find(i)].get("id"),
+            "kept": everything[kept].get("id"),
+            "cluster": everything[kept].get("id"),
             "method": method,
+            "clustering": cluster,
             "similarity": sim,
         }
+        if not direct:  # connected components: dropped through a chain, not a direct match
+            row["transitive"] = True
         report.append(row)
         ctx.reject(rec, reason, **{k: v for k, v in row.items() if k != "dropped"})
     ctx.files["dedup_report.jsonl"] = report

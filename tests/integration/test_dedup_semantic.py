@@ -41,6 +41,17 @@ def test_index_search_matches_exact_cosine():
     }
 
 
+@pytest.mark.numeric
+def test_each_reported_similarity_is_the_pairs_own_float32_cosine():
+    """The score of a pair is recomputed from its two vectors in float32, so a pair's
+    similarity does not depend on how the index found it (or on its storage type)."""
+    pairs = semantic_pairs(TEXTS, 0.5)
+    vecs = embed(TEXTS).astype(np.float32)
+    assert pairs
+    for i, j, sim in pairs:
+        assert sim == round(float(np.dot(vecs[i], vecs[j])), 4) >= 0.5
+
+
 # ------------------------------------------------------------ the embedding fast path
 
 VARIED = [

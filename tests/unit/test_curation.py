@@ -237,3 +237,92 @@ def test_curation_ops_pass_empty_inputs_on(store):
     # the empty input gives nothing: the shortfall shows in stats.mix
     assert res.version.manifest()["count"] == 1
     assert [x["taken"] for x in res.version.manifest()["stats"]["mix"]] == [0, 1]
+
+
+CHAIN_WORDS = "please write a short friendly note to thank our team for the great work".split()
+OTHER_WORDS = (
+    "kindly draft one brief warm letter praising their staff about an excellent job".split()
+)
+
+
+def chain_records():
+    """Twelve instructions, each one word different from the previous one: neighbours are
+    near duplicates, the first and the last are not."""
+    out = []
+    for k in range(12):
+        words = [OTHER_WORDS[i] if i < k else w for i, w in enumerate(CHAIN_WORDS)]
+        out.append(" ".join(words))
+    return out
+
+
+@pytest.mark.parametrize("cluster", ["greedy", "connected"])
+def test_dedup_drops_a_record_only_for_one_it_resembles(store, cluster):
+    """Before: connected components chained all twelve into one kept record, and the report
+    gave each dropped record's best match to any record, not to the record it was dropped
+    for (the last 'matched' the first at 0.874)."""
+    from datakit.ops.dedup import shingles
+
+    texts = chain_records()
+    threshold = 0.6
+    first_last = len(shingles(texts[0], 5) & shingles(texts[-1], 5)) / len(
+        shingles(texts[0], 5) | shingles(texts[-1], 5)
+    )
+    assert first_last < threshold  # the ends do not resemble each other
+    store.write("chain", recs(texts), "instruction")
+    params = {"method": "near", "fields": "instruction", "threshold": threshold, "cluster": cluster}
+    res = run_step(store, f"c-{cluster}", "dedup", ["chain"], params)
+    kept = {r["id"]: r["instruction"] for r in res.version.records()}
+    report = [
+        json.loads(x) for x in (res.version.path / "dedup_report.jsonl").read_text().splitlines()
+    ]
+    by_id = {r["id"]: r["instruction"] for r in store.resolve("chain").records()}
+    if cluster == "connected":  # the transitive mode, as before, and labelled so
+        assert len(kept) == 1 and any(r.get("transitive") for r in report)
+        assert {r["clustering"] for r in report} == {"connected"}
+        return
+    assert len(kept) > 1 and texts[-1] in kept.values()
+    for row in report:
+        assert row["kept"] in kept and row["clustering"] == "greedy"
+        a, b = shingles(by_id[row["dropped"]], 5), shingles(by_id[row["kept"]], 5)
+        assert row["similarity"] == round(len(a & b) / len(a | b), 4) >= threshold
+
+
+def test_dedup_against_drops_only_what_resembles_a_reference(store):
+    """X ~ Y and Y ~ R, but X is not like R: before, X was dropped as a duplicate of R at a
+    similarity below the threshold."""
+    texts = chain_records()
+    x, y, r = texts[0], texts[2], texts[4]
+    store.write("gen", recs([x, y]), "instruction")
+    store.write("ref", recs([r]), "instruction")
+    params = {"method": "near", "fields": "instruction", "threshold": 0.6}
+    res = run_step(store, "gen-clean", "dedup", ["gen", "ref"], params)
+    out = [rec["instruction"] for rec in res.version.records()]
+    assert out == [x]  # Y goes (for X or for R, whichever it is closer to); X stays
+    assert sum(res.version.manifest()["stats"]["drops"].values()) == 1
+    row = json.loads((res.version.path / "dedup_report.jsonl").read_text().splitlines()[0])
+    assert row["similarity"] >= 0.6
+    # without X, Y is dropped for the reference itself
+    store.write("gen2", recs([y]), "instruction")
+    res = run_step(store, "gen2-clean", "dedup", ["gen2", "ref"], params)
+    assert list(res.version.records()) == []
+    assert res.version.manifest()["stats"]["drops"] == {"duplicates_reference": 1}
+
+
+def test_dedup_keep_longest_names_the_field_it_measures(store):
+    """Before: keep=longest measured the text compared (with fields=instruction, the longest
+    instruction, not the longest answer)."""
+    t = BASE[0]
+    rows = [
+        {"instruction": t + " in detail please", "input": "", "output": "short"},
+        {"instruction": t, "input": "", "output": "a much longer and more useful answer"},
+    ]
+    store.write("k", rows, "instruction")
+    for keep, want in (
+        ("longest", rows[1]),
+        ("longest:response", rows[1]),
+        ("longest:instruction", rows[0]),
+    ):
+        params = {"method": "near", "fields": "instruction", "threshold": 0.5, "keep": keep}
+        res = run_step(store, f"k-{keep.replace(':', '-')}", "dedup", ["k"], params)
+        out = list(res.version.records())
+        assert [r["output"] for r in out] == [want["output"]], keep
