@@ -143,6 +143,11 @@ def status_cmd(ref: str, data_root: str, as_json: bool) -> None:
         f"annotations by {len(out['annotators'])} annotator(s)"
     )
     click.echo("  " + ", ".join(f"{k} {v}" for k, v in st.items()))
+    if out["log_lines_skipped"]:
+        click.echo(
+            f"  skipped {out['log_lines_skipped']} unreadable line(s) of the annotations log "
+            "(each named in a warning)"
+        )
     for q, a in out["agreement"].items():
         click.echo(f"  agreement {q}: {a['metric']} {a['value']} on {a['items']} records")
 
@@ -182,6 +187,10 @@ def commit_cmd(
         f"{o['conflict']} conflicts, {o['skipped']} skipped, {o['todo']} not reviewed) "
         f"from {result['review']['annotations']} annotations"
     )
+    if result["log_lines_skipped"]:
+        click.echo(
+            f"skipped {result['log_lines_skipped']} unreadable line(s) of the annotations log"
+        )
     if "preferences" in result:
         p = result["preferences"]
         click.echo(f"wrote {p['version']}: {p['pairs']} preference pairs from rankings")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -33,6 +34,7 @@ from ..errors import DatakitError
 from ..records import prompt_messages
 
 DEFAULT_CRITERIA = ("clarity", "helpfulness", "accuracy")  # the LLM judge's rubric criteria
+log = logging.getLogger(__name__)
 DECISIONS = ("accept", "reject", "skip", "edit")
 ACTIONS = (*DECISIONS, "rate", "compare", "rank", "comment")
 ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
@@ -121,6 +123,22 @@ def judge_suggestion(rec: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def entry_problem(entry: Any) -> str | None:
+    """Why a log line is not an action this UI can use (None when it is)."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    for key in ("annotator", "record", "action"):
+        if not isinstance(entry.get(key), str):
+            return f"$.{key}: missing or not a string"
+    if entry["action"] not in ACTIONS:
+        return f"$.action: {entry['action']!r} is not one of {', '.join(ACTIONS)}"
+    if entry["action"] == "rate" and not isinstance(entry.get("criterion"), str):
+        return "$.criterion: a rating needs its criterion"
+    if entry["action"] in ("rate", "compare", "rank") and "after" not in entry:
+        return f"$.after: a {entry['action']} needs its value"
+    return None
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -196,6 +214,7 @@ class Review:
         self._lock = threading.Lock()
         self._cache: tuple[int, list[dict[str, Any]]] | None = None
         self._state: tuple[int, dict[str, RecordState]] | None = None
+        self.skipped: list[tuple[int, str]] = []  # log lines left out, by entries()
         for c in self.criteria:
             if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$", c):
                 raise DatakitError(
@@ -234,21 +253,38 @@ class Review:
         return FileLock(str(self.dir / ".lock"), timeout=60)
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every logged action, oldest first (a line cut short by a crash is left out)."""
+        """Every logged action, oldest first. A line that is not JSON (cut short by a crash)
+        or not an action of the right shape is skipped, with a warning naming the line;
+        ``self.skipped`` lists them as (line number, reason)."""
         try:
             size = self.log_path.stat().st_size
         except FileNotFoundError:
             self._cache = None
+            self.skipped = []
             return []
         if self._cache and self._cache[0] == size:
             return self._cache[1]
-        out = []
+        out, skipped = [], []
         with open(self.log_path, "rb") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
                     continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    skipped.append((n, "not JSON (a line cut short?)"))
+                    continue
+                why = entry_problem(entry)
+                if why is None and entry["record"] not in self.by_id:
+                    why = f"$.record: no record {entry['record']!r} in {self.version.ref}"
+                if why:
+                    skipped.append((n, why))
+                    continue
+                out.append(entry)
+        for n, why in skipped:
+            if (n, why) not in getattr(self, "skipped", []):
+                log.warning("%s:%d: skipped: %s", self.log_path, n, why)
+        self.skipped = skipped
         self._cache = (size, out)
         return out
 
@@ -272,10 +308,18 @@ class Review:
                 "action": action,
                 **self._payload(rec, state, annotator, action, data),
             }
-            line = json.dumps(entry, ensure_ascii=False) + "\n"
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            data_out = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+            fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, line.encode())
+                end = os.lseek(fd, 0, os.SEEK_END)
+                if end and os.pread(fd, 1, end - 1) != b"\n":
+                    data_out = b"\n" + data_out  # close a line a crash left open
+                written = 0
+                while written < len(data_out):
+                    n = os.write(fd, data_out[written:])
+                    if n <= 0:
+                        raise OSError(f"{self.log_path}: the write stopped after {written} bytes")
+                    written += n
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -405,6 +449,7 @@ class Review:
             "status": {k: counts.get(k, 0) for k in STATUSES},
             "annotations": len(self.entries()),
             "annotators": sorted({e["annotator"] for e in self.entries()}),
+            "log_lines_skipped": len(self.skipped),
         }
 
     def matches(
@@ -610,7 +655,12 @@ def commit(review: Review, out: str | None = None, message: str | None = None) -
         extra_files={"rejects.jsonl": rejects, "annotations.jsonl": entries},
         extra_stats={"review": review_stats},
     )
-    result = {"version": written.ref, "kept": len(kept), "review": review_stats}
+    result = {
+        "version": written.ref,
+        "kept": len(kept),
+        "review": review_stats,
+        "log_lines_skipped": len(review.skipped),
+    }
     if pairs:
         pv = review.store.write(
             f"{name}-preferences",

@@ -113,6 +113,60 @@ def test_a_line_cut_short_by_a_crash_is_skipped_and_the_rest_kept(review):
     assert [e["record"] for e in review.entries()] == [a, b]
 
 
+def test_an_append_after_a_torn_last_line_loses_nothing(review, caplog):
+    """Before: a line torn by a crash (no trailing newline) swallowed the next valid append."""
+    a, b, *_ = ids(review)
+    review.append("ann", a, "accept")
+    with open(review.log_path, "a") as f:
+        f.write('{"time": "x", "annot')  # the writer died mid-line, no newline
+    review.append("ann", b, "reject")
+    assert [e["record"] for e in review.entries()] == [a, b]
+    assert review.skipped == [(2, "not JSON (a line cut short?)")]
+    assert any(f"{review.log_path}:2: skipped" in m for m in caplog.messages)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "{}",
+        "[1, 2]",
+        '{"annotator": "ann", "record": "no-such-record", "action": "accept"}',
+        '{"annotator": "ann", "record": "RID", "action": "dance"}',
+        '{"annotator": "ann", "record": "RID", "action": "rate", "after": 3}',
+    ],
+)
+def test_a_line_of_the_wrong_shape_is_skipped_not_a_500(review, client, store, line):
+    """Before: a valid-JSON line of the wrong shape raised KeyError and every page, status
+    and commit failed."""
+    a, b, *_ = ids(review)
+    review.append("ann", a, "accept")
+    with open(review.log_path, "a") as f:
+        f.write(line.replace("RID", a) + "\n")
+    review.append("ann", b, "reject")
+    assert client.get(f"/r/{a}").status_code == 200
+    assert client.get("/next", follow_redirects=False).status_code in (302, 303, 307)
+    assert review.progress()["log_lines_skipped"] == 1
+    assert len(review.entries()) == 2
+    result = commit(review)
+    assert result["kept"] == 1 and result["log_lines_skipped"] == 1
+
+
+def test_status_and_commit_say_how_many_log_lines_they_skipped(review, store, tmp_path):
+    from click.testing import CliRunner
+
+    from datakit.cli import cli
+
+    a, *_ = ids(review)
+    review.append("ann", a, "accept")
+    with open(review.log_path, "a") as f:
+        f.write("{}\n")
+    root = str(store.root)
+    r = CliRunner().invoke(cli, ["review", "status", "ans", "--data-root", root])
+    assert r.exit_code == 0 and "skipped 1 unreadable line(s)" in r.output, r.output
+    r = CliRunner().invoke(cli, ["review", "commit", "ans", "--data-root", root])
+    assert r.exit_code == 0 and "skipped 1 unreadable line(s)" in r.output, r.output
+
+
 def _hammer(root, rid, who, n):
     from datakit.store import DatasetStore
 
