@@ -149,7 +149,13 @@ def status_cmd(ref: str, data_root: str, as_json: bool) -> None:
             "(each named in a warning)"
         )
     for q, a in out["agreement"].items():
-        click.echo(f"  agreement {q}: {a['metric']} {a['value']} on {a['items']} records")
+        if a["value"] is None:
+            click.echo(f"  agreement {q}: undefined ({a['undefined']}) on {a['items']} records")
+        else:
+            click.echo(f"  agreement {q}: {a['metric']} {a['value']} on {a['items']} records")
+        for pair, k in (a.get("pairwise") or {}).items():
+            value = k["value"] if k["value"] is not None else f"undefined ({k['undefined']})"
+            click.echo(f"    {pair}: {k['metric']} {value} on {k['items']} records")
 
 
 @review_group.command("commit")

@@ -529,49 +529,85 @@ def agreement(review: Review) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _agree(answers: dict[str, dict[str, Any]], level: str) -> dict[str, Any] | None:
-    shared = {rid: a for rid, a in answers.items() if len(a) >= 2}
-    if not shared:
-        return None
-    annotators = sorted({w for a in shared.values() for w in a})
-    values = sorted({v for a in shared.values() for v in a.values()}, key=str)
-    code = {v: i for i, v in enumerate(values)}
-    if len(annotators) == 2:
-        from sklearn.metrics import cohen_kappa_score
+RATING_SCALE = (1, 2, 3, 4, 5)
 
-        a, b = annotators
-        pairs = [(x[a], x[b]) for x in shared.values() if a in x and b in x]
-        ya, yb = [code[p[0]] for p in pairs], [code[p[1]] for p in pairs]
-        if len(set(ya) | set(yb)) < 2:
-            value = 1.0  # one label everywhere, from both: complete agreement
-        else:
-            value = float(
-                cohen_kappa_score(ya, yb, weights="linear" if level == "ordinal" else None)
-            )
+
+def _agree(answers: dict[str, dict[str, Any]], level: str) -> dict[str, Any] | None:
+    """Agreement on one question; None when nobody answered it. Undefined agreement (no
+    record with two annotators, or one label only, where kappa and alpha divide by zero)
+    is reported with ``value: None`` and the reason."""
+    if not answers:
+        return None
+    shared = {rid: a for rid, a in answers.items() if len(a) >= 2}
+    annotators = sorted({w for a in answers.values() for w in a})
+    if not shared:
         return {
-            "metric": "cohen_kappa" + ("_linear" if level == "ordinal" else ""),
+            "metric": None,
             "annotators": annotators,
-            "items": len(pairs),
-            "value": round(value, 4),
-            "observed_agreement": round(sum(x == y for x, y in pairs) / len(pairs), 4),
+            "items": 0,
+            "value": None,
+            "undefined": "no record has answers from two annotators",
         }
+    annotators = sorted({w for a in shared.values() for w in a})
+    labels = {v for a in shared.values() for v in a.values()}
+    if len(annotators) == 2:
+        res = _kappa(shared, annotators[0], annotators[1], level)
+        res["annotators"] = annotators
+        return res
     import krippendorff
     import numpy as np
 
-    matrix = np.full((len(annotators), len(shared)), np.nan)
-    for j, a in enumerate(shared.values()):
-        for who, v in a.items():
-            matrix[annotators.index(who), j] = code[v] if level == "nominal" else float(v)
-    if len({v for a in shared.values() for v in a.values()}) < 2:
-        value = 1.0
-    else:
-        value = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
-    return {
+    values = sorted(labels, key=str)
+    code = {v: i for i, v in enumerate(values)}
+    res: dict[str, Any] = {
         "metric": f"krippendorff_alpha_{level}",
         "annotators": annotators,
         "items": len(shared),
-        "value": round(value, 4),
     }
+    if len(labels) < 2:
+        res.update(value=None, undefined=f"one label only ({next(iter(labels))!r})")
+    else:
+        matrix = np.full((len(annotators), len(shared)), np.nan)
+        for j, a in enumerate(shared.values()):
+            for who, v in a.items():
+                matrix[annotators.index(who), j] = code[v] if level == "nominal" else float(v)
+        alpha = krippendorff.alpha(reliability_data=matrix, level_of_measurement=level)
+        res["value"] = round(float(alpha), 4)
+    # beside the overall alpha, each pair of annotators' kappa (where they share records)
+    pairwise = {}
+    for i, a in enumerate(annotators):
+        for b in annotators[i + 1 :]:
+            both = {rid: x for rid, x in shared.items() if a in x and b in x}
+            if both:
+                pairwise[f"{a}~{b}"] = _kappa(both, a, b, level)
+    res["pairwise"] = pairwise
+    return res
+
+
+def _kappa(shared: dict[str, dict[str, Any]], a: str, b: str, level: str) -> dict[str, Any]:
+    """Cohen's kappa of two annotators on the records both answered; linear weights on the
+    full 1-5 scale for ratings (not only the values that happened to be used)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    pairs = [(x[a], x[b]) for x in shared.values() if a in x and b in x]
+    res: dict[str, Any] = {
+        "metric": "cohen_kappa" + ("_linear" if level == "ordinal" else ""),
+        "items": len(pairs),
+        "observed_agreement": round(sum(x == y for x, y in pairs) / len(pairs), 4),
+    }
+    labels_used = {v for p in pairs for v in p}
+    if len(labels_used) < 2:
+        res.update(value=None, undefined=f"one label only ({next(iter(labels_used))!r})")
+        return res
+    if level == "ordinal":
+        ya, yb = [int(p[0]) for p in pairs], [int(p[1]) for p in pairs]
+        value = cohen_kappa_score(ya, yb, labels=list(RATING_SCALE), weights="linear")
+    else:
+        values = sorted(labels_used, key=str)
+        code = {v: i for i, v in enumerate(values)}
+        value = cohen_kappa_score([code[p[0]] for p in pairs], [code[p[1]] for p in pairs])
+    res["value"] = round(float(value), 4)
+    return res
 
 
 # ------------------------------------------------------------------------------- commit

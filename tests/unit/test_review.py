@@ -324,6 +324,69 @@ def test_ratings_agreement_is_weighted(review):
     assert 0.7 < agr["value"] < 1.0  # off by one once: high but not perfect
 
 
+def _linear_kappa_full_scale(x, y, scale=(1, 2, 3, 4, 5)):
+    """Linearly weighted kappa from its definition, on the whole rating scale."""
+    k, n = len(scale), len(x)
+    idx = {v: i for i, v in enumerate(scale)}
+    obs = [[0.0] * k for _ in range(k)]
+    for a, b in zip(x, y, strict=True):
+        obs[idx[a]][idx[b]] += 1 / n
+    pa = [sum(r) for r in obs]
+    pb = [sum(obs[i][j] for i in range(k)) for j in range(k)]
+    w = [[abs(i - j) / (k - 1) for j in range(k)] for i in range(k)]
+    d_o = sum(w[i][j] * obs[i][j] for i in range(k) for j in range(k))
+    d_e = sum(w[i][j] * pa[i] * pb[j] for i in range(k) for j in range(k))
+    return 1 - d_o / d_e
+
+
+def test_weighted_kappa_uses_the_whole_rating_scale(review):
+    """Before: the weights ranked only the values actually used (2 and 5 here were "one
+    step apart"), giving another kappa than the 1-5 scale does."""
+    recs = ids(review)
+    x, y = (1, 2, 5, 2), (2, 5, 5, 1)
+    for rid, a, b in zip(recs, x, y, strict=True):
+        review.append("x", rid, "rate", criterion="clarity", value=a)
+        review.append("y", rid, "rate", criterion="clarity", value=b)
+    agr = agreement(review)["rating:clarity"]
+    assert agr["value"] == pytest.approx(_linear_kappa_full_scale(x, y), abs=1e-4)
+    from sklearn.metrics import cohen_kappa_score
+
+    used_only = cohen_kappa_score(x, y, weights="linear")
+    assert abs(used_only - agr["value"]) > 0.01  # the old computation differs
+
+
+def test_agreement_is_undefined_when_it_cannot_be_computed(review, store):
+    """Before: one constant label was reported as agreement 1.0."""
+    a, b, *_ = ids(review)
+    for rid in (a, b):
+        review.append("x", rid, "accept")
+        review.append("y", rid, "accept")
+    agr = agreement(review)["decision"]
+    assert agr["value"] is None and "one label only" in agr["undefined"]
+    review.append("x", a, "rate", criterion="clarity", value=3)  # nobody else rated
+    agr = agreement(review)["rating:clarity"]
+    assert agr["value"] is None and "two annotators" in agr["undefined"]
+    from click.testing import CliRunner
+
+    from datakit.cli import cli
+
+    r = CliRunner().invoke(cli, ["review", "status", "ans", "--data-root", str(store.root)])
+    assert "agreement decision: undefined (one label only" in r.output, r.output
+
+
+def test_three_annotators_get_pairwise_kappa_beside_alpha(store):
+    store.write("many", [{"prompt": f"q{i}"} for i in range(4)], "eval_item")
+    review = Review(store, "many")
+    votes = {"x": "aarr", "y": "arrr", "z": "aara"}
+    for j, rid in enumerate(ids(review)):
+        for who, row in votes.items():
+            review.append(who, rid, "accept" if row[j] == "a" else "reject")
+    agr = agreement(review)["decision"]
+    assert agr["metric"] == "krippendorff_alpha_nominal"
+    assert set(agr["pairwise"]) == {"x~y", "x~z", "y~z"}
+    assert agr["pairwise"]["x~y"]["value"] == pytest.approx(0.5)  # as the two-annotator case
+
+
 # ------------------------------------------------------------------------------- commit
 
 
