@@ -4,8 +4,10 @@
 general data against forgetting, a share of safety data against the alignment tax). With
 ``total`` the mix has that many records, each input contributing round(weight x total)
 (largest remainders first), sampled without replacement (an input too small for its share
-is taken whole, and the shortfall is reported); without it, every input is taken whole. The
-realised counts and ratios go into the manifest (``stats.mix``); the parents are all inputs.
+is taken whole, and the shortfall is reported). Weights without a total draw the largest mix
+the weights allow (the input that is smallest for its weight is taken whole and sets the
+size); neither: every input whole. The asked and realised ratios go into the manifest
+(``stats.mix``: asked, ratio, wanted, taken); the parents are all inputs.
 
 ``split``: a seeded held-out split into ``train`` and ``test`` outputs, optionally
 stratified by a field, with near-duplicate clusters kept on one side (a paraphrase of a test
@@ -34,22 +36,25 @@ def mix(
 
         raise DatakitError(f"{ctx.step}: mix has {len(inputs)} inputs but {len(w)} weights")
     norm = [x / sum(w) for x in w]
-    if total is None:
-        wanted = [len(recs) for recs in inputs]
+    sizes = [len(recs) for recs in inputs]
+    if total is None and weights is None:
+        wanted = sizes  # no proportions asked: every input whole
     else:
-        exact = [total * x for x in norm]
-        wanted = [int(x) for x in exact]
-        for k in sorted(range(len(exact)), key=lambda k: -(exact[k] - wanted[k]))[
-            : total - sum(wanted)
-        ]:
-            wanted[k] += 1
+        if total is None:
+            # weights without a total: the largest mix the weights allow, every input giving
+            # its share without running short (the smallest input for its weight sets it)
+            total = min(int(n / x + 1e-9) for n, x in zip(sizes, norm, strict=True))
+        wanted = _shares(total, norm)
     out: list[dict[str, Any]] = []
     realised = []
     for k, (recs, want) in enumerate(zip(inputs, wanted, strict=True)):
         take = rng.sample(range(len(recs)), min(want, len(recs)))
         chosen = sorted(take)
         out.extend(recs[i] for i in chosen)
-        realised.append({"input": k, "weight": norm[k], "wanted": want, "taken": len(chosen)})
+        realised.append(
+            {"input": k, "weight": norm[k], "asked": round(norm[k], 4), "wanted": want,
+             "taken": len(chosen)}
+        )  # fmt: skip
         taken = set(chosen)
         for i, rec in enumerate(recs):
             if i not in taken:
@@ -57,9 +62,22 @@ def mix(
     n = len(out)
     for row in realised:
         row["ratio"] = round(row["taken"] / n, 4) if n else 0.0
+        if weights is None and total is None:
+            row["asked"] = None  # nothing was asked: the inputs' own sizes
     ctx.stats["mix"] = realised
     rng.shuffle(out)
     return out
+
+
+def _shares(total: int, norm: list[float]) -> list[int]:
+    """round(weight x total) per input, the largest remainders taking the leftover."""
+    exact = [total * x for x in norm]
+    wanted = [int(x) for x in exact]
+    for k in sorted(range(len(exact)), key=lambda k: -(exact[k] - wanted[k]))[
+        : total - sum(wanted)
+    ]:
+        wanted[k] += 1
+    return wanted
 
 
 def _field(rec: dict[str, Any], path: str) -> Any:

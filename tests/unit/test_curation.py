@@ -136,6 +136,22 @@ def test_split_keeps_near_duplicates_together_and_stratifies(store):
     assert not any(r["instruction"].split(": ", 1)[1] in side for r in test)
 
 
+def test_mix_weights_without_a_total_draw_the_largest_mix_they_allow(store):
+    """Before: weights without a total were silently ignored (every input whole) and the
+    manifest recorded the weight next to a ratio it never applied."""
+    store.write("big", recs([f"Big task {i} here" for i in range(40)]), "instruction")
+    store.write("small", recs([f"Small task {i} here" for i in range(10)]), "instruction")
+    res = run_step(store, "m", "mix", ["big", "small"], {"weights": [0.8, 0.2]})
+    m = res.version.manifest()["stats"]["mix"]
+    assert [(x["taken"], x["asked"], x["ratio"]) for x in m] == [(40, 0.8, 0.8), (10, 0.2, 0.2)]
+    res = run_step(store, "m2", "mix", ["big", "small"], {"weights": [0.5, 0.5]})
+    m = res.version.manifest()["stats"]["mix"]
+    assert [(x["taken"], x["ratio"]) for x in m] == [(10, 0.5), (10, 0.5)]  # small sets it
+    res = run_step(store, "m3", "mix", ["big", "small"], {})
+    m = res.version.manifest()["stats"]["mix"]
+    assert [(x["taken"], x["asked"]) for x in m] == [(40, None), (10, None)]
+
+
 def test_mix_and_split_commands(cli, tmp_path):
     from tests.conftest import write_jsonl
 
