@@ -190,7 +190,7 @@ OPS: dict[str, Op] = {
             _ANY,
             "same",
             "Split into NAME-train and NAME-test, seeded, optionally stratified; "
-            "near-duplicates stay on one side.",
+            "duplicates and paraphrases stay on one side, and a leakage check says so.",
             "datakit split answers -o answers --test 0.1 --stratify meta.source --seed 1",
             command="top",
             outputs=("train", "test"),

@@ -100,10 +100,15 @@ class Clusters:
 
 
 def semantic_pairs(
-    texts: list[str], threshold: float, model: str | None = None, neighbours: int = 16
+    texts: list[str],
+    threshold: float,
+    model: str | None = None,
+    neighbours: int = 16,
+    vecs: Any = None,
 ) -> list[tuple[int, int, float]]:
     """Pairs whose embeddings' cosine similarity is at least ``threshold``: each text's
-    nearest neighbours come from an HNSW index (usearch), not from an all-pairs product."""
+    nearest neighbours come from an HNSW index (usearch), not from an all-pairs product.
+    ``vecs``: the texts' embeddings when the caller has them already."""
     import numpy as np
 
     from ..embeddings import embed, load_runtime
@@ -115,7 +120,7 @@ def semantic_pairs(
     load_runtime()
     from usearch.index import Index
 
-    vecs = embed(texts, model).astype(np.float32)
+    vecs = (embed(texts, model) if vecs is None else vecs).astype(np.float32)
     # float32 storage: usearch's default follows the CPU (BF16 where AVX-512 BF16 exists,
     # cosines off by up to 2.4e-4), which would make a pair near the threshold a duplicate
     # on one machine and not on another. In float32 the distances differ between machines

@@ -152,6 +152,78 @@ def test_mix_weights_without_a_total_draw_the_largest_mix_they_allow(store):
     assert [(x["taken"], x["asked"]) for x in m] == [(40, None), (10, None)]
 
 
+TOPICS = (
+    "volcanoes erupt", "bees make honey", "glaciers move", "tides rise", "bread rises",
+    "compilers optimise loops", "vaccines train immunity", "rainbows form", "bridges carry load",
+    "owls hunt at night",
+)  # fmt: skip
+
+
+def unique_rows(n, source="u"):
+    """n records that resemble no other: a topic, a number and a format of their own."""
+    verbs = ("Explain", "List three facts about why", "Write a haiku on how", "Summarise how")
+    return [
+        {"instruction": f"{verbs[i % 4]} {TOPICS[i % 10]} (case {i * 7919 % 1000} of {source})",
+         "input": "", "output": f"answer {i}", "meta": {"source": source}}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_split_keeps_its_size_with_a_big_duplicate_group(store, seed):
+    """30 near-duplicates and 70 unique records at test 0.1, stratified: before, the test set
+    had 36 records at seeds 1 and 2 (a group added whole, no upper bound)."""
+    dup = [
+        {"instruction": f"Translate the sentence 'good morning' into French, version {i}",
+         "input": "", "output": "Bonjour", "meta": {"source": "u"}}
+        for i in range(30)
+    ]  # fmt: skip
+    store.write("s", dup + unique_rows(70), "instruction")
+    params = {"test": 0.1, "stratify": "meta.source", "group_method": "near"}
+    res = run_step(store, f"s{seed}", "split", "s", params, seed=seed)
+    test = list(res.versions[f"s{seed}-test"].records())
+    assert abs(len(test) - 10) <= 1
+    stats = res.versions[f"s{seed}-test"].manifest()["stats"]["split"]
+    assert stats["leakage"] == {"test_records_with_a_close_train_record": 0, "checked": True}
+    assert abs(stats["strata"]["u"]["test"] - 10) <= 1
+    again = run_step(store, f"t{seed}", "split", "s", params, seed=seed)
+    assert [r["id"] for r in again.versions[f"t{seed}-test"].records()] == [r["id"] for r in test]
+
+
+def test_split_keeps_paraphrases_on_one_side_and_checks_leakage(store):
+    """Before: groups were character 5-gram Jaccard on the instruction only, so a paraphrase
+    pair landed on both sides. Now: semantic groups on the whole record."""
+    pairs = [
+        ("Explain how tides work to a ten year old.", "Describe, for a ten-year-old child, how tides work."),
+        ("Summarise the history of the printing press in one paragraph.",
+         "In a single paragraph, give a summary of the history of the printing press."),
+    ]  # fmt: skip
+    rows = unique_rows(16)
+    for a, b in pairs:
+        rows += [
+            {"instruction": a, "input": "", "output": "x"},
+            {"instruction": b, "input": "", "output": "x"},
+        ]
+    store.write("p", rows, "instruction")
+    for seed in range(4):
+        res = run_step(store, f"p{seed}", "split", "p", {"test": 0.5}, seed=seed)
+        test = {r["instruction"] for r in res.versions[f"p{seed}-test"].records()}
+        for a, b in pairs:
+            assert (a in test) == (b in test), seed
+        leak = res.versions[f"p{seed}-test"].manifest()["stats"]["split"]["leakage"]
+        assert leak["test_records_with_a_close_train_record"] == 0
+
+
+def test_a_small_stratum_keeps_a_test_record(store):
+    """Before: a stratum of 3 at test 0.1 rounded down to 0 test items."""
+    store.write("m", unique_rows(40, "big") + unique_rows(3, "small"), "instruction")
+    params = {"test": 0.1, "stratify": "meta.source", "group_method": "near"}
+    res = run_step(store, "m", "split", "m", params)
+    strata = res.versions["m-test"].manifest()["stats"]["split"]["strata"]
+    assert strata["small"]["test"] == 1 and strata["big"]["test"] == 4
+    assert strata["small"]["records"] == 3
+
+
 def test_mix_and_split_commands(cli, tmp_path):
     from tests.conftest import write_jsonl
 
