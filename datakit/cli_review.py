@@ -74,12 +74,18 @@ def _review(data_root: str, ref: str, **settings):  # type: ignore[no-untyped-de
     type=click.Path(dir_okay=False),
     help="A text/Markdown file shown in the guidelines panel.",
 )
+@click.option(
+    "--annotators",
+    help="Comma-separated names: each gets a personal link (a token), and nobody can act "
+    "under another's name. Without it names are self-chosen and the UI says so.",
+)
 @data_root_option
 def serve_cmd(
     ref: str,
     host: str,
     port: int,
     token: str | None,
+    annotators: str | None,
     criteria: str | None,
     overlap: int | None,
     guidelines: str | None,
@@ -91,6 +97,7 @@ def serve_cmd(
     Examples:
       datakit review answers
       datakit review answers --host 0.0.0.0 --port 9000   # prints a URL with a token
+      datakit review answers --annotators alice,bob       # prints a link per annotator
     """
     from .review.app import LOOPBACK, serve
 
@@ -111,8 +118,23 @@ def serve_cmd(
         f"reviewing {review.version.ref}: {len(review.records)} records, "
         f"criteria {', '.join(review.criteria)}, overlap {review.overlap}"
     )
+    people = None
+    if annotators:
+        from .review.core import ANNOTATOR_RE
+
+        names = [n.strip() for n in annotators.split(",") if n.strip()]
+        bad = [n for n in names if not ANNOTATOR_RE.match(n)]
+        if bad or not names or len(set(names)) != len(names):
+            raise click.BadParameter(
+                f"give distinct names of letters, digits, '.', '_' or '-' (got {annotators!r})",
+                param_hint="--annotators",
+            )
+        people = {secrets.token_urlsafe(16): n for n in names}
+        sep = "&" if token else "?"
+        for key, name in people.items():
+            click.echo(f"  {name}: {url}{sep}as={key}")
     click.echo(f"open {url}   (Ctrl+C stops; the log: {review.log_path})")
-    serve(review, host=host, port=port, token=token)
+    serve(review, host=host, port=port, token=token, annotators=people)
 
 
 @review_group.command("status")

@@ -4,8 +4,13 @@ Safe by default: record text is always rendered as text (Jinja2 autoescaping, no
 on record content) and the Content-Security-Policy allows only the app's own script, so a
 ``<script>`` or ``onerror=`` in model output is inert twice over. Requests must name this
 server in their Host header (no DNS rebinding); a server bound to anything but loopback
-needs a token. Bad input gets a 400 with one clear message; nothing outside the data root is
-read or written (records come from the store, the log lives beside the dataset).
+needs a token. Other pages on the same machine cannot act through a user's browser: every
+state-changing request must come from this server's own origin (Origin, else Referer) and
+repeat the session's CSRF token (header or form field), actions accept only
+``application/json``, login and logout are POSTs. With personal annotator links
+(``--annotators``) an annotator's name comes from their token and cannot be chosen; without
+them the UI says that names are not verified. Record ids are quoted in every URL. Bad input
+gets a 400 with one clear message; nothing outside the data root is read or written.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import difflib
 import hmac
 import logging
+import secrets
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 # fastapi is imported here, not lazily: it reads the handlers' annotations (Request) from
 # this module's globals. Only `datakit review` imports this module.
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 COOKIE_NAME = "datakit_annotator"
 COOKIE_TOKEN = "datakit_review_token"
+COOKIE_CSRF = "datakit_review_csrf"  # per-session token every state-changing request repeats
+COOKIE_PERSONAL = "datakit_review_as"  # an annotator's personal token (--annotators)
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 CLAIM_SECONDS = 600
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 CSP = (
@@ -71,7 +80,34 @@ def word_diff(before: str, after: str) -> list[tuple[str, str]]:
     return out
 
 
-def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[str, ...] = LOOPBACK):
+def rid_url(rid: str) -> str:
+    """The page of a record, its id quoted (ids may hold '/', '?', '#', spaces)."""
+    return "/r/" + quote(rid, safe="")
+
+
+def own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.headers.get('host') or ''}"
+
+
+def same_origin(request: Request) -> bool:
+    """The request comes from a page of this server: its Origin (or, without one, its
+    Referer) is this server's own. A request with neither is refused."""
+    mine = own_origin(request)
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin == mine
+    referer = request.headers.get("referer")
+    return referer is not None and (referer == mine or referer.startswith(mine + "/"))
+
+
+def create_app(
+    review: Review,
+    token: str | None = None,
+    allowed_hosts: tuple[str, ...] = LOOPBACK,
+    annotators: dict[str, str] | None = None,
+):
+    """The app. ``annotators``: personal token -> name; when given, names come only from
+    those tokens (the links `datakit review --annotators` prints)."""
     app = FastAPI(title="datakit review", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.autoescape = True
@@ -82,7 +118,10 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": message}, status_code=status)
         return templates.TemplateResponse(
-            request, "message.html", {"message": message, "review": review}, status_code=status
+            request,
+            "message.html",
+            {"message": message, "review": review, "csrf": getattr(request.state, "csrf", "")},
+            status_code=status,
         )
 
     @app.middleware("http")
@@ -104,16 +143,31 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
                     status_code=401,
                     media_type="text/plain",
                 )
+        if request.method in UNSAFE_METHODS and not same_origin(request):
+            return Response(
+                "refused: a state-changing request from another origin\n",
+                status_code=403,
+                media_type="text/plain",
+            )
+        csrf = request.cookies.get(COOKIE_CSRF) or ""
+        fresh = not csrf
+        if fresh:
+            csrf = secrets.token_urlsafe(24)
+        request.state.csrf = csrf
         try:
             response = await call_next(request)
         except Exception:  # never a traceback to the browser; the server log has it
             log.exception("review app: %s %s", request.method, request.url.path)
             response = error_page(request, "internal error (see the server's log)", 500)
+        if fresh:
+            response.set_cookie(COOKIE_CSRF, csrf, httponly=True, samesite="strict")
         if token and request.query_params.get("token"):
             response.set_cookie(COOKIE_TOKEN, token, httponly=True, samesite="strict")
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" on a
+        # same-origin form POST, which the origin check must refuse; nothing leaks elsewhere
+        response.headers["Referrer-Policy"] = "same-origin"
         return response
 
     @app.exception_handler(BadRequest)
@@ -135,8 +189,31 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
     def annotator(request: Request) -> str | None:
         from .core import ANNOTATOR_RE
 
+        if annotators:
+            personal = request.cookies.get(COOKIE_PERSONAL) or ""
+            for key, name in annotators.items():
+                if hmac.compare_digest(personal.encode(), key.encode()):
+                    return name
+            return None
         name = request.cookies.get(COOKIE_NAME)
         return name if name and ANNOTATOR_RE.match(name) else None
+
+    def check_csrf(request: Request, form: Any = None) -> None:
+        """The session's CSRF token, repeated in a header or a form field."""
+        expected = request.cookies.get(COOKIE_CSRF) or ""
+        given = request.headers.get("x-csrf-token") or (form.get("csrf") if form else "") or ""
+        if not expected or not hmac.compare_digest(str(given).encode(), expected.encode()):
+            raise BadRequest(
+                "refused: the request lacks this session's CSRF token (reload the page)", 403
+            )
+
+    def page(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> Response:
+        ctx = {
+            **ctx,
+            "csrf": request.state.csrf,
+            "verified_names": bool(annotators),
+        }
+        return templates.TemplateResponse(request, name, ctx, status_code=status)
 
     def filters(request: Request) -> dict[str, Any]:
         q = request.query_params
@@ -178,8 +255,15 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
 
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> Response:
+        personal = request.query_params.get("as")
+        if annotators and personal:
+            if personal not in annotators:
+                raise BadRequest("this personal link is not valid for this review", 403)
+            response = RedirectResponse("/next", status_code=303)
+            response.set_cookie(COOKIE_PERSONAL, personal, httponly=True, samesite="strict")
+            return response
         if not annotator(request):
-            return templates.TemplateResponse(request, "login.html", {"review": review})
+            return page(request, "login.html", {"review": review})
         return RedirectResponse("/next", status_code=303)
 
     @app.post("/login")
@@ -187,6 +271,9 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
         from .core import ANNOTATOR_RE
 
         form = await request.form()
+        check_csrf(request, form)
+        if annotators:
+            raise BadRequest("names come from personal links here: open yours", 403)
         name = str(form.get("name") or "").strip()
         if not ANNOTATOR_RE.match(name):
             raise BadRequest(
@@ -196,10 +283,12 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
         response.set_cookie(COOKIE_NAME, name, httponly=True, samesite="strict")
         return response
 
-    @app.get("/logout")
-    async def logout() -> Response:
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        check_csrf(request, await request.form())
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(COOKIE_NAME)
+        response.delete_cookie(COOKIE_PERSONAL)
         return response
 
     @app.get("/next")
@@ -219,8 +308,8 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
             if f["status"] != "todo" or free(rid, who):
                 if f["status"] == "todo":
                     claims[rid] = (who, time.time() + CLAIM_SECONDS)
-                return RedirectResponse(f"/r/{rid}{query(f)}", status_code=303)
-        return templates.TemplateResponse(
+                return RedirectResponse(f"{rid_url(rid)}{query(f)}", status_code=303)
+        return page(
             request,
             "message.html",
             {
@@ -232,7 +321,7 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
             },
         )
 
-    @app.get("/r/{rid}", response_class=HTMLResponse)
+    @app.get("/r/{rid:path}", response_class=HTMLResponse)
     async def show(request: Request, rid: str) -> Response:
         who = annotator(request)
         if not who:
@@ -271,8 +360,8 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
             "progress": review.progress(who),
             "filters": f,
             "q": query(f),
-            "prev_url": f"/r/{prev_id}{query(f)}" if prev_id else "",
-            "next_url": f"/r/{next_id}{query(f)}" if next_id else "",
+            "prev_url": f"{rid_url(prev_id)}{query(f)}" if prev_id else "",
+            "next_url": f"{rid_url(next_id)}{query(f)}" if next_id else "",
             "after_url": "/next"
             + (query(f) + "&" if query(f) else "?")
             + urlencode({"after": rid}),
@@ -281,15 +370,17 @@ def create_app(review: Review, token: str | None = None, allowed_hosts: tuple[st
             "annotators": review.progress()["annotators"],
             "agreement": agreement(review),
         }
-        return templates.TemplateResponse(request, "record.html", ctx)
+        return page(request, "record.html", ctx)
 
     @app.post("/api/annotate")
     async def annotate(request: Request) -> Response:
         who = annotator(request)
         if not who:
             raise BadRequest("name yourself first (open / in the browser)", 401)
-        if "application/json" not in (request.headers.get("content-type") or ""):
+        media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if media != "application/json":  # exactly: "text/plain; x=application/json" is not
             raise BadRequest("send the action as JSON (Content-Type: application/json)", 415)
+        check_csrf(request)
         try:
             body = await request.json()
         except ValueError:
@@ -333,10 +424,14 @@ def _letter(opts: list[tuple[str, str]] | None, key: str | None) -> str | None:
 
 
 def serve(
-    review: Review, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+    review: Review,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    annotators: dict[str, str] | None = None,
 ) -> None:
     import uvicorn
 
     allowed = LOOPBACK if host in LOOPBACK else ("*",)
-    app = create_app(review, token=token, allowed_hosts=allowed)
+    app = create_app(review, token=token, allowed_hosts=allowed, annotators=annotators)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -81,7 +81,9 @@ def record_id(page) -> str:
 def wait_for_record(page, previous: str) -> str:
     """The next record's page (Python-side polling: the app's CSP forbids the eval that
     wait_for_function uses, which is the point of it)."""
-    page.wait_for_url(lambda url: "/r/" in url and f"/r/{previous}" not in url)
+    from urllib.parse import quote
+
+    page.wait_for_url(lambda url: "/r/" in url and f"/r/{quote(previous, safe='')}" not in url)
     page.wait_for_load_state()
     return record_id(page)
 
@@ -136,9 +138,10 @@ def test_keyboard_review_edit_rate_rank_and_commit(browser, store):
         assert "Hello there." in page.inner_text("#response")
         assert "onerror" in page.inner_text(".diff del")
         assert page.evaluate("typeof window.__pwned") == "undefined"
+        token = page.get_attribute('meta[name="csrf-token"]', "content")
         bad = page.request.post(
             srv.url + "/api/annotate", data=json.dumps({"record": a, "action": "rate"}),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Origin": srv.url, "X-CSRF-Token": token},
         )  # fmt: skip
         assert bad.status == 400 and "criterion" in bad.json()["error"]
     result = commit(review)
@@ -249,3 +252,78 @@ def test_moving_commenting_guidelines_and_taking_the_suggestion(browser, store):
     ]
     assert log[0]["criterion"] == "helpfulness"
     assert log[2]["reason"] == "took the judge's suggestion"
+
+
+def test_odd_record_ids_work_in_the_browser(browser, store):
+    """Ids with '/', '?', '#' and spaces: every page opens, every action is logged, and the
+    page's own JSON posts carry the CSRF token and pass the same-origin check."""
+    odd = ["gsm8k/1", "what?no", "c#sharp", "with space"]
+    store.write("odd", [{"id": i, "prompt": f"question {i}"} for i in odd], "eval_item")
+    review = Review(store, "odd")
+    with Server(review) as srv:
+        page = browser.new_page()
+        login(page, srv.url, "ann")
+        seen = []
+        for _ in odd:
+            rid = record_id(page)
+            seen.append(rid)
+            assert f"question {rid}" in page.inner_text("body")
+            page.keyboard.press("a")
+            if len(seen) < len(odd):
+                wait_for_record(page, rid)
+        page.wait_for_selector("#message")
+        page.close()
+    assert sorted(seen) == sorted(odd)
+    assert sorted(e["record"] for e in review.entries() if e["action"] == "accept") == sorted(odd)
+
+
+def test_a_page_on_another_port_cannot_act_through_the_browser(browser, store):
+    """Another server on 127.0.0.1 (same site, other origin: the annotator's SameSite
+    cookies do go along) posts to the review server from the annotator's browser: a
+    text/plain form, a urlencoded form, and a no-cors fetch. Every one is refused and
+    nothing is logged."""
+    import http.server
+
+    store.write("ans", records(), "instruction")
+    review = Review(store, "ans")
+    with Server(review) as srv:
+        context = browser.new_context()
+        page = context.new_page()
+        login(page, srv.url, "ann")
+        target = record_id(page)
+        evil_html = f"""<!doctype html><html><body>
+<form id=f1 method=post action="{srv.url}/api/annotate" enctype="text/plain">
+<input name='{{"record": "{target}", "action": "accept", "x": "' value='"}}'></form>
+<form id=f2 method=post action="{srv.url}/login" target=frame2>
+<input name=name value=mallory></form><iframe name=frame2></iframe>
+<script>
+fetch("{srv.url}/api/annotate", {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": "text/plain; x=application/json"}},
+  body: JSON.stringify({{record: "{target}", action: "reject"}})}});
+document.getElementById("f2").submit();
+setTimeout(() => document.getElementById("f1").submit(), 300);
+</script></body></html>""".encode()
+
+        class Evil(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(evil_html)
+
+            def log_message(self, *a):
+                pass
+
+        evil = http.server.HTTPServer(("127.0.0.1", 0), Evil)
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+        try:
+            attack = context.new_page()  # the same browser session: the cookies go along
+            attack.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+            time.sleep(1.5)  # the fetch, the form posts and their responses
+            attack.close()
+        finally:
+            evil.shutdown()
+        assert review.entries() == []
+        page.goto(srv.url + f"/r/{target}")
+        assert "annotator:" in page.inner_text("header") and "ann" in page.inner_text(".who")
+        context.close()

@@ -12,13 +12,15 @@
     el.textContent = text;
     el.className = "flash" + (bad ? " bad" : " ok");
   };
+  const tokenTag = document.querySelector('meta[name="csrf-token"]');
+  const csrf = tokenTag ? tokenTag.content : "";
   let pendingDecision = null;  // "reject" | "skip" while the reason box is open
   let rateArmed = false;       // compare mode: "x" then 1-5 rates
 
   async function send(payload) {
     const res = await fetch("/api/annotate", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(Object.assign({ record: rid }, payload)),
     });
     let data = {};
