@@ -434,4 +434,46 @@ def serve(
 
     allowed = LOOPBACK if host in LOOPBACK else ("*",)
     app = create_app(review, token=token, allowed_hosts=allowed, annotators=annotators)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Claims (who is looking at which record) live in this process: a second server on the
+    # same version would hand the same records to two annotators, so it is refused.
+    with serving_lock(review):
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def serving_lock(review: Review) -> Any:
+    """Held while a server serves ``review``'s version; a second one fails at once with the
+    first one's address."""
+    import contextlib
+    import json
+    import os
+
+    from filelock import FileLock, Timeout
+
+    from ..errors import DatakitError
+
+    review.dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(review.dir / "serve.lock"))
+    info = review.dir / "serve.json"
+
+    @contextlib.contextmanager
+    def held() -> Any:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                who = json.loads(info.read_text())
+                where = f" (pid {who.get('pid')})"
+            except (OSError, ValueError):
+                where = ""
+            raise DatakitError(
+                f"{review.version.ref} is already being reviewed by another server{where}: "
+                "open that one, or stop it first"
+            ) from None
+        try:
+            info.write_text(json.dumps({"pid": os.getpid()}))
+            yield
+        finally:
+            info.unlink(missing_ok=True)
+            lock.release()
+
+    return held()

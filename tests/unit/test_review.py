@@ -758,3 +758,28 @@ def test_record_ids_are_quoted_in_every_url(store):
         seen.append(rid)
         assert c.post("/api/annotate", json={"record": rid, "action": "accept"}).status_code == 200
     assert sorted(seen) == sorted(odd)
+
+
+def test_a_second_server_on_the_same_version_is_refused(review, store):
+    """Claims live in one server process: a second one on the same version would give the
+    same records to two annotators, so it fails at once with one clear line."""
+    import subprocess
+    import sys
+
+    from datakit.review.app import serving_lock
+
+    with serving_lock(review):
+        other = Review(store, "ans")
+        with pytest.raises(DatakitError, match=r"already being reviewed by another server \(pid"):
+            with serving_lock(other):
+                pass
+        # and from another process, through the command
+        r = subprocess.run(
+            [sys.executable, "-m", "datakit.cli", "review", "ans", "--data-root", str(store.root),
+             "--port", "1"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 1 and "already being reviewed" in r.stderr + r.stdout
+        assert "Traceback" not in r.stderr
+    with serving_lock(Review(store, "ans")):  # free again once the first stops
+        pass
