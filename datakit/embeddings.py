@@ -239,3 +239,38 @@ def embed(
         convert_to_numpy=True,
         show_progress_bar=False,
     )
+
+
+# MiniLM reads 256 word pieces (about 190 English words); longer texts are cut. Windows of
+# this many words stay inside it, so no part of a long record goes unread.
+CHUNK_WORDS = 150
+
+
+def embed_whole(texts: list[str], model: str | None = None) -> Any:
+    """Unit-length embeddings of whole texts: a text within the encoder's window is embedded
+    as it is (the same vector as :func:`embed`); a longer one in consecutive windows of
+    CHUNK_WORDS words, their vectors averaged by length and normalised. So two records that
+    share a long prompt and differ in their answers no longer look identical (the encoder
+    alone would read only the shared start)."""
+    import numpy as np
+
+    pieces: list[str] = []
+    owner: list[tuple[int, int]] = []  # (text index, words in the piece)
+    for i, t in enumerate(texts):
+        words = t.split()
+        if len(words) <= CHUNK_WORDS:
+            pieces.append(t)
+            owner.append((i, max(1, len(words))))
+            continue
+        for start in range(0, len(words), CHUNK_WORDS):
+            chunk = words[start : start + CHUNK_WORDS]
+            pieces.append(" ".join(chunk))
+            owner.append((i, len(chunk)))
+    if len(pieces) == len(texts):
+        return embed(texts, model)
+    vecs = embed(pieces, model)
+    out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float64)
+    for (i, weight), v in zip(owner, vecs, strict=True):
+        out[i] += weight * v
+    out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+    return out.astype(np.float32)

@@ -8,7 +8,10 @@ shingles of the normalised text, 128-permutation MinHash, and an LSH index (data
 rows come from the Jaccard threshold (0.8 by default), so candidates are found without an
 all-pairs step (the index is tuned for recall); each candidate pair is then confirmed on the exact Jaccard similarity of the
 two shingle sets. Semantic candidates from the index are re-scored exactly (float32 cosine of
-the two vectors, an index stored in float32 on every machine).
+the two vectors, an index stored in float32 on every machine). A record longer than the
+encoder's window is embedded in windows (datakit.embeddings.embed_whole); with ``fields:
+prompt_response`` two records are duplicates only when their prompts and their responses
+both are (the lower cosine counts), so a long shared prompt does not hide different answers.
 
 Keep-one (the default, ``cluster: greedy``): records take their place in the ``keep`` order
 (``first``; ``longest`` = ``longest:response``, or ``longest:instruction`` / ``longest:text``;
@@ -105,13 +108,17 @@ def semantic_pairs(
     model: str | None = None,
     neighbours: int = 16,
     vecs: Any = None,
+    parts: tuple[list[str], list[str]] | None = None,
 ) -> list[tuple[int, int, float]]:
     """Pairs whose embeddings' cosine similarity is at least ``threshold``: each text's
     nearest neighbours come from an HNSW index (usearch), not from an all-pairs product.
-    ``vecs``: the texts' embeddings when the caller has them already."""
+    ``vecs``: the texts' embeddings when the caller has them already. ``parts``: each
+    text's prompt and response; a pair's score is then the lower of its prompts' and its
+    responses' cosines (both must match: a shared prompt with other answers is no
+    duplicate), the whole text's only where a response is missing."""
     import numpy as np
 
-    from ..embeddings import embed, load_runtime
+    from ..embeddings import embed_whole, load_runtime
 
     if len(texts) < 2:
         return []
@@ -120,7 +127,7 @@ def semantic_pairs(
     load_runtime()
     from usearch.index import Index
 
-    vecs = (embed(texts, model) if vecs is None else vecs).astype(np.float32)
+    vecs = (embed_whole(texts, model) if vecs is None else vecs).astype(np.float32)
     # float32 storage: usearch's default follows the CPU (BF16 where AVX-512 BF16 exists,
     # cosines off by up to 2.4e-4), which would make a pair near the threshold a duplicate
     # on one machine and not on another. In float32 the distances differ between machines
@@ -131,18 +138,47 @@ def semantic_pairs(
     # The index proposes candidates; each pair's score is its own cosine, recomputed in
     # float32 from the two vectors (the same number whichever way the pair was found).
     # A small margin below the threshold keeps a pair the index's distance rounds away.
+    margin = PART_MARGIN if parts else 1e-3
     candidates = set()
     for i in range(len(texts)):
         for j, dist in zip(found.keys[i], found.distances[i], strict=True):
             j = int(j)
-            if j != i and 1.0 - float(dist) >= threshold - 1e-3:
+            if j != i and 1.0 - float(dist) >= threshold - margin:
                 candidates.add((min(i, j), max(i, j)))
+    if parts:
+        prompts, responses = parts
+        p_vecs = embed_whole(prompts, model).astype(np.float32)
+        r_vecs = embed_whole([r or "-" for r in responses], model).astype(np.float32)
     out = []
     for i, j in sorted(candidates):
-        sim = float(np.dot(vecs[i], vecs[j]))
+        if parts and responses[i] and responses[j]:
+            sim = min(float(np.dot(p_vecs[i], p_vecs[j])), float(np.dot(r_vecs[i], r_vecs[j])))
+        else:
+            sim = float(np.dot(vecs[i], vecs[j]))
         if sim >= threshold:
             out.append((i, j, round(sim, 4)))
     return out
+
+
+# Candidates for a prompt/response comparison come from the whole texts' index with this
+# much slack below the threshold: a pair whose prompts and responses both pass can sit a
+# little lower on the whole text.
+PART_MARGIN = 0.05
+
+
+def exchange_parts(records: list[dict[str, Any]], texts: list[str]) -> tuple[list[str], list[str]]:
+    """(prompt, response) of each record; a record without an exchange (an eval item, a
+    plain text) is all prompt, no response."""
+    prompts, responses = [], []
+    for rec, text in zip(records, texts, strict=True):
+        if "instruction" in rec or "messages" in rec:
+            p, r = exchange(rec)
+            prompts.append(p)
+            responses.append(r)
+        else:
+            prompts.append(text)
+            responses.append("")
+    return prompts, responses
 
 
 def duplicate_pairs(
@@ -152,11 +188,13 @@ def duplicate_pairs(
     shingle_size: int = 5,
     num_perm: int = 128,
     embedding_model: str | None = None,
+    parts: tuple[list[str], list[str]] | None = None,
 ) -> list[tuple[int, int, float]]:
     """(i, j, similarity) for every pair of duplicates found, i < j. ``threshold`` is the
-    shingle Jaccard for near, the embedding cosine for semantic."""
+    shingle Jaccard for near, the embedding cosine for semantic (``parts``: see
+    :func:`semantic_pairs`)."""
     if method == "semantic":
-        return semantic_pairs(texts, threshold, embedding_model)
+        return semantic_pairs(texts, threshold, embedding_model, parts=parts)
     if method == "exact":
         first: dict[str, int] = {}
         pairs = []
@@ -308,7 +346,10 @@ def run(
     texts = [record_text(r, fields) for r in everything]
     if threshold is None:
         threshold = SEMANTIC_THRESHOLD if method == "semantic" else NEAR_THRESHOLD
-    pairs = duplicate_pairs(texts, method, threshold, shingle_size, num_perm, embedding_model)
+    parts = exchange_parts(everything, texts) if fields == "prompt_response" else None
+    pairs = duplicate_pairs(
+        texts, method, threshold, shingle_size, num_perm, embedding_model, parts=parts
+    )
     if method == "semantic":
         from ..embeddings import backend_for
 

@@ -25,7 +25,14 @@ import random
 from typing import Any
 
 from .context import OpContext
-from .dedup import Clusters, duplicate_pairs, normalise, record_text, semantic_pairs, shingles
+from .dedup import (
+    Clusters,
+    duplicate_pairs,
+    normalise,
+    record_text,
+    semantic_pairs,
+    shingles,
+)
 
 
 def mix(
@@ -110,9 +117,11 @@ def split(
     if group_method == "semantic" and len(records) > 1:
         import numpy as np
 
-        from ..embeddings import embed
+        from ..embeddings import embed_whole
 
-        vecs = embed(texts).astype(np.float32)
+        # the whole record, not prompt and response apart: a test item whose question sits
+        # in train with another answer still leaks
+        vecs = embed_whole(texts).astype(np.float32)
         pairs = semantic_pairs(texts, group_threshold, vecs=vecs)
     else:
         pairs = duplicate_pairs(texts, group_method, group_threshold)

@@ -136,3 +136,52 @@ def test_models_the_fast_path_cannot_reproduce_keep_the_plain_backend(tmp_path, 
     monkeypatch.setenv("DATAKIT_EMBED_BACKEND", "tensorrt")
     with pytest.raises(DatakitError, match="DATAKIT_EMBED_BACKEND=tensorrt"):
         backend_for(None)
+
+
+LONG_PROMPT = " ".join(
+    f"Section {i}: the committee reviewed the budget, the schedule and the staffing plan "
+    "for the coming quarter and asked for a short written summary of each part."
+    for i in range(20)
+)  # about 560 words: far past the encoder's window
+
+
+@pytest.mark.numeric
+def test_a_long_shared_prompt_does_not_hide_different_answers():
+    """Before: MiniLM read only the first 256 word pieces, so two records with the same
+    long prompt and different answers embedded identically and one was dropped."""
+    answers = (
+        "The budget grows by four percent, mainly for travel.",
+        "Staffing: two engineers leave and one designer joins in May.",
+    )
+    texts = [f"{LONG_PROMPT}\n{a}" for a in answers]
+    truncated = embed(texts)
+    assert float(truncated[0] @ truncated[1]) > 0.99  # what the encoder alone sees
+    parts = ([LONG_PROMPT, LONG_PROMPT], list(answers))
+    assert semantic_pairs(texts, SEMANTIC_THRESHOLD, parts=parts) == []
+    same = semantic_pairs([texts[0], texts[0]], SEMANTIC_THRESHOLD,
+                          parts=([LONG_PROMPT] * 2, [answers[0]] * 2))  # fmt: skip
+    assert same and same[0][2] >= 0.999  # an exact copy is still a duplicate
+    from datakit.embeddings import embed_whole
+
+    whole = embed_whole(texts)  # every window read: closer to telling them apart
+    assert float(whole[0] @ whole[1]) < float(truncated[0] @ truncated[1])
+    short = ["Explain how tides work.", "Write a poem."]
+    assert np.allclose(embed_whole(short), embed(short))  # within the window: unchanged
+
+
+@pytest.mark.numeric
+def test_dedup_with_prompt_response_keeps_different_answers_to_one_long_prompt(store):
+    rows = [
+        {"instruction": LONG_PROMPT, "input": "", "output": a}
+        for a in (
+            "The budget grows by four percent, mainly for travel.",
+            "Staffing: two engineers leave and one designer joins in May.",
+            "The budget grows by four percent, mainly for travel.",  # a true duplicate
+        )
+    ]
+    rows[2]["input"] = " "  # another record, the same exchange
+    store.write("long", rows, "instruction")
+    from datakit.ops.runner import run_step
+
+    res = run_step(store, "long-dedup", "dedup", ["long"], {})
+    assert len(list(res.version.records())) == 2
