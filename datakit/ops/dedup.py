@@ -134,17 +134,13 @@ def semantic_pairs(
     # only by the rounding of a 384-term sum taken in another order.
     index = Index(ndim=vecs.shape[1], metric="cos", dtype="f32")
     index.add(np.arange(len(texts)), vecs)
-    found = index.search(vecs, min(neighbours, len(texts)))
     # The index proposes candidates; each pair's score is its own cosine, recomputed in
     # float32 from the two vectors (the same number whichever way the pair was found).
     # A small margin below the threshold keeps a pair the index's distance rounds away.
     margin = PART_MARGIN if parts else 1e-3
     candidates = set()
-    for i in range(len(texts)):
-        for j, dist in zip(found.keys[i], found.distances[i], strict=True):
-            j = int(j)
-            if j != i and 1.0 - float(dist) >= threshold - margin:
-                candidates.add((min(i, j), max(i, j)))
+    for i, j in neighbour_pairs(index, vecs, threshold - margin, neighbours):
+        candidates.add((min(i, j), max(i, j)))
     if parts:
         prompts, responses = parts
         p_vecs = embed_whole(prompts, model).astype(np.float32)
@@ -157,6 +153,39 @@ def semantic_pairs(
             sim = float(np.dot(vecs[i], vecs[j]))
         if sim >= threshold:
             out.append((i, j, round(sim, 4)))
+    return out
+
+
+MAX_NEIGHBOURS = 4096
+
+
+def neighbour_pairs(index: Any, vecs: Any, floor: float, k: int) -> list[tuple[int, int]]:
+    """(i, j) for every j among i's nearest neighbours with cosine >= ``floor``. The search
+    adapts: a record whose k-th neighbour is still above the floor may have more, so it is
+    searched again with four times k (and a search effort to match), until its list ends
+    below the floor; a record with more than 15 close matches loses none."""
+    n = len(vecs)
+    out: list[tuple[int, int]] = []
+    todo = list(range(n))
+    k = min(k, n)
+    while todo:
+        index.expansion_search = max(64, 2 * k)
+        found = index.search(vecs[todo], k)
+        again = []
+        for row, i in enumerate(todo):
+            count = int(found.counts[row])
+            keys, dists = found.keys[row][:count], found.distances[row][:count]
+            for j, dist in zip(keys, dists, strict=True):
+                if int(j) != i and 1.0 - float(dist) >= floor:
+                    out.append((i, int(j)))
+            if count == k and k < n and 1.0 - float(dists[-1]) >= floor:
+                again.append(i)
+        if not again or k >= min(n, MAX_NEIGHBOURS):
+            break
+        # these rows start over with a longer list (their pairs so far are found again)
+        redo = set(again)
+        out = [p for p in out if p[0] not in redo]
+        todo, k = again, min(n, MAX_NEIGHBOURS, 4 * k)
     return out
 
 

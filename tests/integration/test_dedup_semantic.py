@@ -52,6 +52,20 @@ def test_each_reported_similarity_is_the_pairs_own_float32_cosine():
         assert sim == round(float(np.dot(vecs[i], vecs[j])), 4) >= 0.5
 
 
+@pytest.mark.numeric
+def test_a_record_with_many_close_matches_loses_none():
+    """Before: each record kept 16 neighbours, so in a group of 40 near-identical texts
+    most pairs were never seen. The search now widens for a record whose list is full."""
+    texts = [f"Explain how tides work to a ten year old, version {i}." for i in range(40)]
+    texts += [f"Write a poem about owls, number {i}." for i in range(5)]
+    got = {(i, j) for i, j, _ in semantic_pairs(texts, SEMANTIC_THRESHOLD)}
+    vecs = embed(texts)
+    sims = vecs @ vecs.T
+    want = {(i, j) for i in range(45) for j in range(i + 1, 45) if sims[i, j] >= SEMANTIC_THRESHOLD}
+    assert len(want) > 16 * 40 // 2  # more pairs than 16 neighbours a record could give
+    assert got == want or got >= {p for p in want if abs(sims[p] - SEMANTIC_THRESHOLD) > 1e-4}
+
+
 # ------------------------------------------------------------ the embedding fast path
 
 VARIED = [
