@@ -26,27 +26,22 @@ def test_two_processes_train_one_run(project):  # noqa: F811
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [
-            str(BIN / "torchrun"),
-            "--nproc_per_node",
-            "2",
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            port,
-            "-m",
-            "trainkit",
-            "run",
-            str(cfg),
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=project["root"],
-    )
+
+    def launch(port: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+             "--master_port", port, "-m", "trainkit", "run", str(cfg), "-q"],
+            capture_output=True, text=True, timeout=600, env=env, cwd=project["root"],
+        )  # fmt: skip
+
+    proc = launch(port)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # Seen once in a whole-suite run (not in 8 runs alone, loaded or not): a gloo worker
+        # thread aborting a rank (SIGABRT) right after the first step. One fresh attempt on
+        # a new port tells that crash from a real failure, which fails both times.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            proc = launch(str(s.getsockname()[1]))
     assert proc.returncode == 0, proc.stderr[-4000:]
     # Only rank 0 reports and writes the run directory.
     assert proc.stdout.count("stage sft (sft): trained") == 1, proc.stdout
