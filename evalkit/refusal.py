@@ -198,7 +198,10 @@ def classify_rules(text: str) -> str:
     """The rules alone: ``full``, ``partial`` or ``none`` (see the module docstring)."""
     if not text or not text.strip():
         return "full"  # an empty answer gives nothing
-    refusals, weak, substance = refusal_sentences(text)
+    return _rules_label(text, *refusal_sentences(text))
+
+
+def _rules_label(text: str, refusals: list[str], weak: list[str], substance: list[str]) -> str:
     body = " ".join(substance)
     structured = bool(_STRUCTURE.search(text))
     answered = (
@@ -316,15 +319,17 @@ def classify_many(texts: list[str]) -> list[str]:
         for k in todo:
             labels[k] = classify_rules(texts[k])
         return labels
-    x = features([texts[k] for k in todo])
+    rules = [rule_features(texts[k]) for k in todo]
+    x = features([texts[k] for k in todo], rules)
     logits = x @ model["coef"].T + model["intercept"]
-    for k, j in zip(todo, np.argmax(logits, axis=1), strict=True):
+    for k, j, row in zip(todo, np.argmax(logits, axis=1), rules, strict=True):
         label = model["classes"][int(j)]
         # A refusal either layer finds is a refusal: the rules' first-person refusals are
         # precise, the learned layer adds what they do not name (redirections, lectures)
         # and says which kind a refusal is. Measured on completions neither was fitted to,
         # this beats both layers alone (bench/refusal.py).
-        labels[k] = label if label != "none" else classify_rules(texts[k])
+        # the rules' label is the one-hot that opens their features (LABELS order)
+        labels[k] = label if label != "none" else LABELS[max(range(3), key=row.__getitem__)]
     return labels
 
 
@@ -352,8 +357,10 @@ RULE_FEATURES = (
 def rule_features(text: str) -> list[float]:
     import math
 
+    if not text or not text.strip():
+        return [1.0, 0.0, 0.0, *[0.0] * (len(RULE_FEATURES) - 3)]
     refusals, weak, substance = refusal_sentences(text)
-    label = classify_rules(text)
+    label = _rules_label(text, refusals, weak, substance)  # the sentences split once
     first = next((x.strip() for x in _SENTENCE.split(text) if x.strip()), "")
     body = " ".join(substance)
     return [
@@ -450,10 +457,10 @@ def sentence_features(texts: list[str], vectors: Any) -> Any:
     return np.asarray(out, dtype=np.float32)
 
 
-def features(texts: list[str]) -> Any:
+def features(texts: list[str], rules: list[list[float]] | None = None) -> Any:
     """Each completion's embedding, its opening's embedding (the first OPENING_CHARS
     characters, where refusals announce themselves), its sentences' closeness to the
-    refusal and answer banks, and the rule features."""
+    refusal and answer banks, and the rule features (``rules``: already computed)."""
     import numpy as np
 
     from datakit.embeddings import embed
@@ -467,8 +474,10 @@ def features(texts: list[str]) -> Any:
     for ss in sentences:
         per.append(e[k : k + len(ss)])
         k += len(ss)
-    rules = np.asarray([rule_features(t) for t in texts], dtype=np.float32)
-    return np.hstack([whole, opening, sentence_features(texts, per), rules]).astype(np.float32)
+    if rules is None:
+        rules = [rule_features(t) for t in texts]
+    r = np.asarray(rules, dtype=np.float32)
+    return np.hstack([whole, opening, sentence_features(texts, per), r]).astype(np.float32)
 
 
 _MODEL: dict[str, Any] = {}

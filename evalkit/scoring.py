@@ -130,8 +130,7 @@ def content_hash(item: dict[str, Any]) -> str:
     h = item.get("item_hash")
     if h:
         return str(h)
-    get = item.get
-    content = (get("prompt"), get("messages"), get("references"), get("schema"), get("expected"))
+    content = tuple(map(item.get, ITEM_CONTENT))
     return _blake2b(_dumps(content, option=_SORT_KEYS), digest_size=8).hexdigest()
 
 
@@ -166,13 +165,14 @@ def _score(
     items = [{"id": row["id"], "hash": content_hash(row)} for row in rows]
     kept: list[int] = []
     for k, row in enumerate(rows):
-        why = exclusion(row, truncated)
+        why = exclusion(row)
+        if why == "truncated" and truncated == "score":
+            items[k]["truncated"] = True  # scored as it is, and still counted
+            why = None
         if why:
             items[k]["excluded"] = why
         else:
             kept.append(k)
-            if truncated == "score" and exclusion(row, "exclude") == "truncated":
-                items[k]["truncated"] = True  # scored as it is, and still counted
     if len(kept) == len(rows):  # the common case: nothing excluded, no copies
         aggregates = _score_kept(rows, items, metrics, params or {})
     else:

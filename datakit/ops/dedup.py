@@ -32,6 +32,7 @@ import hashlib
 import re
 from typing import Any
 
+from ..errors import DatakitError
 from ..records import exchange
 from .context import OpContext
 
@@ -51,9 +52,9 @@ def normalise(text: str) -> str:
 
 def record_text(rec: dict[str, Any], fields: str) -> str:
     if fields == "instruction":
-        return exchange(rec)[0] if ("instruction" in rec or "messages" in rec) else _all(rec)
+        return exchange(rec)[0] if _has_exchange(rec) else _all(rec)
     if fields == "prompt_response":
-        if "instruction" in rec or "messages" in rec:
+        if _has_exchange(rec):
             return "\n".join(exchange(rec))
         return _all(rec)
     return _all(rec)
@@ -200,7 +201,7 @@ def exchange_parts(records: list[dict[str, Any]], texts: list[str]) -> tuple[lis
     plain text) is all prompt, no response."""
     prompts, responses = [], []
     for rec, text in zip(records, texts, strict=True):
-        if "instruction" in rec or "messages" in rec:
+        if _has_exchange(rec):
             p, r = exchange(rec)
             prompts.append(p)
             responses.append(r)
@@ -277,8 +278,6 @@ def keep_order(records: list[dict[str, Any]], texts: list[str], keep: str) -> li
     if rule == "longest":
         field = field or "response"
         if field not in KEEP_FIELDS:
-            from ..errors import DatakitError
-
             raise DatakitError(
                 f"dedup keep: {keep!r}: longest measures one of {', '.join(KEEP_FIELDS)}"
             )
@@ -290,8 +289,6 @@ def keep_order(records: list[dict[str, Any]], texts: list[str], keep: str) -> li
             return len(response if field == "response" else prompt)
 
         return sorted(range(n), key=lambda i: (-size(i), i))
-    from ..errors import DatakitError
-
     raise DatakitError(f"dedup keep: {keep!r} is not first, longest[:FIELD] or best_score")
 
 

@@ -281,8 +281,9 @@ class Review:
                     skipped.append((n, why))
                     continue
                 out.append(entry)
+        known = set(self.skipped)
         for n, why in skipped:
-            if (n, why) not in getattr(self, "skipped", []):
+            if (n, why) not in known:  # each bad line warned about once
                 log.warning("%s:%d: skipped: %s", self.log_path, n, why)
         self.skipped = skipped
         self._cache = (size, out)

@@ -214,6 +214,25 @@ def test_split_keeps_paraphrases_on_one_side_and_checks_leakage(store):
         assert leak["test_records_with_a_close_train_record"] == 0
 
 
+def test_a_group_belongs_to_the_stratum_most_of_its_members_have(store):
+    """Before: a group took its first member's stratum. Three near-copies, the first from
+    source a and two from b, count in stratum b."""
+    dup = [
+        {"instruction": f"Translate 'good night' into German, please, version {i}",
+         "input": "", "output": "Gute Nacht", "meta": {"source": src}}
+        for i, src in enumerate("abb")
+    ]  # fmt: skip
+    others = [
+        {"instruction": text, "input": "", "output": "x", "meta": {"source": src}}
+        for text, src in zip(BASE, "abab", strict=False)
+    ]
+    store.write("g", dup + others, "instruction")
+    params = {"test": 0.5, "stratify": "meta.source", "group_method": "near"}
+    res = run_step(store, "g", "split", "g", params)
+    strata = res.versions["g-test"].manifest()["stats"]["split"]["strata"]
+    assert strata["b"]["records"] == 3 + 2 and strata["a"]["records"] == 2
+
+
 def test_a_small_stratum_keeps_a_test_record(store):
     """Before: a stratum of 3 at test 0.1 rounded down to 0 test items."""
     store.write("m", unique_rows(40, "big") + unique_rows(3, "small"), "instruction")

@@ -441,6 +441,10 @@ def test_gate_cli_exit_codes_and_renderings(tmp_path):
     assert r.exit_code == 2 and "did you mean 'exact_match'" in r.output
     r = CliRunner().invoke(cli, ["gate", "--help"])
     assert "Exit codes" in r.output and "3  the tool itself failed" in r.output
+    flat = " ".join(r.output.split())
+    defaults = GateSettings()
+    for value in (defaults.max_drop, defaults.alpha, defaults.min_coverage):
+        assert f"[default: {value}]" in flat  # read from GateSettings, not written twice
 
 
 def test_a_tool_failure_exits_3(tmp_path, monkeypatch):

@@ -125,6 +125,22 @@ def test_an_append_after_a_torn_last_line_loses_nothing(review, caplog):
     assert any(f"{review.log_path}:2: skipped" in m for m in caplog.messages)
 
 
+def test_an_append_writes_every_byte_even_in_short_writes(review, monkeypatch):
+    """os.write may write part of a buffer; the append writes the rest, so no line is cut."""
+    import os as _os
+
+    from datakit.review import core
+
+    real = _os.write
+    monkeypatch.setattr(core.os, "write", lambda fd, data: real(fd, bytes(data)[:7]))
+    a, b, *_ = ids(review)
+    review.append("ann", a, "accept")
+    review.append("ann", b, "comment", text="a longer comment than seven bytes")
+    monkeypatch.setattr(core.os, "write", real)
+    assert [e["action"] for e in review.entries()] == ["accept", "comment"]
+    assert review.skipped == []
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -483,6 +499,9 @@ def test_record_text_is_rendered_inert_and_the_policy_forbids_inline_script(clie
     assert "<script>window" not in page.text and "<img src=x" not in page.text
     assert "&lt;script&gt;window.__pwned" in page.text
     assert "&lt;img src=x onerror=" in page.text
+    # same-origin, not no-referrer: under no-referrer a browser's same-origin form POST
+    # carries "Origin: null", which the origin check must refuse (login would break)
+    assert page.headers["referrer-policy"] == "same-origin"
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     # the one script element is the app's own, external file
