@@ -172,10 +172,15 @@ def neighbour_pairs(index: Any, vecs: Any, floor: float, k: int) -> list[tuple[i
     while todo:
         index.expansion_search = max(64, 2 * k)
         found = index.search(vecs[todo], k)
+        # one query row comes back as a single Matches (flat keys), many as BatchMatches
+        counts = getattr(found, "counts", None)
+        keys_of, dists_of = found.keys, found.distances
+        if counts is None:
+            counts, keys_of, dists_of = [len(found.keys)], [found.keys], [found.distances]
         again = []
         for row, i in enumerate(todo):
-            count = int(found.counts[row])
-            keys, dists = found.keys[row][:count], found.distances[row][:count]
+            count = int(counts[row])
+            keys, dists = keys_of[row][:count], dists_of[row][:count]
             for j, dist in zip(keys, dists, strict=True):
                 if int(j) != i and 1.0 - float(dist) >= floor:
                     out.append((i, int(j)))

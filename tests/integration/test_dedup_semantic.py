@@ -66,6 +66,27 @@ def test_a_record_with_many_close_matches_loses_none():
     assert got == want or got >= {p for p in want if abs(sims[p] - SEMANTIC_THRESHOLD) > 1e-4}
 
 
+
+def test_the_search_widens_when_exactly_one_record_needs_it():
+    """Before: when a single record's list was full, usearch answered its one-row search
+    with a flat Matches (no ``counts``) and the dedup step died with AttributeError. Here a
+    centre vector has three satellites at cosine 0.9 that are 0.715 from each other, so with
+    3 neighbours only the centre's list is full above the 0.8 floor."""
+    from usearch.index import Index
+
+    from datakit.ops.dedup import neighbour_pairs
+
+    vecs = [[1.0, 0.0, 0.0]]
+    for angle in (0.0, 2 * np.pi / 3, 4 * np.pi / 3):
+        side = np.sqrt(1 - 0.9**2)
+        vecs.append([0.9, side * np.cos(angle), side * np.sin(angle)])
+    vecs = np.asarray(vecs, dtype=np.float32)
+    index = Index(ndim=3, metric="cos", dtype="f32")
+    index.add(np.arange(4), vecs)
+    pairs = {(min(i, j), max(i, j)) for i, j in neighbour_pairs(index, vecs, 0.8, 3)}
+    assert pairs == {(0, 1), (0, 2), (0, 3)}
+
+
 # ------------------------------------------------------------ the embedding fast path
 
 VARIED = [
