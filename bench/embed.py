@@ -10,7 +10,9 @@ Texts: the Self-Instruct seed tasks (instruction + input + output) from ../share
 present, else instructions and answers written here, so lengths vary as in real data.
 
 Prints `speedup_vs_fp32` (goal >= 2) and `mean_cosine_agreement` (goal >= 0.99) with the
-fp32 embeddings, and the worst single cosine.
+fp32 embeddings, and the worst single cosine; then the static backend's texts per second and
+every backend's precision/recall on bench/dedup.py's planted set (goals >= 0.95), the
+figures that decide the default (the fastest backend that meets them).
 
 Run: python bench/embed.py [--quick]
 """
@@ -98,6 +100,20 @@ def main() -> None:
     print(f"speedup_vs_fp32: {t_base / t_ours:.2f} (goal >= 2)")
     print(f"mean_cosine_agreement: {cos.mean():.4f} (goal >= 0.99)")
     print(f"min_cosine_agreement: {cos.min():.4f}")
+    # The static backend: token embeddings distilled here from the same model. Its vectors
+    # live in another space (no agreement figure); its quality is the planted set's.
+    from bench.dedup import quality_set, score
+
+    embed(data[:32], backend="static")  # warm-up: distils the table once per model
+    t_static, _ = best_of(lambda: embed(data, backend="static"))
+    print(f"static_texts_per_second: {len(data) / t_static:.0f}; "
+          f"static_speedup_vs_fp32: {t_base / t_static:.1f}")  # fmt: skip
+    records, planted = quality_set()
+    for name in (backend, "torch", "static"):
+        got = score(records, planted, {"fields": "instruction", "embedding_backend": name})
+        meets = got["recall"] >= 0.95 and got["precision"] >= 0.95
+        print(f"planted_set_{name}: recall {got['recall']}, precision {got['precision']} "
+              f"(goals >= 0.95: {'met' if meets else 'not met'})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,7 +13,21 @@ Two backends give the same vectors up to quantisation:
 - ``torch``: plain sentence-transformers fp32 ``encode``, used for models whose pipeline is
   not (Transformer, mean Pooling, Normalize) or when onnxruntime is missing.
 
-``DATAKIT_EMBED_BACKEND=torch`` forces the plain path.
+- ``static``: static token embeddings distilled here from the same model (every
+  vocabulary token run through the encoder alone, mean-pooled as the model pools; PCA to
+  256 dimensions; SIF weights 1e-4 / (1e-4 + p) from a Zipf estimate of each token's
+  frequency by its vocabulary rank, the recipe of the model2vec paper, written here). A
+  text's vector is the mean of its tokens' rows: no attention, no window; on the
+  500-character seed tasks ~40x the int8 path and ~100x fp32 (bench/embed.py). Built once
+  per model fingerprint in the shared cache, in
+  model2vec's folder layout (``model.safetensors`` with ``embeddings``, ``tokenizer.json``,
+  ``config.json``), so plain ``model2vec.StaticModel.from_pretrained`` loads it too. It is
+  a bag of words: on bench/dedup.py's planted set it finds exact copies and most light
+  edits but few paraphrases, and its precision reaches the 0.95 goal only at a cosine of
+  0.90 (recall 0.69); never chosen automatically, it is asked for per step
+  (``embedding_backend: static``) for collections too large for an encoder.
+
+``DATAKIT_EMBED_BACKEND`` forces a backend for every step that does not name one.
 """
 
 from __future__ import annotations
@@ -26,7 +40,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("onnx-int8", "torch")
+BACKENDS = ("onnx-int8", "torch", "static")
+# the cosine a static-embedding pair needs to be a duplicate (bench/dedup.py: precision
+# 0.949 / recall 0.688 on the planted set; at 0.86 precision falls to 0.84)
+STATIC_THRESHOLD = 0.90
+STATIC_DIMS = 256
+SIF_COEFFICIENT = 1e-4
 FAST_BATCH = 16  # small batches waste less on padding; measured best on 2 cores
 
 
@@ -75,13 +94,21 @@ def _mean_pooled(path: Path) -> bool:
     return modes == {"pooling_mode_mean_tokens"}
 
 
-def backend_for(model: str | None = None) -> str:
-    """The backend ``embed`` uses for this model."""
+def backend_for(model: str | None = None, backend: str | None = None) -> str:
+    """The backend ``embed`` uses for this model: ``backend`` when given (a step's
+    ``embedding_backend``; ``auto`` or None chooses), else DATAKIT_EMBED_BACKEND, else the
+    int8 path where it can reproduce the model, else plain torch."""
+    from .errors import DatakitError
+
+    if backend and backend != "auto":
+        if backend not in BACKENDS:
+            raise DatakitError(
+                f"embedding_backend {backend!r}: expected auto or one of {', '.join(BACKENDS)}"
+            )
+        return backend
     forced = os.environ.get("DATAKIT_EMBED_BACKEND")
     if forced:
         if forced not in BACKENDS:
-            from .errors import DatakitError
-
             raise DatakitError(
                 f"DATAKIT_EMBED_BACKEND={forced}: expected one of {', '.join(BACKENDS)}"
             )
@@ -220,6 +247,109 @@ def _onnx(path: str) -> _OnnxEncoder:
     return _OnnxEncoder(Path(path))
 
 
+def _build_static(path: Path, out: Path) -> None:
+    """Distil static token embeddings from a sentence-transformers model into ``out``."""
+    import numpy as np
+    import torch
+    from safetensors.numpy import save_file
+
+    from .runs import atomic_dir
+
+    st = _model(str(path))
+    tok = st.tokenizer
+    encoder = st[0].auto_model.eval()
+    special = set(tok.all_special_ids)
+    vocab = tok.get_vocab()
+    ids = sorted(i for t, i in vocab.items() if i not in special and not t.startswith("[unused"))
+    size = max(vocab.values()) + 1
+    start = [tok.cls_token_id] if tok.cls_token_id is not None else []
+    end = [tok.sep_token_id] if tok.sep_token_id is not None else []
+    hidden = np.zeros((len(ids), encoder.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(ids), 1024):
+            block = torch.tensor(ids[s : s + 1024])[:, None]
+            n = len(block)
+            x = torch.cat(
+                [torch.tensor([start] * n, dtype=torch.long).reshape(n, len(start)), block]
+                + [torch.tensor([end] * n, dtype=torch.long).reshape(n, len(end))],
+                dim=1,
+            )
+            h = encoder(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state
+            hidden[s : s + n] = h.mean(1).numpy()  # the model's own mean pooling
+    centred = hidden - hidden.mean(0)
+    dims = min(STATIC_DIMS, centred.shape[1])
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    reduced = centred @ vt[:dims].T
+    # Zipf: a WordPiece vocabulary lists tokens roughly by frequency; p(rank) ~ 1/rank
+    p = 1.0 / np.arange(1, len(ids) + 1)
+    p /= p.sum()
+    weights = SIF_COEFFICIENT / (SIF_COEFFICIENT + p)
+    table = np.zeros((size, dims), dtype=np.float32)
+    table[ids] = reduced * weights[:, None]
+    with atomic_dir(out) as tmp:
+        save_file({"embeddings": np.ascontiguousarray(table)}, str(tmp / "model.safetensors"))
+        tok.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+        config = {
+            "model_type": "model2vec",
+            "architectures": ["StaticModel"],
+            "tokenizer_name": str(path),
+            "apply_pca": dims,
+            "sif_coefficient": SIF_COEFFICIENT,
+            "hidden_dim": dims,
+            "seq_length": 1000000,
+            "normalize": True,
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def static_model_dir(model: str | None = None) -> Path:
+    """The static-embedding folder distilled from ``model`` (built on first use)."""
+    from .models import cache_dir, fingerprint
+
+    path = Path(model or default_embedding_model()).resolve()
+    built = cache_dir() / "embeddings" / f"{fingerprint(path)}-static{STATIC_DIMS}"
+    if not (built / "model.safetensors").is_file():
+        _build_static(path, built)
+    return built
+
+
+class _StaticEncoder:
+    def __init__(self, path: Path) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        built = static_model_dir(str(path))
+        self.table = load_file(str(built / "model.safetensors"))["embeddings"]
+        self.tokenizer = Tokenizer.from_file(str(built / "tokenizer.json"))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+
+    def encode(self, texts: list[str]) -> Any:
+        import numpy as np
+
+        out = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)
+        for start in range(0, len(texts), 4096):
+            chunk = self.tokenizer.encode_batch(
+                texts[start : start + 4096], add_special_tokens=False
+            )
+            lengths = np.array([len(e.ids) for e in chunk])
+            if not lengths.sum():
+                continue
+            flat = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in chunk if e.ids])
+            sums = np.add.reduceat(
+                self.table[flat], np.cumsum(lengths)[lengths > 0] - lengths[lengths > 0]
+            )
+            rows = np.flatnonzero(lengths) + start
+            out[rows] = sums / lengths[lengths > 0, None]
+        out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return out
+
+
+@functools.lru_cache(maxsize=2)
+def _static(path: str) -> _StaticEncoder:
+    return _StaticEncoder(Path(path))
+
+
 def embed(
     texts: list[str], model: str | None = None, batch_size: int = 32, backend: str | None = None
 ) -> Any:
@@ -227,9 +357,11 @@ def embed(
     import numpy as np
 
     path = model or default_embedding_model()
-    backend = backend or backend_for(path)
+    backend = backend_for(path, backend)
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
+    if backend == "static":
+        return _static(str(Path(path).resolve())).encode(list(texts))
     if backend == "onnx-int8":
         return _onnx(str(Path(path).resolve())).encode(list(texts))
     return _model(path).encode(
@@ -246,7 +378,7 @@ def embed(
 CHUNK_WORDS = 150
 
 
-def embed_whole(texts: list[str], model: str | None = None) -> Any:
+def embed_whole(texts: list[str], model: str | None = None, backend: str | None = None) -> Any:
     """Unit-length embeddings of whole texts: a text within the encoder's window is embedded
     as it is (the same vector as :func:`embed`); a longer one in consecutive windows of
     CHUNK_WORDS words, their vectors averaged by length and normalised. So two records that
@@ -254,6 +386,9 @@ def embed_whole(texts: list[str], model: str | None = None) -> Any:
     alone would read only the shared start)."""
     import numpy as np
 
+    backend = backend_for(model, backend)
+    if backend == "static":  # no window: every token of a text is read already
+        return embed(texts, model, backend=backend)
     pieces: list[str] = []
     owner: list[tuple[int, int]] = []  # (text index, words in the piece)
     for i, t in enumerate(texts):
@@ -267,8 +402,8 @@ def embed_whole(texts: list[str], model: str | None = None) -> Any:
             pieces.append(" ".join(chunk))
             owner.append((i, len(chunk)))
     if len(pieces) == len(texts):
-        return embed(texts, model)
-    vecs = embed(pieces, model)
+        return embed(texts, model, backend=backend)
+    vecs = embed(pieces, model, backend=backend)
     out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float64)
     for (i, weight), v in zip(owner, vecs, strict=True):
         out[i] += weight * v

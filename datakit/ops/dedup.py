@@ -45,6 +45,16 @@ NEAR_THRESHOLD = 0.8  # shingle Jaccard
 SEMANTIC_THRESHOLD = 0.80
 
 
+def default_threshold(method: str, backend: str | None = None, model: str | None = None) -> float:
+    """The similarity a pair needs by default: Jaccard for near, the cosine calibrated for
+    the embedding backend for semantic (static embeddings score unrelated texts higher)."""
+    if method != "semantic":
+        return NEAR_THRESHOLD
+    from ..embeddings import STATIC_THRESHOLD, backend_for
+
+    return STATIC_THRESHOLD if backend_for(model, backend) == "static" else SEMANTIC_THRESHOLD
+
+
 def normalise(text: str) -> str:
     """Lowercase, drop punctuation, collapse whitespace."""
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
@@ -110,13 +120,15 @@ def semantic_pairs(
     neighbours: int = 16,
     vecs: Any = None,
     parts: tuple[list[str], list[str]] | None = None,
+    backend: str | None = None,
 ) -> list[tuple[int, int, float]]:
     """Pairs whose embeddings' cosine similarity is at least ``threshold``: each text's
     nearest neighbours come from an HNSW index (usearch), not from an all-pairs product.
     ``vecs``: the texts' embeddings when the caller has them already. ``parts``: each
     text's prompt and response; a pair's score is then the lower of its prompts' and its
     responses' cosines (both must match: a shared prompt with other answers is no
-    duplicate), the whole text's only where a response is missing."""
+    duplicate), the whole text's only where a response is missing. ``backend``: the
+    embedding backend (None: the default)."""
     import numpy as np
 
     from ..embeddings import embed_whole, load_runtime
@@ -128,7 +140,7 @@ def semantic_pairs(
     load_runtime()
     from usearch.index import Index
 
-    vecs = (embed_whole(texts, model) if vecs is None else vecs).astype(np.float32)
+    vecs = (embed_whole(texts, model, backend) if vecs is None else vecs).astype(np.float32)
     # float32 storage: usearch's default follows the CPU (BF16 where AVX-512 BF16 exists,
     # cosines off by up to 2.4e-4), which would make a pair near the threshold a duplicate
     # on one machine and not on another. In float32 the distances differ between machines
@@ -144,8 +156,8 @@ def semantic_pairs(
         candidates.add((min(i, j), max(i, j)))
     if parts:
         prompts, responses = parts
-        p_vecs = embed_whole(prompts, model).astype(np.float32)
-        r_vecs = embed_whole([r or "-" for r in responses], model).astype(np.float32)
+        p_vecs = embed_whole(prompts, model, backend).astype(np.float32)
+        r_vecs = embed_whole([r or "-" for r in responses], model, backend).astype(np.float32)
     out = []
     for i, j in sorted(candidates):
         if parts and responses[i] and responses[j]:
@@ -224,12 +236,15 @@ def duplicate_pairs(
     num_perm: int = 128,
     embedding_model: str | None = None,
     parts: tuple[list[str], list[str]] | None = None,
+    embedding_backend: str | None = None,
 ) -> list[tuple[int, int, float]]:
     """(i, j, similarity) for every pair of duplicates found, i < j. ``threshold`` is the
     shingle Jaccard for near, the embedding cosine for semantic (``parts``: see
     :func:`semantic_pairs`)."""
     if method == "semantic":
-        return semantic_pairs(texts, threshold, embedding_model, parts=parts)
+        return semantic_pairs(
+            texts, threshold, embedding_model, parts=parts, backend=embedding_backend
+        )
     if method == "exact":
         first: dict[str, int] = {}
         pairs = []
@@ -371,20 +386,29 @@ def run(
     num_perm: int = 128,
     embedding_model: str | None = None,
     cluster: str = "greedy",
+    embedding_backend: str = "auto",
 ) -> list[dict[str, Any]]:
     records, references = inputs[0], [r for refs in inputs[1:] for r in refs]
     everything = records + references
     texts = [record_text(r, fields) for r in everything]
     if threshold is None:
-        threshold = SEMANTIC_THRESHOLD if method == "semantic" else NEAR_THRESHOLD
+        threshold = default_threshold(method, embedding_backend, embedding_model)
     parts = exchange_parts(everything, texts) if fields == "prompt_response" else None
     pairs = duplicate_pairs(
-        texts, method, threshold, shingle_size, num_perm, embedding_model, parts=parts
+        texts,
+        method,
+        threshold,
+        shingle_size,
+        num_perm,
+        embedding_model,
+        parts=parts,
+        embedding_backend=embedding_backend,
     )
     if method == "semantic":
         from ..embeddings import backend_for
 
-        ctx.stats["embedding_backend"] = backend_for(embedding_model)
+        ctx.stats["embedding_backend"] = backend_for(embedding_model, embedding_backend)
+        ctx.stats["threshold"] = threshold
     n = len(records)
     order = keep_order(records, texts[:n], keep)
     drop = keep_one(n, len(references), pairs, order, cluster)

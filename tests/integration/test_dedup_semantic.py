@@ -66,7 +66,6 @@ def test_a_record_with_many_close_matches_loses_none():
     assert got == want or got >= {p for p in want if abs(sims[p] - SEMANTIC_THRESHOLD) > 1e-4}
 
 
-
 def test_the_search_widens_when_exactly_one_record_needs_it():
     """Before: when a single record's list was full, usearch answered its one-row search
     with a flat Matches (no ``counts``) and the dedup step died with AttributeError. Here a
@@ -171,6 +170,60 @@ def test_models_the_fast_path_cannot_reproduce_keep_the_plain_backend(tmp_path, 
     monkeypatch.setenv("DATAKIT_EMBED_BACKEND", "tensorrt")
     with pytest.raises(DatakitError, match="DATAKIT_EMBED_BACKEND=tensorrt"):
         backend_for(None)
+
+
+def test_static_embeddings_are_distilled_here_and_served_without_the_encoder():
+    """The static backend: built once from the shipped MiniLM (nothing downloaded), stored
+    in model2vec's folder layout, a text's vector the normalised mean of its tokens' rows."""
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    from datakit.embeddings import STATIC_DIMS, static_model_dir
+
+    folder = static_model_dir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    table = load_file(str(folder / "model.safetensors"))["embeddings"]
+    assert table.shape[1] == STATIC_DIMS
+    texts = ["Write a poem about owls.", "write a poem about owls!", "How do tides work?"]
+    vecs = embed(texts, backend="static")
+    assert vecs.shape == (3, STATIC_DIMS)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    # the mean of the rows of the text's tokens (word pieces, no special tokens)
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    ids = tok.encode(texts[2], add_special_tokens=False).ids
+    want = table[ids].mean(0)
+    assert np.allclose(vecs[2], want / np.linalg.norm(want), atol=1e-6)
+    # a case and punctuation change stays closer than another request
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2]
+    assert embed([""], backend="static").shape == (1, STATIC_DIMS)  # no tokens: a zero row
+    model2vec = pytest.importorskip("model2vec")  # the `bench` extra: the same vectors
+    theirs = model2vec.StaticModel.from_pretrained(str(folder)).encode(texts)
+    assert np.allclose(theirs, vecs, atol=1e-5)
+
+
+def test_a_dedup_step_can_ask_for_the_static_backend_and_gets_its_threshold():
+    from datakit.embeddings import STATIC_THRESHOLD
+    from datakit.ops import OpContext
+    from datakit.ops.dedup import run
+
+    texts = ["Write a short poem about owls.", "  WRITE A SHORT POEM ABOUT OWLS !", *TEXTS]
+    recs = [
+        {"id": str(i), "instruction": t, "input": "", "output": ""} for i, t in enumerate(texts)
+    ]
+    ctx = OpContext()
+    kept = run([recs], ctx, fields="instruction", embedding_backend="static")
+    assert ctx.stats["embedding_backend"] == "static"
+    assert ctx.stats["threshold"] == STATIC_THRESHOLD
+    assert "1" not in {r["id"] for r in kept}  # the copy, case and punctuation changed
+    assert {r["record"]["id"]: r["kept"] for r in ctx.rejects}["1"] == "0"
+    from datakit.errors import DatakitError
+
+    with pytest.raises(DatakitError, match="embedding_backend 'fasttext'"):
+        run([recs], OpContext(), embedding_backend="fasttext")
 
 
 LONG_PROMPT = " ".join(
