@@ -70,6 +70,18 @@ def _store(data_root: str):
     help="Record kind for jsonl/csv (inferred from the keys when omitted).",
 )
 @click.option("-m", "--message", help="Note stored in the manifest.")
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="Text encoding of a csv or xstest SRC (e.g. latin-1, cp1252).",
+)
+@click.option(
+    "--keep-unknown",
+    is_flag=True,
+    help="csv: keep columns that are not fields of the record kind in meta.extra "
+    "(without it they are an error).",
+)
 @data_root_option
 @json_option
 @quiet_option
@@ -79,6 +91,8 @@ def import_cmd(
     name: str,
     kind: str | None,
     message: str | None,
+    encoding: str,
+    keep_unknown: bool,
     data_root: str,
     as_json: bool,
     quiet: bool,
@@ -106,6 +120,7 @@ def import_cmd(
     Examples:
       datakit import seed_tasks.jsonl --format self-instruct --name seeds
       datakit import chats.jsonl --format openai --name support -m "Q3 export"
+      datakit import tasks.csv --format csv --name tasks --encoding latin-1
     """
     from .formats import import_file
 
@@ -117,6 +132,8 @@ def import_cmd(
         kind,
         message=message,
         wrap=lambda it: progress(it, quiet, desc=f"import {name}", unit=" rec"),
+        encoding=encoding,
+        keep_unknown=keep_unknown,
     )
     version = res.version
     m = version.manifest()

@@ -35,10 +35,23 @@ def _option_for(name: str, prop: dict[str, Any]) -> Any:
         return click.option(
             flag, name, type=click.Choice([str(x) for x in prop["enum"]]), default=None, help=help_
         )
-    if prop.get("type") == "integer":
-        return click.option(flag, name, type=int, default=None, help=help_)
-    if prop.get("type") == "number":
-        return click.option(flag, name, type=float, default=None, help=help_)
+    if prop.get("type") in ("integer", "number"):
+        # the schema's bounds as Click ranges: a bad value is a usage error (exit 2)
+        low = prop.get("minimum", prop.get("exclusiveMinimum"))
+        high = prop.get("maximum", prop.get("exclusiveMaximum"))
+        kind = click.IntRange if prop["type"] == "integer" else click.FloatRange
+        return click.option(
+            flag,
+            name,
+            type=kind(
+                min=low,
+                max=high,
+                min_open="exclusiveMinimum" in prop,
+                max_open="exclusiveMaximum" in prop,
+            ),
+            default=None,
+            help=help_,
+        )
     if prop.get("type") == "array":
         item = prop.get("items", {}).get("type")
         if item == "number":

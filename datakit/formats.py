@@ -265,10 +265,32 @@ def _read_self_instruct(path: Path) -> Iterator[Located]:
             )
 
 
-def _csv_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[str, dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
+def _decode_error(path: Path, e: UnicodeDecodeError, encoding: str) -> DatakitError:
+    return DatakitError(
+        f"{path}: not {encoding} (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+        "pass --encoding (e.g. --encoding latin-1 or cp1252)"
+    )
+
+
+def _open_text(path: Path, encoding: str) -> Any:
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return open(path, newline="", encoding=enc)
+    except LookupError:
+        raise DatakitError(f"--encoding {encoding}: unknown encoding") from None
+
+
+def _csv_rows(
+    path: Path, required: tuple[str, ...] = (), encoding: str = "utf-8"
+) -> Iterator[tuple[str, dict[str, str]]]:
+    with _open_text(path, encoding) as f:
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except UnicodeDecodeError as e:
+            raise _decode_error(path, e, encoding) from None
+        except csv.Error as e:
+            raise DatakitError(f"{path}:1: unreadable CSV: {e}") from None
         missing = [c for c in required if c not in header]
         if missing:
             raise DatakitError(
@@ -276,14 +298,21 @@ def _csv_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[str,
             )
         try:
             for row in reader:
+                if None in row:  # more cells than the header names
+                    raise DatakitError(
+                        f"{path}:{reader.line_num}: {len(header) + len(row[None])} cells, "
+                        f"the header names {len(header)}"
+                    )
                 yield str(reader.line_num), row
-        except (csv.Error, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise _decode_error(path, e, encoding) from None
+        except csv.Error as e:
             raise DatakitError(f"{path}:{reader.line_num + 1}: unreadable CSV: {e}") from None
 
 
-def _read_xstest(path: Path) -> Iterator[Located]:
+def _read_xstest(path: Path, encoding: str = "utf-8") -> Iterator[Located]:
     """XSTest prompts: safe prompts should be answered (comply), unsafe ones refused."""
-    for loc, row in _csv_rows(path, ("prompt", "label")):
+    for loc, row in _csv_rows(path, ("prompt", "label"), encoding):
         label = (row.get("label") or "").strip()
         if label not in ("safe", "unsafe"):
             raise DatakitError(f"{path}:{loc}: label: expected 'safe' or 'unsafe', got {label!r}")
@@ -306,9 +335,16 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
-def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), None)
+def _read_csv(
+    path: Path, kind: str | None, encoding: str = "utf-8", keep_unknown: bool = False
+) -> tuple[str, Iterator[Located]]:
+    with _open_text(path, encoding) as f:
+        try:
+            header = next(csv.reader(f), None)
+        except UnicodeDecodeError as e:
+            raise _decode_error(path, e, encoding) from None
+        except csv.Error as e:
+            raise DatakitError(f"{path}:1: unreadable CSV: {e}") from None
     if not header:
         raise DatakitError(f"{path}: file is empty (no header row)")
     kind = kind or infer_kind({h: None for h in header})
@@ -317,10 +353,23 @@ def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
             f"{path}:1: cannot tell the record kind from the columns ({', '.join(header)}); pass --kind"
         )
     props = load_schema(check_kind(kind))["properties"]
+    known = [c for c in props if c != "meta"]
+    unknown = [h for h in header if h not in props and h != "id"]
+    if unknown and not keep_unknown:
+        from .errors import did_you_mean
+
+        col = unknown[0]
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise DatakitError(
+            f"{path}:1: column {col!r}{more} is not a field of {kind} records"
+            f"{did_you_mean(col, known, 'fields')}; --keep-unknown keeps such columns "
+            "in meta.extra"
+        )
 
     def gen() -> Iterator[Located]:
-        for loc, row in _csv_rows(path):
+        for loc, row in _csv_rows(path, (), encoding):
             rec: Record = {}
+            extra = {c: row[c] for c in unknown if row.get(c) not in (None, "")}
             for col, val in row.items():
                 if col not in props or col in ("id",) or val is None or val == "":
                     continue
@@ -343,15 +392,23 @@ def _read_csv(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
                 else:
                     rec[col] = val
             rec["meta"] = _origin(rec.get("meta"), "csv", path)
+            if extra:
+                rec["meta"]["extra"] = extra
             yield loc, rec
 
     return kind, gen()
 
 
 def read_source(
-    path: str | Path, fmt: str, kind: str | None = None
+    path: str | Path,
+    fmt: str,
+    kind: str | None = None,
+    encoding: str = "utf-8",
+    keep_unknown: bool = False,
 ) -> tuple[str, Iterator[Located]]:
-    """Open an outside file; return its record kind and an iterator of located records."""
+    """Open an outside file; return its record kind and an iterator of located records.
+    ``encoding`` and ``keep_unknown`` (unknown CSV columns to ``meta.extra`` instead of an
+    error) apply to the CSV formats."""
     p = Path(path)
     if not p.exists():
         raise DatakitError(f"{path}: no such file")
@@ -371,12 +428,12 @@ def read_source(
     if fmt == "jsonl":
         return _read_jsonl(p, kind)
     if fmt == "csv":
-        return _read_csv(p, kind)
+        return _read_csv(p, kind, encoding, keep_unknown)
     if fmt in fixed:
         fkind, reader = fixed[fmt]
         if kind is not None and kind != fkind:
             raise DatakitError(f"--format {fmt} makes {fkind} records, not {kind}")
-        return fkind, reader(p)
+        return fkind, (reader(p, encoding) if fmt == "xstest" else reader(p))
     raise DatakitError(f"unknown import format {fmt!r}; choose one of: {', '.join(IMPORT_FORMATS)}")
 
 
@@ -433,12 +490,14 @@ def import_file(
     message: str | None = None,
     config_source: str | None = None,
     wrap: Any = None,
+    encoding: str = "utf-8",
+    keep_unknown: bool = False,
 ) -> Imported:
     """Read ``src`` in format ``fmt``, check every record, drop exact duplicate records (kept
     in the version's rejects.jsonl) and store the rest as the next version of ``name``, or
     reuse the latest version if it holds the same records. ``wrap`` may wrap the record
     iterator (a progress bar)."""
-    src_kind, located = read_source(src, fmt, kind)
+    src_kind, located = read_source(src, fmt, kind, encoding, keep_unknown)
     rejects: list[dict[str, Any]] = []
     records = validated(without_exact_duplicates(located, src_kind, rejects), src_kind, src)
     version = store.write(

@@ -15,6 +15,7 @@ version numbers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import logging
@@ -339,7 +340,11 @@ class DatasetStore:
             )
         check_kind(kind)
         ds_dir = self.root / name
-        ds_dir.mkdir(parents=True, exist_ok=True)
+        created = not ds_dir.exists()
+        try:
+            ds_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatakitError(f"{ds_dir}: cannot create: {e.strerror or e}") from None
         tmp = ds_dir / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
@@ -368,6 +373,9 @@ class DatasetStore:
             return self._commit(name, tmp, manifest, reuse_identical)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if created:  # a failed first version leaves no empty dataset behind
+                with contextlib.suppress(OSError):
+                    ds_dir.rmdir()
             raise
 
     def _commit(

@@ -79,15 +79,81 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
         )
     if spec.backend == "openai" and not spec.options.get("base_url"):
         raise DatakitError(f"{where}: the openai backend needs base_url (one URL or a list)")
-    if spec.backend != "vllm":  # vllm passes unknown options through to vllm.LLM
-        params = inspect.signature(_cls(spec.backend).__init__).parameters
-        allowed = [p for p in params if p not in ("self", "model")]
+    if spec.options:
+        allowed = backend_options(spec.backend)
         for key in spec.options:
             if key not in allowed:
+                hint = did_you_mean(key, allowed, "options")
+                if "did you mean" not in hint and len(allowed) > 20:
+                    hint = " (its options: vllm.EngineArgs' fields)"
                 raise DatakitError(
-                    f"{where}: unknown option {key!r} for the {spec.backend} backend"
-                    + did_you_mean(key, allowed, "options")
+                    f"{where}: unknown option {key!r} for the {spec.backend} backend" + hint
                 )
+
+
+def backend_options(backend: str) -> list[str]:
+    """The option names a backend accepts; for vllm, its engine class's own and every field
+    of ``vllm.EngineArgs`` (what ``vllm.LLM`` passes on), read without starting anything."""
+    params = inspect.signature(_cls(backend).__init__).parameters
+    allowed = [
+        p for p, v in params.items() if p not in ("self", "model") and v.kind != v.VAR_KEYWORD
+    ]
+    if backend == "vllm":
+        import dataclasses
+
+        from .vllm_backend import quiet_imports
+
+        quiet_imports()
+
+        from vllm.engine.arg_utils import EngineArgs
+
+        allowed += [f.name for f in dataclasses.fields(EngineArgs) if f.name != "model"]
+        allowed += ["lora_adapter"]
+    return allowed
+
+
+def _start_times() -> Path:
+    from ..models import cache_dir
+
+    return cache_dir() / "engine_starts.json"
+
+
+def _announce(spec: EngineSpec) -> str:
+    """The line said before an engine starts, with the last start's time for this model."""
+    import json
+
+    from ..models import fingerprint
+
+    key = f"{spec.backend}:{fingerprint(spec.model)}"
+    try:
+        last = json.loads(_start_times().read_text()).get(key)
+    except (OSError, ValueError):
+        last = None
+    took = (
+        f"last start took {last:.0f} s"
+        if last
+        else "the first start loads the model: ~10-60 s on a CPU"
+    )
+    return f"starting {spec.backend} engine for {spec.model} ({took})"
+
+
+def _record_start(spec: EngineSpec, seconds: float) -> None:
+    import json
+
+    from ..models import fingerprint
+    from ..runs import atomic_write_bytes
+
+    path = _start_times()
+    try:
+        times = json.loads(path.read_text())
+    except (OSError, ValueError):
+        times = {}
+    times[f"{spec.backend}:{fingerprint(spec.model)}"] = round(seconds, 1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(times, indent=1).encode())
+    except OSError:
+        pass  # a read-only cache only loses the estimate
 
 
 def build_engine(
@@ -102,7 +168,17 @@ def build_engine(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    start = None
+    if spec.backend in ("transformers", "vllm"):  # openai: a client, nothing to load
+        import sys
+        import time
+
+        if not quiet:
+            print(_announce(spec), file=sys.stderr, flush=True)
+        start = time.perf_counter()
     engine = _cls(spec.backend)(spec.model, **spec.options)
+    if start is not None:
+        _record_start(spec, time.perf_counter() - start)
     cache = RequestCache(cache_path) if cache_path is not None else None
     return CachedEngine(
         engine, cache, batch_size=batch_size, quiet=quiet, fingerprint=spec_fingerprint(spec)

@@ -19,6 +19,16 @@ from .base import Completion, Request, Result
 log = logging.getLogger(__name__)
 
 
+def quiet_imports() -> None:
+    """Before vLLM is imported: no start-up notices unless --verbose (vLLM's own level, and
+    the "Triton is installed, but doesn't include CPU backend" lines every CPU start
+    printed, which say nothing a user can act on)."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
+
+
 def _on_cpu() -> bool:
     try:
         import torch
@@ -38,6 +48,7 @@ class VLLMEngine:
         # datakit user; --verbose turns them back on.
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "ERROR")
+        quiet_imports()
         if not verbose:
             # Its worker processes inherit these: no C++ NUMA notices, no deprecation
             # warnings from vLLM's own imports, no bar for a sub-second weight load.
