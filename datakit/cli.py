@@ -523,6 +523,12 @@ def validate_cmd(
 @click.option("--only", multiple=True, help="Run only this step (repeatable).")
 @click.option("--force", is_flag=True, help="Re-run steps even when their config is unchanged.")
 @click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Let every step write an empty output, or one that lost more than its "
+    "max_error_share to engine errors (otherwise the step fails, exit 1).",
+)
+@click.option(
     "--examples",
     default=0,
     show_default=True,
@@ -537,6 +543,7 @@ def run_cmd(
     runs_root: str | None,
     only: tuple[str, ...],
     force: bool,
+    allow_empty: bool,
     examples: int,
     as_json: bool,
     quiet: bool,
@@ -555,13 +562,19 @@ def run_cmd(
       datakit run
       datakit run pipeline.yaml --only answers --force
       datakit run --examples 2
-      datakit run examples/self-instruct.yaml --data-root /tmp/data -q
+      datakit run pipeline.yaml --data-root /tmp/data -q
     """
     from .ops.runner import step_line
     from .pipeline import run_data
 
     s = run_data(
-        config, data_root, quiet=quiet, only=list(only) or None, force=force, runs_root=runs_root
+        config,
+        data_root,
+        quiet=quiet,
+        only=list(only) or None,
+        force=force,
+        runs_root=runs_root,
+        allow_empty=allow_empty,
     )
     if as_json:
         echo_json({"models": s.models, "datasets": s.datasets, "steps": s.steps})

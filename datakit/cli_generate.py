@@ -187,6 +187,7 @@ def make_command(op: Op) -> click.Command:
                 quiet=quiet,
                 force=force,
                 batch_size=kw.get("batch_size", 256),
+                allow_empty=kw.get("allow_empty", False),
             )
         finally:
             if pool is not None:
@@ -228,6 +229,12 @@ def make_command(op: Op) -> click.Command:
             show_default=True,
             type=click.IntRange(min=0),
             help="Seed: same seed, same records.",
+        ),
+        click.option(
+            "--allow-empty",
+            is_flag=True,
+            help="Write the output even if it holds no records or lost more than half "
+            "of the input to engine errors (otherwise: exit 1, nothing written).",
         ),
     ]
     for name, prop in schema["properties"].items():

@@ -480,6 +480,17 @@ class Imported:
     duplicates: int
 
 
+def _not_empty(records: Iterator[Record], src: str | Path) -> Iterator[Record]:
+    """The records, and an error at the end when there were none (an import of nothing is
+    a mistake, not a new empty version)."""
+    n = 0
+    for rec in records:
+        n += 1
+        yield rec
+    if not n:
+        raise DatakitError(f"{src}: holds no records; nothing imported")
+
+
 def import_file(
     store: Any,
     name: str,
@@ -499,7 +510,9 @@ def import_file(
     iterator (a progress bar)."""
     src_kind, located = read_source(src, fmt, kind, encoding, keep_unknown)
     rejects: list[dict[str, Any]] = []
-    records = validated(without_exact_duplicates(located, src_kind, rejects), src_kind, src)
+    records = _not_empty(
+        validated(without_exact_duplicates(located, src_kind, rejects), src_kind, src), src
+    )
     version = store.write(
         name,
         wrap(records) if wrap else records,

@@ -53,6 +53,7 @@ def run_data(
     only: list[str] | None = None,
     force: bool = False,
     runs_root: str | Path | None = None,
+    allow_empty: bool = False,
 ) -> RunSummary:
     cfg = load_config(config_path)
     base = Path(config_path).resolve().parent
@@ -81,7 +82,7 @@ def run_data(
             }
         )
     runs = Path(runs_root) if runs_root is not None else resolve_path(base, cfg["runs_root"])
-    _run_steps(cfg, runs, store, specs, summary, quiet, only, force)
+    _run_steps(cfg, runs, store, specs, summary, quiet, only, force, allow_empty)
     return summary
 
 
@@ -116,6 +117,7 @@ def _run_steps(
     quiet: bool,
     only: list[str] | None,
     force: bool,
+    allow_empty: bool = False,
 ) -> None:
     from .ops.runner import EnginePool, run_step
 
@@ -142,6 +144,8 @@ def _run_steps(
                 quiet=quiet,
                 force=force,
                 batch_size=batch,
+                allow_empty=step.get("allow_empty", False) or allow_empty,
+                max_error_share=step.get("max_error_share", 0.5),
             )
             summary.steps.append(res.summary())
     finally:

@@ -3,8 +3,9 @@
 ``mix``: draw from several inputs in given proportions (synthetic with real data, a share of
 general data against forgetting, a share of safety data against the alignment tax). With
 ``total`` the mix has that many records, each input contributing round(weight x total)
-(largest remainders first), sampled without replacement (an input too small for its share
-is taken whole, and the shortfall is reported). Weights without a total draw the largest mix
+(largest remainders first), sampled without replacement; an input too small for its share
+is an error that says the largest total the inputs allow, unless ``best_effort`` (then it is
+taken whole and the shortfall is reported). Weights without a total draw the largest mix
 the weights allow (the input that is smallest for its weight is taken whole and sets the
 size); neither: every input whole. The asked and realised ratios go into the manifest
 (``stats.mix``: asked, ratio, wanted, taken); the parents are all inputs.
@@ -40,6 +41,7 @@ def mix(
     ctx: OpContext,
     weights: list[float] | None = None,
     total: int | None = None,
+    best_effort: bool = False,
 ) -> list[dict[str, Any]]:
     rng = random.Random(ctx.seed)
     w = list(weights or [1.0] * len(inputs))
@@ -57,6 +59,19 @@ def mix(
             # its share without running short (the smallest input for its weight sets it)
             total = min(int(n / x + 1e-9) for n, x in zip(sizes, norm, strict=True))
         wanted = _shares(total, norm)
+        short = [k for k, (n, want) in enumerate(zip(sizes, wanted, strict=True)) if n < want]
+        if short and not best_effort:
+            from ..errors import DatakitError
+
+            k = short[0]
+            most = min(int(n / x + 1e-9) for n, x in zip(sizes, norm, strict=True))
+            raise DatakitError(
+                f"{ctx.step}: mix total {total} at ratios "
+                f"{'/'.join(f'{x:.2g}' for x in norm)} needs {wanted[k]} records of input "
+                f"{k + 1}, which holds {sizes[k]}; these inputs allow total {most} at these "
+                "ratios (or best_effort / --best-effort takes every short input whole and "
+                "records the realised ratios)"
+            )
     out: list[dict[str, Any]] = []
     realised = []
     for k, (recs, want) in enumerate(zip(inputs, wanted, strict=True)):

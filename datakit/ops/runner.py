@@ -134,11 +134,16 @@ def run_step(
     quiet: bool = False,
     force: bool = False,
     batch_size: int = 256,
+    allow_empty: bool = False,
+    max_error_share: float = 0.5,
 ) -> StepResult:
     """Run op ``op_name`` over the input versions; store its output(s); skip if unchanged.
 
     ``engines`` maps role (engine, judge, teacher) to a spec; roles may be None, and ops
     without roles (curation) need none. An op with named outputs writes ``<name>-<suffix>``.
+    A step whose non-empty input gives no records, or that loses more than
+    ``max_error_share`` of its input to engine errors, fails and writes nothing unless
+    ``allow_empty``.
     """
     op = get_op(op_name)
     params = op_params(op_name, params)
@@ -196,6 +201,8 @@ def run_step(
             roles_of[role]: _delta(before[role], built[role].stats.as_dict()) for role in roles_of
         }
     deduped = {n: _dedupe(recs, kind, ctx) for n, recs in produced.items()}
+    if not allow_empty:
+        _check_not_gutted(name, op_name, stats["input_count"], deduped, ctx.drops, max_error_share)
     versions = {}
     for i, (out_name, out) in enumerate(deduped.items()):
         # The step's rejects and drop counts go with its first output.
@@ -216,6 +223,33 @@ def run_step(
         )
     first_drops = next(iter(versions.values())).manifest()["stats"]["drops"]
     return StepResult(name, op_name, versions, False, first_drops, stats.get("engine"))
+
+
+def _check_not_gutted(
+    name: str,
+    op_name: str,
+    n_in: int,
+    outputs: dict[str, list[Any]],
+    drops: dict[str, int],
+    max_error_share: float,
+) -> None:
+    """An empty or gutted result is a failure, not a new version: CI cannot tell "0
+    records, 9 engine errors" from success by the exit code otherwise."""
+    if not n_in:
+        return
+    why = ", ".join(f"{v} {k}" for k, v in sorted(drops.items(), key=lambda kv: -kv[1]))
+    why = f" (dropped {why})" if why else ""
+    fix = "nothing written; --allow-empty (allow_empty: true on the step) writes it anyway"
+    if not any(outputs.values()):
+        raise DatakitError(
+            f"{name}: {op_name} made no records from {n_in} input records{why}; {fix}"
+        )
+    errors = drops.get("engine_error", 0)
+    if errors > max_error_share * n_in:
+        raise DatakitError(
+            f"{name}: {op_name} lost {errors} of {n_in} input records to engine errors "
+            f"(more than max_error_share {max_error_share:g}){why}; {fix}"
+        )
 
 
 def _step_config(

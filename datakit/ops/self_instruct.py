@@ -159,10 +159,12 @@ def run(
                 machine.append(cand)
             else:
                 ctx.reject({"instruction": cand[0]}, "too_similar", rouge_l=round(m, 4))
-    for text, _, _ in machine[num_instructions:]:  # the last round overshot the target
-        ctx.reject({"instruction": text}, "surplus", num_instructions=num_instructions)
-    machine = machine[:num_instructions]
-    return _instances(machine, ctx, instance_max_tokens)
+    # The last round may overshoot the target; every candidate gets its instance first, so
+    # one whose instance fails is replaced by a surplus one instead of leaving the count short.
+    out = _instances(machine, ctx, instance_max_tokens)
+    for rec in out[num_instructions:]:
+        ctx.reject(rec, "surplus", num_instructions=num_instructions)
+    return out[:num_instructions]
 
 
 def _instances(

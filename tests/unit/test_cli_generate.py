@@ -113,7 +113,10 @@ def test_generate_bad_input_and_engine_fail_before_work(cli, tmp_path):
         "--num-shots",
         "0",
     )
-    assert (code, out) == (1, "Error: self_instruct: num_shots: 0 is less than the minimum of 1\n")
+    # a flag value out of the schema's range is a usage error: exit 2, Click's message
+    assert code == 2 and out.endswith(
+        "Error: Invalid value for '--num-shots': 0 is not in the range 1<=x<=32.\n"
+    )
     assert not (tmp_path / "data" / "a").exists() and not (tmp_path / "data" / "g").exists()
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from datakit.cli import cli as datakit
+from datakit.errors import DatakitError
 from datakit.ops.dedup import duplicate_pairs, normalise
 from datakit.ops.runner import run_step
 
@@ -340,8 +341,13 @@ def test_curation_ops_pass_empty_inputs_on(store):
     store.write("some", recs(BASE[:2]), "instruction")
     res = run_step(store, "d", "dedup", ["none"], {"method": "exact"})
     assert res.version.manifest()["count"] == 0
-    res = run_step(store, "m", "mix", ["none", "some"], {"weights": [1, 1], "total": 2})
-    # the empty input gives nothing: the shortfall shows in stats.mix
+    with pytest.raises(DatakitError, match=r"m: mix total 2 .* needs 1 records of input 1, "
+                       r"which holds 0; these inputs allow total 0"):  # fmt: skip
+        run_step(store, "m", "mix", ["none", "some"], {"weights": [1, 1], "total": 2})
+    assert store.versions("m") == []
+    params = {"weights": [1, 1], "total": 2, "best_effort": True}
+    res = run_step(store, "m", "mix", ["none", "some"], params)
+    # best effort: the empty input gives nothing; the shortfall shows in stats.mix
     assert res.version.manifest()["count"] == 1
     assert [x["taken"] for x in res.version.manifest()["stats"]["mix"]] == [0, 1]
 
@@ -410,7 +416,7 @@ def test_dedup_against_drops_only_what_resembles_a_reference(store):
     assert row["similarity"] >= 0.6
     # without X, Y is dropped for the reference itself
     store.write("gen2", recs([y]), "instruction")
-    res = run_step(store, "gen2-clean", "dedup", ["gen2", "ref"], params)
+    res = run_step(store, "gen2-clean", "dedup", ["gen2", "ref"], params, allow_empty=True)
     assert list(res.version.records()) == []
     assert res.version.manifest()["stats"]["drops"] == {"duplicates_reference": 1}
 

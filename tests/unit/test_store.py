@@ -83,7 +83,13 @@ def test_invalid_record_leaves_nothing(store):
     ):
         store.write("d", bad, "instruction", source="src.jsonl")
     assert store.versions("d") == []
-    assert list((store.root / "d").iterdir()) == []
+    assert not (store.root / "d").exists()  # a failed first version leaves no folder
+    store.write("d", ROWS[:3], "instruction")
+    with pytest.raises(DatakitError):
+        store.write("d", bad, "instruction", source="src.jsonl")
+    # a later failure keeps the dataset and its versions, and leaves no temporary folder
+    assert [v.ref for v in store.versions("d")] == ["d@v1"]
+    assert sorted(p.name for p in (store.root / "d").iterdir() if p.name != ".lock") == ["v1"]
 
 
 def test_duplicate_ids_are_refused(store):
