@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
 from .errors import DatakitError
+from .models import resolve_path
 from .schemas import load_schema
 
 
@@ -225,7 +227,9 @@ def check_config(
         problems.append((lines.get(path, 0), f"{key_path(path)}: {err.message}"))
     if isinstance(data, dict):
         problems += _reference_problems(data, lines)
-    if sections and not problems and isinstance(data, dict):
+    if sections and isinstance(data, dict):
+        base = Path(file).resolve().parent
+        problems += _resource_problems(data, lines, base)
         problems += _section_problems(data, lines, file)
     problems.sort(key=lambda p: p[0])
     return [f"{file}:{ln}: {msg}" if ln else f"{file}: {msg}" for ln, msg in problems]
@@ -309,6 +313,132 @@ def _reference_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[t
     return out
 
 
+def dataset_names(data: dict[str, Any], base: Path) -> dict[str, str]:
+    """Every dataset name a config can refer to, with what defines it: an import, a step's
+    output (``NAME`` or, for ops with named outputs, ``NAME-train`` ...), or a dataset
+    already in the data root."""
+    from .ops import OPS
+
+    out: dict[str, str] = {}
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    root = resolve_path(base, str(data.get("data_root") or "data"))
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and not d.name.startswith("."):
+                out[d.name] = "the data root"
+    for imp in section.get("imports") or []:
+        if isinstance(imp, dict) and isinstance(imp.get("name"), str):
+            out[imp["name"]] = "an import"
+    for step in section.get("steps") or []:
+        if isinstance(step, dict) and isinstance(step.get("name"), str):
+            op = OPS.get(step.get("op"))
+            for suffix in (op.outputs if op else ()) or ("",):
+                out[f"{step['name']}-{suffix}" if suffix else step["name"]] = "a step"
+    return out
+
+
+def _unknown_dataset(ref: str, known: dict[str, str], at: tuple, lines: dict) -> tuple[int, str]:
+    from .errors import did_you_mean
+
+    name = ref.split("@", 1)[0]
+    return (
+        lines.get(at, 0),
+        f"{key_path(at)}: no dataset {name!r}: no import, step or data-root dataset makes it"
+        + (did_you_mean(name, known, "datasets") if known else ""),
+    )
+
+
+def _resource_problems(
+    data: dict[str, Any], lines: dict[tuple, int], base: Path
+) -> list[tuple[int, str]]:
+    """What `run` would trip on later, found now (config check): engine models that are
+    neither in `models` nor a model directory, engine options the backend does not take,
+    import sources that cannot be read, step inputs and training datasets nothing makes."""
+    from .errors import did_you_mean
+    from .models import check_model, resolve_model
+
+    out: list[tuple[int, str]] = []
+    models = data.get("models") if isinstance(data.get("models"), dict) else {}
+    engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
+    for name, e in engines.items():
+        if not isinstance(e, dict) or not isinstance(e.get("model"), str):
+            continue
+        at = ("engines", name)
+        served = e.get("backend") == "openai"
+        if e["model"] not in models and not served:
+            try:
+                check_model(resolve_model(e["model"], models, base), f"{key_path(at)}.model")
+            except DatakitError as err:
+                msg = str(err)
+                if "/" not in e["model"]:  # a bare name: most likely a misspelt model name
+                    msg = (
+                        f"{key_path(at)}.model: {e['model']!r} is neither a name in models "
+                        "nor a model directory"
+                    )
+                hint = did_you_mean(e["model"], models, "models") if models else ""
+                out.append((lines.get(at + ("model",), 0), f"{msg}{hint}"))
+        options = e.get("options")
+        if (
+            isinstance(options, dict)
+            and options
+            and e.get("backend") in ("vllm", "transformers", "openai")
+        ):
+            import importlib.util
+
+            from .engines import BACKENDS, backend_options
+
+            if importlib.util.find_spec(BACKENDS[e["backend"]][1]) is not None:
+                allowed = backend_options(e["backend"])
+                for key in options:
+                    if key not in allowed:
+                        hint = did_you_mean(key, allowed, "options")
+                        if "did you mean" not in hint and len(allowed) > 20:
+                            hint = f" (see the {e['backend']} backend's options)"
+                        out.append(
+                            (
+                                lines.get(at + ("options", key), 0),
+                                f"{key_path(at + ('options', key))}: unknown option for the "
+                                f"{e['backend']} backend{hint}",
+                            )
+                        )
+    section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    for i, imp in enumerate(section.get("imports") or []):
+        if not isinstance(imp, dict) or not isinstance(imp.get("source"), str):
+            continue
+        src = resolve_path(base, imp["source"])
+        at = ("data", "imports", i, "source")
+        if not src.is_file():
+            out.append((lines.get(at, 0), f"{key_path(at)}: no such file {src}"))
+        elif not os.access(src, os.R_OK):
+            out.append((lines.get(at, 0), f"{key_path(at)}: cannot read {src}"))
+    known = dataset_names(data, base)
+    for i, step in enumerate(section.get("steps") or []):
+        if not isinstance(step, dict):
+            continue
+        refs = step.get("input")
+        refs = [refs] if isinstance(refs, str) else refs if isinstance(refs, list) else []
+        for k, ref in enumerate(refs):
+            at = ("data", "steps", i, "input") + ((k,) if isinstance(step["input"], list) else ())
+            if isinstance(ref, str) and ref.split("@", 1)[0] not in known:
+                out.append(_unknown_dataset(ref, known, at, lines))
+    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    for i, stage in enumerate(train.get("stages") or []):
+        if not isinstance(stage, dict):
+            continue
+        for key in ("dataset", "eval_dataset"):
+            value = stage.get(key)
+            items = [(value, ())] if isinstance(value, str) else []
+            if isinstance(value, list):
+                items = [
+                    (d.get("name"), (k, "name")) for k, d in enumerate(value) if isinstance(d, dict)
+                ]
+            for ref, sub in items:
+                if isinstance(ref, str) and ref.split("@", 1)[0] not in known:
+                    at = ("train", "stages", i, key) + sub
+                    out.append(_unknown_dataset(ref, known, at, lines))
+    return out
+
+
 def with_defaults(
     data: dict[str, Any], schema: dict | None = None, root: dict | None = None
 ) -> dict[str, Any]:
@@ -339,14 +469,15 @@ def with_defaults(
     return out
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Load, check (all errors together, one DatakitError) and fill defaults."""
+def load_config(path: str | Path, full: bool = False) -> dict[str, Any]:
+    """Load, check (all errors together, one DatakitError) and fill defaults. ``full``: the
+    checks of `datakit config check` too (files, models, datasets, every section's)."""
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):
         raise DatakitError(
             f"{path}:1: the config must be a mapping of sections (data, train, eval)"
         )
-    problems = check_config(data, lines, str(path))
+    problems = check_config(data, lines, str(path), sections=full)
     if problems:
         n = len(problems)
         raise DatakitError(f"{n} problem{'s' if n > 1 else ''} in {path}:\n" + "\n".join(problems))

@@ -55,7 +55,7 @@ def run_data(
     runs_root: str | Path | None = None,
     allow_empty: bool = False,
 ) -> RunSummary:
-    cfg = load_config(config_path)
+    cfg = load_config(config_path, full=True)  # every reference checked before any work
     base = Path(config_path).resolve().parent
     store = DatasetStore(
         data_root if data_root is not None else resolve_path(base, cfg["data_root"])

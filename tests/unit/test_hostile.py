@@ -281,3 +281,61 @@ def test_an_unknown_engine_option_is_one_line_before_any_start(cli, tmp_path):
         "did you mean 'batch_size'?",
     )
     assert not (tmp_path / "data" / "r").exists()
+
+
+# ----------------------------------------------------------------- config check, run
+
+
+def misspelt_pipeline(tmp_path):
+    """The shipped pipeline.yaml with one misspelling in every kind of reference."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "pipeline.yaml").read_text()
+    text = text.replace("source: datakit/demo/", f"source: {root}/datakit/demo/")
+    edits = [
+        ("    backend: vllm ", "    backend: transformers "),
+        ("    model: smollm2\n    options: {max_model_len: 2048}",
+         "    model: tinee\n    options: {batch_sise: 4}"),
+        (f"source: {root}/datakit/demo/safety.jsonl", "source: nowhere/safety.jsonl"),
+        ("      op: judge\n      input: answers", "      op: judge\n      input: answrs"),
+        ("dataset: sft-train", "dataset: sft-trian"),
+        ("from: sft", "from: sfft"),
+        ('tuned: "train:dpo"', 'tuned: "train:dppo"'),
+        ("suites: [qa, format, safety]", "suites: [qa, formatt, safety]"),
+        ("    max_drop: 0.1", "    max_drop: 0.1\n    rules: {qa/f11: {max_drop: 0.2}}"),
+    ]  # fmt: skip
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "p.yaml").write_text(text)
+
+
+WANT = [
+    "engines.smol.model: 'tinee' is neither a name in models nor a model directory (models: smollm2)",
+    "engines.smol.options.batch_sise: unknown option for the transformers backend; did you mean 'batch_size'?",
+    "data.imports[1].source: no such file {tmp}/nowhere/safety.jsonl",
+    "data.steps[3].input: no dataset 'answrs': no import, step or data-root dataset makes it; did you mean 'answers'?",
+    "train.stages[0].dataset: no dataset 'sft-trian': no import, step or data-root dataset makes it; did you mean 'sft-train'?",
+    "train.stages[1] (dpo): from 'sfft' is not an earlier stage (sft)",
+    "eval.models.tuned: train:dppo: no trainkit stage 'dppo'; did you mean 'dpo'?",
+    "eval.suites[1]: no built-in suite 'formatt'; did you mean 'format'?",
+    "eval.gate.rules.qa/f11: unknown metric 'f11'; did you mean 'f1'?",
+]  # fmt: skip
+
+
+def test_config_check_finds_every_reference_run_would_trip_on(cli, tmp_path):
+    """Before: `ok` for this config; `datakit run` then failed on one at a time, after
+    writing the imports."""
+    misspelt_pipeline(tmp_path)
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 1
+    got = [line.split(": ", 1)[1] for line in out.splitlines()[:-1]]
+    assert got == [w.format(tmp=tmp_path) for w in WANT]
+    assert all(line.startswith("p.yaml:") and line.split(":")[1].isdigit()
+               for line in out.splitlines()[:-1])  # fmt: skip
+    assert out.splitlines()[-1] == "p.yaml: 9 problems"
+    code, out = cli(datakit, "run", "p.yaml")
+    assert code == 1 and out.startswith("Error: 9 problems in p.yaml:")
+    assert "Traceback" not in out
+    nothing_written(tmp_path)
