@@ -365,6 +365,8 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
         click.echo(
             f"~ {x['id']}: {orjson.dumps(x).decode()[:140]} => {orjson.dumps(y).decode()[:140]}"
         )
+    if len(d["changed"]) > limit:
+        click.echo(f"~ ... {len(d['changed']) - limit} more")
     for x, y in d["meta_changed"][:limit]:
         ma, mb = x.get("meta") or {}, y.get("meta") or {}
         parts = [
@@ -373,6 +375,8 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
             if ma.get(k) != mb.get(k)
         ]
         click.echo(f"m {x['id']}: meta " + "; ".join(parts))
+    if len(d["meta_changed"]) > limit:
+        click.echo(f"m ... {len(d['meta_changed']) - limit} more")
 
 
 @cli.command("stats")
@@ -647,9 +651,10 @@ _register_review()
 def ops_cmd(as_json: bool) -> None:
     """List the ops a pipeline step (and its command) can run.
 
-    Each row: the op, the record kinds it reads -> what it writes, the engine
-    roles it calls, and what it does. Parameters: datakit generate OP --help,
-    or datakit config schema (definitions/params_OP).
+    Each row: the op (its name in pipeline.yaml), the command that runs it
+    alone, the record kinds it reads -> what it writes, the engine roles it
+    calls, and what it does. Parameters: that command's --help, or datakit
+    config schema (definitions/params_OP).
 
     \b
     Examples:
@@ -674,10 +679,12 @@ def ops_cmd(as_json: bool) -> None:
         echo_json(rows)
         return
     w = max(len(r["name"]) for r in rows)
+    wc = max(len(r["command"]) for r in rows)
     for r in rows:
         roles = ",".join(r["roles"]) or "-"
         click.echo(
-            f"{r['name']:<{w}}  {'|'.join(r['inputs'])} -> {r['output']}  [{roles}]  {r['summary']}"
+            f"{r['name']:<{w}}  {r['command']:<{wc}}  {'|'.join(r['inputs'])} -> {r['output']}"
+            f"  [{roles}]  {r['summary']}"
         )
 
 

@@ -84,6 +84,26 @@ def json_path(parts: Any) -> str:
 def _describe(err: Any) -> str:
     """jsonschema's message, sharpened for anyOf/oneOf where the bare message says little."""
     msg = err.message
+    props = err.schema.get("properties") if isinstance(err.schema, dict) else None
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict) and props:
+        import difflib
+
+        extra = [k for k in err.instance if k not in props]
+        if extra:
+            hint = difflib.get_close_matches(str(extra[0]), list(props), n=1)
+            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            return f"unknown key {extra[0]!r}{more}" + (
+                f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(props)})"
+            )
+    if err.validator == "required" and isinstance(err.instance, dict):
+        import difflib
+
+        missing = err.validator_value
+        want = next((k for k in missing if k not in err.instance), None)
+        unknown = [k for k in err.instance if not props or k not in props]
+        close = difflib.get_close_matches(str(want), [str(k) for k in unknown], n=1)
+        if want is not None and close:
+            return f"{msg}; is {close[0]!r} a misspelling of {want!r}?"
     if err.validator in ("anyOf", "oneOf") and err.context:
         # The deepest sub-error usually names the actual problem (e.g. a bad role inside a
         # message list of a preference record).

@@ -73,7 +73,7 @@ def test_each_bad_input_gets_its_own_message(tmp_path):
     assert (5, "$.messages[0].content", "5 is not of type 'string', 'null'") in got
     assert (6, "$.messages[0]", "'content' is a required property") in got
     assert (7, "$", "'messages' is a required property") in got
-    assert (7, "$", "Additional properties are not allowed ('conversation' was unexpected)") in got
+    assert (7, "$", "unknown key 'conversation' (allowed: id, messages, tools, meta)") in got
     assert (8, "$", "expected a JSON object, got an array") in got
     assert (9, "", "invalid UTF-8 at byte 14 of the line") in got
 
@@ -206,3 +206,19 @@ def test_fast_verdicts_equal_jsonschema_verdicts(kind):
             assert (v.errors(rec) == []) == expected, rec
             n_invalid += not expected
     assert n_invalid > 100  # the mutations do exercise the failure path
+
+
+def test_a_misspelt_key_gets_a_did_you_mean(tmp_path):
+    """Before: "Additional properties are not allowed ('outptu' was unexpected)", and for a
+    misspelt required key only "'instruction' is a required property"."""
+    f = tmp_path / "k.jsonl"
+    f.write_text(
+        '{"instruction": "a", "outptu": "b", "output": "c"}\n{"instrucion": "a", "output": "b"}\n'
+    )
+    got = problems(validate_file(f, "instruction"))
+    assert (1, "$", "unknown key 'outptu'; did you mean 'output'?") in got
+    assert (
+        2,
+        "$",
+        "'instruction' is a required property; is 'instrucion' a misspelling of 'instruction'?",
+    ) in got
