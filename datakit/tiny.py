@@ -105,7 +105,13 @@ def _pretrain_texts(tokenizer: Any, seed: int) -> list[str]:
 
 
 def pretrain(
-    model: Any, tokenizer: Any, steps: int, seed: int, lr: float = 3e-3, batch_size: int = 8
+    model: Any,
+    tokenizer: Any,
+    steps: int,
+    seed: int,
+    lr: float = 3e-3,
+    batch_size: int = 8,
+    show_progress: bool = False,
 ) -> list[float]:
     """A few hundred steps of language modelling on the demo seeds, so the tiny model ends
     its turns and continues task lists (a random model only babbles until max_tokens)."""
@@ -123,7 +129,10 @@ def pretrain(
     pad = tokenizer.pad_token_id
     losses = []
     model.train()
-    for _ in range(steps):
+    from .clikit import progress
+
+    bar = progress(range(steps), not show_progress, desc="init-tiny: training", unit=" step")
+    for _ in bar:
         batch = rng.sample(enc, min(batch_size, len(enc)))
         width = max(len(x) for x in batch)
         ids = torch.tensor([x + [pad] * (width - len(x)) for x in batch])
@@ -133,6 +142,8 @@ def pretrain(
         opt.step()
         opt.zero_grad()
         losses.append(loss.item())
+        if show_progress:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     model.eval()
     return losses
 
@@ -182,6 +193,7 @@ def init_tiny(
     text_files: Iterable[str | Path] = (),
     force: bool = False,
     train_steps: int = 0,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Write a tiny random Llama + tokenizer to ``out_dir``; deterministic for a seed.
 
@@ -214,7 +226,11 @@ def init_tiny(
     model = LlamaForCausalLM(config)
     # Deterministic per seed: the same seed gives the same bytes on a machine.
     torch.use_deterministic_algorithms(True, warn_only=True)
-    losses = pretrain(model, tokenizer, train_steps, seed) if train_steps else []
+    losses = (
+        pretrain(model, tokenizer, train_steps, seed, show_progress=show_progress)
+        if train_steps
+        else []
+    )
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

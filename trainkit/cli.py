@@ -98,6 +98,7 @@ def init_tiny_cmd(
         text_files=text_files,
         force=force,
         train_steps=train_steps,
+        show_progress=not as_json,  # a bar on a terminal's stderr (tqdm hides it elsewhere)
     )
     if as_json:
         echo_json(summary)

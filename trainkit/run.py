@@ -80,6 +80,34 @@ def last_checkpoint(run_dir: Path) -> Path | None:
     return max(ckpts)[1] if ckpts else None
 
 
+def warmup_note(warmup: int, total: int) -> str | None:
+    """The warning for a run whose warmup is a large part of it (None otherwise): a
+    scheduler with warmup runs its first step at learning rate 0, so a 2-step run with a
+    1-step warmup reports the same loss before and after."""
+    if warmup <= 0 or total <= 0 or 2 * warmup < total:
+        return None
+    return (
+        f"warmup is {warmup} of this run's {total} steps (the first at learning rate 0, "
+        "the peak reached only at the end of the warmup); set args.warmup_ratio: 0, or "
+        "train longer"
+    )
+
+
+def _warmup_callback() -> Any:
+    from transformers import TrainerCallback
+
+    class WarmupCheck(TrainerCallback):
+        """Says once, at the start, when warmup takes half of the run or more."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                note = warmup_note(args.get_warmup_steps(state.max_steps), state.max_steps)
+                if note:
+                    log.warning(note)
+
+    return WarmupCheck()
+
+
 def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
     """Training arguments every method shares, from the stage's ``args``."""
     a = stage.args
@@ -505,7 +533,7 @@ def run_stage(
     from transformers import EarlyStoppingCallback
 
     resume_step = int(resume.name.split("-")[-1]) if resume else 0
-    callbacks = [_metrics_callback(stage, resume_step), _delta_callback(info)]
+    callbacks = [_metrics_callback(stage, resume_step), _delta_callback(info), _warmup_callback()]
     if stage.early_stopping is not None:
         callbacks.append(
             EarlyStoppingCallback(

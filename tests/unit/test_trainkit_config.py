@@ -475,3 +475,19 @@ def test_rl_completions_must_leave_room_for_the_prompt(tmp_path):
     )
     stage["params"]["max_completion_length"] = 48
     assert plan(cfg(tmp_path, [stage])).stages[0].params["max_completion_length"] == 48
+
+
+def test_a_run_mostly_warmup_is_said_once_at_the_start():
+    """Before: a 2-step SFT run with the default warmup_ratio 0.03 ran its first step at
+    learning rate 0 and reported `8.5092 -> 8.5092` without a word."""
+    from transformers import TrainingArguments
+
+    from trainkit.run import warmup_note
+
+    args = TrainingArguments(output_dir="unused", warmup_steps=0.03, report_to="none")
+    assert args.get_warmup_steps(2) == 1  # the ratio rounds up: one warmup step of two
+    note = warmup_note(args.get_warmup_steps(2), 2)
+    assert note is not None and note.startswith("warmup is 1 of this run's 2 steps")
+    assert "warmup_ratio: 0" in note
+    assert warmup_note(args.get_warmup_steps(300), 300) is None  # 9 of 300: nothing to say
+    assert warmup_note(0, 2) is None
