@@ -122,8 +122,8 @@ def score_cmd(
 ) -> None:
     """Score a JSONL file of predictions, no model needed.
 
-    Each line: `id`, `output`, and as the metrics need them `references`
-    (exact_match, f1), `schema` (schema_valid), `expected` comply|refuse
+    Each line: `id` (or `item_id`, as prediction records name it), `output`,
+    and as the metrics need them `references` (exact_match, f1), `schema` (schema_valid), `expected` comply|refuse
     (refusal_rate, over_refusal_rate), `regex` (regex_match). Writes
     OUT/items.jsonl (one line per id: each metric's value, failure reasons,
     the refusal label full|partial|none) and OUT/report.json (mean, n, 95%

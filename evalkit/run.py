@@ -188,7 +188,10 @@ def _eval_model(
     spec = EngineSpec(engine_cfg["backend"], path, dict(engine_cfg.get("options") or {}))
     pool = EnginePool(runs / "cache", quiet=quiet)
     model_out = out / label
-    model_out.mkdir(parents=True, exist_ok=True)
+    try:
+        model_out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a runs root the user named that cannot hold directories
+        raise DatakitError(f"{model_out}: cannot create: {e.strerror or e}") from None
     temperature, seed = ev.get("temperature", 0.0), ev.get("seed", cfg["seed"])
     entries = []
     try:

@@ -38,7 +38,11 @@ def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypa
     params = {"max_tokens": 48, "temperatures": [0.3, 1.0, 1.5], "judge": "pairwise"}
     pool = EnginePool(tmp_path / "cache", quiet=True)
     try:
-        res = run_step(store, "prefs", "preferences", "seeds", params, {"engine": spec}, pool)
+        # the tiny model's samples often tie: an empty result is allowed here, the test is
+        # about which comparisons made which pairs and rejects
+        res = run_step(
+            store, "prefs", "preferences", "seeds", params, {"engine": spec}, pool, allow_empty=True
+        )
     finally:
         pool.close()
     out = list(res.version.records())
