@@ -378,29 +378,20 @@ def _resource_problems(
                 hint = did_you_mean(e["model"], models, "models") if models else ""
                 out.append((lines.get(at + ("model",), 0), f"{msg}{hint}"))
         options = e.get("options")
-        if (
-            isinstance(options, dict)
-            and options
-            and e.get("backend") in ("vllm", "transformers", "openai")
-        ):
+        if isinstance(options, dict) and e.get("backend") in ("vllm", "transformers", "openai"):
             import importlib.util
 
-            from .engines import BACKENDS, backend_options
+            from .engines import BACKENDS, unknown_options
 
             if importlib.util.find_spec(BACKENDS[e["backend"]][1]) is not None:
-                allowed = backend_options(e["backend"])
-                for key in options:
-                    if key not in allowed:
-                        hint = did_you_mean(key, allowed, "options")
-                        if "did you mean" not in hint and len(allowed) > 20:
-                            hint = f" (see the {e['backend']} backend's options)"
-                        out.append(
-                            (
-                                lines.get(at + ("options", key), 0),
-                                f"{key_path(at + ('options', key))}: unknown option for the "
-                                f"{e['backend']} backend{hint}",
-                            )
+                for key, hint in unknown_options(e["backend"], options):
+                    out.append(
+                        (
+                            lines.get(at + ("options", key), 0),
+                            f"{key_path(at + ('options', key))}: unknown option for the "
+                            f"{e['backend']} backend{hint}",
                         )
+                    )
     section = data.get("data") if isinstance(data.get("data"), dict) else {}
     for i, imp in enumerate(section.get("imports") or []):
         if not isinstance(imp, dict) or not isinstance(imp.get("source"), str):

@@ -79,16 +79,24 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
         )
     if spec.backend == "openai" and not spec.options.get("base_url"):
         raise DatakitError(f"{where}: the openai backend needs base_url (one URL or a list)")
-    if spec.options:
-        allowed = backend_options(spec.backend)
-        for key in spec.options:
-            if key not in allowed:
-                hint = did_you_mean(key, allowed, "options")
-                if "did you mean" not in hint and len(allowed) > 20:
-                    hint = " (its options: vllm.EngineArgs' fields)"
-                raise DatakitError(
-                    f"{where}: unknown option {key!r} for the {spec.backend} backend" + hint
-                )
+    for key, hint in unknown_options(spec.backend, spec.options):
+        raise DatakitError(f"{where}: unknown option {key!r} for the {spec.backend} backend{hint}")
+
+
+def unknown_options(backend: str, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(option, hint) for each option the backend does not take; the hint is "did you mean"
+    or, for vLLM's long list, where to look."""
+    if not options:
+        return []
+    allowed = backend_options(backend)
+    out = []
+    for key in options:
+        if key not in allowed:
+            hint = did_you_mean(key, allowed, "options")
+            if "did you mean" not in hint and len(allowed) > 20:
+                hint = f" (its options: {'vllm.EngineArgs fields' if backend == 'vllm' else 'see --help'})"
+            out.append((key, hint))
+    return out
 
 
 def backend_options(backend: str) -> list[str]:
