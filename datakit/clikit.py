@@ -129,7 +129,8 @@ def engine_options(roles: tuple[str, ...] = ("engine",)) -> Any:
                 type=click.Choice(["vllm", "openai", "transformers"]),
                 default="vllm",
                 show_default=True,
-                help="Engine backend.",
+                envvar="DATAKIT_BACKEND",
+                help="Engine backend (env DATAKIT_BACKEND).",
             ),
             click.option(
                 "--model",
@@ -139,7 +140,9 @@ def engine_options(roles: tuple[str, ...] = ("engine",)) -> Any:
                 "--base-url",
                 "base_urls",
                 multiple=True,
-                help="openai backend: server URL, repeatable for a fleet (round-robin).",
+                envvar="DATAKIT_BASE_URL",
+                help="openai backend: server URL, repeatable for a fleet (round-robin); env "
+                "DATAKIT_BASE_URL holds one or more, separated by spaces.",
             ),
             click.option(
                 "--engine-option",

@@ -348,6 +348,35 @@ def _unknown_dataset(ref: str, known: dict[str, str], at: tuple, lines: dict) ->
     )
 
 
+def _first_record_problem(src: Path, fmt: str, kind: str | None) -> str | None:
+    """Why the first record of ``src`` does not read as ``fmt`` (None when it does)."""
+    from itertools import islice
+
+    from .formats import read_source, validated
+
+    try:
+        src_kind, located = read_source(src, fmt, kind)
+        list(islice(validated(located, src_kind, src), 1))
+    except DatakitError as e:
+        return str(e).splitlines()[0]
+    except (OSError, ValueError) as e:  # a reader's own error on a file of another format
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _source_format_problem(src: Path, fmt: str, kind: str | None) -> str | None:
+    """The import's format checked on the source's first record, the way `run` reads it;
+    when it does not read, the formats that do are named (format detection)."""
+    from .formats import IMPORT_FORMATS
+
+    problem = _first_record_problem(src, fmt, kind)
+    if problem is None:
+        return None
+    fits = [f for f in IMPORT_FORMATS if f != fmt and _first_record_problem(src, f, kind) is None]
+    hint = f"; it reads as format: {' or '.join(fits)}" if fits else ""
+    return f"does not read as format {fmt}: {problem}{hint}"
+
+
 def _resource_problems(
     data: dict[str, Any], lines: dict[tuple, int], base: Path
 ) -> list[tuple[int, str]]:
@@ -367,7 +396,11 @@ def _resource_problems(
         served = e.get("backend") == "openai"
         if e["model"] not in models and not served:
             try:
-                check_model(resolve_model(e["model"], models, base), f"{key_path(at)}.model")
+                where = f"{key_path(at)}.model"
+                if check_model(resolve_model(e["model"], models, base), where) == "adapter":
+                    from .engines import adapter_as_model
+
+                    out.append((lines.get(at + ("model",), 0), adapter_as_model(where, e["model"])))
             except DatakitError as err:
                 msg = str(err)
                 if "/" not in e["model"]:  # a bare name: most likely a misspelt model name
@@ -378,6 +411,17 @@ def _resource_problems(
                 hint = did_you_mean(e["model"], models, "models") if models else ""
                 out.append((lines.get(at + ("model",), 0), f"{msg}{hint}"))
         options = e.get("options")
+        lora = options.get("lora_adapter") if isinstance(options, dict) else None
+        if isinstance(lora, str):
+            where = f"{key_path(at + ('options', 'lora_adapter'))}"
+            try:
+                kind = check_model(str(resolve_path(base, lora)), where)
+            except DatakitError as err:
+                kind, msg = "", str(err)
+            else:
+                msg = f"{where}: {lora} is not a LoRA adapter (no adapter_config.json)"
+            if kind != "adapter":
+                out.append((lines.get(at + ("options", "lora_adapter"), 0), msg))
         if isinstance(options, dict) and e.get("backend") in ("vllm", "transformers", "openai"):
             import importlib.util
 
@@ -402,6 +446,10 @@ def _resource_problems(
             out.append((lines.get(at, 0), f"{key_path(at)}: no such file {src}"))
         elif not os.access(src, os.R_OK):
             out.append((lines.get(at, 0), f"{key_path(at)}: cannot read {src}"))
+        else:
+            problem = _source_format_problem(src, imp.get("format", "jsonl"), imp.get("kind"))
+            if problem:
+                out.append((lines.get(at, 0), f"{key_path(at)}: {problem}"))
     known = dataset_names(data, base)
     for i, step in enumerate(section.get("steps") or []):
         if not isinstance(step, dict):

@@ -4,6 +4,11 @@ everything else is a fast unit test (marker ``unit``)."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -131,3 +136,79 @@ def smollm2() -> Path:
     except DatakitError as e:
         pytest.fail(f"{e} (run `make setup`, which pulls it, before the tests)")
     return Path(row["path"])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The names the loopback server answers to: "tiny" for the engine tests, and the model names
+# the README's CLI tour uses, so its lines run against it unchanged.
+SERVED_NAMES = ("tiny", "runs/models/tiny", "llama", "/models/student", "/models/teacher")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory, tiny_trained):
+    """One OpenAI-compatible vLLM server on loopback for the session, serving the tiny
+    trained model (which ends its turns and writes parseable Self-Instruct instances)."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_trained),
+        "--served-model-name",
+        *SERVED_NAMES,
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--enforce-eager",
+        "--gpu-memory-utilization",
+        "0.3",
+        "--no-enable-chunked-prefill",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            # The engine core in the server's own process: it starts in ~30 s instead of ~55.
+            env={
+                **os.environ,
+                "VLLM_LOGGING_LEVEL": "WARNING",
+                "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            },
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 300
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"vLLM server exited: {log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise AssertionError(
+                    f"vLLM server did not start in 300 s: {log.read_text()[-3000:]}"
+                )
+            time.sleep(2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

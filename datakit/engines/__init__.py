@@ -63,6 +63,14 @@ def _cls(backend: str) -> Any:
     return getattr(importlib.import_module(mod), name)
 
 
+def adapter_as_model(where: str, model: str) -> str:
+    """The error for an engine whose model is a LoRA adapter directory."""
+    return (
+        f"{where}: {model} is an adapter; give its base model as the model and the "
+        "adapter as options.lora_adapter (vllm), or merge it first (trainkit merge)"
+    )
+
+
 def check_spec(spec: EngineSpec, where: str = "engine") -> None:
     if spec.backend not in BACKENDS:
         raise DatakitError(
@@ -73,10 +81,7 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
         raise DatakitError(f"{where}: the {spec.backend} backend needs the {pkg!r} package: {hint}")
     kind = check_model(spec.model, where, served=spec.backend == "openai")
     if kind == "adapter":
-        raise DatakitError(
-            f"{where}: {spec.model} is an adapter; give its base model as the model and the "
-            "adapter as options.lora_adapter (vllm), or merge it first (trainkit merge)"
-        )
+        raise DatakitError(adapter_as_model(where, spec.model))
     if spec.backend == "openai" and not spec.options.get("base_url"):
         raise DatakitError(f"{where}: the openai backend needs base_url (one URL or a list)")
     for key, hint in unknown_options(spec.backend, spec.options):

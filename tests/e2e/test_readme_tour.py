@@ -3,11 +3,15 @@
 Every line of the tour's code block must name a command that exists and options it accepts
 with values it accepts (parsed by the real Click commands, in a directory holding the files
 the tour names). Every line that needs no model engine or trainer then runs for real, in
-order, on a temporary data root, and must exit 0 without a traceback. The lines that call
-an engine or train (generate, judge, run, trainkit run/merge, torchrun, accelerate) are
-parsed, not run here: their paths run in tests/integration on the tiny model; the datasets
-they would make are written by the test under the same names, so the curation lines after
-them run on real inputs.
+order, on a temporary data root, and must exit 0 without a traceback. The generate and
+judge lines run unchanged against a real vLLM server on loopback serving the tiny trained
+model under the tour's model names (``DATAKIT_BACKEND=openai`` and ``DATAKIT_BASE_URL`` point
+them at it; the fleet line's two addresses are replaced by the loopback one). The lines that
+run the demo's pipeline or train (datakit run, trainkit run/show/merge, torchrun,
+accelerate) are parsed here and run in tests/e2e/test_e2e.py (``make demo`` runs
+``datakit run`` and ``trainkit run`` on a copy of the same pipeline.yaml),
+tests/integration/test_train_merge.py and test_train_ddp.py; the datasets the engine lines
+make are written by the curation test under the same names, so it runs on real inputs.
 """
 
 from __future__ import annotations
@@ -190,3 +194,45 @@ def test_every_help_example_names_a_real_command_with_options_it_takes(tour_dir)
             parse(kit, args)
         except click.UsageError as e:
             pytest.fail(f"--help example `{kit} {' '.join(args)}`: {e.format_message()}")
+
+
+ORDER = ["grown", "evolved", "answers", "distilled", "rephrased", "safety-prefs", "prefs", "judged"]
+
+
+def test_the_tour_engine_lines_run_against_a_loopback_server(tour_dir, vllm_server, monkeypatch):
+    """Every generate and judge line of the tour, in order, exactly as written (the models
+    are the server's names for the tiny trained model): each exits 0 and writes its
+    dataset, or (where the tiny model's text is unusable) fails as an empty result must:
+    one line, exit 1, nothing written."""
+    monkeypatch.setenv("DATAKIT_BACKEND", "openai")
+    monkeypatch.setenv("DATAKIT_BASE_URL", vllm_server)
+    (tour_dir / "prompts.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"Name a colour, number {i}."}) + "\n" for i in range(4))
+    )
+    code, out = run_line("datakit", ["import", "prompts.jsonl", "--name", "prompts"])
+    assert code == 0, out
+    ran, empty = [], []
+    for args in tour():
+        kit, rest = kit_args(args)
+        if (kit, rest[0]) == ("datakit", "import") and "seed_tasks.jsonl" in rest:
+            code, out = run_line(kit, rest)  # seeds@v1, which the tour grows from
+            assert code == 0, out
+        if (kit, rest[0]) not in {("datakit", "generate"), ("datakit", "judge")}:
+            continue
+        rest = [vllm_server if a.startswith("http://10.0.0.") else a for a in rest]
+        code, out = run_line(kit, rest)
+        assert "Traceback" not in out
+        name = rest[rest.index("-o") + 1]
+        if code == 1 and f"{name}: " in out and " made no records from " in out:
+            # what the tiny model could not do (rephrase, critique): the empty-result
+            # contract, one line and nothing written
+            assert len(out.strip().splitlines()) == 1, out
+            assert not (tour_dir / "data" / name).exists(), name
+            empty.append(name)
+            continue
+        assert code == 0, f"README tour: `{' '.join(args)}` exited {code}:\n{out[-2000:]}"
+        assert (tour_dir / "data" / name / "v1" / "manifest.json").is_file(), name
+        ran.append(name)
+    assert sorted(ran + empty, key=ORDER.index) == ORDER, (ran, empty)  # every line ran
+    # the paths the rest of the tour stands on make data even on the tiny model
+    assert {"grown", "answers", "distilled", "judged"} <= set(ran), (ran, empty)

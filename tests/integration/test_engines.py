@@ -3,12 +3,9 @@ process, and an OpenAI-compatible vLLM server started on loopback by the test.""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 
 import pytest
 
@@ -115,75 +112,6 @@ def test_vllm_engine_batches_constraints_and_seeds(tmp_path, tiny_model):
     assert_respects_score_schema(texts[4][0], a["reasons"][4], range(1, 6))
     # Per-request seeds: a fresh engine with an empty cache reproduces every sampled text.
     assert b["texts"] == texts
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory, tiny_model):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(tiny_model),
-        "--served-model-name",
-        "tiny",
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "512",
-        "--enforce-eager",
-        "--gpu-memory-utilization",
-        "0.3",
-        "--no-enable-chunked-prefill",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            # The engine core in the server's own process: it starts in ~30 s instead of ~55.
-            env={
-                **os.environ,
-                "VLLM_LOGGING_LEVEL": "WARNING",
-                "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-            },
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 300
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"vLLM server exited: {log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise AssertionError(
-                    f"vLLM server did not start in 300 s: {log.read_text()[-3000:]}"
-                )
-            time.sleep(2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_openai_backend_against_a_real_vllm_server(vllm_server, tmp_path):

@@ -339,3 +339,65 @@ def test_config_check_finds_every_reference_run_would_trip_on(cli, tmp_path):
     assert code == 1 and out.startswith("Error: 9 problems in p.yaml:")
     assert "Traceback" not in out
     nothing_written(tmp_path)
+
+
+def test_config_check_reads_each_source_as_its_format_and_names_what_fits(cli, tmp_path):
+    """A source whose first record does not read in the stated format is found by config
+    check (not half-way through `run`), with the formats it does read as; an engine whose
+    model is a LoRA adapter directory, or whose lora_adapter is not one, is named too."""
+    chats = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}  # fmt: skip
+    (tmp_path / "chats.jsonl").write_text(json.dumps(chats) + "\n")
+    (tmp_path / "alpaca.json").write_text(json.dumps([{"instruction": "Say hi.", "output": "Hi."}]))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (tmp_path / "p.yaml").write_text(
+        "engines:\n"
+        f"  a: {{backend: vllm, model: {adapter}}}\n"
+        f"  b: {{backend: vllm, model: {base}, options: {{lora_adapter: {base}}}}}\n"
+        f"  c: {{backend: vllm, model: {base}, options: {{lora_adapter: {adapter}}}}}\n"
+        "data:\n  imports:\n"
+        "    - {name: chats, source: chats.jsonl, format: alpaca}\n"
+        "    - {name: inst, source: alpaca.json, format: alpaca}\n"
+        "    - {name: more, source: alpaca.json, format: sharegpt}\n"
+    )
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 1, out
+    lines = out.splitlines()
+    assert lines[-1] == "p.yaml: 4 problems"
+    assert lines[0] == (
+        f"p.yaml:2: engines.a.model: {adapter} is an adapter; give its base model as the "
+        "model and the adapter as options.lora_adapter (vllm), or merge it first "
+        "(trainkit merge)"
+    )
+    assert lines[1] == (
+        f"p.yaml:3: engines.b.options.lora_adapter: {base} is not a LoRA adapter "
+        "(no adapter_config.json)"
+    )
+    assert lines[2].startswith("p.yaml:7: data.imports[0].source: does not read as format alpaca: ")
+    assert lines[2].endswith("; it reads as format: jsonl or openai"), lines[2]
+    assert lines[3].startswith(
+        "p.yaml:9: data.imports[2].source: does not read as format sharegpt: "
+    )
+    assert lines[3].endswith("; it reads as format: jsonl or alpaca"), lines[3]
+    code, out = cli(datakit, "run", "p.yaml")
+    assert code == 1 and out.startswith("Error: 4 problems in p.yaml:")
+    nothing_written(tmp_path)
+
+
+def test_evalkit_run_with_a_runs_root_that_cannot_hold_directories(cli, tmp_path):
+    """Before: an OSError traceback from mkdir; now one line naming the directory, exit 2
+    (unreadable input in evalkit's codes), before any engine starts."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "runsfile").write_text("")
+    (tmp_path / "p.yaml").write_text(
+        "runs_root: runsfile/x\nengines:\n  e: {backend: transformers, model: m}\n"
+        "eval:\n  engine: e\n  models: {base: m}\n  suites: [qa]\n"
+    )
+    code, out = cli(evalkit, "run", "p.yaml")
+    where = tmp_path / "runsfile/x/eval/base"
+    assert (code, out) == (2, f"Error: {where}: cannot create: Not a directory\n")
