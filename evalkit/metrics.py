@@ -323,7 +323,7 @@ def refusal_label(item: Item, output: str, shared: dict[str, Any]) -> str:
         if judged in ("full", "partial", "none"):
             shared["refusal"] = judged
         else:
-            from .refusal import classify
+            from datakit.refusal import classify
 
             shared["refusal"] = classify(output)
     return shared["refusal"]

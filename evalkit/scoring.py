@@ -264,8 +264,9 @@ def _score_kept(
 def _refusal_batch(rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]]) -> None:
     """The refusal label of every safety item, the detector run once over all outputs (its
     learned part embeds them in batches); a judge's label on the prediction wins."""
+    from datakit.refusal import LABELS, classify_many
+
     from .metrics import expected_behaviour
-    from .refusal import LABELS, classify_many
 
     todo = []
     for k, row in enumerate(rows):

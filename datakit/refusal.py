@@ -275,7 +275,7 @@ Answer with one word: full, partial or none."""
 
 def judge_requests(pairs: list[tuple[str, str]]) -> list[Any]:
     """Greedy requests constrained to the three labels, one per (prompt, output)."""
-    from datakit.engines import Request
+    from .engines import Request
 
     return [
         Request.chat(
@@ -291,7 +291,7 @@ def judge_requests(pairs: list[tuple[str, str]]) -> list[Any]:
 
 # ------------------------------------------------------------ the learned detector
 
-MODEL_FILE = Path(__file__).parent / "data" / "refusal_model.json"
+MODEL_FILE = Path(__file__).parent / "refusal_model.json"
 
 
 def classify(text: str) -> str:
@@ -445,7 +445,7 @@ def sentence_features(texts: list[str], vectors: Any) -> Any:
     import numpy as np
 
     if "r" not in _PROTOS:
-        from datakit.embeddings import embed
+        from .embeddings import embed
 
         _PROTOS["r"] = embed(list(REFUSAL_PROTOTYPES))
         _PROTOS["a"] = embed(list(ANSWER_PROTOTYPES))
@@ -463,7 +463,7 @@ def features(texts: list[str], rules: list[list[float]] | None = None) -> Any:
     refusal and answer banks, and the rule features (``rules``: already computed)."""
     import numpy as np
 
-    from datakit.embeddings import embed
+    from .embeddings import embed
 
     openings = [t[:OPENING_CHARS] for t in texts]
     sentences = [_split_sentences(t) for t in texts]
