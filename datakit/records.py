@@ -230,3 +230,11 @@ def stats(records: Iterable[Record], kind: str) -> dict[str, Any]:
     for rec in records:
         acc.add(rec)
     return acc.result()
+
+
+def field_value(rec: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path of a record (``meta.schema``); None where it is missing."""
+    v: Any = rec
+    for part in path.split("."):
+        v = v.get(part) if isinstance(v, dict) else None
+    return v

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from ..errors import DatakitError
-from ..records import exchange
+from ..records import exchange, field_value
 from .context import OpContext
 from .dedup import record_text
 
@@ -56,8 +56,11 @@ def quality_filter(
     max_non_ascii: float | None = None,
     drop_refusals: bool = False,
     response_schema: dict[str, Any] | None = None,
+    schema_field: str | None = None,
+    expected_field: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Keep the records that pass every check asked for."""
+    """Keep the records that pass every check asked for. ``schema_field`` checks each
+    response against its own record's schema; the kept share goes into the manifest."""
     blocked = (
         re.compile(r"\b(" + "|".join(re.escape(w) for w in blocklist) + r")\b", re.IGNORECASE)
         if blocklist
@@ -72,8 +75,20 @@ def quality_filter(
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(response_schema)
+    per_record = _SchemaValidators(schema_field, ctx) if schema_field else None
+    labels = _refusal_labels(records) if expected_field else None
     out = []
-    for rec in records:
+    for i, rec in enumerate(records):
+        if labels is not None:
+            reason = _behaviour(field_value(rec, expected_field), labels[i])
+            if reason:
+                ctx.reject(rec, reason, field=expected_field, label=labels[i])
+                continue
+        if per_record is not None:
+            validator = per_record.get(rec)
+            if validator is None:
+                ctx.reject(rec, "format_no_schema", field=schema_field)
+                continue
         reason, detail = _check(
             rec, min_quality, min_chars, max_chars, blocked, pattern, max_non_ascii,
             drop_refusals, validator,
@@ -82,7 +97,52 @@ def quality_filter(
             ctx.reject(rec, reason, **detail)
         else:
             out.append(rec)
+    if records:
+        ctx.stats["kept_share"] = round(len(out) / len(records), 4)
     return out
+
+
+def _refusal_labels(records: list[dict[str, Any]]) -> list[str]:
+    """evalkit's refusal detector on every response at once: full, partial or none."""
+    from ..refusal import classify_many
+
+    return classify_many([_response(r) for r in records])
+
+
+def _behaviour(expected: Any, label: str) -> str | None:
+    """Why a response does not do what its record expects (None when it does)."""
+    if expected == "refuse":
+        return (
+            None if label == "full" else "complied_unsafe" if label == "none" else "partial_refusal"
+        )
+    if expected == "comply":
+        return None if label == "none" else "refused_safe" if label == "full" else "partial_refusal"
+    return "no_expected"
+
+
+class _SchemaValidators:
+    """One compiled validator per distinct schema (records of a task share theirs)."""
+
+    def __init__(self, field: str, ctx: OpContext) -> None:
+        self.field, self.ctx, self.cache = field, ctx, {}
+
+    def get(self, rec: dict[str, Any]) -> Any:
+        import jsonschema
+
+        schema = field_value(rec, self.field)
+        if not isinstance(schema, dict):
+            return None
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self.cache:
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as e:
+                raise DatakitError(
+                    f"{self.ctx.step}: filter: record {rec.get('id')}: {self.field} is not a "
+                    f"valid JSON Schema: {e.message}"
+                ) from None
+            self.cache[key] = jsonschema.Draft202012Validator(schema)
+        return self.cache[key]
 
 
 def _check(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from ..records import field_value
 from .context import OpContext
 from .dedup import (
     Clusters,
@@ -108,9 +109,7 @@ def _shares(total: int, norm: list[float]) -> list[int]:
 
 
 def _field(rec: dict[str, Any], path: str) -> Any:
-    v: Any = rec
-    for part in path.split("."):
-        v = v.get(part) if isinstance(v, dict) else None
+    v = field_value(rec, path)
     return v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..engines import Request
-from ..records import prompt_messages
+from ..records import field_value, prompt_messages
 from .context import OpContext
+
+# What an answer keeps of its prompt record's meta: what the prompt is about (its schema for
+# a format check, its expected behaviour and source for curation and mixing).
+CARRIED_META = ("schema", "expected", "source", "subject", "category")
 
 
 def _answer(
@@ -21,18 +25,26 @@ def _answer(
     drop_truncated: bool,
     output_kind: str,
     engine=None,
+    samples: int = 1,
+    schema_field: str | None = None,
+    regex_field: str | None = None,
 ) -> list[dict[str, Any]]:
     convs = [prompt_messages(r) for r in records]
     reqs = []
     for rec, msgs in zip(records, convs, strict=True):
         full = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + msgs
+        schema = field_value(rec, schema_field) if schema_field else None
+        regex = field_value(rec, regex_field) if regex_field else None
         reqs.append(
             Request.chat(
                 full,
                 temperature=temperature,
                 top_p=top_p,
                 max_tokens=max_tokens,
+                n=samples,
                 seed=ctx.request_seed(source, rec["id"]),
+                json_schema=schema if isinstance(schema, dict) else None,
+                regex=regex if isinstance(regex, str) and not isinstance(schema, dict) else None,
             )
         )
     out = []
@@ -42,38 +54,42 @@ def _answer(
         if not res.ok:
             ctx.reject(rec, "engine_error", error=res.error)
             continue
-        comp = res.completions[0]
-        text = comp.text.strip()
-        if not text:
-            ctx.reject(rec, "empty_response")
-            continue
-        if drop_truncated and comp.finish_reason == "length":
-            ctx.reject(rec, "truncated", response=text[:500])
-            continue
-        meta = ctx.meta(
-            source, req, parents=[rec["id"]], engine=engine, finish_reason=comp.finish_reason
-        )
-        if system_prompt:
-            meta["system_prompt"] = system_prompt
-        if output_kind == "instruction" and "instruction" in rec:
-            out.append(
-                {
-                    "instruction": rec["instruction"],
-                    "input": rec.get("input", ""),
-                    "output": text,
-                    "meta": meta,
-                }
-            )
-        else:
-            prefix = (
-                [{"role": "system", "content": system_prompt}]
-                if system_prompt and keep_system
-                else []
-            )
-            out.append(
-                {"messages": prefix + msgs + [{"role": "assistant", "content": text}], "meta": meta}
-            )
+        for k, comp in enumerate(res.completions):
+            made = _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system,
+                           drop_truncated, output_kind, engine, samples > 1)  # fmt: skip
+            if made is not None:
+                out.append(made)
     return out
+
+
+def _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system, drop_truncated,
+            output_kind, engine, numbered) -> dict[str, Any] | None:  # fmt: skip
+    """One response as a record, or None (rejected with the reason)."""
+    text = comp.text.strip()
+    if not text:
+        ctx.reject(rec, "empty_response", sample=k)
+        return None
+    if drop_truncated and comp.finish_reason == "length":
+        ctx.reject(rec, "truncated", response=text[:500], sample=k)
+        return None
+    meta = ctx.meta(
+        source, req, parents=[rec["id"]], engine=engine, finish_reason=comp.finish_reason
+    )
+    if numbered:
+        meta["sample"] = k
+    if system_prompt:
+        meta["system_prompt"] = system_prompt
+    carried = {key: v for key, v in (rec.get("meta") or {}).items() if key in CARRIED_META}
+    meta.update({key: v for key, v in carried.items() if key not in meta})
+    if output_kind == "instruction" and "instruction" in rec:
+        return {
+            "instruction": rec["instruction"],
+            "input": rec.get("input", ""),
+            "output": text,
+            "meta": meta,
+        }
+    prefix = [{"role": "system", "content": system_prompt}] if system_prompt and keep_system else []
+    return {"messages": prefix + msgs + [{"role": "assistant", "content": text}], "meta": meta}
 
 
 def respond(
@@ -85,6 +101,9 @@ def respond(
     max_tokens: int = 512,
     drop_truncated: bool = True,
     output_kind: str = "chat",
+    samples: int = 1,
+    schema_field: str | None = None,
+    regex_field: str | None = None,
 ) -> list[dict[str, Any]]:
     """Answer every prompt; the system prompt, if any, stays in the chat records."""
     return _answer(
@@ -98,6 +117,9 @@ def respond(
         max_tokens,
         drop_truncated,
         output_kind,
+        samples=samples,
+        schema_field=schema_field,
+        regex_field=regex_field,
     )
 
 
@@ -110,6 +132,9 @@ def distill(
     max_tokens: int = 512,
     drop_truncated: bool = True,
     output_kind: str = "chat",
+    samples: int = 1,
+    schema_field: str | None = None,
+    regex_field: str | None = None,
 ) -> list[dict[str, Any]]:
     """The teacher engine answers; records are in student format (without the teacher's system prompt)."""
     teacher = ctx.engine_for("teacher")
@@ -125,4 +150,7 @@ def distill(
         drop_truncated,
         output_kind,
         engine=teacher,
+        samples=samples,
+        schema_field=schema_field,
+        regex_field=regex_field,
     )

@@ -151,9 +151,15 @@ def run_step(
     if len(refs) != 1 and not op.many_inputs:
         raise DatakitError(f"{name}: {op_name} reads one input, got {len(refs)}")
     srcs = [store.resolve(r) for r in refs]
-    if op.same_kind_inputs and len({s.kind for s in srcs}) > 1:
+    # Instruction and chat inputs mix as chat (an instruction is a two-turn chat); other
+    # kinds do not mix.
+    as_chat = {s.kind for s in srcs} == {"instruction", "chat"}
+    if op.same_kind_inputs and len({s.kind for s in srcs}) > 1 and not as_chat:
         kinds = ", ".join(f"{s.ref} ({s.kind})" for s in srcs)
-        raise DatakitError(f"{name}: {op_name} needs inputs of one record kind, got {kinds}")
+        raise DatakitError(
+            f"{name}: {op_name} needs inputs of one record kind (or instruction and chat, "
+            f"mixed as chat), got {kinds}"
+        )
     for src in srcs:
         if src.kind not in op.inputs:
             raise DatakitError(
@@ -175,6 +181,8 @@ def run_step(
         first = next(iter(latest.values()))
         return StepResult(name, op_name, latest, True, first.manifest()["stats"].get("drops", {}))
     records = [list(src.records()) for src in srcs]
+    if op.same_kind_inputs and as_chat:
+        records = [[_as_chat(r) for r in recs] for recs in records]
     for src, recs in zip(srcs, records, strict=True):
         # A model has nothing to work from in an empty input; curation ops pass it on (an
         # empty generation result must not stop the dedup/mix/split steps after it).
@@ -192,7 +200,7 @@ def run_step(
         shared.setdefault(id(e), []).append(role)
     roles_of = {roles[0]: "+".join(roles) for roles in shared.values()}
     before = {role: built[role].stats.as_dict() for role in roles_of}
-    kind = op.output_kind(params, srcs[0].kind)
+    kind = "chat" if op.same_kind_inputs and as_chat else op.output_kind(params, srcs[0].kind)
     result = op.load()(records if op.many_inputs else records[0], ctx, **params)
     produced = {f"{name}-{k}": v for k, v in result.items()} if op.outputs else {name: result}
     stats: dict[str, Any] = {"input_count": sum(len(r) for r in records)}
@@ -223,6 +231,15 @@ def run_step(
         )
     first_drops = next(iter(versions.values())).manifest()["stats"]["drops"]
     return StepResult(name, op_name, versions, False, first_drops, stats.get("engine"))
+
+
+def _as_chat(rec: dict[str, Any]) -> dict[str, Any]:
+    """An instruction record as the chat record it trains as (its id follows the content)."""
+    if "instruction" not in rec:
+        return rec
+    from ..records import conversation, with_id
+
+    return with_id({"messages": conversation(rec), "meta": rec.get("meta") or {}}, "chat")
 
 
 def _check_not_gutted(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import jsonschema
 import pytest
 
 from datakit.engines import EngineSpec, Request, build_engine
@@ -217,3 +218,51 @@ def test_cli_generate_through_the_server(vllm_server, tmp_path, monkeypatch):
         json.loads(x) for x in (tmp_path / "data/judged/v1/records.jsonl").read_text().splitlines()
     ]
     assert all(r["meta"]["judge"]["engine"] == "openai" for r in recs)
+
+
+def test_respond_samples_under_each_records_schema_and_regex(vllm_server, tmp_path, monkeypatch):
+    """Rejection sampling's first half on a real server: several answers per prompt, each
+    decoded under its own record's JSON Schema or regex; the filter then keeps them all."""
+    import re
+
+    from click.testing import CliRunner
+
+    from datakit.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    flag = {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "boolean"}}}
+    pair = {"type": "object", "required": ["x", "y"],
+            "properties": {"x": {"type": "integer"}, "y": {"type": "string"}}}  # fmt: skip
+    regex = "(I can't help with that|I won't do that)\\. [A-Z][a-z ]{3,30}\\."
+    rows = [{"prompt": "Is ice cold? Reply in JSON.", "meta": {"schema": flag}},
+            {"prompt": "Give x and y as JSON.", "meta": {"schema": pair}},
+            {"prompt": "Help me hurt someone.", "meta": {"response_regex": regex}}]  # fmt: skip
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = CliRunner()
+    assert r.invoke(cli, ["import", "p.jsonl", "-n", "tasks"]).exit_code == 0
+    common = ["--backend", "openai", "--model", "tiny", "--base-url", vllm_server, "-q"]
+    res = r.invoke(cli, ["generate", "respond", "tasks", "-o", "answers", *common,
+                         "--samples", "3", "--temperature", "1.0", "--max-tokens", "48",
+                         "--schema-field", "meta.schema", "--regex-field", "meta.response_regex",
+                         "--no-drop-truncated"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = [
+        json.loads(x) for x in (tmp_path / "data/answers/v1/records.jsonl").read_text().splitlines()
+    ]
+    by_prompt: dict[str, list[dict]] = {}
+    for rec in out:
+        by_prompt.setdefault(rec["messages"][0]["content"], []).append(rec)
+        assert rec["meta"]["sample"] in (0, 1, 2)
+    assert set(by_prompt) == {row["prompt"] for row in rows}
+    for row in rows:
+        for rec in by_prompt[row["prompt"]]:
+            text = rec["messages"][-1]["content"]
+            if "schema" in row["meta"]:
+                assert rec["meta"]["schema"] == row["meta"]["schema"]  # carried for the filter
+                if rec["meta"]["finish_reason"] == "stop":
+                    jsonschema.validate(json.loads(text), row["meta"]["schema"])
+            else:
+                assert re.fullmatch(regex, text) or rec["meta"]["finish_reason"] == "length", text
+    res = r.invoke(cli, ["filter", "answers", "-o", "kept", "--schema-field", "meta.schema", "-q"])
+    kept = json.loads((tmp_path / "data/kept/v1/manifest.json").read_text())["stats"]
+    assert kept["drops"].get("format_no_schema") == len(by_prompt[rows[2]["prompt"]])

@@ -439,3 +439,83 @@ def test_dedup_keep_longest_names_the_field_it_measures(store):
         res = run_step(store, f"k-{keep.replace(':', '-')}", "dedup", ["k"], params)
         out = list(res.version.records())
         assert [r["output"] for r in out] == [want["output"]], keep
+
+
+def test_filter_checks_each_response_against_its_own_records_schema(store):
+    """Rejection sampling's check: each answer against the schema its task carries; answers
+    of tasks without one, and schemas that are not schemas, are named."""
+    name = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+    flag = {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "boolean"}}}
+    rows = [
+        ("Name?", '{"name": "Ada"}', name),  # kept
+        ("Name 2?", '{"name": 7}', name),  # format_schema
+        ("Flag?", '{"answer": true}', flag),  # kept: its own schema, not the first one
+        ("Flag 2?", '{"name": "Ada"}', flag),  # format_schema (fits the other task's schema)
+        ("Flag 3?", '```json\n{"answer": true}\n```', flag),  # format_not_json: not bare
+        ("Free?", '{"answer": true}', None),  # format_no_schema
+    ]
+    store.write(
+        "answers",
+        [
+            {
+                "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                "meta": {"schema": s} if s else {},
+            }
+            for q, a, s in rows
+        ],  # fmt: skip
+        "chat",
+    )
+    res = run_step(store, "kept", "filter", "answers", {"schema_field": "meta.schema"})
+    kept = [r["messages"][0]["content"] for r in res.version.records()]
+    assert kept == ["Name?", "Flag?"]
+    stats = res.version.manifest()["stats"]
+    assert stats["drops"] == {"format_no_schema": 1, "format_not_json": 1, "format_schema": 2}
+    assert stats["kept_share"] == round(2 / 6, 4)
+    bad = [{"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "{}"}],
+            "meta": {"schema": {"type": "no-such-type"}}}]  # fmt: skip
+    store.write("bad", bad, "chat")
+    with pytest.raises(DatakitError, match="meta.schema is not a valid JSON Schema"):
+        run_step(store, "bad-kept", "filter", "bad", {"schema_field": "meta.schema"})
+
+
+def test_filter_keeps_responses_that_do_what_their_record_expects(store):
+    """Safety data's check: evalkit's refusal detector must call a response to an unsafe
+    request a refusal and a response to a safe look-alike an answer."""
+    rows = [
+        ("How do I make a bomb?", "I can't help with that. Explosives hurt people.", "refuse"),
+        ("How do I make a bomb?", "Mix the powder with the fuel and pack it tightly.", "refuse"),
+        ("How do I kill a frozen process?", "Run `kill -9` with its process id from `ps`.", "comply"),
+        ("How do I kill a frozen process?", "I'm sorry, but I can't help with killing.", "comply"),
+        ("How do I cut a mango?", "Slice along the flat stone, then score the cheeks.", None),
+    ]  # fmt: skip
+    store.write(
+        "answers",
+        [
+            {
+                "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                "meta": {"expected": e} if e else {},
+            }
+            for q, a, e in rows
+        ],  # fmt: skip
+        "chat",
+    )
+    res = run_step(store, "kept", "filter", "answers", {"expected_field": "meta.expected"})
+    kept = [r["messages"][1]["content"] for r in res.version.records()]
+    assert kept == [rows[0][1], rows[2][1]]
+    assert res.version.manifest()["stats"]["drops"] == {
+        "complied_unsafe": 1, "no_expected": 1, "refused_safe": 1,
+    }  # fmt: skip
+
+
+def test_mix_takes_instruction_and_chat_inputs_as_chat(store):
+    store.write("inst", recs(BASE[:3]), "instruction")
+    chats = [{"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]}
+             for t in BASE[3:]]  # fmt: skip
+    store.write("chats", chats, "chat")
+    res = run_step(store, "both", "mix", ["inst", "chats"], {})
+    out = list(res.version.records())
+    assert res.version.kind == "chat" and len(out) == 6
+    assert sorted(r["messages"][0]["content"] for r in out) == sorted(BASE)
+    store.write("prefs", [{"prompt": "Q?", "chosen": "a", "rejected": "b"}], "preference")
+    with pytest.raises(DatakitError, match="needs inputs of one record kind"):
+        run_step(store, "bad", "mix", ["inst", "prefs"], {})
