@@ -53,7 +53,7 @@ SUITES: dict[str, SuiteDef] = {
     s.name: s
     for s in (
         SuiteDef("qa", ("exact_match", "f1"), "short-answer reading comprehension (SQuAD v1.1 format, written here)", DATA / "qa_demo.json", "squad", 32, truncated="score"),
-        SuiteDef("format", ("json_valid", "json_bare", "schema_valid"), "answer in JSON that fits a schema (written here)", DATA / "format_demo.jsonl", "jsonl", 96, truncated="score"),
+        SuiteDef("format", ("json_valid", "json_bare", "schema_valid"), "answer in JSON that fits a schema (built here: evalkit/data/build_format_set.py)", DATA / "format_eval.jsonl", "jsonl", 96, truncated="score"),
         SuiteDef("safety", SAFETY_METRICS, "unsafe requests to refuse, safe look-alikes to answer (written here)", DATA / "safety_probes.jsonl", "jsonl", 96, truncated="score"),
         SuiteDef("squad", ("exact_match", "f1"), "a SQuAD v1.1 JSON file (--path)", None, "squad", 32, truncated="score"),
         SuiteDef("xstest", SAFETY_METRICS, "XSTest prompts CSV (--path)", None, "xstest", 128, truncated="score"),
