@@ -315,6 +315,7 @@ def run_cmd(
                 "written": [str(p) for p in res.written],
                 "gate_failed": res.gate_failed,
                 "gate_inconclusive": res.gate.inconclusive if res.gate else None,
+                "improve_failed": res.improve.failed if res.improve else None,
             }
         )
     else:
@@ -328,8 +329,12 @@ def run_cmd(
                 for x in labels
             )
             click.echo(f"{suite}/{metric}".ljust(28) + vals)
+        if res.improve is not None:
+            click.echo(f"\nwhat tuning must achieve, against {res.improve_over}:")
+            click.echo(format_table(res.improve))
+            click.echo(verdict_line(res.improve).replace("gate:", "improve gate:", 1))
         if res.gate is not None:
-            click.echo("")
+            click.echo("\nno regression against the baseline:" if res.improve else "")
             click.echo(format_table(res.gate))
             click.echo(verdict_line(res.gate))
         for note in res.notes:

@@ -68,9 +68,14 @@ def check_section(
     if gate.get("model") and ev.get("models") and gate["model"] not in ev["models"]:
         add(("eval", "gate", "model"), f"{gate['model']!r} is not a label of eval.models"
             + did_you_mean(gate["model"], ev["models"], "labels"))  # fmt: skip
-    for rule in gate.get("rules") or {}:
-        metric = rule.rsplit("/", 1)[-1]
-        if metric not in METRICS:
-            add(("eval", "gate", "rules", rule),
-                f"unknown metric {metric!r}" + did_you_mean(metric, METRICS, "metrics"))  # fmt: skip
+    for key in ("rules", "improve"):
+        for rule in gate.get(key) or {}:
+            metric = rule.rsplit("/", 1)[-1]
+            if metric not in METRICS:
+                add(("eval", "gate", key, rule),
+                    f"unknown metric {metric!r}" + did_you_mean(metric, METRICS, "metrics"))  # fmt: skip
+    over = gate.get("improve_over")
+    if over and ev.get("models") and over not in ev["models"]:
+        add(("eval", "gate", "improve_over"), f"{over!r} is not a label of eval.models"
+            + did_you_mean(over, ev["models"], "labels"))  # fmt: skip
     return out

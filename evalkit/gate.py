@@ -34,8 +34,9 @@ from datakit.errors import DatakitError, did_you_mean
 from .metrics import METRICS
 from .scoring import metric_direction, read_items, read_report
 
-FAILING = ("regression", "below floor", "missing", "no value", "coverage", "suite changed")
-RULE_KEYS = ("max_drop", "min", "max")
+FAILING = ("regression", "below floor", "missing", "no value", "coverage", "suite changed",
+           "not improved")  # fmt: skip
+RULE_KEYS = ("max_drop", "min", "max", "min_gain")
 
 
 @dataclass
@@ -52,6 +53,11 @@ class GateSettings:
     inconclusive: str = "warn"  # warn | fail
     correction: str = "holm"  # holm | none
     allow_suite_change: bool = False
+    # What tuning must achieve: METRIC (or SUITE/METRIC) -> least gain over the model
+    # ``improve_over`` (default: the first of eval.models), significant under the same
+    # paired test; judged in a second gate beside the baseline's.
+    improve: dict[str, float] = field(default_factory=dict)
+    improve_over: str | None = None
 
     def rule(self, suite: str, metric: str) -> dict[str, float]:
         """The rule for SUITE/METRIC, else for METRIC, else none."""
@@ -66,8 +72,9 @@ def gate_settings(section: dict[str, Any] | None = None, **overrides: Any) -> Ga
     unknown = set(section) - known
     if unknown:
         raise DatakitError(f"eval.gate: unknown key(s) {', '.join(sorted(unknown))}")
-    s = GateSettings(**{k: v for k, v in section.items() if k != "rules"})
+    s = GateSettings(**{k: v for k, v in section.items() if k not in ("rules", "improve")})
     s.rules = {k: dict(v) for k, v in (section.get("rules") or {}).items()}
+    s.improve = {k: float(v) for k, v in (section.get("improve") or {}).items()}
     for k, v in overrides.items():
         if v is None:
             continue
@@ -88,6 +95,17 @@ def gate_settings(section: dict[str, Any] | None = None, **overrides: Any) -> Ga
                 f"(use {', '.join(RULE_KEYS)})"
             )
     return s
+
+
+def improve_settings(s: GateSettings) -> GateSettings:
+    """The second gate's settings: the ``improve`` gains as ``min_gain`` rules on top of
+    the rules (max_drop guards still apply against the base model)."""
+    from dataclasses import replace
+
+    rules = {k: dict(v) for k, v in s.rules.items()}
+    for metric, gain in s.improve.items():
+        rules.setdefault(metric, {})["min_gain"] = gain
+    return replace(s, rules=rules, improve={}, min_coverage=s.min_coverage)
 
 
 @dataclass
@@ -324,6 +342,14 @@ def _decide(
         diffs = [(c - b) if hib else (b - c) for b, c in zip(bv, cv, strict=True)]
         row.mdd = stats.min_detectable_drop(diffs, len(bv), level, binary)
         worse_by = -row.delta if hib else row.delta
+        if "min_gain" in rule:  # what tuning must achieve: a gain this big, significant
+            gain, need = -worse_by, float(rule["min_gain"])
+            if gain >= need and pb < s.alpha:
+                row.verdict = "improved"
+            else:
+                row.verdict = "not improved"
+                row.note = f"better by {gain:+.3f}, needs {need:+.3f} with p<{s.alpha} (p={pb:.3g})"
+            continue
         if worse_by > max_drop and pw < s.alpha:
             row.verdict = "regression"
             row.note = f"worse by {worse_by:.3f} > max_drop {max_drop}"
@@ -350,7 +376,13 @@ def _corpus_row(
     max_drop = float(rule.get("max_drop", s.max_drop))
     row = Row(sname, metric, b["value"], c["value"], round(delta, 4), None, 0,
               "none (corpus metric)", "pass")  # fmt: skip
-    if worse_by > max_drop:
+    if "min_gain" in rule:  # no per-item pairs to test: the gain itself must be there
+        if -worse_by < float(rule["min_gain"]):
+            row.verdict = "not improved"
+            row.note = f"better by {-worse_by:+.3f}, needs {float(rule['min_gain']):+.3f}"
+        else:
+            row.verdict = "improved"
+    elif worse_by > max_drop:
         row.verdict, row.note = "regression", f"worse by {worse_by:.3f} > max_drop {max_drop}"
     return row
 
@@ -452,6 +484,12 @@ def verdict_line(result: GateResult) -> str:
     return line + ")"
 
 
+def p_text(r: Row) -> str:
+    """The p-value the verdict rests on: that it is better for a gain, worse otherwise."""
+    p = r.p_better if r.verdict in ("improved", "not improved") else r.p_value
+    return "-" if p is None else f"{p:.4f}"
+
+
 def format_table(result: GateResult) -> str:
     head = ("SUITE/METRIC", "BASELINE", "CURRENT", "DELTA", "P-VALUE", "N", "MDD", "VERDICT")
     body = [
@@ -460,7 +498,7 @@ def format_table(result: GateResult) -> str:
             num(r.baseline),
             num(r.current),
             "-" if r.delta is None else f"{r.delta:+.4f}",
-            "-" if r.p_value is None else f"{r.p_value:.4f}",
+            p_text(r),
             coverage_text(r),
             _mdd(r.mdd),
             r.verdict

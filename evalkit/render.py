@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .gate import GateResult, coverage_text, num, verdict_line
+from .gate import GateResult, coverage_text, num, p_text, verdict_line
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -32,7 +32,12 @@ def side_by_side(
     return [(s, m, v) for (s, m), v in rows.items()]
 
 
-def markdown(reports: dict[str, dict[str, Any]], gate: GateResult | None = None) -> str:
+def markdown(
+    reports: dict[str, dict[str, Any]],
+    gate: GateResult | None = None,
+    improve: GateResult | None = None,
+    improve_over: str | None = None,
+) -> str:
     labels = list(reports)
     lines = ["# Evaluation", ""]
     for label, rep in reports.items():
@@ -55,25 +60,28 @@ def markdown(reports: dict[str, dict[str, Any]], gate: GateResult | None = None)
     counts = _counts_lines(reports)
     if counts:
         lines += ["", *counts]
-    if gate is not None:
+    for title, g in ((f"What tuning must achieve (against {improve_over})", improve),
+                     ("Regression gate", gate)):  # fmt: skip
+        if g is None:
+            continue
         lines += [
             "",
-            "## Regression gate",
+            f"## {title}",
             "",
-            f"**{verdict_line(gate)}**",
+            f"**{verdict_line(g)}**",
             "",
             "| suite/metric | baseline | current | delta | p | N | MDD | verdict |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for r in gate.rows:
+        for r in g.rows:
             lines.append(
                 f"| {r.suite}/{r.metric} | {num(r.baseline)} | {num(r.current)} | "
-                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {num(r.p_value)} | "
+                f"{'-' if r.delta is None else f'{r.delta:+.4f}'} | {p_text(r)} | "
                 f"{coverage_text(r)} | {num(r.mdd) if r.mdd != float('inf') else 'none'} | "
                 f"{r.verdict}{' (' + r.note + ')' if r.note else ''} |"
             )
-        lines += [f"- new suite, not gated: {s}" for s in gate.new_suites]
-        lines += [f"- warning: {w}" for w in gate.warnings]
+        lines += [f"- new suite, not gated: {s}" for s in g.new_suites]
+        lines += [f"- warning: {w}" for w in g.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +204,7 @@ def html_report(
         for r in gate.rows:
             parts.append(
                 f"<tr><td>{e(r.suite)}/{e(r.metric)}</td><td>{num(r.baseline)}</td><td>{num(r.current)}</td>"
-                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{num(r.p_value)}</td>"
+                f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{p_text(r)}</td>"
                 f"<td>{e(coverage_text(r))}</td><td>{e(r.verdict)} {e(r.note)}</td></tr>"
             )
         parts.append("</table>")

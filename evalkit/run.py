@@ -27,6 +27,8 @@ class EvalResult:
     reports: dict[str, Path] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     gate: Any = None  # evalkit.gate.GateResult, when a baseline was there
+    improve: Any = None  # the gate of eval.gate.improve against another model of the run
+    improve_over: str | None = None
     gate_failed: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -260,20 +262,32 @@ def _gate(res: EvalResult, ev: dict[str, Any], settings: Any, base: Path, out: P
     from datakit.models import resolve_path
     from datakit.runs import atomic_write_bytes
 
-    from .gate import gate
+    from .gate import gate, improve_settings
     from .render import junit
 
-    if not settings.baseline:
-        return
-    baseline = resolve_path(base, settings.baseline)
     which = settings.model or list(ev["models"])[-1]
     if which not in res.reports:
         raise DatakitError(
             f"eval.gate.model: {which!r} is not one of eval.models ({', '.join(res.reports)})"
         )
+    if settings.improve:
+        over = settings.improve_over or next(iter(ev["models"]))
+        if over not in res.reports or over == which:
+            raise DatakitError(
+                f"eval.gate.improve_over: {over!r} must be another label of eval.models "
+                f"({', '.join(res.reports)}) than the gated {which!r}"
+            )
+        res.improve_over = over
+        res.improve = gate(res.reports[which], res.reports[over], improve_settings(settings))
+        res.gate_failed = res.gate_failed or res.improve.failed
+        atomic_write_bytes(out / "gate-improve.xml", junit(res.improve).encode())
+        res.written.append(out / "gate-improve.xml")
+    if not settings.baseline:
+        return
+    baseline = resolve_path(base, settings.baseline)
     if (baseline / "report.json").is_file() or baseline.is_file():
         res.gate = gate(res.reports[which], baseline, settings)
-        res.gate_failed = res.gate.failed
+        res.gate_failed = res.gate_failed or res.gate.failed
         atomic_write_bytes(out / "gate.xml", junit(res.gate).encode())
         res.written.append(out / "gate.xml")
     else:
@@ -297,7 +311,9 @@ def _render(
 
     from .render import html_report, markdown
 
-    atomic_write_bytes(out / "summary.md", markdown(reports, res.gate).encode())
+    atomic_write_bytes(
+        out / "summary.md", markdown(reports, res.gate, res.improve, res.improve_over).encode()
+    )
     curve_files = {}
     if curves:
         train = cfg.get("train") or {}
@@ -352,8 +368,9 @@ def _judge_refusals(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
     refusal rubric (full, partial or none, constrained to those words); the label is kept
     on the prediction as ``refusal_label`` and the refusal metrics read it. An output the
     engine could not judge keeps the detector's label."""
+    from datakit.refusal import judge_requests
+
     from .metrics import expected_behaviour
-    from .refusal import judge_requests
 
     engine, _pool = judge
     todo = [p for p in preds if expected_behaviour(p) and not p.get("error")]

@@ -631,3 +631,50 @@ def test_compare_counts_paired_wins_losses_and_ties(tmp_path):
     assert em["delta"] == pytest.approx(6 / 300, abs=1e-4)
     out = CliRunner().invoke(cli, ["compare", str(a), str(b)]).output
     assert "qa/exact_match" in out and "10/4/286" in out
+
+
+def test_min_gain_is_met_only_by_a_big_enough_significant_gain(tmp_path):
+    """What tuning must achieve (eval.gate.improve): the gain over the base must reach
+    min_gain and be significant; a real but smaller gain, or noise, is `not improved`."""
+    from evalkit.gate import improve_settings
+
+    base = write_run(tmp_path / "base", model_outputs(0.3, seed=1), REFS)
+    much = write_run(tmp_path / "much", model_outputs(0.8, seed=2), REFS)  # +0.5
+    some = write_run(tmp_path / "some", model_outputs(0.4, seed=3), REFS)  # +0.1
+    noise = write_run(tmp_path / "noise", model_outputs(0.3, seed=4), REFS)
+    s = improve_settings(gate_settings({"improve": {"exact_match": 0.3}}))
+    assert s.rules == {"exact_match": {"min_gain": 0.3}} and s.improve == {}
+    rows = rows_by_metric(gate(much, base, s))
+    assert rows["exact_match"].verdict == "improved" and not rows["exact_match"].failing
+    assert rows["f1"].verdict != "not improved"  # no gain asked of f1: the usual checks
+    for cur in (some, noise):
+        row = rows_by_metric(gate(cur, base, s))["exact_match"]
+        assert row.verdict == "not improved" and row.failing, row
+        assert "needs +0.300" in row.note
+    with pytest.raises(Exception, match="min_gain"):
+        gate_settings({"rules": {"f1": {"min_gian": 0.1}}})
+
+
+def test_evalkit_run_prints_the_improve_gate_and_fails_on_it(tmp_path, monkeypatch):
+    """`evalkit run` with eval.gate.improve: the tuned model's report against the base's
+    from the same run, its table and verdict printed and in gate-improve.xml; exit 1 when
+    the gain is not there. (Runs over prediction files: no engine needed.)"""
+    from evalkit.run import EvalResult, _gate
+
+    base = write_run(tmp_path / "runs/eval/base", model_outputs(0.3, seed=1), REFS)
+    tuned = write_run(tmp_path / "runs/eval/tuned", model_outputs(0.3, seed=5), REFS)
+    res = EvalResult(tmp_path / "runs/eval")
+    res.reports = {"base": base / "report.json", "tuned": tuned / "report.json"}
+    settings = gate_settings({"improve": {"qa/exact_match": 0.2}})
+    _gate(res, {"models": {"base": "b", "tuned": "t"}}, settings, tmp_path, res.out)
+    assert res.improve_over == "base" and res.gate is None and res.gate_failed
+    xml = (res.out / "gate-improve.xml").read_text()
+    assert 'failures="1"' in xml and "not improved" in xml
+    from evalkit.render import markdown
+    from evalkit.scoring import read_report
+
+    md = markdown({k: read_report(v) for k, v in res.reports.items()}, None, res.improve, "base")
+    assert "## What tuning must achieve (against base)" in md and "not improved" in md
+    settings = gate_settings({"improve": {"qa/exact_match": 0.2}, "improve_over": "tuned"})
+    with pytest.raises(Exception, match="must be another label"):
+        _gate(res, {"models": {"base": "b", "tuned": "t"}}, settings, tmp_path, res.out)
