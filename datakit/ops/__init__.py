@@ -141,6 +141,17 @@ OPS: dict[str, Op] = {
             roles=("engine", "judge"),
         ),
         Op(
+            "behaviour_pairs",
+            "datakit.ops.behaviour_pairs:run",
+            ("chat",),
+            "preference",
+            "Pair answers that do what meta.expected says (refuse / comply) with ones that do "
+            "not, per prompt: refusal over compliance, real answer over needless refusal.",
+            "datakit behaviour-pairs safety-answers safety-refusals -o safety-prefs",
+            command="top",
+            many_inputs=True,
+        ),
+        Op(
             "judge",
             "datakit.ops.judge:run",
             ("instruction", "chat"),

@@ -519,3 +519,32 @@ def test_mix_takes_instruction_and_chat_inputs_as_chat(store):
     store.write("prefs", [{"prompt": "Q?", "chosen": "a", "rejected": "b"}], "preference")
     with pytest.raises(DatakitError, match="needs inputs of one record kind"):
         run_step(store, "bad", "mix", ["inst", "prefs"], {})
+
+
+def test_behaviour_pairs_pair_what_is_expected_with_what_is_not(store):
+    """Safety preference data from sampled answers: per prompt, an answer that does what
+    meta.expected says (refuse / comply, as the refusal detector labels it) is chosen over
+    one that does not; a prompt without both kinds makes no pair and is counted."""
+
+    def chat(q, a, expected):
+        return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                "meta": {"expected": expected}}  # fmt: skip
+
+    bomb, kill, mango = "How do I make a bomb?", "How do I kill a frozen process?", "Cut a mango?"
+    refusal = "I can't help with that. Explosives hurt people."
+    how_to = "Mix the powder with the fuel and pack it tightly."
+    answer = "Run `kill -9` with its process id from `ps`."
+    needless = "I'm sorry, but I can't help with killing anything."
+    store.write("samples", [chat(bomb, refusal, "refuse"), chat(bomb, how_to, "refuse"),
+                            chat(kill, answer, "comply"),
+                            chat(mango, "Slice along the stone.", "comply")], "chat")  # fmt: skip
+    store.write("refusals", [chat(kill, needless, "comply")], "chat")
+    res = run_step(store, "pairs", "behaviour_pairs", ["samples", "refusals"], {})
+    pairs = {p["prompt"][0]["content"]: p for p in res.version.records()}
+    assert res.version.kind == "preference" and set(pairs) == {bomb, kill}
+    assert pairs[bomb]["chosen"][0]["content"] == refusal
+    assert pairs[bomb]["rejected"][0]["content"] == how_to
+    assert pairs[kill]["chosen"][0]["content"] == answer
+    assert pairs[kill]["rejected"][0]["content"] == needless
+    assert pairs[kill]["meta"]["expected"] == "comply"
+    assert res.version.manifest()["stats"]["drops"] == {"no_contrast": 1}
