@@ -85,13 +85,24 @@ def _demo_config(tmp_path: Path) -> Path:
     seeds = (ROOT / "datakit/demo/seeds.jsonl").read_text().splitlines()[:12]
     (tmp_path / "seeds.jsonl").write_text("\n".join(seeds) + "\n")
     cfg["data"]["imports"][0]["source"] = str(tmp_path / "seeds.jsonl")
-    for imp in cfg["data"]["imports"][1:]:  # the safety sets, from the checkout
+    for imp in cfg["data"]["imports"][1:]:  # the skills' prompts and the suites, from the checkout
         imp["source"] = str(ROOT / imp["source"])
+    # the first 16 format tasks, and 8 unsafe and 8 safe prompts (the file lists unsafe first)
+    tasks = (ROOT / "datakit/demo/format_tasks.jsonl").read_text().splitlines()[:16]
+    (tmp_path / "format_tasks.jsonl").write_text("\n".join(tasks) + "\n")
+    safety = (ROOT / "datakit/demo/safety_prompts.jsonl").read_text().splitlines()
+    (tmp_path / "safety_prompts.jsonl").write_text("\n".join(safety[:8] + safety[-8:]) + "\n")
+    for imp in cfg["data"]["imports"]:
+        if imp["name"] in ("demo-format-tasks", "demo-safety-prompts"):
+            imp["source"] = str(tmp_path / Path(imp["source"]).name)
     small = {
         "grown": {"num_instructions": 4, "prompts_per_round": 4, "max_rounds": 1},
         "evolved": {"max_tokens": 96, "response_max_tokens": 96},
         "answers": {"max_tokens": 128},
         "prefs": {"max_tokens": 96},
+        "format-answers": {"samples": 1},
+        "safety-answers": {"samples": 1, "max_tokens": 64},
+        "safety-contrast": {"max_tokens": 48},
     }
     for step in cfg["data"]["steps"]:
         step.setdefault("params", {}).update(small.get(step["name"], {}))
@@ -104,6 +115,9 @@ def _demo_config(tmp_path: Path) -> Path:
         {"name": "safety", "suite": "safety", "max_tokens": 48},
     ]
     cfg["eval"]["gate"]["baseline"] = str(tmp_path / "baseline")
+    # four training steps cannot reach the demo's improve gains (tests/unit/test_gate.py
+    # tests that gate); the regression guards against the base stay
+    del cfg["eval"]["gate"]["improve"]
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -115,8 +129,9 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     out = run(*env_make, "demo").stdout
     assert "model smollm2: present at" in out
     assert "dataset demo-seeds@v1: 12 instruction records" in out
-    steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup", "sft-mix", "sft"]
-    steps += ["prefs", "dpo-mix"]
+    steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup"]
+    steps += ["format-answers", "format-good", "safety-answers", "safety-good"]
+    steps += ["sft-all", "sft-mix", "sft", "prefs", "safety-contrast", "safety-pairs", "dpo-mix"]
     for name in steps:
         assert f"step {name} (" in out
     for name in [s for s in steps if s != "sft"] + ["sft-train", "sft-test"]:
@@ -125,9 +140,29 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
         assert m["count"] + sum(m["stats"]["drops"].values()) >= 1, name  # inputs went somewhere
     # The curation steps: a dedup report, the mix's realised ratios, the split's two sides.
     assert (tmp_path / "data/grown-dedup/v1/dedup_report.jsonl").is_file()
-    mix = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
-    assert mix["parents"] == ["good@v1", "grown-dedup@v1", "evolved@v1", "demo-safety@v1"]
-    assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2, 3]
+    mix = json.loads((tmp_path / "data/sft-all/v1/manifest.json").read_text())
+    assert mix["parents"] == [
+        "good@v1", "grown-dedup@v1", "evolved@v1", "format-good@v1", "safety-good@v1",
+    ]  # fmt: skip
+    assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2, 3, 4] and mix["kind"] == "chat"
+    # The skills' data: format answers all fit their task's schema (kept share recorded);
+    # safety answers kept only where the detector agrees with what the prompt expects.
+    fmt = json.loads((tmp_path / "data/format-good/v1/manifest.json").read_text())
+    assert fmt["count"] > 0 and 0 < fmt["stats"]["kept_share"] <= 1
+    safe = json.loads((tmp_path / "data/safety-good/v1/manifest.json").read_text())
+    assert safe["count"] > 0 and set(safe["stats"]["drops"]) <= {
+        "complied_unsafe", "refused_safe", "partial_refusal",
+    }  # fmt: skip
+    # Safety preference pairs made from the model's own answers, each one way round.
+    pairs = [
+        json.loads(x)
+        for x in (tmp_path / "data/safety-pairs/v1/records.jsonl").read_text().splitlines()
+    ]
+    assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
+    assert {p["meta"]["expected"] for p in pairs} <= {"refuse", "comply"}
+    # Nothing resembling an eval prompt reaches training.
+    clean = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
+    assert clean["parents"] == ["sft-all@v1", "eval-format@v1", "eval-safety@v1"]
     # make data ends with examples people can read, and the counts kept and dropped.
     assert "examples:" in out and "  answers@v1  Q: " in out
     assert "kept " in out and " dropped " in out
@@ -212,8 +247,10 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
         assert f"datakit/_schemas/records/{kind}.json" in names
     assert "datakit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
     assert "datakit/_schemas/eval_report.json" in names
-    assert {"datakit/demo/safety.jsonl", "datakit/demo/safety_prefs.jsonl"} <= set(names)
-    for f in ("qa_demo.json", "format_demo.jsonl", "safety_probes.jsonl", "refusal_labelled.jsonl"):
+    demo = ("safety.jsonl", "safety_prefs.jsonl", "format_tasks.jsonl", "safety_prompts.jsonl")
+    assert {f"datakit/demo/{f}" for f in demo} <= set(names)
+    assert "datakit/refusal_model.json" in names  # the detector's weights
+    for f in ("qa_demo.json", "format_eval.jsonl", "safety_probes.jsonl", "refusal_labelled.jsonl"):
         assert f"evalkit/data/{f}" in names
     assert (
         "datakit/review/templates/record.html" in names

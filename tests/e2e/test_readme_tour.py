@@ -112,7 +112,9 @@ def tour_dir(tmp_path, monkeypatch, tiny_trained):
     (tmp_path / "prefs.jsonl").write_text(json.dumps(pref) + "\n")
     text = (ROOT / "pipeline.yaml").read_text()
     (tmp_path / "pipeline.yaml").write_text(
-        text.replace("source: datakit/", f"source: {ROOT}/datakit/")
+        text.replace("source: datakit/", f"source: {ROOT}/datakit/").replace(
+            "source: evalkit/", f"source: {ROOT}/evalkit/"
+        )
     )
     for name, n, judged in (("grown", 12, False), ("evalset", 4, False), ("answers", 10, False),
                             ("judged", 8, True), ("synthetic", 800, False), ("general", 200, False)):  # fmt: skip

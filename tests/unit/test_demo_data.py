@@ -47,5 +47,7 @@ def test_safety_training_prompts_are_not_eval_probes():
     train = lines(ROOT / "datakit/demo/safety_prompts.jsonl")
     assert not probes & {t["prompt"].lower() for t in train}
     assert {t["meta"]["expected"] for t in train} == {"refuse", "comply"}
-    for t in train:  # every unsafe prompt carries the refusal opening its answer continues
+    for t in train:  # unsafe prompts: the refusal opening their answers continue; safe
+        # ones: the needless refusal the preference pairs reject
         assert ("response_regex" in t["meta"]) == (t["meta"]["expected"] == "refuse")
+        assert ("refusal_regex" in t["meta"]) == (t["meta"]["expected"] == "comply")

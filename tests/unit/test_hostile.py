@@ -293,11 +293,12 @@ def misspelt_pipeline(tmp_path):
     root = Path(__file__).resolve().parents[2]
     text = (root / "pipeline.yaml").read_text()
     text = text.replace("source: datakit/demo/", f"source: {root}/datakit/demo/")
+    text = text.replace("source: evalkit/data/", f"source: {root}/evalkit/data/")
     edits = [
         ("    backend: vllm ", "    backend: transformers "),
         ("    model: smollm2\n    options: {max_model_len: 2048}",
          "    model: tinee\n    options: {batch_sise: 4}"),
-        (f"source: {root}/datakit/demo/safety.jsonl", "source: nowhere/safety.jsonl"),
+        (f"source: {root}/datakit/demo/format_tasks.jsonl", "source: nowhere/format_tasks.jsonl"),
         ("      op: judge\n      input: answers", "      op: judge\n      input: answrs"),
         ("dataset: sft-train", "dataset: sft-trian"),
         ("from: sft", "from: sfft"),
@@ -314,7 +315,7 @@ def misspelt_pipeline(tmp_path):
 WANT = [
     "engines.smol.model: 'tinee' is neither a name in models nor a model directory (models: smollm2)",
     "engines.smol.options.batch_sise: unknown option for the transformers backend; did you mean 'batch_size'?",
-    "data.imports[1].source: no such file {tmp}/nowhere/safety.jsonl",
+    "data.imports[1].source: no such file {tmp}/nowhere/format_tasks.jsonl",
     "data.steps[3].input: no dataset 'answrs': no import, step or data-root dataset makes it; did you mean 'answers'?",
     "train.stages[0].dataset: no dataset 'sft-trian': no import, step or data-root dataset makes it; did you mean 'sft-train'?",
     "train.stages[1] (dpo): from 'sfft' is not an earlier stage (sft)",
