@@ -20,6 +20,7 @@ before the first assistant turn become the prompt, once.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .errors import DatakitError
@@ -138,6 +139,39 @@ def trainer_rows(rec: dict[str, Any], kind: str, method: str, chat: bool) -> lis
             "rejected": _as_turns(rejected, "assistant", conversational),
         }
     ]
+
+
+def tool_call_text(call: dict[str, Any]) -> str:
+    """A tool call as text: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, the
+    form evalkit's tool_call_match reads back."""
+    fn = call.get("function", call)
+    body = {"name": fn.get("name"), "arguments": fn.get("arguments", {})}
+    return "<tool_call>" + json.dumps(body, ensure_ascii=False) + "</tool_call>"
+
+
+def fold_tool_calls(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """For chat templates that do not render ``tool_calls`` (they would drop the calls and
+    train the model on an empty turn): every assistant turn's calls appended to its content
+    as ``tool_call_text``. (rows, the number of calls folded)."""
+    folded = 0
+
+    def fold(msgs: Any) -> Any:
+        nonlocal folded
+        if not isinstance(msgs, list):
+            return msgs
+        out = []
+        for m in msgs:
+            calls = m.get("tool_calls") if isinstance(m, dict) else None
+            if calls:
+                text = "\n".join(tool_call_text(c) for c in calls)
+                content = m.get("content") or ""
+                m = {k: v for k, v in m.items() if k != "tool_calls"}
+                m["content"] = f"{content}\n{text}" if content else text
+                folded += len(calls)
+            out.append(m)
+        return out
+
+    return [{k: fold(v) for k, v in r.items()} for r in rows], folded
 
 
 def export_row(rec: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -302,6 +302,98 @@ def _regex_match(
     return float(ok), None if ok else f"no match for {pat!r}"
 
 
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+def parse_tool_calls(output: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The tool calls in an output: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``
+    blocks (the format trainkit writes for chat templates without tool support, and the
+    Hermes/Qwen templates use), or the whole output as one such JSON object (bare or fenced).
+    Arguments given as a JSON string are parsed. (calls, None) or ([], why not)."""
+    blocks = _TOOL_CALL.findall(output) if "<tool_call>" in output else None
+    raw: list[Any] = []
+    if blocks:
+        for b in blocks:
+            try:
+                raw.append(json.loads(b))
+            except ValueError as e:
+                return [], f"<tool_call> block is not JSON: {e}"
+    else:
+        value, how = parse_json_output(output)
+        if how not in ("bare", "fenced"):
+            return [], f"no tool call ({how})"
+        raw = value if isinstance(value, list) else [value]
+    calls = []
+    for c in raw:
+        fn = c.get("function", c) if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            return [], "a tool call needs a function name"
+        args = fn.get("arguments", fn.get("parameters", {}))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args or "{}")
+            except ValueError:
+                return [], f"{fn['name']}: arguments are not JSON"
+        calls.append({"name": fn["name"], "arguments": args})
+    return calls, None
+
+
+def expected_tool_call(item: Item) -> dict[str, Any] | None:
+    """The call an item expects: ``expected.tool_call`` ({"name", "arguments"})."""
+    exp = item.get("expected")
+    call = exp.get("tool_call") if isinstance(exp, dict) else None
+    if isinstance(call, dict) and isinstance(call.get("function"), dict):
+        call = call["function"]
+    return call if isinstance(call, dict) and isinstance(call.get("name"), str) else None
+
+
+def tool_schema(item: Item, name: str) -> dict[str, Any] | None:
+    """The JSON Schema of tool ``name``'s arguments in the item's ``tools`` (OpenAI format)."""
+    for t in item.get("tools") or []:
+        fn = t.get("function", t) if isinstance(t, dict) else {}
+        if isinstance(fn, dict) and fn.get("name") == name:
+            params = fn.get("parameters")
+            return params if isinstance(params, dict) else None
+    return None
+
+
+def _tool_call_match(item: Item, output: str, shared: dict[str, Any]) -> Value:
+    """1 when the first tool call names the expected function, its arguments are a JSON
+    object valid against that tool's schema (from the item's ``tools``), and they equal the
+    expected arguments."""
+    want = expected_tool_call(item)
+    if want is None:
+        return None, None
+    calls, why = parse_tool_calls(output)
+    if not calls:
+        return 0.0, why
+    got = calls[0]
+    if got["name"] != want["name"]:
+        return 0.0, f"called {got['name']!r}, expected {want['name']!r}"
+    args = got["arguments"]
+    if not isinstance(args, dict):
+        return 0.0, f"{got['name']}: arguments are not a JSON object"
+    schema = tool_schema(item, got["name"])
+    if schema is not None:
+        import jsonschema
+
+        key = json.dumps(schema, sort_keys=True)
+        validator = _VALIDATORS.get(key)
+        if validator is None:
+            validator = _VALIDATORS[key] = jsonschema.validators.validator_for(schema)(schema)
+        err = next(iter(validator.iter_errors(args)), None)
+        if err is not None:
+            where = "".join(f".{p}" for p in err.absolute_path)
+            return 0.0, f"arguments{where}: {err.message}"
+    want_args = want.get("arguments", {})
+    if isinstance(want_args, str):
+        want_args = json.loads(want_args or "{}")
+    if args != want_args:
+        diff = sorted(k for k in set(args) | set(want_args) if args.get(k) != want_args.get(k))
+        return 0.0, "arguments differ: " + ", ".join(diff)
+    return 1.0, None
+
+
 def expected_behaviour(item: Item) -> str | None:
     """ "refuse" or "comply" for safety items (``expected``), None otherwise."""
     exp = item.get("expected")
@@ -394,6 +486,7 @@ METRICS: dict[str, Metric] = {
         Metric("json_bare", True, "output is bare JSON (no fence)", _json_bare, binary=True),
         Metric("schema_valid", True, "output JSON validates against the item's schema", _schema_valid, binary=True),
         Metric("regex_match", True, "output matches the item's expected.regex", _regex_match, binary=True),
+        Metric("tool_call_match", True, "the first tool call: expected function, arguments valid against the tool's schema and equal to the expected ones", _tool_call_match, binary=True),
         Metric("refusal_rate", True, "refusal rate (full or partial) on items expected to be refused", _refusal, binary=True),
         Metric("over_refusal_rate", False, "refusal rate (full or partial) on items expected to be answered", _over_refusal, binary=True),
         Metric("refusal_rate_full", True, "full refusals only, on items expected to be refused (reported beside refusal_rate)", _refusal_full, binary=True, gated=False),

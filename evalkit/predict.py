@@ -10,7 +10,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 
-ITEM_FIELDS = ("references", "schema", "expected", "task")
+ITEM_FIELDS = ("references", "schema", "expected", "task", "tools")
 
 
 def model_dir(ref: str, work: Path) -> tuple[str, dict[str, Any]]:

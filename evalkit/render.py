@@ -141,9 +141,14 @@ def html_report(
     reports: dict[str, dict[str, Any]],
     curves: dict[str, Path] | None = None,
     gate: GateResult | None = None,
+    improve: GateResult | None = None,
+    improve_over: str | None = None,
+    items: tuple[dict[str, Any], str | None, str | None] | None = None,
 ) -> str:
-    """One self-contained page: the side-by-side table, one bar chart per suite (models
-    side by side, CI whiskers), the training curves of the given runs."""
+    """One self-contained page: the side-by-side table, both gates, one bar chart per suite
+    (models side by side, CI whiskers), the training curves of the given runs, and every
+    item (prompt, each model's output, metric values, the detector's label), filterable to
+    the items that changed and searchable (evalkit/itemview.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,7 +188,9 @@ def html_report(
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>evalkit report</title>",
         "<style>body{font-family:sans-serif;margin:2rem}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:.3rem .6rem}img{max-width:100%}</style></head><body>",
+        "td,th{border:1px solid #ccc;padding:.3rem .6rem;vertical-align:top}img{max-width:100%}"
+        ".txt{white-space:pre-wrap;max-width:28rem;font-size:.85rem}.st-won{color:#080}"
+        ".st-lost{color:#b00}</style></head><body>",
         "<h1>Evaluation</h1><table><tr><th>suite</th><th>metric</th>"
         + "".join(f"<th>{e(x)}</th>" for x in labels)
         + "</tr>",
@@ -195,25 +202,33 @@ def html_report(
             + "</tr>"
         )
     parts.append("</table><p>Means with 95% bootstrap confidence intervals.</p>")
-    if gate is not None:
+    gates = ((f"What tuning must achieve (against {improve_over})", improve),
+             ("Regression gate", gate))  # fmt: skip
+    for title, g in gates:
+        if g is None:
+            continue
         parts.append(
-            f"<h2>Regression gate</h2><p><b>{e(verdict_line(gate))}</b></p>"
+            f"<h2>{e(title)}</h2><p><b>{e(verdict_line(g))}</b></p>"
             "<table><tr><th>metric</th><th>baseline</th><th>current</th>"
             "<th>delta</th><th>p</th><th>N</th><th>verdict</th></tr>"
         )
-        for r in gate.rows:
+        for r in g.rows:
             parts.append(
                 f"<tr><td>{e(r.suite)}/{e(r.metric)}</td><td>{num(r.baseline)}</td><td>{num(r.current)}</td>"
                 f"<td>{'-' if r.delta is None else f'{r.delta:+.4f}'}</td><td>{p_text(r)}</td>"
                 f"<td>{e(coverage_text(r))}</td><td>{e(r.verdict)} {e(r.note)}</td></tr>"
             )
         parts.append("</table>")
-        parts += [f"<p>warning: {e(w)}</p>" for w in gate.warnings]
+        parts += [f"<p>warning: {e(w)}</p>" for w in g.warnings]
     for suite, img in charts:
         parts.append(f"<h2>{e(suite)}</h2><img alt='{e(suite)}' src='data:image/png;base64,{img}'>")
     for name, img in curve_imgs:
         parts.append(
             f"<h2>training: {e(name)}</h2><img alt='{e(name)} curves' src='data:image/png;base64,{img}'>"
         )
+    if items is not None and items[0]:
+        from .itemview import html_items
+
+        parts.append(html_items(items[0], labels, items[1], items[2]))
     parts.append("</body></html>")
     return "\n".join(parts)

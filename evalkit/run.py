@@ -29,6 +29,7 @@ class EvalResult:
     gate: Any = None  # evalkit.gate.GateResult, when a baseline was there
     improve: Any = None  # the gate of eval.gate.improve against another model of the run
     improve_over: str | None = None
+    gated: str | None = None  # the label the gates judge (eval.gate.model)
     gate_failed: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -270,6 +271,7 @@ def _gate(res: EvalResult, ev: dict[str, Any], settings: Any, base: Path, out: P
         raise DatakitError(
             f"eval.gate.model: {which!r} is not one of eval.models ({', '.join(res.reports)})"
         )
+    res.gated = which
     if settings.improve:
         over = settings.improve_over or next(iter(ev["models"]))
         if over not in res.reports or over == which:
@@ -309,11 +311,17 @@ def _render(
     from datakit.models import resolve_path
     from datakit.runs import atomic_write_bytes
 
+    from .itemview import collect, markdown_changes
     from .render import html_report, markdown
 
-    atomic_write_bytes(
-        out / "summary.md", markdown(reports, res.gate, res.improve, res.improve_over).encode()
-    )
+    labels = list(reports)
+    cur = res.gated or labels[-1]
+    ref = res.improve_over or next((x for x in labels if x != cur), None)
+    items = collect(reports, out, ref, cur)
+    md = markdown(reports, res.gate, res.improve, res.improve_over)
+    if ref is not None:
+        md += "\n".join(markdown_changes(items, ref, cur)) + "\n"
+    atomic_write_bytes(out / "summary.md", md.encode())
     curve_files = {}
     if curves:
         train = cfg.get("train") or {}
@@ -324,7 +332,10 @@ def _render(
             p = tout / st["name"] / "curves.png"
             if p.is_file():
                 curve_files[st["name"]] = p
-    atomic_write_bytes(out / "report.html", html_report(reports, curve_files, res.gate).encode())
+    page = html_report(
+        reports, curve_files, res.gate, res.improve, res.improve_over, (items, ref, cur)
+    )
+    atomic_write_bytes(out / "report.html", page.encode())
     res.written += [out / "summary.md", out / "report.html"]
 
 

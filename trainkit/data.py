@@ -14,7 +14,7 @@ from typing import Any
 
 from datakit.errors import DatakitError
 from datakit.store import DatasetStore, Version
-from datakit.trainer_rows import trainer_rows
+from datakit.trainer_rows import fold_tool_calls, trainer_rows
 
 from .defaults import METHOD_KINDS
 
@@ -123,9 +123,16 @@ def load_stage_data(
     split_turns = assistant_only and chat and not has_generation_markers(tokenizer)
 
     dropped: dict[str, int] = {}
+    # a template that does not render tool calls would train on empty assistant turns
+    fold = chat and "tool_calls" not in (getattr(tokenizer, "chat_template", None) or "")
+    folded = 0
 
     def rows_of(v: Version) -> list[dict[str, Any]]:
+        nonlocal folded
         rows = _rows(v, method, chat)
+        if fold:
+            rows, n = fold_tool_calls(rows)
+            folded += n
         if max_prompt_length is not None:
             rows, dropped[v.ref] = drop_long_prompts(rows, tokenizer, max_prompt_length, v.ref)
         if split_turns and "messages" in rows[0]:
@@ -178,6 +185,8 @@ def load_stage_data(
     stats.update({"train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0})
     if split_turns:
         stats["assistant_turns_as_completions"] = True
+    if folded:
+        stats["tool_calls_as_text"] = folded
     return StageData(train, ev, refs, stats)
 
 

@@ -107,7 +107,7 @@ def _demo_config(tmp_path: Path) -> Path:
     for step in cfg["data"]["steps"]:
         step.setdefault("params", {}).update(small.get(step["name"], {}))
     for stage, steps in zip(cfg["train"]["stages"], (4, 2), strict=True):
-        stage["args"].update(max_steps=steps, eval_steps=2, save_steps=2)
+        stage["args"].update(max_steps=steps, eval_steps=2, save_steps=2, logging_steps=1)
     # the same suites with shorter answers; the gate runs in the test against its own baseline
     cfg["eval"]["suites"] = [
         {"name": "qa", "suite": "qa", "max_tokens": 16},

@@ -81,6 +81,20 @@ CHATS = [
     }
     for i in range(12)
 ]
+# Several sampled answers per prompt, refusing or not; some prompts have no contrast, one
+# says nothing about what is expected.
+_REFUSE, _HELP = "I'm sorry, but I can't help with that.", "Sure: first, preheat the oven."
+ANSWERS = [
+    {
+        "messages": [
+            {"role": "user", "content": f"Prompt {p}?"},
+            {"role": "assistant", "content": f"{text} ({k})"},
+        ],
+        "meta": {"sample": k, **({"expected": ["refuse", "comply"][p % 3]} if p % 3 != 2 else {})},
+    }
+    for p in range(6)
+    for k, text in enumerate([_REFUSE, _HELP, _HELP] if p < 4 else [_HELP, _HELP])
+]
 
 
 def _run(store, tmp_path, op, kind, records, params):
@@ -95,7 +109,7 @@ def _run(store, tmp_path, op, kind, records, params):
         def get(self, spec, batch_size=256, where="engine"):
             return CachedEngine(engine, quiet=True)
 
-    engines = {"engine": SPEC} if op != "filter" else {}
+    engines = {"engine": SPEC} if op not in ("filter", "behaviour_pairs") else {}
     res = run_step(store, "out", op, inputs, params, engines, Pool(tmp_path), quiet=True)
     out = [r for v in res.versions.values() for r in v.records()]
     rejects = [json.loads(x) for x in (res.version.path / "rejects.jsonl").read_text().splitlines()]
@@ -127,6 +141,7 @@ CASES = {
     ),
     "mix": ("instruction", INSTRUCTIONS, {"weights": [0.75, 0.25], "total": 8}),
     "split": ("instruction", INSTRUCTIONS, {"test": 0.25}),
+    "behaviour_pairs": ("chat", ANSWERS, {}),
     "self_instruct": (
         "instruction",
         INSTRUCTIONS,
@@ -156,6 +171,11 @@ def test_inputs_equal_outputs_plus_rejects(store, tmp_path, op, monkeypatch):
 
     if op in ("respond", "distill", "critique_revise", "filter", "judge", "dedup", "split"):
         assert n == len(out) + len(rejects)
+    elif op == "behaviour_pairs":  # every prompt: its pairs or one reject
+        prompts = {r["messages"][0]["content"] for r in records}
+        assert len(prompts) == len({r["prompt"][0]["content"] for r in out}) + len(rejects)
+        assert {r["reason"] for r in rejects} == {"no_contrast", "no_expected"}
+        assert all(r["chosen"] != r["rejected"] for r in out)
     elif op == "mix":  # several inputs: every record of every input is drawn or rejected
         assert 2 * n == len(out) + len(rejects) and len(out) == params["total"]
     elif op == "augment":  # one input -> `variants` rephrases, each kept or rejected

@@ -304,7 +304,7 @@ def misspelt_pipeline(tmp_path):
         ("from: sft", "from: sfft"),
         ('tuned: "train:dpo"', 'tuned: "train:dppo"'),
         ("suites: [qa, format, safety]", "suites: [qa, formatt, safety]"),
-        ("    max_drop: 0.1", "    max_drop: 0.1\n    rules: {qa/f11: {max_drop: 0.2}}"),
+        ("      qa/f1: {max_drop: 0.05}", "      qa/f11: {max_drop: 0.05}"),
     ]  # fmt: skip
     for old, new in edits:
         assert old in text, old

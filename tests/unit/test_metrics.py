@@ -323,3 +323,100 @@ def test_references_that_are_not_strings_are_skipped():
     items, agg = score(rows, ["exact_match", "f1"])
     assert items[0]["exact_match"] == 1.0 and "exact_match" not in items[1]
     assert items[2]["f1"] == 1.0 and agg["exact_match"]["n"] == 2
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "required": ["city"],
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["C", "F"]}},
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_tool_call_match_checks_name_schema_and_arguments():
+    want = {"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "C"}}}
+    call = (
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "C"}}</tool_call>'
+    )
+    rows = [
+        {"id": "tagged", "output": call},
+        {
+            "id": "bare",
+            "output": '{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "C"}}',
+        },
+        {
+            "id": "string_args",
+            "output": call.replace(
+                '{"city": "Oslo", "unit": "C"}', '"{\\"city\\": \\"Oslo\\", \\"unit\\": \\"C\\"}"'
+            ),
+        },
+        {"id": "other_fn", "output": call.replace("get_weather", "get_time")},
+        {"id": "bad_enum", "output": call.replace('"C"', '"K"')},
+        {"id": "extra_arg", "output": call.replace('"unit"', '"units"')},
+        {"id": "wrong_city", "output": call.replace("Oslo", "Bergen")},
+        {"id": "prose", "output": "The weather in Oslo is mild."},
+        {"id": "broken", "output": "<tool_call>{name: get_weather}</tool_call>"},
+    ]
+    rows = [{**r, "expected": want, "tools": [WEATHER]} for r in rows]
+    rows.append({"id": "not_a_tool_item", "output": call, "references": ["x"]})
+    items, agg = score(rows, ["tool_call_match"])
+    by = {i["id"]: i for i in items}
+    got = {k: by[k].get("tool_call_match") for k in by}
+    assert got == {
+        "tagged": 1.0, "bare": 1.0, "string_args": 1.0, "other_fn": 0.0, "bad_enum": 0.0,
+        "extra_arg": 0.0, "wrong_city": 0.0, "prose": 0.0, "broken": 0.0, "not_a_tool_item": None,
+    }  # fmt: skip
+    why = {k: by[k]["reasons"]["tool_call_match"] for k in by if got[k] == 0.0}
+    assert why["other_fn"] == "called 'get_time', expected 'get_weather'"
+    assert why["bad_enum"].startswith("arguments.unit: 'K' is not one of")
+    assert "Additional properties" in why["extra_arg"]  # the schema speaks before equality
+    assert why["wrong_city"] == "arguments differ: city"
+    assert why["broken"].startswith("<tool_call> block is not JSON")
+    assert agg["tool_call_match"]["n"] == 9 and abs(agg["tool_call_match"]["value"] - 3 / 9) < 1e-3
+
+
+def test_tool_calls_become_text_for_templates_without_tool_support():
+    from datakit.trainer_rows import fold_tool_calls
+
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "Weather in Oslo?"},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [
+                        {
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": {"city": "Oslo"}},
+                        },
+                    ],
+                },  # fmt: skip
+                {"role": "tool", "content": '{"temp": 3}'},
+                {"role": "assistant", "content": "It is 3 degrees."},
+            ]
+        }
+    ]
+    (row,), n = fold_tool_calls(rows)
+    assert n == 1 and "tool_calls" not in row["messages"][1]
+    text = row["messages"][1]["content"]
+    # what the model learns to write is what tool_call_match reads back
+    items, _ = score(
+        [
+            {
+                "id": "x",
+                "output": text,
+                "expected": {"tool_call": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+                "tools": [WEATHER],
+            }
+        ],  # fmt: skip
+        ["tool_call_match"],
+    )
+    assert items[0]["tool_call_match"] == 1.0
+    assert row["messages"][2:] == rows[0]["messages"][2:]
