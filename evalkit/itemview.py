@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .scoring import read_items
+
 
 @dataclass
 class Item:
@@ -31,6 +33,7 @@ class Item:
 
 
 def _rows(path: Path) -> dict[str, dict[str, Any]]:
+    """A predictions file by item id (none when the model wrote none)."""
     import orjson
 
     try:
@@ -63,7 +66,7 @@ def collect(
             name = s["suite"]
             for m in s.get("metrics", []):
                 directions[(name, m["metric"])] = bool(m.get("higher_is_better", True))
-            items = _rows(out / label / s.get("items_file", f"{name}.items.jsonl"))
+            items = read_items(out / label, s) if s.get("items_file") else {}
             preds = _rows(out / label / s.get("predictions_file", f"{name}.predictions.jsonl"))
             bucket = suites.setdefault(name, {})
             for iid in list(items) + [k for k in preds if k not in items]:

@@ -268,6 +268,17 @@ def _json_bare(item: Item, output: str, shared: dict[str, Any]) -> Value:
 _VALIDATORS: dict[str, Any] = {}
 
 
+def _validator(schema: dict[str, Any]) -> Any:
+    """One compiled JSON Schema validator per distinct schema (items of a task share one)."""
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        import jsonschema
+
+        validator = _VALIDATORS[key] = jsonschema.validators.validator_for(schema)(schema)
+    return validator
+
+
 def _schema_valid(item: Item, output: str, shared: dict[str, Any]) -> Value:
     schema = item.get("schema")
     if not isinstance(schema, dict):
@@ -275,14 +286,7 @@ def _schema_valid(item: Item, output: str, shared: dict[str, Any]) -> Value:
     value, how = _parsed(output, shared)
     if how not in ("bare", "fenced"):
         return 0.0, how
-    import jsonschema
-
-    key = json.dumps(schema, sort_keys=True)
-    validator = _VALIDATORS.get(key)
-    if validator is None:
-        cls = jsonschema.validators.validator_for(schema)
-        validator = _VALIDATORS[key] = cls(schema)
-    err = next(iter(validator.iter_errors(value)), None)
+    err = next(iter(_validator(schema).iter_errors(value)), None)
     if err is None:
         return 1.0, None
     path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
@@ -375,13 +379,7 @@ def _tool_call_match(item: Item, output: str, shared: dict[str, Any]) -> Value:
         return 0.0, f"{got['name']}: arguments are not a JSON object"
     schema = tool_schema(item, got["name"])
     if schema is not None:
-        import jsonschema
-
-        key = json.dumps(schema, sort_keys=True)
-        validator = _VALIDATORS.get(key)
-        if validator is None:
-            validator = _VALIDATORS[key] = jsonschema.validators.validator_for(schema)(schema)
-        err = next(iter(validator.iter_errors(args)), None)
+        err = next(iter(_validator(schema).iter_errors(args)), None)
         if err is not None:
             where = "".join(f".{p}" for p in err.absolute_path)
             return 0.0, f"arguments{where}: {err.message}"
