@@ -145,3 +145,47 @@ def test_row_packed_samples_do_not_see_each_other(tiny_model, tok):
     labels = batch["labels"]
     assert labels[0, 0] == -100 and labels[0, len(a)] == -100 and labels[0, 1] == a[1]
     assert (labels[1, len(b) :] == -100).all()
+
+
+TOOL_CHAT = [
+    {
+        "messages": [
+            {"role": "user", "content": f"Weather in city {i}?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": {"city": f"c{i}"}},
+                    }
+                ],
+            },  # fmt: skip
+            {"role": "tool", "content": '{"temp": 3}'},
+            {"role": "assistant", "content": "It is 3 degrees."},
+        ]
+    }
+    for i in range(4)
+]
+
+
+def test_tool_calls_are_trained_as_text_where_the_template_cannot_render_them(store, tok):
+    """A template without tool support would render the calling turn empty; trainkit folds
+    the calls into the turn's text (and says how many). One that renders them keeps them."""
+    import copy
+
+    store.write("tools", TOOL_CHAT, "chat")
+    plain = copy.copy(tok)
+    plain.chat_template = tok.chat_template.replace("message['tool_calls']", "message['calls_x']")
+    data = load_stage_data(store, "sft", "tools", plain, 512)
+    assert data.stats["tool_calls_as_text"] == 4
+    turn = data.train[0]["messages"][1]
+    assert (
+        turn["content"]
+        == '<tool_call>{"name": "get_weather", "arguments": {"city": "c0"}}</tool_call>'
+    )
+    assert "<tool_call>" in plain.apply_chat_template(data.train[0]["messages"], tokenize=False)
+    # the tiny model's own template renders tool_calls: rows kept as they are
+    kept = load_stage_data(store, "sft", "tools", tok, 512)
+    assert "tool_calls_as_text" not in kept.stats
+    assert kept.train[0]["messages"][1]["tool_calls"]
