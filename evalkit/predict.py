@@ -13,10 +13,12 @@ from datakit.errors import DatakitError
 ITEM_FIELDS = ("references", "schema", "expected", "task", "tools")
 
 
-def model_dir(ref: str, work: Path) -> tuple[str, dict[str, Any]]:
+def model_dir(ref: str, work: Path, adapters: str = "merge") -> tuple[str, dict[str, Any]]:
     """A servable model directory for ``ref`` and what it is: a model directory as is; a
     trainkit run directory or an adapter directory merged into its base once (cached under
-    ``work`` by the adapter's content fingerprint)."""
+    ``work`` by the adapter's content fingerprint), or with ``adapters="lora"`` its base
+    model and, as ``info["lora"]``, one LoRA adapter on that base equal to the adapter and
+    the ``from:`` stages under it (composed once, cached the same way)."""
     from datakit.models import fingerprint
 
     p = Path(ref)
@@ -34,6 +36,22 @@ def model_dir(ref: str, work: Path) -> tuple[str, dict[str, Any]]:
     if adapter is None:
         return ref, {**info, "fingerprint": fingerprint(p)}
     fp = fingerprint(adapter)
+    if adapters == "lora":
+        from trainkit.merge import compose_lora, lora_chain
+
+        chain = lora_chain(adapter)
+        if chain is not None:
+            base_model, adapters_in_order = chain
+            composed = work / f"{p.name}-{fp}-lora"
+            if not (composed / "adapter_config.json").is_file():
+                compose_lora(adapters_in_order, composed)
+            return base_model, {
+                **info,
+                "path": base_model,
+                "adapter": str(adapter),
+                "lora": str(composed),
+                "fingerprint": fingerprint(composed),
+            }
     out = work / f"{p.name}-{fp}"
     if not (out / "config.json").is_file():
         from trainkit.merge import merge

@@ -145,21 +145,58 @@ def run_eval(
     judge = _judge(cfg, ev, "judge", base, runs, quiet)
     refusal_judge = _judge(cfg, ev, "refusal_judge", base, runs, quiet)
     reports: dict[str, dict[str, Any]] = {}
+    from datakit.ops.runner import EnginePool
+
+    # One pool for the models, one after another: a fine-tune of the model before it is
+    # loaded into the running engine (weights only) instead of starting a second one.
+    pool = EnginePool(runs / "cache", quiet=quiet)
     try:
+        served, lora_bases = _served_models(ev, engine_cfg, cfg, base, runs, out)
         for label, ref in ev["models"].items():
             reports[label] = _eval_model(
                 label, ref, cfg, ev, engine_cfg, suites, (judge, refusal_judge), base, runs, out,
-                quiet,
+                quiet, pool, served, lora_bases,
             )  # fmt: skip
             res.reports[label] = out / label / "report.json"
             res.written.append(out / label / "report.json")
     finally:
+        pool.close()
         for j in (judge, refusal_judge):
             if j is not None:
                 j[1].close()
     _gate(res, ev, settings, base, out)
     _render(res, reports, cfg, base, runs, out, curves)
     return res
+
+
+def _served_models(
+    ev: dict[str, Any],
+    engine_cfg: dict[str, Any],
+    cfg: dict[str, Any],
+    base: Path,
+    runs: Path,
+    out: Path,
+) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, int]]:
+    """label -> (the model directory the engine serves, what it is), and for
+    ``adapters: lora`` on vllm the base models that serve a LoRA adapter -> the LoRA slot
+    rank their engine needs (so the base model's own engine serves its adapters too)."""
+    import json
+
+    from .predict import model_dir
+
+    mode = ev.get("adapters", "merge") if engine_cfg["backend"] == "vllm" else "merge"
+    served = {
+        label: model_dir(model_ref(ref, cfg, base, runs), out / "models", mode)
+        for label, ref in ev["models"].items()
+    }
+    lora_bases: dict[str, int] = {}
+    for path, info in served.values():
+        if info.get("lora"):
+            from datakit.engines.vllm_backend import lora_rank_slot
+
+            rank = json.loads((Path(info["lora"]) / "adapter_config.json").read_text())["r"]
+            lora_bases[path] = max(lora_bases.get(path, 0), lora_rank_slot(rank))
+    return served, lora_bases
 
 
 def _eval_model(
@@ -174,22 +211,27 @@ def _eval_model(
     runs: Path,
     out: Path,
     quiet: bool,
+    pool: Any,
+    served: dict[str, tuple[str, dict[str, Any]]],
+    lora_bases: dict[str, int],
 ) -> dict[str, Any]:
     """Predict, judge and score every suite with one model; its report, written."""
     import orjson
 
     from datakit.engines import EngineSpec
-    from datakit.ops.runner import EnginePool
     from datakit.runs import atomic_write_bytes, atomic_write_json
 
-    from .predict import model_dir, predict
+    from .predict import predict
     from .scoring import make_report, score, suite_entry, write_scored
 
     judge, refusal_judge = judges
-    resolved = model_ref(ref, cfg, base, runs)
-    path, info = model_dir(resolved, out / "models")
-    spec = EngineSpec(engine_cfg["backend"], path, dict(engine_cfg.get("options") or {}))
-    pool = EnginePool(runs / "cache", quiet=quiet)
+    path, info = served[label]
+    options = dict(engine_cfg.get("options") or {})
+    if info.get("lora"):
+        options["lora_adapter"] = info["lora"]
+    if path in lora_bases:  # the base of a LoRA served per request: one engine for both
+        options.update(enable_lora=True, max_lora_rank=lora_bases[path])
+    spec = EngineSpec(engine_cfg["backend"], path, options)
     model_out = out / label
     try:
         model_out.mkdir(parents=True, exist_ok=True)
@@ -197,38 +239,42 @@ def _eval_model(
         raise DatakitError(f"{model_out}: cannot create: {e.strerror or e}") from None
     temperature, seed = ev.get("temperature", 0.0), ev.get("seed", cfg["seed"])
     entries = []
-    try:
-        engine = start_engine(pool, spec, engine_cfg.get("batch_size", 256), f"eval.models.{label}")
-        for suite in suites:
-            preds = predict(
-                engine,
-                suite.items,
-                max_tokens=suite.max_tokens,
-                temperature=temperature,
-                seed=seed,
-                model_name=label,
-                desc=f"{label}: {suite.name}",
+    engine = start_engine(
+        pool, spec, engine_cfg.get("batch_size", 256), f"eval.models.{label}", swap=True
+    )
+    info["engine_start"] = (
+        ("adapter per request" if info.get("lora") else "weights swapped in")
+        if pool.last == "swapped"
+        else pool.last
+    )
+    for suite in suites:
+        preds = predict(
+            engine,
+            suite.items,
+            max_tokens=suite.max_tokens,
+            temperature=temperature,
+            seed=seed,
+            model_name=label,
+            desc=f"{label}: {suite.name}",
+        )
+        metrics = suite.metrics
+        if judge is not None:
+            _judge_predictions(
+                judge, preds, f"{label}: {suite.name} (judge)", ev.get("judge_rubric")
             )
-            metrics = suite.metrics
-            if judge is not None:
-                _judge_predictions(
-                    judge, preds, f"{label}: {suite.name} (judge)", ev.get("judge_rubric")
-                )
-                metrics = [*metrics, "judge_quality"] if "judge_quality" not in metrics else metrics
-            if refusal_judge is not None:
-                _judge_refusals(refusal_judge, preds, f"{label}: {suite.name} (refusal judge)")
-            pf = model_out / f"{suite.name}.predictions.jsonl"
-            atomic_write_bytes(pf, b"".join(orjson.dumps(p) + b"\n" for p in preds))
-            items_scored, aggregates = score(preds, metrics, suite.params, suite.truncated)
-            fname = write_scored(model_out, suite.name, items_scored)
-            entry = suite_entry(
-                suite.name, aggregates, fname, suite.source, items=items_scored,
-                generation={"max_tokens": suite.max_tokens, "truncated": suite.truncated},
-            )  # fmt: skip
-            entry["predictions_file"] = pf.name
-            entries.append(entry)
-    finally:
-        pool.close()
+            metrics = [*metrics, "judge_quality"] if "judge_quality" not in metrics else metrics
+        if refusal_judge is not None:
+            _judge_refusals(refusal_judge, preds, f"{label}: {suite.name} (refusal judge)")
+        pf = model_out / f"{suite.name}.predictions.jsonl"
+        atomic_write_bytes(pf, b"".join(orjson.dumps(p) + b"\n" for p in preds))
+        items_scored, aggregates = score(preds, metrics, suite.params, suite.truncated)
+        fname = write_scored(model_out, suite.name, items_scored)
+        entry = suite_entry(
+            suite.name, aggregates, fname, suite.source, items=items_scored,
+            generation={"max_tokens": suite.max_tokens, "truncated": suite.truncated},
+        )  # fmt: skip
+        entry["predictions_file"] = pf.name
+        entries.append(entry)
     provenance = {
         "generation": {
             "temperature": temperature,
@@ -245,7 +291,7 @@ def _eval_model(
     return report
 
 
-def start_engine(pool: Any, spec: Any, batch_size: int, where: str) -> Any:
+def start_engine(pool: Any, spec: Any, batch_size: int, where: str, swap: bool = False) -> Any:
     """The pool's engine for ``spec``. A spec the backend refuses before starting (a model
     directory that does not exist, an unknown option) is bad input (DatakitError, exit 2);
     an engine that fails while starting is the tool failing (ToolFailure, exit 3), not a
@@ -253,7 +299,7 @@ def start_engine(pool: Any, spec: Any, batch_size: int, where: str) -> Any:
     from datakit.errors import ToolFailure
 
     try:
-        return pool.get(spec, batch_size=batch_size, where=where)
+        return pool.get(spec, batch_size=batch_size, where=where, swap=swap)
     except DatakitError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line

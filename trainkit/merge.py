@@ -66,3 +66,131 @@ def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, An
         "out": str(out),
         "parameters": sum(p.numel() for p in merged.parameters()),
     }
+
+
+# --- one LoRA on the original base for a chain of `from:` stages ------------------------
+
+MERGED_FROM_FILE = "merged_from.json"
+"""Written into a ``merged-start`` directory: the adapter it was merged from, so the chain
+base -> adapter -> merged-start -> adapter can be read back as one adapter on the base."""
+
+# adapter_config.json keys that change what a LoRA computes beyond A, B, alpha and r; a
+# chain that sets any of them is merged instead of composed.
+_UNCOMPOSABLE = (
+    "use_dora",
+    "modules_to_save",
+    "rank_pattern",
+    "alpha_pattern",
+    "layers_to_transform",
+    "trainable_token_indices",
+    "fan_in_fan_out",
+    "lora_bias",
+)
+
+
+def write_merged_from(
+    merged_dir: str | Path, adapter: str | Path, dequantized: bool, dtype: str
+) -> None:
+    from datakit.models import fingerprint
+
+    info = {
+        "adapter": str(Path(adapter).resolve()),
+        "fingerprint": fingerprint(adapter),
+        "dequantized": dequantized,
+        "dtype": dtype,
+    }
+    (Path(merged_dir) / MERGED_FROM_FILE).write_text(json.dumps(info))
+
+
+def lora_chain(adapter: str | Path) -> tuple[str, list[Path]] | None:
+    """(the plain base model, the LoRA adapters from first to last) when ``adapter`` is a
+    LoRA trained on a model that is the merge of earlier LoRAs (a ``from:`` stage), all the
+    way down to a plain model; None when any link is not a plain LoRA, a 4-bit one, or a
+    merge whose adapter changed since."""
+    from datakit.models import fingerprint
+
+    chain: list[Path] = []
+    cur = Path(adapter)
+    while True:
+        cfg_file = cur / "adapter_config.json"
+        if not cfg_file.is_file():
+            return None
+        cfg = json.loads(cfg_file.read_text())
+        if cfg.get("peft_type") != "LORA" or cfg.get("task_type") != "CAUSAL_LM":
+            return None
+        if any(cfg.get(k) for k in _UNCOMPOSABLE) or cfg.get("bias", "none") != "none":
+            return None
+        from .model import adapter_quantization
+
+        if adapter_quantization(cur) is not None:
+            return None
+        chain.insert(0, cur)
+        base = Path(cfg["base_model_name_or_path"])
+        marker = base / MERGED_FROM_FILE
+        if not marker.is_file():
+            return (str(base), chain) if (base / "config.json").is_file() else None
+        info = json.loads(marker.read_text())
+        src = Path(info["adapter"])
+        if info.get("dequantized") or info.get("dtype") != "torch.float32":
+            return None  # merged into other weights than the base's own float32 ones
+        if not src.is_dir() or fingerprint(src) != info["fingerprint"]:
+            return None
+        cur = src
+
+
+def compose_lora(chain: list[Path], out: str | Path) -> dict[str, Any]:
+    """One LoRA adapter equal to applying ``chain``'s adapters in turn (each trained on the
+    merge of the ones before it): the weight deltas add up, so the composed adapter stacks
+    the A matrices and the scaled B matrices (rank = the sum of the ranks, scaling 1).
+    Served on the original base, it computes what the merged model computes, up to float32
+    rounding; vLLM then serves base and tuned model from one engine."""
+    import math
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    cfgs = [json.loads((a / "adapter_config.json").read_text()) for a in chain]
+    weights = [load_file(str(a / "adapter_model.safetensors")) for a in chain]
+    rank = sum(c["r"] for c in cfgs)
+    modules = sorted({k.rsplit(".lora_", 1)[0] for w in weights for k in w if ".lora_A." in k})
+    out_tensors: dict[str, Any] = {}
+    for m in modules:
+        a_parts, b_parts = [], []
+        shape_a = shape_b = None
+        for w in weights:
+            if f"{m}.lora_A.weight" in w:
+                shape_a = w[f"{m}.lora_A.weight"].shape[1]
+                shape_b = w[f"{m}.lora_B.weight"].shape[0]
+        for c, w in zip(cfgs, weights, strict=True):
+            scale = c["lora_alpha"] / (math.sqrt(c["r"]) if c.get("use_rslora") else c["r"])
+            a = w.get(f"{m}.lora_A.weight")
+            b = w.get(f"{m}.lora_B.weight")
+            if a is None:  # this adapter leaves the module alone: a zero block
+                a = torch.zeros(c["r"], shape_a)
+                b = torch.zeros(shape_b, c["r"])
+            a_parts.append(a.float())
+            b_parts.append(b.float() * scale)
+        out_tensors[f"{m}.lora_A.weight"] = torch.cat(a_parts, 0).contiguous()
+        out_tensors[f"{m}.lora_B.weight"] = torch.cat(b_parts, 1).contiguous()
+    targets = sorted({t for c in cfgs for t in _as_list(c["target_modules"])})
+    cfg = {
+        **cfgs[-1],
+        "base_model_name_or_path": json.loads((chain[0] / "adapter_config.json").read_text())[
+            "base_model_name_or_path"
+        ],
+        "r": rank,
+        "lora_alpha": rank,
+        "use_rslora": False,
+        "lora_dropout": 0.0,
+        "target_modules": targets,
+    }
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        save_file(out_tensors, str(Path(tmp) / "adapter_model.safetensors"))
+        (Path(tmp) / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+        load_tokenizer(str(chain[-1])).save_pretrained(tmp)
+    return {"adapters": [str(a) for a in chain], "rank": rank, "out": str(out)}
+
+
+def _as_list(targets: Any) -> list[str]:
+    return [targets] if isinstance(targets, str) else list(targets)

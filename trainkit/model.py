@@ -257,10 +257,13 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
         merged_dir = stage.run_dir / "merged-start"
         if not (merged_dir / "config.json").is_file():
             log.info("merging the adapter of %s into its base to start %s", path, stage.name)
-            merged, _ = merged_from_adapter(path, dtype)
+            merged, dequantized = merged_from_adapter(path, dtype)
             with atomic_dir(merged_dir) as tmp:
                 merged.save_pretrained(tmp)
                 load_tokenizer(path).save_pretrained(tmp)
+                from .merge import write_merged_from
+
+                write_merged_from(tmp, path, dequantized, str(merged.dtype))
             del merged
         path = str(merged_dir)
     if stage.method == "reward":

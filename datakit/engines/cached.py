@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,26 @@ class CachedEngine:
         self.batch_size = max(1, batch_size)
         self.quiet = quiet
         self.stats = EngineStats()
+
+    def swap(
+        self,
+        model: str,
+        lora_adapter: str | None,
+        fingerprint: dict[str, Any],
+        cache: Callable[[], RequestCache],
+    ) -> bool:
+        """Serve ``model`` (with ``lora_adapter``, if any) from this engine, when the
+        backend can without a new start (vLLM: another LoRA adapter per request, or the
+        weights of the same architecture loaded in place); its answers are then cached
+        under its own fingerprint. False, and nothing changed, otherwise."""
+        swap_model = getattr(self.engine, "swap_model", None)
+        if swap_model is None or not swap_model(model, lora_adapter):
+            return False
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = cache()
+        self.fingerprint = fingerprint
+        return True
 
     @property
     def backend(self) -> str:

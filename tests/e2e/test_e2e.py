@@ -193,6 +193,8 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
         assert rep["model"]["fingerprint"]
     tuned = json.loads((ev / "tuned/report.json").read_text())["model"]
     assert tuned["adapter"].endswith("dpo/final")  # the DPO run, merged once for serving
+    # ... and its weights loaded into the base model's running engine: one engine start
+    assert tuned["engine_start"] == "weights swapped in"
     for name in ("summary.md", "report.html"):
         assert f"wrote {ev / name}" in out
     assert "safety/refusal_rate" in out and not (ev / "gate.xml").exists()

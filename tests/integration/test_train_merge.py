@@ -8,12 +8,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 from tests.integration.test_train import FAST, project, train  # noqa: F401
 
+ROOT = Path(__file__).resolve().parents[2]
+UNSEEN = ["Name a colour.", "Write a haiku about rain.", "What is 2+2?", "List three fruits."]
 PROMPTS = [
     [{"role": "user", "content": "Give three tips for keeping a sourdough starter healthy."}],
     [{"role": "user", "content": "Convert the temperature to Fahrenheit.\n\n25 degrees Celsius"}],
@@ -60,6 +63,14 @@ def trained(project):  # noqa: F811
             "dataset": "chat",
             "adapter": {"type": "lora", "r": 8, "alpha": 16},
             "args": dict(FAST, max_steps=1),
+        },
+        {  # a `from:` stage after LoRA: its adapter and the one under it compose into one
+            "name": "after_lora",
+            "method": "sft",
+            "from": "lora",
+            "dataset": "chat",
+            "adapter": {"type": "lora", "r": 4, "alpha": 16},
+            "args": dict(FAST, max_steps=2, learning_rate=5e-3),
         },
     ]
     plan, results = train(project, "merge", stages)
@@ -291,3 +302,171 @@ def test_merged_model_and_unmerged_adapter_in_vllm(trained, tmp_path, project): 
     assert got["merged"] == expected
     assert got["lora"] == expected
     assert got["qmerged"] == greedy(tmp_path / "qmerged")  # merged QLoRA loads and generates
+
+
+@pytest.mark.numeric
+def test_a_chain_of_loras_composes_into_one_lora_on_the_base(trained, tmp_path, project):  # noqa: F811
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainkit.merge import compose_lora, lora_chain, merge
+
+    chain = lora_chain(trained["after_lora"] / "final")
+    assert chain == (
+        str(project["model"]),
+        [trained["lora"] / "final", trained["after_lora"] / "final"],
+    )
+    # A chain through a 4-bit stage is not the base plus low-rank deltas: merged instead.
+    assert lora_chain(trained["after_qlora"] / "final") is None
+    info = compose_lora(chain[1], tmp_path / "composed")
+    assert info["rank"] == 8 + 4
+    merge(trained["after_lora"], tmp_path / "merged")  # into its merged-start, as evalkit did
+    tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    composed = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(project["model"]), tmp_path / "composed"
+    )
+    first_only = AutoModelForCausalLM.from_pretrained(trained["after_lora"] / "merged-start")
+    a, b, c = _logits(merged, tok), _logits(composed, tok), _logits(first_only, tok)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)  # float32 rounding, as above
+    assert (a - c).abs().max() > 1e-3  # the second stage's adapter counts in the composition
+
+
+SWAP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from datakit.engines import EngineSpec, Request
+    from datakit.ops.runner import EnginePool
+
+    if __name__ == "__main__":
+        base, merged, composed, cache = sys.argv[1:5]
+        prompts = json.loads(sys.argv[5])
+        reqs = [Request.chat(p, temperature=0.0, max_tokens=12) for p in prompts]
+        out = {}
+        opts = {"max_model_len": 256}
+        pool = EnginePool(Path(cache), quiet=True)
+        first = pool.get(EngineSpec("vllm", base, opts), swap=True)
+        out["base"] = [r.completions[0].text for r in first.generate(reqs)]
+        second = pool.get(EngineSpec("vllm", merged, opts), swap=True)  # weights in place
+        out["merged"] = [r.completions[0].text for r in second.generate(reqs)]
+        out["one_engine"] = second is first and len(pool._engines) == 1
+        pool.close()
+        fresh = pool.get(EngineSpec("vllm", merged, opts))  # a start of its own
+        out["merged_fresh"] = [r.completions[0].text for r in fresh.generate(reqs)]
+        pool.close()
+        lora = {**opts, "enable_lora": True, "max_lora_rank": 16}
+        first = pool.get(EngineSpec("vllm", base, lora), swap=True)
+        out["base_lora_engine"] = [r.completions[0].text for r in first.generate(reqs)]
+        second = pool.get(EngineSpec("vllm", base, {**lora, "lora_adapter": composed}), swap=True)
+        out["composed"] = [r.completions[0].text for r in second.generate(reqs)]
+        out["one_lora_engine"] = second is first and len(pool._engines) == 1
+        third = pool.get(EngineSpec("vllm", base, lora), swap=True)  # back to the bare base
+        out["base_again"] = [r.completions[0].text for r in third.generate(reqs)]
+        pool.close()
+        print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def test_one_vllm_engine_serves_the_base_and_the_tuned_model(trained, tmp_path, project):  # noqa: F811
+    """evalkit's path: the tuned model's merged weights are loaded into the base model's
+    running engine, or its adapters, composed into one LoRA, are served per request from
+    it; either way the texts are those of the merged model (transformers, greedy)."""
+    from trainkit.merge import compose_lora, lora_chain, merge
+
+    merge(trained["after_lora"], tmp_path / "merged")
+    compose_lora(lora_chain(trained["after_lora"] / "final")[1], tmp_path / "composed")
+    script = tmp_path / "swap.py"
+    script.write_text(SWAP_SCRIPT)
+    args = [project["model"], tmp_path / "merged", tmp_path / "composed", tmp_path / "cache"]
+    # The training prompts (the tiny model answers them confidently: the same text under
+    # any kernel) and prompts it never saw (where its stages changed its answers).
+    prompts = PROMPTS + [[{"role": "user", "content": q}] for q in UNSEEN]
+    proc = subprocess.run(
+        [sys.executable, str(script), *map(str, args), json.dumps(prompts)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"},
+    )  # fmt: skip
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    got = json.loads(lines[0][7:])
+    seen = len(PROMPTS)
+    assert got["one_engine"] and got["one_lora_engine"]
+    # Loaded in place, the merged weights compute what a fresh engine on them computes.
+    assert got["merged"] == got["merged_fresh"]
+    assert got["merged"] != got["base"]  # so a load that changed nothing fails
+    # The composed LoRA served per request: the merged model's answers (the same sums in
+    # another order, so compared where the model is confident), and without the adapter
+    # the same engine is the base again.
+    assert got["composed"][:seen] == got["merged"][:seen]
+    assert got["base_lora_engine"][:seen] == got["base"][:seen]
+    assert got["base_again"] == got["base_lora_engine"]
+
+
+def test_evalkit_serves_a_from_chain_as_one_lora_on_the_base_engine(trained, tmp_path, project):  # noqa: F811
+    """`eval.adapters: lora`: base and tuned from one vLLM engine, the tuned model's two
+    stages composed into one adapter served per request; its answers are the merged
+    model's (`adapters: merge`, the default)."""
+    import yaml
+
+    rows = [json.loads(x) for x in (ROOT / "datakit/demo/seeds.jsonl").read_text().splitlines()]
+    suite = tmp_path / "suite.jsonl"
+    suite.write_text(
+        "".join(
+            json.dumps({"id": f"s{i}", "prompt": r["instruction"], "references": [r["output"]]})
+            + "\n"
+            for i, r in enumerate(rows[:8])
+        )
+    )
+    preds, infos = {}, {}
+    for mode in ("merge", "lora"):
+        cfg = {
+            "version": 1,
+            "data_root": str(tmp_path / "data"),
+            "runs_root": str(tmp_path / "runs"),
+            "engines": {
+                "v": {
+                    "backend": "vllm",
+                    "model": str(project["model"]),
+                    "options": {"max_model_len": 256},
+                }
+            },  # fmt: skip
+            "eval": {
+                "engine": "v",
+                "adapters": mode,
+                "models": {"base": str(project["model"]), "tuned": str(trained["after_lora"])},
+                "suites": [
+                    {
+                        "name": "s",
+                        "path": str(suite),
+                        "metrics": ["f1"],
+                        "max_tokens": 12,
+                        "truncated": "score",
+                    }
+                ],  # fmt: skip
+                "out": str(tmp_path / mode),
+            },
+        }
+        (tmp_path / f"{mode}.yaml").write_text(yaml.safe_dump(cfg))
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "evalkit"), "run", str(tmp_path / f"{mode}.yaml"), "-q"],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        for label in ("base", "tuned"):
+            lines = (tmp_path / mode / label / "s.predictions.jsonl").read_text().splitlines()
+            preds[mode, label] = [json.loads(x)["output"] for x in lines]
+            infos[mode, label] = json.loads((tmp_path / mode / label / "report.json").read_text())[
+                "model"
+            ]
+    assert infos["merge", "tuned"]["engine_start"] == "weights swapped in"
+    assert infos["lora", "tuned"]["engine_start"] == "adapter per request"
+    assert (
+        json.loads((Path(infos["lora", "tuned"]["lora"]) / "adapter_config.json").read_text())["r"]
+        == 8 + 4
+    )  # both stages' adapters
+    assert preds["lora", "base"] == preds["merge", "base"]
+    assert preds["lora", "tuned"] == preds["merge", "tuned"]
+    assert preds["merge", "tuned"] != preds["merge", "base"]

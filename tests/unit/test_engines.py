@@ -357,3 +357,42 @@ def test_row_sampler_draws_from_the_right_distribution_per_row():
         a = alone(None, logits.clone()).argmax(-1)
         b = batched(None, logits.repeat(3, 1)).argmax(-1)
         assert int(a[0]) == int(b[0])
+
+
+def test_weights_swap_only_between_one_architecture_and_one_tokenizer(tmp_path):
+    """What lets a running vLLM engine take another checkpoint's weights: config.json equal
+    but for name and dtype; tokenizer and template equal but for runtime settings."""
+    from datakit.engines.vllm_backend import same_architecture
+
+    def model(name, **changes):
+        d = tmp_path / name
+        d.mkdir()
+        cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "dtype": "float32"}
+        tok = {"model": {"vocab": {"a": 0, "b": 1}}, "truncation": None, "added_tokens": []}
+        tcfg = {"eos_token": "</s>", "tokenizer_class": "TokenizersBackend"}
+        files = {"config.json": cfg, "tokenizer.json": tok, "tokenizer_config.json": tcfg}
+        for fname, body in files.items():
+            body.update(changes.get(fname, {}))
+            (d / fname).write_text(json.dumps(body))
+        (d / "chat_template.jinja").write_text(changes.get("template", "{{ messages }}"))
+        return d
+
+    base = model("base")
+    # a fine-tune saved again: another name, dtype and the tokenizer's runtime settings
+    tuned = model(
+        "tuned",
+        **{
+            "config.json": {"dtype": "bfloat16", "_name_or_path": "/x"},
+            "tokenizer.json": {"truncation": {"max_length": 256}},
+            "tokenizer_config.json": {"max_length": 256, "is_local": True},
+        },
+    )
+    assert same_architecture(base, tuned)
+    assert not same_architecture(base, model("wider", **{"config.json": {"hidden_size": 128}}))
+    other_vocab = {"tokenizer.json": {"model": {"vocab": {"a": 0, "c": 1}}}}
+    assert not same_architecture(base, model("vocab", **other_vocab))
+    assert not same_architecture(
+        base, model("eos", **{"tokenizer_config.json": {"eos_token": "<e>"}})
+    )
+    assert not same_architecture(base, model("template", template="{{ other }}"))
+    assert not same_architecture(base, tmp_path / "missing")
