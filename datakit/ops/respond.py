@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..engines import Request
@@ -11,6 +12,24 @@ from .context import OpContext
 # What an answer keeps of its prompt record's meta: what the prompt is about (its schema for
 # a format check, its expected behaviour and source for curation and mixing).
 CARRIED_META = ("schema", "expected", "source", "subject", "category")
+
+# The end of a sentence: . ! or ? (not after a digit: "1." opens a list item), any closing
+# quotes or brackets, then white space or the end of the text.
+_SENTENCE_END = re.compile(r"(?<![0-9])[.!?][\"'’”)\]]*(?=\s|$)")
+
+
+def trim_to_sentence(text: str) -> str | None:
+    """An answer cut off at max_tokens, back to its last complete sentence outside a code
+    block; None when no complete sentence remains."""
+    if text.count("```") % 2:  # cut inside a code block: drop the block
+        text = text[: text.rfind("```")]
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends:
+        return None
+    kept = text[: ends[-1].end()].rstrip()
+    if kept.count("```") % 2:
+        return None
+    return kept or None
 
 
 def _answer(
@@ -28,6 +47,7 @@ def _answer(
     samples: int = 1,
     schema_field: str | None = None,
     regex_field: str | None = None,
+    trim_truncated: bool = False,
 ) -> list[dict[str, Any]]:
     convs = [prompt_messages(r) for r in records]
     reqs = []
@@ -56,25 +76,33 @@ def _answer(
             continue
         for k, comp in enumerate(res.completions):
             made = _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system,
-                           drop_truncated, output_kind, engine, samples > 1)  # fmt: skip
+                           drop_truncated, output_kind, engine, samples > 1,
+                           trim_truncated)  # fmt: skip
             if made is not None:
                 out.append(made)
     return out
 
 
 def _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system, drop_truncated,
-            output_kind, engine, numbered) -> dict[str, Any] | None:  # fmt: skip
+            output_kind, engine, numbered, trim_truncated=False) -> dict[str, Any] | None:  # fmt: skip
     """One response as a record, or None (rejected with the reason)."""
     text = comp.text.strip()
     if not text:
         ctx.reject(rec, "empty_response", sample=k)
         return None
-    if drop_truncated and comp.finish_reason == "length":
+    trimmed = False
+    if comp.finish_reason == "length" and trim_truncated and req.json_schema is None:
+        cut = trim_to_sentence(text)
+        if cut is not None:
+            text, trimmed = cut, True
+    if drop_truncated and comp.finish_reason == "length" and not trimmed:
         ctx.reject(rec, "truncated", response=text[:500], sample=k)
         return None
     meta = ctx.meta(
         source, req, parents=[rec["id"]], engine=engine, finish_reason=comp.finish_reason
     )
+    if trimmed:
+        meta["trimmed_to_sentence"] = True
     if numbered:
         meta["sample"] = k
     if system_prompt:
@@ -104,6 +132,7 @@ def respond(
     samples: int = 1,
     schema_field: str | None = None,
     regex_field: str | None = None,
+    trim_truncated: bool = False,
 ) -> list[dict[str, Any]]:
     """Answer every prompt; the system prompt, if any, stays in the chat records."""
     return _answer(
@@ -120,6 +149,7 @@ def respond(
         samples=samples,
         schema_field=schema_field,
         regex_field=regex_field,
+        trim_truncated=trim_truncated,
     )
 
 
@@ -135,6 +165,7 @@ def distill(
     samples: int = 1,
     schema_field: str | None = None,
     regex_field: str | None = None,
+    trim_truncated: bool = False,
 ) -> list[dict[str, Any]]:
     """The teacher engine answers; records are in student format (without the teacher's system prompt)."""
     teacher = ctx.engine_for("teacher")
@@ -153,4 +184,5 @@ def distill(
         samples=samples,
         schema_field=schema_field,
         regex_field=regex_field,
+        trim_truncated=trim_truncated,
     )

@@ -626,3 +626,43 @@ def test_a_rubric_of_ones_own_replaces_the_criteria():
         [{"instruction": "Rewrite: hi", "input": "", "output": "Good day."}], ctx, rubric=rubric
     )
     assert out[0]["meta"]["judge"]["rubric"] == judge.rubric_version(rubric) != "pointwise-v1"
+
+
+@pytest.mark.parametrize(
+    "text,kept",
+    [
+        (
+            "Rinse the rice. Boil it for ten minutes. Then le",
+            "Rinse the rice. Boil it for ten minutes.",
+        ),
+        ('He said "stop." Then the car', 'He said "stop."'),
+        ("Steps:\n1. Open the lid\n2. Pour the wat", None),  # list numbers are not sentence ends
+        ("Use kill. For example:\n```bash\nkill -9 11\n# then", "Use kill."),  # no open code block
+        ("A version number like 3.14 and no end", None),
+        ("Is it safe? Yes! It is fine", "Is it safe? Yes!"),
+    ],
+)
+def test_trim_to_sentence(text, kept):
+    from datakit.ops.respond import trim_to_sentence
+
+    assert trim_to_sentence(text) == kept
+
+
+def test_respond_trims_cut_off_answers_to_their_last_sentence():
+    class CutOff(Scripted):
+        def generate(self, requests):
+            return [Result([Completion(last_user(r), "length", 9)], 5) for r in requests]
+
+    recs = [
+        {"id": "a", "prompt": "One sentence. Then a cut"},
+        {"id": "b", "prompt": "no sentence at all"},
+    ]
+    ctx = OpContext({"engine": CachedEngine(CutOff(None), quiet=True)}, quiet=True)
+    from datakit.ops.respond import respond
+
+    out = respond(recs, ctx, trim_truncated=True)
+    assert [r["messages"][-1]["content"] for r in out] == ["One sentence."]
+    assert out[0]["meta"]["trimmed_to_sentence"] is True
+    assert ctx.drops == {"truncated": 1}  # nothing left to keep: dropped as before
+    ctx = OpContext({"engine": CachedEngine(CutOff(None), quiet=True)}, quiet=True)
+    assert respond(recs, ctx) == [] and ctx.drops == {"truncated": 2}  # the default drops
