@@ -164,6 +164,13 @@ def make_command(op: Op) -> click.Command:
         if kw.get("explain_id"):
             return _explain(op, output, data_root, kw["explain_id"], as_json)
         params = {k: v for k, v in kw.items() if k in schema["properties"] and v is not None}
+        from .ops.runner import param_problems
+
+        for where, msg in param_problems(op.name, params):
+            # a flag's value the schema refuses is a usage error (exit 2), named by its flag
+            name = where.split(".", 1)[0]
+            flag = f"--{name.replace('_', '-')}" if name in params else None
+            raise click.BadParameter(msg, param_hint=f"'{flag}'" if flag else None)
         inputs: str | list[str] = input_ref if isinstance(input_ref, str) else list(input_ref)
         if op.many_inputs and "weights" in schema["properties"]:
             inputs, weights = _weighted(list(input_ref))

@@ -26,19 +26,25 @@ from .context import OpContext
 log = logging.getLogger(__name__)
 
 
-def op_params(op: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Check an op's parameters against its schema and fill in the defaults."""
+def param_problems(op: str, params: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(where, message) for each way an op's parameters break its schema; ``where`` starts
+    with the parameter's name ("params" for the object as a whole)."""
     import jsonschema
 
-    root = load_schema("pipeline")
-    schema = root["definitions"][f"params_{op}"]
-    problems = []
-    for err in jsonschema.Draft7Validator(schema).iter_errors(params or {}):
-        where = ".".join(str(p) for p in err.absolute_path) or "params"
-        problems.append(f"{where}: {err.message}")
+    schema = load_schema("pipeline")["definitions"][f"params_{op}"]
+    return [
+        (".".join(str(p) for p in err.absolute_path) or "params", err.message)
+        for err in jsonschema.Draft7Validator(schema).iter_errors(params or {})
+    ]
+
+
+def op_params(op: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Check an op's parameters against its schema and fill in the defaults."""
+    problems = param_problems(op, params)
     if problems:
-        raise DatakitError(f"{op}: " + "; ".join(problems))
-    return with_defaults(params or {}, schema, root)
+        raise DatakitError(f"{op}: " + "; ".join(f"{w}: {m}" for w, m in problems))
+    root = load_schema("pipeline")
+    return with_defaults(params or {}, root["definitions"][f"params_{op}"], root)
 
 
 def roles_used(op: Op, engines: dict[str, EngineSpec | None]) -> dict[str, EngineSpec]:

@@ -47,6 +47,17 @@ def test_generate_flags(cli, tmp_path):
         "novalue",
     )
     assert code == 2 and "expected KEY=VALUE, got 'novalue'" in out
+    # A JSON flag whose value parses but breaks the op's schema is a usage error too (exit 2,
+    # the flag named), caught before any engine or dataset is touched.
+    code, out = cli(
+        datakit, "judge", "seeds", "-o", "j", "--model", "m", "--rubric", '{"a b": "q"}'
+    )
+    assert (code, out.splitlines()[-1]) == (
+        2,
+        "Error: Invalid value for '--rubric': 'a b' does not match '^[A-Za-z_][A-Za-z0-9_]*$'",
+    )
+    code, out = cli(datakit, "judge", "seeds", "-o", "j", "--model", "m", "--rubric", "[1]")
+    assert code == 2 and "Invalid value for '--rubric': [1] is not of type 'object'" in out
 
 
 def test_generate_bad_input_and_engine_fail_before_work(cli, tmp_path):
