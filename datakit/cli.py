@@ -609,6 +609,11 @@ def run_cmd(
             f"kept {kept} records in {len(s.steps)} steps, dropped {dropped} (reasons above; "
             f"each version's rejects.jsonl holds them)"
         )
+    timed = sorted((st for st in s.steps if st.get("seconds", 0) >= 1), key=lambda x: -x["seconds"])
+    if timed:  # where the time went (the first model step includes its engine's start)
+        click.echo(
+            "time by step: " + ", ".join(f"{st['name']} {st['seconds']:.0f} s" for st in timed)
+        )
 
 
 @cli.group("generate", cls=Group)

@@ -204,6 +204,8 @@ def run_cmd(
         tail = f", train loss {loss:.4f}" if isinstance(loss, float) else ""
         ev = r.metrics.get("eval_loss")
         tail += f", eval loss {ev:.4f}" if isinstance(ev, float) else ""
+        took = r.metrics.get("train_runtime")
+        tail += f", {took:.0f} s of training" if isinstance(took, (int, float)) else ""
         click.echo(f"stage {r.name} ({r.method}): {r.status}{tail} -> {r.run_dir}")
 
 

@@ -144,6 +144,7 @@ class StepResult:
     skipped: bool
     drops: dict[str, int]
     engine_stats: dict[str, Any] | None = None
+    seconds: float = 0.0  # wall time of the step, engine start included
 
     @property
     def version(self) -> Version:
@@ -164,6 +165,7 @@ class StepResult:
             "skipped": self.skipped,
             "drops": self.drops,
             "engine": self.engine_stats,
+            "seconds": round(self.seconds, 1),
         }
 
 
@@ -182,7 +184,18 @@ def step_line(st: dict[str, Any]) -> str:
     return line
 
 
-def run_step(
+def run_step(*args: Any, **kwargs: Any) -> StepResult:
+    """Run op ``op_name`` over the input versions; store its output(s); skip if unchanged
+    (see ``_run_step``); the result carries the step's wall time."""
+    import time
+
+    t0 = time.perf_counter()
+    res = _run_step(*args, **kwargs)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _run_step(
     store: DatasetStore,
     name: str,
     op_name: str,

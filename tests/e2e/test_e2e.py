@@ -177,6 +177,11 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
         assert r["meta"]["chosen_quality"] > r["meta"]["rejected_quality"]
     # make train: SFT on the curated answers, then DPO from the SFT model; no raw log dicts.
     assert "stage sft (sft): trained" in out and "stage dpo (dpo): trained" in out
+    # where the time went: the data steps, slowest first, and each stage's training time
+    times = next(x for x in out.splitlines() if x.startswith("time by step: "))
+    secs = [float(t.rsplit(" ", 2)[1]) for t in times[len("time by step: ") :].split(", ")]
+    assert secs == sorted(secs, reverse=True) and len(secs) >= 3
+    assert out.count(" s of training -> ") == 2
     assert "{'loss'" not in out and "'train_runtime'" not in out
     for stage, data in (("sft", "sft-train@v1"), ("dpo", "dpo-mix@v1")):
         rd = tmp_path / "runs/train" / stage
