@@ -43,6 +43,7 @@ def mix(
     weights: list[float] | None = None,
     total: int | None = None,
     best_effort: bool = False,
+    balance_by: str | None = None,
 ) -> list[dict[str, Any]]:
     rng = random.Random(ctx.seed)
     w = list(weights or [1.0] * len(inputs))
@@ -76,13 +77,21 @@ def mix(
     out: list[dict[str, Any]] = []
     realised = []
     for k, (recs, want) in enumerate(zip(inputs, wanted, strict=True)):
-        take = rng.sample(range(len(recs)), min(want, len(recs)))
-        chosen = sorted(take)
+        if balance_by:
+            chosen = sorted(_balanced(recs, min(want, len(recs)), balance_by, rng))
+        else:
+            chosen = sorted(rng.sample(range(len(recs)), min(want, len(recs))))
         out.extend(recs[i] for i in chosen)
         realised.append(
             {"input": k, "weight": norm[k], "asked": round(norm[k], 4), "wanted": want,
              "taken": len(chosen)}
         )  # fmt: skip
+        if balance_by:
+            counts: dict[str, int] = {}
+            for i in chosen:
+                key = str(_field(recs[i], balance_by))
+                counts[key] = counts.get(key, 0) + 1
+            realised[-1]["by_" + balance_by] = dict(sorted(counts.items()))
         taken = set(chosen)
         for i, rec in enumerate(recs):
             if i not in taken:
@@ -94,6 +103,25 @@ def mix(
             row["asked"] = None  # nothing was asked: the inputs' own sizes
     ctx.stats["mix"] = realised
     rng.shuffle(out)
+    return out
+
+
+def _balanced(recs: list[dict[str, Any]], n: int, path: str, rng: random.Random) -> list[int]:
+    """``n`` indices of ``recs`` drawn evenly across the values of field ``path`` (records
+    without it form a group of their own): each group gives n / groups, a group too small
+    gives all it has and the others share its remainder."""
+    groups: dict[str, list[int]] = {}
+    for i, rec in enumerate(recs):
+        groups.setdefault(str(_field(rec, path)), []).append(i)
+    for idx in groups.values():
+        rng.shuffle(idx)
+    order = sorted(groups, key=lambda g: len(groups[g]))  # the smallest groups first
+    out: list[int] = []
+    left = n
+    for j, g in enumerate(order):
+        share = min(len(groups[g]), left // (len(order) - j))
+        out.extend(groups[g][:share])
+        left -= share
     return out
 
 

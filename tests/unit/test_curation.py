@@ -116,6 +116,31 @@ def test_mix_realises_the_proportions(store):
     assert again.skipped  # same seed, same inputs: nothing to do
 
 
+def test_mix_balance_by_draws_each_value_evenly(store):
+    """30 refusals and 10 helpful answers, 12 asked for evenly: 6 and 6; 24 asked for: all
+    10 helpful answers and 14 refusals (the short value gives all it has)."""
+    rows = [
+        {"instruction": f"Task {i} here", "input": "", "output": "x",
+         "meta": {"expected": "refuse" if i < 30 else "comply"}}
+        for i in range(40)
+    ]  # fmt: skip
+    store.write("safety", rows, "instruction")
+    store.write("other", recs([f"Other task {i} here" for i in range(10)]), "instruction")
+    for total, want in ((12, {"comply": 6, "refuse": 6}), (24, {"comply": 10, "refuse": 14})):
+        res = run_step(
+            store, f"m{total}", "mix", ["safety"], {"total": total, "balance_by": "meta.expected"}
+        )
+        got = [r["meta"]["expected"] for r in res.version.records()]
+        assert {v: got.count(v) for v in set(got)} == want
+        assert res.version.manifest()["stats"]["mix"][0]["by_meta.expected"] == want
+    # inputs without the field are one group of their own: drawn as before
+    res = run_step(store, "m-other", "mix", ["other", "safety"],
+                   {"weights": [1, 1], "total": 10, "balance_by": "meta.expected"})  # fmt: skip
+    stats = res.version.manifest()["stats"]["mix"]
+    assert stats[0]["by_meta.expected"] == {"None": 5}
+    assert stats[1]["by_meta.expected"] == {"comply": 2, "refuse": 3}  # odd one: the larger
+
+
 def test_split_keeps_near_duplicates_together_and_stratifies(store):
     rows = []
     for i in range(20):
