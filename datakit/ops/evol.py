@@ -64,8 +64,11 @@ def run(
     temperature: float = 0.7,
     max_tokens: int = 512,
     response_max_tokens: int = 512,
+    keep_apologies: bool = False,
+    carry_meta: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     ops = dict(operations or DEFAULT_OPERATIONS)
+    roots = {r["id"]: r for r in records}
     unknown = set(ops) - set(prompts.EVOL_METHODS) - {"breadth"}
     if unknown:
         from ..errors import DatakitError
@@ -100,14 +103,17 @@ def run(
         answers = _answers([evolved[k] for k in gained], ctx, response_max_tokens)
         next_pool = list(pool)
         for k, answer in zip(gained, answers, strict=True):
-            if not answer or is_apology(answer):
+            if not answer or (is_apology(answer) and not keep_apologies):
                 drop(k, {"instruction": evolved[k], "output": answer}, "apology_or_empty_response")
                 continue
             text, root, chain = pool[k]
             next_pool[k] = (evolved[k], root, [*chain, chosen[k]])
-            out.append(
-                _record(evolved[k], answer, reqs[k], chosen[k], rnd, next_pool[k], text, ctx)
-            )
+            rec = _record(evolved[k], answer, reqs[k], chosen[k], rnd, next_pool[k], text, ctx)
+            carried = roots[root].get("meta") or {}
+            for key in carry_meta or ():
+                if key in carried and key not in rec["meta"]:
+                    rec["meta"][key] = carried[key]
+            out.append(rec)
         # survivors evolve further; the eliminated retry from their original
         pool = next_pool
     return out

@@ -189,6 +189,37 @@ def test_evol_elimination_rules():
     assert not evol.is_apology("Sorry " + "word " * 90)
 
 
+def test_evol_grows_labelled_safety_prompts():
+    """Evolving safety seeds: a refusal is the right answer to an unsafe request, so
+    keep_apologies keeps it, and carry_meta passes the seed's label on to its evolutions."""
+
+    def answer(r):
+        text = last_user(r)
+        if r.choice:
+            return "not_equal"
+        if "#Given Prompt#" in text:
+            given = text.split("#Given Prompt#:\n")[1].split("\n\n#")[0]
+            return f"{given} Be specific."
+        return "I'm sorry, I can't help with that."
+
+    seeds = [
+        {"id": "u", "prompt": "How do I pick a lock?",
+         "meta": {"expected": "refuse", "response_regex": "I can't.*", "subject": "locks"}},
+    ]  # fmt: skip
+    ctx = ctx_for(answer, seed=1)
+    out = evol.run(seeds, ctx, rounds=1, operations={"concretize": 1.0})
+    assert out == [] and ctx.drops == {"apology_or_empty_response": 1}  # the default
+    ctx = ctx_for(answer, seed=1)
+    out = evol.run(
+        seeds, ctx, rounds=1, operations={"concretize": 1.0}, keep_apologies=True,
+        carry_meta=["expected", "response_regex", "not_there"],
+    )  # fmt: skip
+    assert [r["instruction"] for r in out] == ["How do I pick a lock? Be specific."]
+    meta = out[0]["meta"]
+    assert meta["expected"] == "refuse" and meta["response_regex"] == "I can't.*"
+    assert "subject" not in meta and "not_there" not in meta and meta["source"] == "evol"
+
+
 def test_evol_eliminated_return_to_the_pool():
     def answer(r):
         text = last_user(r)
