@@ -152,10 +152,10 @@ def run_eval(
     pool = EnginePool(runs / "cache", quiet=quiet)
     try:
         served, lora_bases = _served_models(ev, engine_cfg, cfg, base, runs, out)
-        for label, ref in ev["models"].items():
+        for label in ev["models"]:
             reports[label] = _eval_model(
-                label, ref, cfg, ev, engine_cfg, suites, (judge, refusal_judge), base, runs, out,
-                quiet, pool, served, lora_bases,
+                label, served[label], lora_bases, cfg, ev, engine_cfg, suites,
+                (judge, refusal_judge), out, quiet, pool,
             )  # fmt: skip
             res.reports[label] = out / label / "report.json"
             res.written.append(out / label / "report.json")
@@ -201,19 +201,16 @@ def _served_models(
 
 def _eval_model(
     label: str,
-    ref: str,
+    served: tuple[str, dict[str, Any]],
+    lora_bases: dict[str, int],
     cfg: dict[str, Any],
     ev: dict[str, Any],
     engine_cfg: dict[str, Any],
     suites: list[Suite],
     judges: tuple[Any, Any],
-    base: Path,
-    runs: Path,
     out: Path,
     quiet: bool,
     pool: Any,
-    served: dict[str, tuple[str, dict[str, Any]]],
-    lora_bases: dict[str, int],
 ) -> dict[str, Any]:
     """Predict, judge and score every suite with one model; its report, written."""
     import orjson
@@ -225,7 +222,7 @@ def _eval_model(
     from .scoring import make_report, score, suite_entry, write_scored
 
     judge, refusal_judge = judges
-    path, info = served[label]
+    path, info = served
     options = dict(engine_cfg.get("options") or {})
     if info.get("lora"):
         options["lora_adapter"] = info["lora"]
