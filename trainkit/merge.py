@@ -16,7 +16,13 @@ from typing import Any
 from datakit.errors import DatakitError
 from datakit.runs import atomic_dir, read_run
 
-from .model import adapter_base, is_adapter_dir, load_tokenizer, merged_from_adapter
+from .model import (
+    MERGED_FROM_FILE,
+    adapter_base,
+    is_adapter_dir,
+    load_tokenizer,
+    merged_from_adapter,
+)
 
 MERGEABLE = {"LORA", "IA3"}
 
@@ -70,10 +76,6 @@ def merge(run: str | Path, out: str | Path, force: bool = False) -> dict[str, An
 
 # --- one LoRA on the original base for a chain of `from:` stages ------------------------
 
-MERGED_FROM_FILE = "merged_from.json"
-"""Written into a ``merged-start`` directory: the adapter it was merged from, so the chain
-base -> adapter -> merged-start -> adapter can be read back as one adapter on the base."""
-
 # adapter_config.json keys that change what a LoRA computes beyond A, B, alpha and r; a
 # chain that sets any of them is merged instead of composed.
 _UNCOMPOSABLE = (
@@ -86,20 +88,6 @@ _UNCOMPOSABLE = (
     "fan_in_fan_out",
     "lora_bias",
 )
-
-
-def write_merged_from(
-    merged_dir: str | Path, adapter: str | Path, dequantized: bool, dtype: str
-) -> None:
-    from datakit.models import fingerprint
-
-    info = {
-        "adapter": str(Path(adapter).resolve()),
-        "fingerprint": fingerprint(adapter),
-        "dequantized": dequantized,
-        "dtype": dtype,
-    }
-    (Path(merged_dir) / MERGED_FROM_FILE).write_text(json.dumps(info))
 
 
 def lora_chain(adapter: str | Path) -> tuple[str, list[Path]] | None:

@@ -261,8 +261,6 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
             with atomic_dir(merged_dir) as tmp:
                 merged.save_pretrained(tmp)
                 load_tokenizer(path).save_pretrained(tmp)
-                from .merge import write_merged_from
-
                 write_merged_from(tmp, path, dequantized, str(merged.dtype))
             del merged
         path = str(merged_dir)
@@ -319,3 +317,22 @@ def peft_config(stage: Stage) -> Any:
     if kind == "prefix_tuning":
         return PrefixTuningConfig(num_virtual_tokens=a["num_virtual_tokens"], task_type=task)
     raise DatakitError(f"unknown adapter type {kind!r}")
+
+
+MERGED_FROM_FILE = "merged_from.json"
+"""Written into a ``merged-start`` directory: the adapter it was merged from, so the chain
+base -> adapter -> merged-start -> adapter can be read back as one adapter on the base."""
+
+
+def write_merged_from(
+    merged_dir: str | Path, adapter: str | Path, dequantized: bool, dtype: str
+) -> None:
+    from datakit.models import fingerprint
+
+    info = {
+        "adapter": str(Path(adapter).resolve()),
+        "fingerprint": fingerprint(adapter),
+        "dequantized": dequantized,
+        "dtype": dtype,
+    }
+    (Path(merged_dir) / MERGED_FROM_FILE).write_text(json.dumps(info))
