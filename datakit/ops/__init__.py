@@ -87,7 +87,7 @@ OPS: dict[str, Op] = {
         Op(
             "evol_instruct",
             "datakit.ops.evol:run",
-            ("instruction", "chat"),
+            _PROMPTS,
             "instruction",
             "Evolve instructions in depth and breadth, with elimination (Evol-Instruct).",
             f"datakit generate evol-instruct seeds -o evolved {_M} --rounds 2",
