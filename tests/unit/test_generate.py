@@ -189,18 +189,28 @@ def test_evol_elimination_rules():
     assert not evol.is_apology("Sorry " + "word " * 90)
 
 
-def test_evol_grows_labelled_safety_prompts():
-    """Evolving safety seeds: a refusal is the right answer to an unsafe request, so
-    keep_apologies keeps it, and carry_meta passes the seed's label on to its evolutions."""
+def evol_script(rewrite, reply):
+    """A scripted engine's answer for evol_instruct: every rewrite gains information, a
+    rewrite is ``rewrite(the given prompt)``, and every response is ``reply``."""
 
     def answer(r):
         text = last_user(r)
         if r.choice:
             return "not_equal"
         if "#Given Prompt#" in text:
-            given = text.split("#Given Prompt#:\n")[1].split("\n\n#")[0]
-            return f"{given} Be specific."
-        return "I'm sorry, I can't help with that."
+            return rewrite(text.split("#Given Prompt#:\n")[1].split("\n\n#")[0])
+        return reply
+
+    return answer
+
+
+def test_evol_grows_labelled_safety_prompts():
+    """Evolving safety seeds: a refusal is the right answer to an unsafe request, so
+    keep_apologies keeps it, and carry_meta passes the seed's label on to its evolutions."""
+
+    answer = evol_script(
+        lambda given: f"{given} Be specific.", "I'm sorry, I can't help with that."
+    )
 
     seeds = [
         {"id": "u", "prompt": "How do I pick a lock?",
@@ -521,14 +531,7 @@ def test_evol_operation_template_and_effect(op):
     if method_hash:
         assert template_hash(prompts.EVOL_METHODS[op]) == method_hash
 
-    def answer(r):
-        text = last_user(r)
-        if r.choice:
-            return "not_equal"
-        if "#Given Prompt#" in text:
-            given = text.split("#Given Prompt#:\n")[1].split("\n\n#")[0]
-            return f"[{op}] {given}"
-        return "A full answer."
+    answer = evol_script(lambda given: f"[{op}] {given}", "A full answer.")
 
     seed = {"id": "s", "instruction": "Explain how tides work.", "input": "", "output": "x"}
     ctx = ctx_for(answer, seed=3)
