@@ -204,7 +204,7 @@ def evol_script(rewrite, reply):
     return answer
 
 
-def test_evol_grows_labelled_safety_prompts():
+def test_evol_grows_labelled_safety_prompts(store, tmp_path):
     """Evolving safety seeds: a refusal is the right answer to an unsafe request, so
     keep_apologies keeps it, and carry_meta passes the seed's label on to its evolutions."""
 
@@ -228,6 +228,23 @@ def test_evol_grows_labelled_safety_prompts():
     meta = out[0]["meta"]
     assert meta["expected"] == "refuse" and meta["response_regex"] == "I can't.*"
     assert "subject" not in meta and "not_there" not in meta and meta["source"] == "evol"
+    # As a pipeline step it reads a prompt set (eval_item records) as they are.
+    from datakit.engines import EngineSpec
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            return CachedEngine(Scripted(answer), quiet=True)
+
+    store.write("safety", [{k: v for k, v in seeds[0].items() if k != "id"}], "eval_item")
+    params = {"rounds": 1, "operations": {"concretize": 1.0}, "keep_apologies": True,
+              "carry_meta": ["expected"]}  # fmt: skip
+    spec = {"engine": EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})}
+    res = run_step(
+        store, "grown", "evol_instruct", "safety", params, spec, Pool(tmp_path), quiet=True
+    )
+    (rec,) = res.version.records()
+    assert rec["instruction"] == "How do I pick a lock? Be specific."
+    assert rec["meta"]["expected"] == "refuse" and res.version.manifest()["kind"] == "instruction"
 
 
 def test_evol_eliminated_return_to_the_pool():

@@ -491,3 +491,48 @@ def test_a_run_mostly_warmup_is_said_once_at_the_start():
     assert "warmup_ratio: 0" in note
     assert warmup_note(args.get_warmup_steps(300), 300) is None  # 9 of 300: nothing to say
     assert warmup_note(0, 2) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{}, {"use_dora": True}, {"bias": "lora_only"}, {"rank_pattern": {"q_proj": 4}},
+     {"peft_type": "IA3"}, {"modules_to_save": ["lm_head"]}],
+)  # fmt: skip
+def test_lora_chain_composes_only_plain_loras_down_to_a_plain_base(tmp_path, change):
+    """What `eval.adapters: lora` may compose: plain LoRAs on a plain model, through
+    merges that say which adapter they came from; anything else is merged instead."""
+    import json
+
+    from trainkit.merge import lora_chain
+    from trainkit.model import write_merged_from
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+
+    def adapter(name, on, **extra):
+        d = tmp_path / name
+        d.mkdir()
+        cfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16,
+               "bias": "none", "base_model_name_or_path": str(on), **extra}  # fmt: skip
+        (d / "adapter_config.json").write_text(json.dumps(cfg))
+        (d / "adapter_model.safetensors").write_bytes(b"weights of " + name.encode())
+        return d
+
+    first = adapter("sft", base, **change)
+    merged = tmp_path / "merged-start"
+    merged.mkdir()
+    (merged / "config.json").write_text("{}")
+    write_merged_from(merged, first, False, "torch.float32")
+    second = adapter("dpo", merged)
+    got = lora_chain(second)
+    assert got == ((str(base), [first, second]) if not change else None)
+    if not change:
+        # a merge into other weights, or from an adapter changed since, breaks the chain
+        write_merged_from(merged, first, False, "torch.bfloat16")
+        assert lora_chain(second) is None
+        write_merged_from(merged, first, True, "torch.float32")
+        assert lora_chain(second) is None
+        write_merged_from(merged, first, False, "torch.float32")
+        (first / "adapter_model.safetensors").write_bytes(b"retrained")
+        assert lora_chain(second) is None
