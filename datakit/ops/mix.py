@@ -44,8 +44,15 @@ def mix(
     total: int | None = None,
     best_effort: bool = False,
     balance_by: str | None = None,
+    balance_weights: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     rng = random.Random(ctx.seed)
+    if balance_weights and not balance_by:
+        from ..errors import DatakitError
+
+        raise DatakitError(
+            f"{ctx.step}: mix balance_weights needs balance_by (the field they weigh)"
+        )
     w = list(weights or [1.0] * len(inputs))
     if len(w) != len(inputs):
         from ..errors import DatakitError
@@ -78,7 +85,7 @@ def mix(
     realised = []
     for k, (recs, want) in enumerate(zip(inputs, wanted, strict=True)):
         if balance_by:
-            chosen = sorted(_balanced(recs, min(want, len(recs)), balance_by, rng))
+            chosen = sorted(_balanced(recs, min(want, len(recs)), balance_by, rng, balance_weights))
         else:
             chosen = sorted(rng.sample(range(len(recs)), min(want, len(recs))))
         out.extend(recs[i] for i in chosen)
@@ -106,20 +113,30 @@ def mix(
     return out
 
 
-def _balanced(recs: list[dict[str, Any]], n: int, path: str, rng: random.Random) -> list[int]:
-    """``n`` indices of ``recs`` drawn evenly across the values of field ``path`` (records
-    without it form a group of their own): each group gives n / groups, a group too small
-    gives all it has and the others share its remainder."""
+def _balanced(
+    recs: list[dict[str, Any]],
+    n: int,
+    path: str,
+    rng: random.Random,
+    weights: dict[str, float] | None = None,
+) -> list[int]:
+    """``n`` indices of ``recs`` drawn across the values of field ``path`` (records without it
+    form a group of their own): evenly, or in proportion to ``weights`` (value -> weight,
+    1 for a value it does not name); a group too small gives all it has and the others share
+    its remainder in their proportions."""
     groups: dict[str, list[int]] = {}
     for i, rec in enumerate(recs):
         groups.setdefault(str(_field(rec, path)), []).append(i)
     for idx in groups.values():
         rng.shuffle(idx)
-    order = sorted(groups, key=lambda g: len(groups[g]))  # the smallest groups first
+    weight = {g: float((weights or {}).get(g, 1.0)) for g in groups}
+    # the groups shortest for their weight first: they give all they have, the rest share
+    order = sorted(groups, key=lambda g: len(groups[g]) / weight[g])
     out: list[int] = []
     left = n
     for j, g in enumerate(order):
-        share = min(len(groups[g]), left // (len(order) - j))
+        rest = sum(weight[h] for h in order[j:])
+        share = min(len(groups[g]), int(left * weight[g] / rest + 1e-9))
         out.extend(groups[g][:share])
         left -= share
     return out

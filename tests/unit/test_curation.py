@@ -141,6 +141,27 @@ def test_mix_balance_by_draws_each_value_evenly(store):
     assert stats[1]["by_meta.expected"] == {"comply": 2, "refuse": 3}  # odd one: the larger
 
 
+def test_mix_balance_weights_draw_the_values_in_proportion(store):
+    """30 refusals and 12 helpful answers drawn 3:2 (comply:refuse): 6 of 10 are helpful
+    answers; 30 asked: the 12 helpful answers are too few for 18, so they all go and the
+    refusals make up the rest. Weights without balance_by are a config error."""
+    rows = [
+        {"instruction": f"Task {i} here", "input": "", "output": "x",
+         "meta": {"expected": "refuse" if i < 30 else "comply"}}
+        for i in range(42)
+    ]  # fmt: skip
+    store.write("safety", rows, "instruction")
+    weights = {"comply": 3, "refuse": 2}
+    for total, want in ((10, {"comply": 6, "refuse": 4}), (30, {"comply": 12, "refuse": 18})):
+        res = run_step(store, f"w{total}", "mix", ["safety"],
+                       {"total": total, "balance_by": "meta.expected", "balance_weights": weights})  # fmt: skip
+        got = [r["meta"]["expected"] for r in res.version.records()]
+        assert {v: got.count(v) for v in set(got)} == want
+        assert res.version.manifest()["stats"]["mix"][0]["by_meta.expected"] == want
+    with pytest.raises(DatakitError, match="balance_weights needs balance_by"):
+        run_step(store, "w-bad", "mix", ["safety"], {"total": 10, "balance_weights": weights})
+
+
 def test_split_keeps_near_duplicates_together_and_stratifies(store):
     rows = []
     for i in range(20):
