@@ -99,7 +99,7 @@ def _demo_config(tmp_path: Path) -> Path:
         "grown": {"num_instructions": 4, "prompts_per_round": 4, "max_rounds": 1},
         "evolved": {"max_tokens": 96, "response_max_tokens": 96},
         "answers": {"max_tokens": 128},
-        "prefs": {"max_tokens": 96},
+        "prefs": {"max_tokens": 48},
         "format-answers": {"samples": 1},
         "safety-answers": {"samples": 1, "max_tokens": 64},
         "safety-contrast": {"max_tokens": 48},
