@@ -116,15 +116,19 @@ def test_mix_realises_the_proportions(store):
     assert again.skipped  # same seed, same inputs: nothing to do
 
 
+def _labelled(refusals: int, answers: int) -> list[dict]:
+    """Instruction records labelled meta.expected: refusals first, then helpful answers."""
+    return [
+        {"instruction": f"Task {i} here", "input": "", "output": "x",
+         "meta": {"expected": "refuse" if i < refusals else "comply"}}
+        for i in range(refusals + answers)
+    ]  # fmt: skip
+
+
 def test_mix_balance_by_draws_each_value_evenly(store):
     """30 refusals and 10 helpful answers, 12 asked for evenly: 6 and 6; 24 asked for: all
     10 helpful answers and 14 refusals (the short value gives all it has)."""
-    rows = [
-        {"instruction": f"Task {i} here", "input": "", "output": "x",
-         "meta": {"expected": "refuse" if i < 30 else "comply"}}
-        for i in range(40)
-    ]  # fmt: skip
-    store.write("safety", rows, "instruction")
+    store.write("safety", _labelled(refusals=30, answers=10), "instruction")
     store.write("other", recs([f"Other task {i} here" for i in range(10)]), "instruction")
     for total, want in ((12, {"comply": 6, "refuse": 6}), (24, {"comply": 10, "refuse": 14})):
         res = run_step(
@@ -145,12 +149,7 @@ def test_mix_balance_weights_draw_the_values_in_proportion(store):
     """30 refusals and 12 helpful answers drawn 3:2 (comply:refuse): 6 of 10 are helpful
     answers; 30 asked: the 12 helpful answers are too few for 18, so they all go and the
     refusals make up the rest. Weights without balance_by are a config error."""
-    rows = [
-        {"instruction": f"Task {i} here", "input": "", "output": "x",
-         "meta": {"expected": "refuse" if i < 30 else "comply"}}
-        for i in range(42)
-    ]  # fmt: skip
-    store.write("safety", rows, "instruction")
+    store.write("safety", _labelled(refusals=30, answers=12), "instruction")
     weights = {"comply": 3, "refuse": 2}
     for total, want in ((10, {"comply": 6, "refuse": 4}), (30, {"comply": 12, "refuse": 18})):
         res = run_step(store, f"w{total}", "mix", ["safety"],
