@@ -215,7 +215,7 @@ def make_command(op: Op) -> click.Command:
             else ""
         )
         + "\n\n\b\nExamples:\n  "
-        + op.example
+        + op.example.replace("\n", "\n  ")
     )
     deco = [
         click.argument("input_ref", nargs=-1, required=True, metavar="INPUT...")

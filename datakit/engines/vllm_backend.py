@@ -200,7 +200,7 @@ def _cpu_memory_share(kv_share: float) -> float:
     import psutil
 
     held = psutil.Process().memory_info().rss / psutil.virtual_memory().total
-    return round(min(0.9, held + kv_share), 3)
+    return min(0.9, held + kv_share)
 
 
 def lora_rank_slot(rank: int) -> int:

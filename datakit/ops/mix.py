@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from ..errors import DatakitError
 from ..records import field_value
 from .context import OpContext
 from .dedup import (
@@ -47,16 +48,16 @@ def mix(
     balance_weights: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     rng = random.Random(ctx.seed)
-    if balance_weights and not balance_by:
-        from ..errors import DatakitError
-
-        raise DatakitError(
-            f"{ctx.step}: mix balance_weights needs balance_by (the field they weigh)"
-        )
+    if balance_by and balance_weights:
+        held = {str(_field(r, balance_by)) for recs in inputs for r in recs}
+        unknown = sorted(set(balance_weights) - held)
+        if unknown:
+            raise DatakitError(
+                f"{ctx.step}: mix balance_weights names {', '.join(map(repr, unknown))}, which "
+                f"no input holds in {balance_by} (values: {', '.join(sorted(held))})"
+            )
     w = list(weights or [1.0] * len(inputs))
     if len(w) != len(inputs):
-        from ..errors import DatakitError
-
         raise DatakitError(f"{ctx.step}: mix has {len(inputs)} inputs but {len(w)} weights")
     norm = [x / sum(w) for x in w]
     sizes = [len(recs) for recs in inputs]
@@ -70,8 +71,6 @@ def mix(
         wanted = _shares(total, norm)
         short = [k for k, (n, want) in enumerate(zip(sizes, wanted, strict=True)) if n < want]
         if short and not best_effort:
-            from ..errors import DatakitError
-
             k = short[0]
             most = min(int(n / x + 1e-9) for n, x in zip(sizes, norm, strict=True))
             raise DatakitError(

@@ -33,9 +33,20 @@ def param_problems(op: str, params: dict[str, Any] | None) -> list[tuple[str, st
 
     schema = load_schema("pipeline")["definitions"][f"params_{op}"]
     return [
-        (".".join(str(p) for p in err.absolute_path) or "params", err.message)
+        (_where(err), err.message)
         for err in jsonschema.Draft7Validator(schema).iter_errors(params or {})
     ]
+
+
+def _where(err: Any) -> str:
+    """The parameter an error is about: its path, or for a missing dependency the parameter
+    that needs it (jsonschema reports that against the whole object)."""
+    path = ".".join(str(p) for p in err.absolute_path)
+    if not path and err.validator == "dependencies":
+        for key, needs in err.validator_value.items():
+            if key in err.instance and any(n not in err.instance for n in needs):
+                return str(key)
+    return path or "params"
 
 
 def op_params(op: str, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -58,6 +58,13 @@ def test_generate_flags(cli, tmp_path):
     )
     code, out = cli(datakit, "judge", "seeds", "-o", "j", "--model", "m", "--rubric", "[1]")
     assert code == 2 and "Invalid value for '--rubric': [1] is not of type 'object'" in out
+    # a flag that needs another (a schema dependency) names itself
+    code, out = cli(datakit, "mix", "seeds", "-o", "m", "--balance-weights", '{"comply": 3}')
+    assert (code, out.splitlines()[-1]) == (
+        2,
+        "Error: Invalid value for '--balance-weights': 'balance_by' is a dependency of "
+        "'balance_weights'",
+    )
 
 
 def test_generate_bad_input_and_engine_fail_before_work(cli, tmp_path):

@@ -148,7 +148,8 @@ def test_mix_balance_by_draws_each_value_evenly(store):
 def test_mix_balance_weights_draw_the_values_in_proportion(store):
     """30 refusals and 12 helpful answers drawn 3:2 (comply:refuse): 6 of 10 are helpful
     answers; 30 asked: the 12 helpful answers are too few for 18, so they all go and the
-    refusals make up the rest. Weights without balance_by are a config error."""
+    refusals make up the rest. Weights without balance_by, or naming a value no input holds
+    (a typo would otherwise draw evenly), are errors that write nothing."""
     store.write("safety", _labelled(refusals=30, answers=12), "instruction")
     weights = {"comply": 3, "refuse": 2}
     for total, want in ((10, {"comply": 6, "refuse": 4}), (30, {"comply": 12, "refuse": 18})):
@@ -157,8 +158,13 @@ def test_mix_balance_weights_draw_the_values_in_proportion(store):
         got = [r["meta"]["expected"] for r in res.version.records()]
         assert {v: got.count(v) for v in set(got)} == want
         assert res.version.manifest()["stats"]["mix"][0]["by_meta.expected"] == want
-    with pytest.raises(DatakitError, match="balance_weights needs balance_by"):
+    with pytest.raises(DatakitError, match="'balance_by' is a dependency of 'balance_weights'"):
         run_step(store, "w-bad", "mix", ["safety"], {"total": 10, "balance_weights": weights})
+    typo = {"total": 10, "balance_by": "meta.expected", "balance_weights": {"complyy": 3}}
+    with pytest.raises(DatakitError, match=r"names 'complyy', which no input holds in "
+                       r"meta.expected \(values: comply, refuse\)"):  # fmt: skip
+        run_step(store, "w-typo", "mix", ["safety"], typo)
+    assert not store.versions("w-bad") and not store.versions("w-typo")
 
 
 def test_split_keeps_near_duplicates_together_and_stratifies(store):

@@ -592,7 +592,10 @@ def test_registry_matches_the_schema_and_the_cli():
         assert op.summary and op.example.startswith("datakit ")
         group = datakit.commands["generate"] if op.command == "generate" else datakit
         cmd = group.commands[op.cli_name]
-        assert op.summary in cmd.help and op.example in cmd.help
+        assert op.summary in cmd.help  # every example line, each a command of its own
+        assert all(
+            line in cmd.help and line.startswith("datakit ") for line in op.example.splitlines()
+        )
         assert ("--model" in [o for p in cmd.params for o in p.opts]) == bool(op.roles)
     res = CliRunner().invoke(datakit, ["ops", "--json"])
     assert [r["name"] for r in json.loads(res.output)] == list(OPS)
