@@ -22,6 +22,7 @@ train record is at or above the threshold, by exact search (goal 0).
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -52,10 +53,16 @@ def mix(
         held = {str(_field(r, balance_by)) for recs in inputs for r in recs}
         unknown = sorted(set(balance_weights) - held)
         if unknown:
-            raise DatakitError(
+            # a typo draws evenly without a word; with best_effort (take what there is) a
+            # value this run's data lacks is said and recorded instead
+            said = (
                 f"{ctx.step}: mix balance_weights names {', '.join(map(repr, unknown))}, which "
                 f"no input holds in {balance_by} (values: {', '.join(sorted(held))})"
             )
+            if not best_effort:
+                raise DatakitError(said)
+            logging.getLogger(__name__).warning(said)
+            ctx.stats["balance_weights_unmatched"] = unknown
     w = list(weights or [1.0] * len(inputs))
     if len(w) != len(inputs):
         raise DatakitError(f"{ctx.step}: mix has {len(inputs)} inputs but {len(w)} weights")

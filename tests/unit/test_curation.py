@@ -149,7 +149,8 @@ def test_mix_balance_weights_draw_the_values_in_proportion(store):
     """30 refusals and 12 helpful answers drawn 3:2 (comply:refuse): 6 of 10 are helpful
     answers; 30 asked: the 12 helpful answers are too few for 18, so they all go and the
     refusals make up the rest. Weights without balance_by, or naming a value no input holds
-    (a typo would otherwise draw evenly), are errors that write nothing."""
+    (a typo would otherwise draw evenly), are errors that write nothing (with best_effort the
+    latter is recorded instead)."""
     store.write("safety", _labelled(refusals=30, answers=12), "instruction")
     weights = {"comply": 3, "refuse": 2}
     for total, want in ((10, {"comply": 6, "refuse": 4}), (30, {"comply": 12, "refuse": 18})):
@@ -165,6 +166,11 @@ def test_mix_balance_weights_draw_the_values_in_proportion(store):
                        r"meta.expected \(values: comply, refuse\)"):  # fmt: skip
         run_step(store, "w-typo", "mix", ["safety"], typo)
     assert not store.versions("w-bad") and not store.versions("w-typo")
+    # best_effort takes what there is: a value this run's data lacks is recorded, not fatal
+    res = run_step(store, "w-lax", "mix", ["safety"], {**typo, "best_effort": True})
+    assert res.version.manifest()["stats"]["balance_weights_unmatched"] == ["complyy"]
+    got = [r["meta"]["expected"] for r in res.version.records()]
+    assert {v: got.count(v) for v in set(got)} == {"comply": 5, "refuse": 5}
 
 
 def test_split_keeps_near_duplicates_together_and_stratifies(store):
