@@ -37,6 +37,23 @@ def test_all_errors_reported_together_with_lines_and_hints(tmp_path, cli):
     ]
 
 
+def test_an_op_parameter_that_needs_another_is_named_with_its_line(tmp_path, cli):
+    (tmp_path / "s.jsonl").write_text('{"instruction": "Say hi.", "output": "hi"}\n')
+    (tmp_path / "p.yaml").write_text(
+        "version: 1\ndata:\n  imports:\n    - {name: s, source: s.jsonl}\n  steps:\n"
+        "    - name: m\n      op: mix\n      input: [s]\n"
+        "      params: {total: 10, balance_weights: {comply: 3}}\n"
+    )
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert (code, out.splitlines()) == (
+        1,
+        [
+            "p.yaml:9: data.steps[0].params: 'balance_by' is a dependency of 'balance_weights'",
+            "p.yaml: 1 problem",
+        ],
+    )
+
+
 def test_unknown_key_without_close_match_lists_allowed_keys(tmp_path, cli):
     (tmp_path / "p.yaml").write_text("data:\n  zzz: 1\n")
     code, out = cli(datakit, "config", "check", "p.yaml")
