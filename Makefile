@@ -144,11 +144,11 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench: setup
-	@$(BIN)/python -c "from datakit.runs import format_cpu_info; print(format_cpu_info())"
+	@$(BIN)/python -c "from corekit.runs import format_cpu_info; print(format_cpu_info())"
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 bench-quick: setup
-	@$(BIN)/python -c "from datakit.runs import format_cpu_info; print(format_cpu_info())"
+	@$(BIN)/python -c "from corekit.runs import format_cpu_info; print(format_cpu_info())"
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:

@@ -13,7 +13,8 @@ def random_llama(name: str, dims: dict[str, Any], max_positions: int) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from datakit.tiny import CHAT_TEMPLATE, build_tokenizer, demo_texts
+    from corekit.tiny import CHAT_TEMPLATE, build_tokenizer
+    from datakit.demo import demo_texts
 
     out = Path(tempfile.gettempdir()) / name
     if (out / "config.json").is_file():

@@ -83,7 +83,7 @@ def semhash_minilm(texts: list[str], threshold: float) -> tuple[set[int], float]
         from semhash import SemHash
     except ImportError:
         return None
-    from datakit.embeddings import _model, default_embedding_model
+    from corekit.embeddings import _model, default_embedding_model
 
     model = _model(default_embedding_model())  # the same MiniLM, loaded before the clock
     records = [{"id": str(i), "text": t} for i, t in enumerate(texts)]

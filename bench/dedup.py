@@ -170,7 +170,7 @@ def ann_recall(n: int) -> tuple[float, int, float]:
     candidate step (datakit's own neighbour_pairs, with its adaptive widening) proposes."""
     import numpy as np
 
-    from datakit.embeddings import embed_whole, load_runtime
+    from corekit.embeddings import embed_whole, load_runtime
     from datakit.ops.dedup import SEMANTIC_THRESHOLD, neighbour_pairs
 
     load_runtime()  # onnxruntime before usearch: the other order crashes the process
@@ -198,7 +198,7 @@ def ann_recall(n: int) -> tuple[float, int, float]:
 
 
 def backends() -> list[str]:
-    from datakit.embeddings import _fast_path_installed
+    from corekit.embeddings import _fast_path_installed
 
     return (["onnx-int8"] if _fast_path_installed() else []) + ["torch", "static"]
 

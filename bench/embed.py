@@ -1,6 +1,6 @@
 """Embedding speed: datakit's default embedding backend against plain sentence-transformers.
 
-Ours: ``datakit.embeddings.embed`` with its default backend (int8 ONNX when onnxruntime is
+Ours: ``corekit.embeddings.embed`` with its default backend (int8 ONNX when onnxruntime is
 installed). Baseline: ``SentenceTransformer.encode`` in fp32 on the same texts, normalised,
 at the better of batch sizes 16 and 32 (32 is its default; both timed, the faster kept), so
 the baseline is the best plain use, not a strawman. Both are warmed up first (the model
@@ -67,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     import numpy as np
 
-    from datakit.embeddings import _model, backend_for, default_embedding_model, embed
+    from corekit.embeddings import _model, backend_for, default_embedding_model, embed
 
     data = texts(300 if args.quick else 2_000)
     model = default_embedding_model()

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    from datakit.engines import EngineSpec, Request, build_engine
+    from corekit.engines import EngineSpec, Request, build_engine
 
     if __name__ == "__main__":
         model, n, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None)
     args = ap.parse_args()
     from bench.generate import build_model
-    from datakit.runs import format_cpu_info
+    from corekit.runs import format_cpu_info
 
     size = "quick" if args.quick else "full"
     n, max_tokens = (16, 32) if args.quick else (64, 128)

@@ -26,15 +26,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def models(quick: bool) -> dict[str, Path]:
-    from datakit.tiny import init_tiny
+    from corekit.tiny import init_tiny
+    from datakit.demo import tiny_corpus
 
     tiny = Path(tempfile.gettempdir()) / "trainkit-bench-tiny"
     if not (tiny / "config.json").is_file():
-        init_tiny(tiny, seed=0)
+        init_tiny(tiny, tiny_corpus(0), seed=0)
     out = {"tiny": tiny}
     if not quick:
+        from corekit.model_sources import ensure_models
         from datakit.config import load_config
-        from datakit.model_sources import ensure_models
 
         root = Path(__file__).resolve().parent.parent
         try:

@@ -60,8 +60,8 @@ def main() -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from datakit.engines import CachedEngine, Request, RequestCache
-    from datakit.engines.vllm_backend import VLLMEngine
+    from corekit.engines import CachedEngine, Request, RequestCache
+    from corekit.engines.vllm_backend import VLLMEngine
 
     engine = VLLMEngine(str(model_dir), max_model_len=512)
     n_params = sum(

@@ -51,7 +51,7 @@ def main() -> None:
 
     from rouge_score import rouge_scorer
 
-    from datakit.novelty import NoveltyIndex
+    from corekit.novelty import NoveltyIndex
 
     t = time.perf_counter()
     keep, _ = NoveltyIndex(pool, threshold=0.7).filter(cands)

@@ -12,7 +12,7 @@ Sets (all labelled full / partial / none, written for this project):
   on other requests, written after the features and training set were frozen; it informed
   one choice, how the two layers combine, between two options).
 
-Ours: ``datakit.refusal.classify_many`` (the learned detector) and ``classify_rules`` (its
+Ours: ``corekit.refusal.classify_many`` (the learned detector) and ``classify_rules`` (its
 rules alone). Baselines: GCG's refusal prefixes, AdvBench's phrase list (both "a phrase
 anywhere in the completion") and XSTest's string match ("the completion starts with one").
 Binary accuracy counts full and partial refusals as refusals (as XSTest does); the keyword
@@ -46,8 +46,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="the validation split's first 100 rows")
     args = ap.parse_args()
-    from datakit.refusal import BASELINES, classify_many, classify_rules
-    from datakit.runs import format_cpu_info
+    from corekit.refusal import BASELINES, classify_many, classify_rules
+    from corekit.runs import format_cpu_info
 
     print(format_cpu_info())
     sets = {

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .clikit import (
+from corekit.clikit import (
     Group,
     config_data_root_option,
     config_runs_root_option,
@@ -21,7 +21,8 @@ from .clikit import (
     setup_logging,
     verbose_option,
 )
-from .errors import DatakitError
+from corekit.errors import ToolkitError
+
 from .formats import EXPORT_FORMATS, IMPORT_FORMATS
 from .schemas import RECORD_KINDS
 
@@ -489,8 +490,8 @@ def validate_cmd(
     if not path.exists() and "/" not in target and not target.endswith(".jsonl"):
         try:
             v = _store(data_root).resolve(target)
-        except DatakitError as e:
-            raise DatakitError(f"{target}: no such file, and {e}") from None
+        except ToolkitError as e:
+            raise ToolkitError(f"{target}: no such file, and {e}") from None
         path = v.records_path
         kind = kind or v.kind
     with progress(
@@ -722,7 +723,7 @@ def config_check(path: str, as_json: bool) -> None:
 
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}:1: the config must be a mapping of sections (data, train, eval)"
         )
     problems = check_config(data, lines, path, sections=True)

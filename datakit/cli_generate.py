@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .clikit import (
+from corekit.clikit import (
     data_root_option,
     echo_json,
     engine_options,
@@ -20,6 +20,7 @@ from .clikit import (
     json_option,
     quiet_option,
 )
+
 from .ops import Op
 from .schemas import load_schema
 
@@ -158,7 +159,9 @@ def make_command(op: Op) -> click.Command:
     ) -> None:
         from pathlib import Path
 
-        from .ops.runner import EnginePool, run_step, step_line
+        from corekit.engines.pool import EnginePool
+
+        from .ops.runner import run_step, step_line
         from .store import DatasetStore
 
         if kw.get("explain_id"):

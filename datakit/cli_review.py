@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .clikit import Group, data_root_option, echo_json, json_option
-from .errors import DatakitError
+from corekit.clikit import Group, data_root_option, echo_json, json_option
+from corekit.errors import ToolkitError
 
 
 class ReviewGroup(Group):
@@ -106,7 +106,7 @@ def serve_cmd(
         try:
             text = Path(guidelines).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise DatakitError(f"--guidelines {guidelines}: cannot read it ({e})") from None
+            raise ToolkitError(f"--guidelines {guidelines}: cannot read it ({e})") from None
     crit = tuple(c.strip() for c in criteria.split(",") if c.strip()) if criteria else None
     review = _review(data_root, ref, criteria=crit, overlap=overlap, guidelines=text)
     if host not in LOOPBACK and not token:

@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DatakitError
-from .models import resolve_path
+from corekit.errors import ToolkitError
+from corekit.models import resolve_path
+
 from .schemas import load_schema
 
 
@@ -93,31 +94,31 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     yaml = _yaml()
     p = Path(path)
     if not p.is_file():
-        raise DatakitError(f"{path}: no such file")
+        raise ToolkitError(f"{path}: no such file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise DatakitError(f"{path}: invalid UTF-8 at byte {e.start}") from None
+        raise ToolkitError(f"{path}: invalid UTF-8 at byte {e.start}") from None
     except OSError as e:
-        raise DatakitError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise ToolkitError(f"{path}: cannot read: {e.strerror or e}") from None
     if "\x00" in text:
-        raise DatakitError(f"{path}:{text[: text.index(chr(0))].count(chr(10)) + 1}: NUL byte")
+        raise ToolkitError(f"{path}:{text[: text.index(chr(0))].count(chr(10)) + 1}: NUL byte")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise DatakitError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+        raise ToolkitError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
-        raise DatakitError(f"{path}: invalid YAML: {e}") from None
+        raise ToolkitError(f"{path}: invalid YAML: {e}") from None
     if node is None:
-        raise DatakitError(f"{path}: empty config (expected sections such as data, train, eval)")
+        raise ToolkitError(f"{path}: empty config (expected sections such as data, train, eval)")
     try:
         size = _expanded_size(node, MAX_YAML_NODES)
     except ValueError as e:
-        raise DatakitError(f"{path}: invalid YAML: {e}") from None
+        raise ToolkitError(f"{path}: invalid YAML: {e}") from None
     if size > MAX_YAML_NODES:
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}: its aliases expand to more than {MAX_YAML_NODES:,} nodes "
             "(an alias bomb?); refused"
         )
@@ -125,15 +126,15 @@ def load_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     if dups:
         first, again, key = dups[0]
         more = f" (and {len(dups) - 1} more)" if len(dups) > 1 else ""
-        raise DatakitError(f"{path}:{again}: key {key!r} given twice (first at line {first}){more}")
+        raise ToolkitError(f"{path}:{again}: key {key!r} given twice (first at line {first}){more}")
     try:
         data = yaml.SafeLoader(text).get_single_data()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise DatakitError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+        raise ToolkitError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
     except (yaml.YAMLError, RecursionError) as e:
-        raise DatakitError(f"{path}: invalid YAML: {e}") from None
+        raise ToolkitError(f"{path}: invalid YAML: {e}") from None
     lines: dict[tuple, int] = {}
 
     def walk(n: Any, at: tuple) -> None:
@@ -338,7 +339,7 @@ def dataset_names(data: dict[str, Any], base: Path) -> dict[str, str]:
 
 
 def _unknown_dataset(ref: str, known: dict[str, str], at: tuple, lines: dict) -> tuple[int, str]:
-    from .errors import did_you_mean
+    from corekit.errors import did_you_mean
 
     name = ref.split("@", 1)[0]
     return (
@@ -357,7 +358,7 @@ def _first_record_problem(src: Path, fmt: str, kind: str | None) -> str | None:
     try:
         src_kind, located = read_source(src, fmt, kind)
         list(islice(validated(located, src_kind, src), 1))
-    except DatakitError as e:
+    except ToolkitError as e:
         return str(e).splitlines()[0]
     except (OSError, ValueError) as e:  # a reader's own error on a file of another format
         return f"{type(e).__name__}: {e}"
@@ -383,8 +384,8 @@ def _resource_problems(
     """What `run` would trip on later, found now (config check): engine models that are
     neither in `models` nor a model directory, engine options the backend does not take,
     import sources that cannot be read, step inputs and training datasets nothing makes."""
-    from .errors import did_you_mean
-    from .models import check_model, resolve_model
+    from corekit.errors import did_you_mean
+    from corekit.models import check_model, resolve_model
 
     out: list[tuple[int, str]] = []
     models = data.get("models") if isinstance(data.get("models"), dict) else {}
@@ -398,10 +399,10 @@ def _resource_problems(
             try:
                 where = f"{key_path(at)}.model"
                 if check_model(resolve_model(e["model"], models, base), where) == "adapter":
-                    from .engines import adapter_as_model
+                    from corekit.engines import adapter_as_model
 
                     out.append((lines.get(at + ("model",), 0), adapter_as_model(where, e["model"])))
-            except DatakitError as err:
+            except ToolkitError as err:
                 msg = str(err)
                 if "/" not in e["model"]:  # a bare name: most likely a misspelt model name
                     msg = (
@@ -416,7 +417,7 @@ def _resource_problems(
             where = f"{key_path(at + ('options', 'lora_adapter'))}"
             try:
                 kind = check_model(str(resolve_path(base, lora)), where)
-            except DatakitError as err:
+            except ToolkitError as err:
                 kind, msg = "", str(err)
             else:
                 msg = f"{where}: {lora} is not a LoRA adapter (no adapter_config.json)"
@@ -425,7 +426,7 @@ def _resource_problems(
         if isinstance(options, dict) and e.get("backend") in ("vllm", "transformers", "openai"):
             import importlib.util
 
-            from .engines import BACKENDS, unknown_options
+            from corekit.engines import BACKENDS, unknown_options
 
             if importlib.util.find_spec(BACKENDS[e["backend"]][1]) is not None:
                 for key, hint in unknown_options(e["backend"], options):
@@ -509,15 +510,15 @@ def with_defaults(
 
 
 def load_config(path: str | Path, full: bool = False) -> dict[str, Any]:
-    """Load, check (all errors together, one DatakitError) and fill defaults. ``full``: the
+    """Load, check (all errors together, one ToolkitError) and fill defaults. ``full``: the
     checks of `datakit config check` too (files, models, datasets, every section's)."""
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}:1: the config must be a mapping of sections (data, train, eval)"
         )
     problems = check_config(data, lines, str(path), sections=full)
     if problems:
         n = len(problems)
-        raise DatakitError(f"{n} problem{'s' if n > 1 else ''} in {path}:\n" + "\n".join(problems))
+        raise ToolkitError(f"{n} problem{'s' if n > 1 else ''} in {path}:\n" + "\n".join(problems))
     return with_defaults(data or {})

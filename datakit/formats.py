@@ -1,7 +1,7 @@
 """Converters between outside dataset formats and our record kinds.
 
 Import: ``read_source(path, fmt)`` yields ``(location, record)`` pairs of one kind, raising
-DatakitError naming the file, line (or item) and field of the first bad input. Export:
+ToolkitError naming the file, line (or item) and field of the first bad input. Export:
 ``export_version`` writes a stored version in a target format, atomically.
 """
 
@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
-from .errors import DatakitError
+from corekit.errors import ToolkitError
+from corekit.runs import atomic_file
+
 from .records import (
     Record,
     check_kind,
@@ -25,7 +27,6 @@ from .records import (
     messages_to_instruction,
     record_id,
 )
-from .runs import atomic_file
 from .schemas import load_schema
 from .validate import iter_lines, validator_for
 
@@ -62,24 +63,24 @@ def _items(path: Path) -> Iterator[tuple[str, Any]]:
         try:
             data = orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
         except orjson.JSONDecodeError as e:
-            raise DatakitError(f"{path}: malformed JSON: {str(e).split(': line')[0]}") from None
+            raise ToolkitError(f"{path}: malformed JSON: {str(e).split(': line')[0]}") from None
         for i, obj in enumerate(data, 1):
             yield f"item {i}", obj
         return
     for lineno, obj, problem in iter_lines(path):
         if problem is not None:
-            raise DatakitError(problem.format(str(path)))
+            raise ToolkitError(problem.format(str(path)))
         yield str(lineno), obj
 
 
 def _need(obj: Any, field: str, loc: str, path: Path, types: type | tuple[type, ...] = str) -> Any:
     if not isinstance(obj, dict):
-        raise DatakitError(f"{path}:{loc}: expected a JSON object")
+        raise ToolkitError(f"{path}:{loc}: expected a JSON object")
     if field not in obj:
-        raise DatakitError(f"{path}:{loc}: {field}: missing field")
+        raise ToolkitError(f"{path}:{loc}: {field}: missing field")
     val = obj[field]
     if not isinstance(val, types):
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}:{loc}: {field}: expected {getattr(types, '__name__', types)}, got {type(val).__name__}"
         )
     return val
@@ -99,12 +100,12 @@ def _read_jsonl(path: Path, kind: str | None) -> tuple[str, Iterator[Located]]:
     try:
         loc, first = next(it)
     except StopIteration:
-        raise DatakitError(f"{path}: file is empty (no records)") from None
+        raise ToolkitError(f"{path}: file is empty (no records)") from None
     if kind is None:
         kind = infer_kind(first)
         if kind is None:
             keys = ", ".join(sorted(first)[:8]) if isinstance(first, dict) else type(first).__name__
-            raise DatakitError(
+            raise ToolkitError(
                 f"{path}:{loc}: cannot tell the record kind from the keys ({keys}); pass --kind"
             )
 
@@ -137,7 +138,7 @@ def _read_alpaca(path: Path) -> Iterator[Located]:
             "output": _need(obj, "output", loc, path),
         }
         if not isinstance(rec["input"], str):
-            raise DatakitError(
+            raise ToolkitError(
                 f"{path}:{loc}: input: expected str, got {type(rec['input']).__name__}"
             )
         yield loc, {**rec, "meta": _origin(None, "alpaca", path)}
@@ -152,7 +153,7 @@ def _read_sharegpt(path: Path) -> Iterator[Located]:
         for j, turn in enumerate(convs):
             field = f"conversations[{j}]"
             if not isinstance(turn, dict):
-                raise DatakitError(
+                raise ToolkitError(
                     f"{path}:{loc}: {field}: expected an object with 'from' and 'value'"
                 )
             speaker = turn.get("from")
@@ -175,11 +176,11 @@ def _read_sharegpt(path: Path) -> Iterator[Located]:
                     messages.append(msg)
                 continue
             if speaker not in _SHAREGPT_ROLES:
-                raise DatakitError(
+                raise ToolkitError(
                     f"{path}:{loc}: {field}.from: unknown speaker {speaker!r} (known: {', '.join(sorted(_SHAREGPT_ROLES))}, function_call)"
                 )
             if not isinstance(value, str):
-                raise DatakitError(f"{path}:{loc}: {field}.value: expected a string")
+                raise ToolkitError(f"{path}:{loc}: {field}.value: expected a string")
             messages.append({"role": _SHAREGPT_ROLES[speaker], "content": value})
         yield loc, {"messages": messages, "meta": _origin(None, "sharegpt", path)}
 
@@ -190,7 +191,7 @@ def _parse_json_field(value: Any, field: str, loc: str, path: Path) -> Any:
     try:
         return json.loads(value)
     except (TypeError, ValueError):
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}:{loc}: {field}: expected JSON text, got {str(value)[:40]!r}"
         ) from None
 
@@ -198,15 +199,15 @@ def _parse_json_field(value: Any, field: str, loc: str, path: Path) -> Any:
 def _tool_call(call: Any, field: str, loc: str, path: Path) -> dict[str, Any]:
     """Normalise a tool call to {"type": "function", "function": {"name", "arguments": {...}}}."""
     if not isinstance(call, dict):
-        raise DatakitError(f"{path}:{loc}: {field}: expected an object")
+        raise ToolkitError(f"{path}:{loc}: {field}: expected an object")
     fn = call.get("function", call)
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-        raise DatakitError(f"{path}:{loc}: {field}: a tool call needs a function name")
+        raise ToolkitError(f"{path}:{loc}: {field}: a tool call needs a function name")
     args = fn.get("arguments", {})
     if isinstance(args, str):
         args = _parse_json_field(args or "{}", f"{field}.arguments", loc, path)
     if not isinstance(args, dict):
-        raise DatakitError(f"{path}:{loc}: {field}.arguments: expected a JSON object")
+        raise ToolkitError(f"{path}:{loc}: {field}.arguments: expected a JSON object")
     out: dict[str, Any] = {"type": "function", "function": {"name": fn["name"], "arguments": args}}
     if isinstance(call.get("id"), str):
         out = {"id": call["id"], **out}
@@ -221,7 +222,7 @@ def _read_openai(path: Path) -> Iterator[Located]:
         for j, m in enumerate(msgs):
             field = f"messages[{j}]"
             if not isinstance(m, dict):
-                raise DatakitError(f"{path}:{loc}: {field}: expected an object")
+                raise ToolkitError(f"{path}:{loc}: {field}: expected an object")
             msg = {k: m[k] for k in ("role", "content", "tool_call_id", "name") if k in m}
             if isinstance(msg.get("content"), list):  # content parts: keep the text parts
                 msg["content"] = "".join(
@@ -245,7 +246,7 @@ def _read_self_instruct(path: Path) -> Iterator[Located]:
         instruction = _need(obj, "instruction", loc, path)
         instances = _need(obj, "instances", loc, path, list)
         if not instances:
-            raise DatakitError(f"{path}:{loc}: instances: empty list")
+            raise ToolkitError(f"{path}:{loc}: instances: empty list")
         for j, inst in enumerate(instances):
             out = _need(inst, "output", f"{loc}: instances[{j}]", path)
             meta = _origin(None, "self-instruct", path, "seed")
@@ -265,8 +266,8 @@ def _read_self_instruct(path: Path) -> Iterator[Located]:
             )
 
 
-def _decode_error(path: Path, e: UnicodeDecodeError, encoding: str) -> DatakitError:
-    return DatakitError(
+def _decode_error(path: Path, e: UnicodeDecodeError, encoding: str) -> ToolkitError:
+    return ToolkitError(
         f"{path}: not {encoding} (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
         "pass --encoding (e.g. --encoding latin-1 or cp1252)"
     )
@@ -277,7 +278,7 @@ def _open_text(path: Path, encoding: str) -> Any:
     try:
         return open(path, newline="", encoding=enc)
     except LookupError:
-        raise DatakitError(f"--encoding {encoding}: unknown encoding") from None
+        raise ToolkitError(f"--encoding {encoding}: unknown encoding") from None
 
 
 def _csv_rows(
@@ -290,16 +291,16 @@ def _csv_rows(
         except UnicodeDecodeError as e:
             raise _decode_error(path, e, encoding) from None
         except csv.Error as e:
-            raise DatakitError(f"{path}:1: unreadable CSV: {e}") from None
+            raise ToolkitError(f"{path}:1: unreadable CSV: {e}") from None
         missing = [c for c in required if c not in header]
         if missing:
-            raise DatakitError(
+            raise ToolkitError(
                 f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})"
             )
         try:
             for row in reader:
                 if None in row:  # more cells than the header names
-                    raise DatakitError(
+                    raise ToolkitError(
                         f"{path}:{reader.line_num}: {len(header) + len(row[None])} cells, "
                         f"the header names {len(header)}"
                     )
@@ -307,7 +308,7 @@ def _csv_rows(
         except UnicodeDecodeError as e:
             raise _decode_error(path, e, encoding) from None
         except csv.Error as e:
-            raise DatakitError(f"{path}:{reader.line_num + 1}: unreadable CSV: {e}") from None
+            raise ToolkitError(f"{path}:{reader.line_num + 1}: unreadable CSV: {e}") from None
 
 
 def _read_xstest(path: Path, encoding: str = "utf-8") -> Iterator[Located]:
@@ -315,7 +316,7 @@ def _read_xstest(path: Path, encoding: str = "utf-8") -> Iterator[Located]:
     for loc, row in _csv_rows(path, ("prompt", "label"), encoding):
         label = (row.get("label") or "").strip()
         if label not in ("safe", "unsafe"):
-            raise DatakitError(f"{path}:{loc}: label: expected 'safe' or 'unsafe', got {label!r}")
+            raise ToolkitError(f"{path}:{loc}: label: expected 'safe' or 'unsafe', got {label!r}")
         meta = _origin(None, "xstest", path)
         meta.update({k: row[k] for k in ("type", "focus", "note") if row.get(k)})
         if row.get("id"):
@@ -344,23 +345,23 @@ def _read_csv(
         except UnicodeDecodeError as e:
             raise _decode_error(path, e, encoding) from None
         except csv.Error as e:
-            raise DatakitError(f"{path}:1: unreadable CSV: {e}") from None
+            raise ToolkitError(f"{path}:1: unreadable CSV: {e}") from None
     if not header:
-        raise DatakitError(f"{path}: file is empty (no header row)")
+        raise ToolkitError(f"{path}: file is empty (no header row)")
     kind = kind or infer_kind({h: None for h in header})
     if kind is None:
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}:1: cannot tell the record kind from the columns ({', '.join(header)}); pass --kind"
         )
     props = load_schema(check_kind(kind))["properties"]
     known = [c for c in props if c != "meta"]
     unknown = [h for h in header if h not in props and h != "id"]
     if unknown and not keep_unknown:
-        from .errors import did_you_mean
+        from corekit.errors import did_you_mean
 
         col = unknown[0]
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-        raise DatakitError(
+        raise ToolkitError(
             f"{path}:1: column {col!r}{more} is not a field of {kind} records"
             f"{did_you_mean(col, known, 'fields')}; --keep-unknown keeps such columns "
             "in meta.extra"
@@ -377,7 +378,7 @@ def _read_csv(
                 if col == "label" or typ == "boolean":
                     low = val.strip().lower()
                     if low not in _TRUE | _FALSE:
-                        raise DatakitError(f"{path}:{loc}: {col}: expected true/false, got {val!r}")
+                        raise ToolkitError(f"{path}:{loc}: {col}: expected true/false, got {val!r}")
                     rec[col] = low in _TRUE
                 elif (
                     typ in ("array", "object")
@@ -411,11 +412,11 @@ def read_source(
     error) apply to the CSV formats."""
     p = Path(path)
     if not p.exists():
-        raise DatakitError(f"{path}: no such file")
+        raise ToolkitError(f"{path}: no such file")
     if p.is_dir():
-        raise DatakitError(f"{path}: is a directory, expected a file")
+        raise ToolkitError(f"{path}: is a directory, expected a file")
     if p.stat().st_size == 0:
-        raise DatakitError(f"{path}: file is empty (no records)")
+        raise ToolkitError(f"{path}: file is empty (no records)")
     if kind is not None:
         check_kind(kind)
     fixed = {
@@ -432,9 +433,9 @@ def read_source(
     if fmt in fixed:
         fkind, reader = fixed[fmt]
         if kind is not None and kind != fkind:
-            raise DatakitError(f"--format {fmt} makes {fkind} records, not {kind}")
+            raise ToolkitError(f"--format {fmt} makes {fkind} records, not {kind}")
         return fkind, (reader(p, encoding) if fmt == "xstest" else reader(p))
-    raise DatakitError(f"unknown import format {fmt!r}; choose one of: {', '.join(IMPORT_FORMATS)}")
+    raise ToolkitError(f"unknown import format {fmt!r}; choose one of: {', '.join(IMPORT_FORMATS)}")
 
 
 def validated(records: Iterator[Located], kind: str, path: str | Path) -> Iterator[Record]:
@@ -488,7 +489,7 @@ def _not_empty(records: Iterator[Record], src: str | Path) -> Iterator[Record]:
         n += 1
         yield rec
     if not n:
-        raise DatakitError(f"{src}: holds no records; nothing imported")
+        raise ToolkitError(f"{src}: holds no records; nothing imported")
 
 
 def import_file(
@@ -534,7 +535,7 @@ def import_file(
 
 def _conversation(rec: Record, kind: str) -> list[dict[str, Any]]:
     if kind not in ("chat", "instruction"):
-        raise DatakitError(f"{kind} records have no conversation to export")
+        raise ToolkitError(f"{kind} records have no conversation to export")
     return conversation(rec)
 
 
@@ -603,13 +604,13 @@ def convert(rec: Record, kind: str, fmt: str) -> dict[str, Any]:
         if kind == "chat":
             fields = messages_to_instruction(rec["messages"])
             if fields is None:
-                raise DatakitError(
+                raise ToolkitError(
                     f"record {rec.get('id')}: alpaca holds one user/assistant exchange; this conversation has "
                     f"{len(rec['messages'])} messages or tool calls (export it as sharegpt, openai or trl)"
                 )
             return fields
-        raise DatakitError(f"alpaca export covers instruction and chat records, not {kind}")
-    raise DatakitError(f"unknown export format {fmt!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
+        raise ToolkitError(f"alpaca export covers instruction and chat records, not {kind}")
+    raise ToolkitError(f"unknown export format {fmt!r}; choose one of: {', '.join(EXPORT_FORMATS)}")
 
 
 def export_records(records: Iterator[Record], kind: str, fmt: str, out_path: str | Path) -> int:
@@ -619,7 +620,7 @@ def export_records(records: Iterator[Record], kind: str, fmt: str, out_path: str
     """
     out = Path(out_path)
     if out.parent and not out.parent.exists():
-        raise DatakitError(f"{out}: directory {out.parent} does not exist")
+        raise ToolkitError(f"{out}: directory {out.parent} does not exist")
     as_array = out.suffix == ".json"
     n = 0
     with atomic_file(out) as tmp, open(tmp, "wb") as f:

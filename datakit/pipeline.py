@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corekit.errors import ToolkitError
+from corekit.models import model_entry_path, resolve_model, resolve_path
+
 from .config import load_config
-from .errors import DatakitError
 from .formats import import_file
-from .models import model_entry_path, resolve_model, resolve_path
 from .store import DatasetStore
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class RunSummary:
 
 def engine_specs(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
     """The top-level engines as (EngineSpec, batch size), models resolved through `models`."""
-    from .engines import EngineSpec
+    from corekit.engines import EngineSpec
 
     specs = {}
     for name, e in cfg.get("engines", {}).items():
@@ -63,9 +64,11 @@ def run_data(
     summary = RunSummary(str(store.root))
     specs = engine_specs(cfg, base)
     _check_steps(cfg, base, specs, only)  # bad references fail before any work
-    from .model_sources import ensure_models
+    from corekit.model_sources import ensure_models
 
-    summary.models.extend(ensure_models(cfg, base, quiet=quiet))
+    from .demo import tiny_corpus
+
+    summary.models.extend(ensure_models(cfg, base, quiet=quiet, tiny_corpus=tiny_corpus))
     for imp in cfg.get("data", {}).get("imports", []):
         src = resolve_path(base, imp["source"])
         res = import_file(
@@ -91,12 +94,12 @@ def _check_steps(
 ) -> None:
     """What needs the resolved engines: --only names real steps, and every engine that is
     not built by this run is usable (step references were checked with the config)."""
-    from .engines import check_spec
+    from corekit.engines import check_spec
 
     names = [s["name"] for s in cfg.get("data", {}).get("steps", [])]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
-        raise DatakitError(f"no step named {', '.join(unknown)} (steps: {', '.join(names)})")
+        raise ToolkitError(f"no step named {', '.join(unknown)} (steps: {', '.join(names)})")
     built_here = {
         str(model_entry_path(m, base))
         for m in cfg.get("models", {}).values()
@@ -119,7 +122,9 @@ def _run_steps(
     force: bool,
     allow_empty: bool = False,
 ) -> None:
-    from .ops.runner import EnginePool, run_step
+    from corekit.engines.pool import EnginePool
+
+    from .ops.runner import run_step
 
     steps = cfg.get("data", {}).get("steps", [])
     if not steps:

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from .errors import DatakitError
+from corekit.errors import ToolkitError
+
 from .schemas import RECORD_KINDS, content_fields
 
 Record = dict[str, Any]
@@ -48,7 +49,7 @@ def infer_kind(record: Any) -> str | None:
 
 def check_kind(kind: str) -> str:
     if kind not in RECORD_KINDS:
-        raise DatakitError(
+        raise ToolkitError(
             f"unknown record kind {kind!r}; choose one of: {', '.join(RECORD_KINDS)}"
         )
     return kind
@@ -103,7 +104,7 @@ def conversation(rec: Record) -> list[dict[str, Any]]:
         return rec["messages"]
     if "instruction" in rec:
         return instruction_to_messages(rec)
-    raise DatakitError(f"record {rec.get('id')}: has no conversation (no messages or instruction)")
+    raise ToolkitError(f"record {rec.get('id')}: has no conversation (no messages or instruction)")
 
 
 def _as_turns(value: Any, role: str) -> list[dict[str, Any]]:

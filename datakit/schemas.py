@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import DatakitError
+from corekit.errors import ToolkitError
 
 RECORD_KINDS = ("chat", "instruction", "preference", "unpaired", "eval_item", "prediction")
 
@@ -25,7 +25,7 @@ def schema_dir() -> Path:
     for candidate in (here.parent / "schemas", here / "_schemas"):
         if (candidate / "manifest.json").is_file():
             return candidate
-    raise DatakitError(f"schema files not found next to {here} (broken install?)")
+    raise ToolkitError(f"schema files not found next to {here} (broken install?)")
 
 
 @functools.cache
@@ -43,7 +43,7 @@ def load_schema(name: str) -> dict[str, Any]:
         return copy.deepcopy(_load(f"records/{name}.json"))
     if name in ("manifest", "pipeline", "eval_report"):
         return copy.deepcopy(_load(f"{name}.json"))
-    raise DatakitError(
+    raise ToolkitError(
         f"unknown schema {name!r}; choose one of: "
         f"{', '.join(RECORD_KINDS + ('manifest', 'pipeline', 'eval_report'))}"
     )

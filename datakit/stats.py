@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from corekit.diversity import distinct_n, self_similarity
 
 from .records import exchange, prompt_messages
 
@@ -54,31 +55,6 @@ def _dist(values: list[int]) -> dict[str, float]:
         "max": s[-1],
         "mean": round(sum(s) / len(s), 1),
     }
-
-
-def distinct_n(texts: list[str], n: int) -> float:
-    """Unique n-grams over all n-grams (words, lowercased) across the texts."""
-    grams: Counter = Counter()
-    for t in texts:
-        words = t.lower().split()
-        grams.update(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    total = sum(grams.values())
-    return round(len(grams) / total, 4) if total else 0.0
-
-
-def self_similarity(texts: list[str], sample: int = 300, seed: int = 0) -> float | None:
-    """Mean ROUGE-L F over all pairs of (a seeded sample of at most ``sample``) texts: exact
-    scores through the novelty filter's bit-parallel LCS."""
-    from .novelty import NoveltyIndex
-
-    texts = [t for t in texts if t.strip()]
-    if len(texts) < 2:
-        return None
-    if len(texts) > sample:
-        texts = random.Random(seed).sample(texts, sample)
-    m = NoveltyIndex(texts).scores(texts)
-    n = len(texts)
-    return round(float((m.sum() - m.trace()) / (n * (n - 1))), 4)
 
 
 def dataset_stats(records: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -149,7 +125,7 @@ def plot_stats(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .runs import atomic_file
+    from corekit.runs import atomic_file
 
     out.mkdir(parents=True, exist_ok=True)
     stem = ref.replace("@", "_")

@@ -30,9 +30,10 @@ from typing import Any
 
 import orjson
 
-from .errors import DatakitError
+from corekit.errors import ToolkitError
+from corekit.runs import atomic_write_bytes, config_hash
+
 from .records import Record, StatsAccumulator, check_kind, with_id
-from .runs import atomic_write_bytes, config_hash
 from .validate import iter_lines, validator_for
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def _write_file(path: Path, data: bytes) -> None:
 
 def _write_extra(tmp: Path, fname: str, rows: Iterable[Any]) -> None:
     if "/" in fname or fname in ("records.jsonl", "manifest.json"):
-        raise DatakitError(f"invalid extra file name {fname!r}")
+        raise ToolkitError(f"invalid extra file name {fname!r}")
     with open(tmp / fname, "wb") as f:
         for row in rows:
             f.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n")
@@ -107,13 +108,13 @@ def _write_records(
     with open(path, "wb") as out:
         for i, raw in enumerate(records, 1):
             if not isinstance(raw, dict):
-                raise DatakitError(f"{source}: record {i}: expected a JSON object")
+                raise ToolkitError(f"{source}: record {i}: expected a JSON object")
             rec = with_id(raw, kind)
             if check:
                 validator.check(rec, f"{source}: record {i}")
             rid = rec["id"]
             if rid in seen:
-                raise DatakitError(f"{source}: record {i}: $.id: duplicate id {rid!r}")
+                raise ToolkitError(f"{source}: record {i}: $.id: duplicate id {rid!r}")
             seen.add(rid)
             acc.add(rec)
             buf += orjson.dumps(rec)
@@ -156,7 +157,7 @@ class Version:
         try:
             return orjson.loads(self.manifest_path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as e:
-            raise DatakitError(f"{self.manifest_path}: unreadable manifest: {e}") from None
+            raise ToolkitError(f"{self.manifest_path}: unreadable manifest: {e}") from None
 
     @property
     def kind(self) -> str:
@@ -165,7 +166,7 @@ class Version:
     def records(self) -> Iterator[Record]:
         for _lineno, obj, problem in iter_lines(self.records_path):
             if problem is not None:
-                raise DatakitError(problem.format(str(self.records_path)))
+                raise ToolkitError(problem.format(str(self.records_path)))
             yield obj
 
     def head(self, n: int) -> list[Record]:
@@ -175,13 +176,13 @@ class Version:
         return list(itertools.islice(self.records(), n))
 
     def verify(self) -> None:
-        """Raise DatakitError if records.jsonl no longer matches the manifest's sha256."""
+        """Raise ToolkitError if records.jsonl no longer matches the manifest's sha256."""
         h = hashlib.sha256()
         with open(self.records_path, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         if h.hexdigest() != self.manifest()["sha256"]:
-            raise DatakitError(
+            raise ToolkitError(
                 f"{self.records_path}: sha256 does not match the manifest (file modified?)"
             )
 
@@ -224,13 +225,13 @@ class DatasetStore:
         try:
             return orjson.loads(p.read_bytes())
         except orjson.JSONDecodeError as e:
-            raise DatakitError(f"{p}: unreadable tags file: {e}") from None
+            raise ToolkitError(f"{p}: unreadable tags file: {e}") from None
 
     def resolve(self, ref: str) -> Version:
         """``name`` (latest), ``name@v3``, ``name@3``, ``name@latest`` or ``name@<tag>``."""
         name, _, sel = ref.partition("@")
         if not NAME_RE.match(name):
-            raise DatakitError(
+            raise ToolkitError(
                 f"{ref!r} is not a dataset reference (expected NAME, NAME@vN or NAME@TAG)"
             )
         nums = self._version_numbers(name)
@@ -241,20 +242,20 @@ class DatasetStore:
                 if known
                 else f"; {self.root} holds no datasets"
             )
-            raise DatakitError(f"no dataset named {name!r}{hint}")
+            raise ToolkitError(f"no dataset named {name!r}{hint}")
         if not sel or sel == "latest":
             n = nums[-1]
         elif re.fullmatch(r"v?[0-9]+", sel):
             n = int(sel.lstrip("v"))
             if n not in nums:
-                raise DatakitError(
+                raise ToolkitError(
                     f"{name} has no version v{n} (versions: {', '.join(f'v{x}' for x in nums)})"
                 )
         else:
             tags = self.tags(name)
             if sel not in tags:
                 have = ", ".join(sorted(tags)) or "none"
-                raise DatakitError(f"{name} has no tag {sel!r} (tags: {have})")
+                raise ToolkitError(f"{name} has no tag {sel!r} (tags: {have})")
             n = tags[sel]
         return Version(name, n, self.root / name / f"v{n}")
 
@@ -325,7 +326,7 @@ class DatasetStore:
         """Validate and store ``records`` as the next version of ``name``; atomic.
 
         Records get their content-hash ``id`` and a ``meta`` object if missing. An invalid
-        record or a duplicate id raises DatakitError and leaves no version behind. With
+        record or a duplicate id raises ToolkitError and leaves no version behind. With
         ``reuse_identical``, records byte-identical to the latest version (same kind) return
         that version, marked ``reused``, instead of adding a copy. ``extra_files`` (name ->
         JSON rows, e.g. the rejects of a curation step) are written beside records.jsonl,
@@ -335,7 +336,7 @@ class DatasetStore:
         against the same kind's validator (the importer does, to name file:line).
         """
         if not NAME_RE.match(name):
-            raise DatakitError(
+            raise ToolkitError(
                 f"invalid dataset name {name!r}: use letters, digits, '.', '_' or '-'"
             )
         check_kind(kind)
@@ -344,7 +345,7 @@ class DatasetStore:
         try:
             ds_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise DatakitError(f"{ds_dir}: cannot create: {e.strerror or e}") from None
+            raise ToolkitError(f"{ds_dir}: cannot create: {e.strerror or e}") from None
         tmp = ds_dir / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
@@ -414,14 +415,14 @@ class DatasetStore:
 
     def tag(self, ref: str, tag: str, force: bool = False) -> Version:
         if not NAME_RE.match(tag) or re.fullmatch(r"v?[0-9]+|latest", tag):
-            raise DatakitError(
+            raise ToolkitError(
                 f"invalid tag {tag!r}: a tag is a name (not 'latest' and not like v3)"
             )
         v = self.resolve(ref)
         with self._lock(v.name):
             tags = self.tags(v.name)
             if tag in tags and tags[tag] != v.version and not force:
-                raise DatakitError(
+                raise ToolkitError(
                     f"tag {tag!r} already points to {v.name}@v{tags[tag]}; use --force to move it"
                 )
             tags[tag] = v.version

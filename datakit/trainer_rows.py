@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import DatakitError
+from corekit.errors import ToolkitError
+
 from .records import instruction_to_messages, prompt_messages
 
 # The method whose rows an export of each record kind holds.
@@ -128,7 +129,7 @@ def trainer_rows(rec: dict[str, Any], kind: str, method: str, chat: bool) -> lis
         bad = prompt_completion(prompt, rejected, chat)
         return [{**good, "label": True}, {**bad, "label": False}]
     if kind != "preference":
-        raise DatakitError(f"{method} trains on preference records, not {kind}")
+        raise ToolkitError(f"{method} trains on preference records, not {kind}")
     # dpo, ipo, orpo, simpo, reward: preference
     prompt, chosen, rejected = preference_parts(rec)
     conversational = chat or any(isinstance(x, list) for x in (prompt, chosen, rejected))
@@ -178,7 +179,7 @@ def export_row(rec: dict[str, Any], kind: str) -> dict[str, Any]:
     """A record as ``datakit export --format trl`` writes it: the row trainkit trains on
     for a chat model (``EXPORT_METHOD``)."""
     if kind not in EXPORT_METHOD:
-        raise DatakitError(
+        raise ToolkitError(
             f"trl export covers chat, instruction, preference and unpaired records, not {kind}"
         )
     (row,) = trainer_rows(rec, kind, EXPORT_METHOD[kind], chat=True)

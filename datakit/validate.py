@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from .errors import DatakitError
+from corekit.errors import ToolkitError
+
 from .records import check_kind, infer_kind
 from .schemas import load_schema
 
@@ -145,9 +146,9 @@ class RecordValidator:
         if self._fast.is_valid(record):
             return
         if not isinstance(record, dict):
-            raise DatakitError(f"{where}: $: expected a JSON object, got {_json_type(record)}")
+            raise ToolkitError(f"{where}: $: expected a JSON object, got {_json_type(record)}")
         path, msg = self.errors(record)[0]
-        raise DatakitError(f"{where}: {path}: {msg}")
+        raise ToolkitError(f"{where}: {path}: {msg}")
 
     def errors(self, record: Any) -> list[tuple[str, str]]:
         errs = sorted(
@@ -185,18 +186,18 @@ def iter_lines(
 
     Blank lines are skipped. A line longer than ``max_line_bytes`` is reported and skipped
     without being held in memory. ``on_bytes(n)`` is called with the bytes read since its last
-    call, every few thousand lines (for progress bars). Raises DatakitError for a missing or
+    call, every few thousand lines (for progress bars). Raises ToolkitError for a missing or
     unreadable file.
     """
     p = Path(path)
     if not p.exists():
-        raise DatakitError(f"{path}: no such file")
+        raise ToolkitError(f"{path}: no such file")
     if p.is_dir():
-        raise DatakitError(f"{path}: is a directory, expected a JSONL file")
+        raise ToolkitError(f"{path}: is a directory, expected a JSONL file")
     try:
         f = open(p, "rb")
     except OSError as e:
-        raise DatakitError(f"{path}: cannot read: {e.strerror}") from None
+        raise ToolkitError(f"{path}: cannot read: {e.strerror}") from None
     with f:
         lineno = 0
         reported = 0
@@ -235,7 +236,7 @@ def iter_lines(
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as e:
                 if lineno == 1 and raw.lstrip().startswith(b"["):
-                    raise DatakitError(
+                    raise ToolkitError(
                         f"{path}:1: the file holds one JSON array, not JSON Lines (one object "
                         f"per line); convert it first, e.g. jq -c '.[]' {path} > records.jsonl"
                     ) from None
@@ -288,7 +289,7 @@ def validate_file(
             guessed = infer_kind(obj)
             if guessed is None:
                 keys = ", ".join(sorted(obj)[:8]) if isinstance(obj, dict) else type(obj).__name__
-                raise DatakitError(
+                raise ToolkitError(
                     f"{path}:{lineno}: cannot tell the record kind from the keys ({keys}); pass --schema KIND"
                 )
             report.kind = guessed
@@ -308,7 +309,7 @@ def validate_file(
         for jpath, msg in validator.errors(obj):
             add(Problem(lineno, jpath, msg))
     if report.records == 0:
-        raise DatakitError(f"{path}: file is empty (no records)")
+        raise ToolkitError(f"{path}: file is empty (no records)")
     return report
 
 

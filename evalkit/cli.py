@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from datakit.clikit import (
+from corekit.clikit import (
     Group,
     config_data_root_option,
     config_runs_root_option,
@@ -19,7 +19,7 @@ from datakit.clikit import (
     setup_logging,
     verbose_option,
 )
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 from .gate import GateSettings
 
@@ -46,7 +46,7 @@ class EvalGroup(Group):
         except click.ClickException as e:
             if verbose:
                 raise
-            if e.exit_code == 1:  # bad input (a DatakitError as one line): not a regression
+            if e.exit_code == 1:  # bad input (a ToolkitError as one line): not a regression
                 e.exit_code = 2
             raise
         except (click.exceptions.Exit, SystemExit, click.Abort):
@@ -85,7 +85,7 @@ def _metric_list(metrics: str | None, suite: str | None) -> list[str]:
         return [m.strip() for m in metrics.split(",") if m.strip()]
     if suite:
         if suite not in SUITES:
-            raise DatakitError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
+            raise ToolkitError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
         return list(SUITES[suite].metrics)
     raise click.UsageError("give --metrics or --suite")
 
@@ -138,7 +138,7 @@ def score_cmd(
       evalkit score preds.jsonl --suite safety --out scored/
       evalkit score preds.jsonl --metrics exact_match --extract 'Answer: (.*)' --out s/
     """
-    from datakit.runs import atomic_write_json
+    from corekit.runs import atomic_write_json
 
     from .scoring import make_report, read_predictions, score, suite_entry, write_scored
 
@@ -245,8 +245,8 @@ def predict_cmd(
     """
     import orjson
 
-    from datakit.ops.runner import EnginePool
-    from datakit.runs import atomic_write_bytes
+    from corekit.engines.pool import EnginePool
+    from corekit.runs import atomic_write_bytes
 
     from .predict import model_dir, predict
     from .suites import SUITES, load_items
@@ -440,7 +440,7 @@ def gate_cmd(
       evalkit gate runs/eval/tuned -c pipeline.yaml      # eval.gate's settings
       evalkit gate report.json --baseline base.json --rule f1:max_drop=0.05 --junit gate.xml
     """
-    from datakit.runs import atomic_write_bytes
+    from corekit.runs import atomic_write_bytes
 
     from .gate import format_table, gate, gate_settings, verdict_line
     from .render import junit as to_junit
@@ -479,7 +479,7 @@ def gate_cmd(
         raise click.UsageError("give --baseline (or -c with eval.gate.baseline)")
     base_path = settings.baseline
     if config and not baseline:
-        from datakit.models import resolve_path
+        from corekit.models import resolve_path
 
         base_path = str(resolve_path(Path(config).resolve().parent, settings.baseline))
     result = gate(report, base_path, settings)

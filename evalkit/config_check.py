@@ -8,15 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from corekit.errors import did_you_mean
 from datakit.config import dataset_names, key_path
-from datakit.errors import did_you_mean
 
 
 def check_section(
     cfg: dict[str, Any], lines: dict[tuple, int], base: Path
 ) -> list[tuple[int, str]]:
-    from datakit.errors import DatakitError
-    from datakit.models import check_model, resolve_model, resolve_path
+    from corekit.errors import ToolkitError
+    from corekit.models import check_model, resolve_model, resolve_path
 
     from .metrics import METRICS
     from .suites import SUITES
@@ -61,7 +61,7 @@ def check_section(
         elif ref not in models:
             try:
                 check_model(resolve_model(ref, models, base), key_path(at))
-            except DatakitError:
+            except ToolkitError:
                 add(at, f"{ref!r} is neither a name in models, a model directory, nor "
                     "train:STAGE" + (did_you_mean(ref, models, "models") if models else ""))  # fmt: skip
     gate = ev.get("gate") or {}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError, did_you_mean
+from corekit.errors import ToolkitError, did_you_mean
 
 from .metrics import METRICS
 from .scoring import metric_direction, read_items, read_report
@@ -71,7 +71,7 @@ def gate_settings(section: dict[str, Any] | None = None, **overrides: Any) -> Ga
     known = {f.name for f in fields(GateSettings)}
     unknown = set(section) - known
     if unknown:
-        raise DatakitError(f"eval.gate: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ToolkitError(f"eval.gate: unknown key(s) {', '.join(sorted(unknown))}")
     s = GateSettings(**{k: v for k, v in section.items() if k not in ("rules", "improve")})
     s.rules = {k: dict(v) for k, v in (section.get("rules") or {}).items()}
     s.improve = {k: float(v) for k, v in (section.get("improve") or {}).items()}
@@ -84,13 +84,13 @@ def gate_settings(section: dict[str, Any] | None = None, **overrides: Any) -> Ga
         else:
             setattr(s, k, v)
     if s.inconclusive not in ("warn", "fail"):
-        raise DatakitError(f"eval.gate.inconclusive: {s.inconclusive!r} is not warn or fail")
+        raise ToolkitError(f"eval.gate.inconclusive: {s.inconclusive!r} is not warn or fail")
     if s.correction not in ("holm", "none"):
-        raise DatakitError(f"eval.gate.correction: {s.correction!r} is not holm or none")
+        raise ToolkitError(f"eval.gate.correction: {s.correction!r} is not holm or none")
     for metric, rule in s.rules.items():
         bad = set(rule) - set(RULE_KEYS)
         if bad:
-            raise DatakitError(
+            raise ToolkitError(
                 f"eval.gate.rules.{metric}: unknown key(s) {', '.join(sorted(bad))} "
                 f"(use {', '.join(RULE_KEYS)})"
             )
@@ -163,12 +163,12 @@ def check_rules(rules: dict[str, dict[str, Any]], reports: list[dict[str, Any]])
     for key in rules:
         suite, slash, metric = key.rpartition("/")
         if slash and suite not in suites:
-            raise DatakitError(
+            raise ToolkitError(
                 f"gate rule {key!r}: no suite {suite!r} in the reports"
                 + did_you_mean(suite, suites, "suites")
             )
         if (slash and key not in pairs) or (not slash and metric not in metrics):
-            raise DatakitError(
+            raise ToolkitError(
                 f"gate rule {key!r}: no metric {key!r} in the reports"
                 + did_you_mean(key, pairs if slash else metrics, "metrics")
             )
@@ -524,7 +524,7 @@ def bless(report_path: str | Path, out: str | Path) -> Path:
     """Copy a report and its per-item files into ``out`` (the baseline directory)."""
     import shutil
 
-    from datakit.runs import atomic_dir
+    from corekit.runs import atomic_dir
 
     report = read_report(report_path)
     src = Path(report_path)
@@ -535,6 +535,6 @@ def bless(report_path: str | Path, out: str | Path) -> Path:
         for s in report["suites"]:
             f = src_dir / s["items_file"]
             if not f.is_file():
-                raise DatakitError(f"{f}: the items of suite {s['suite']} are missing")
+                raise ToolkitError(f"{f}: the items of suite {s['suite']} are missing")
             shutil.copy2(f, tmp / s["items_file"])
     return out / "report.json"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 from .scoring import read_report
 
@@ -28,7 +28,7 @@ def _predictions(report_path: str | Path) -> tuple[str, dict[str, dict[str, dict
     for s in rep["suites"]:
         pf = s.get("predictions_file")
         if not pf:
-            raise DatakitError(
+            raise ToolkitError(
                 f"{report_path}: suite {s['suite']} has no predictions file (a report of `evalkit run` has)"
             )
         rows = [orjson.loads(x) for x in (base / pf).read_bytes().splitlines() if x.strip()]
@@ -65,7 +65,7 @@ def human_tasks(
     if limit:
         records = records[:limit]
     if not records:
-        raise DatakitError("no item where both models answered, differently: nothing to compare")
+        raise ToolkitError("no item where both models answered, differently: nothing to compare")
     return store.write(
         name,
         records,

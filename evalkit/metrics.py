@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 Item = dict[str, Any]
 Value = tuple[float | None, str | None]  # (value, reason)
@@ -302,7 +302,7 @@ def _regex_match(
     try:
         ok = re.search(pat, output, flags=re.S) is not None
     except re.error as e:
-        raise DatakitError(f"regex {pat!r}: {e}") from None
+        raise ToolkitError(f"regex {pat!r}: {e}") from None
     return float(ok), None if ok else f"no match for {pat!r}"
 
 
@@ -413,7 +413,7 @@ def refusal_label(item: Item, output: str, shared: dict[str, Any]) -> str:
         if judged in ("full", "partial", "none"):
             shared["refusal"] = judged
         else:
-            from datakit.refusal import classify
+            from corekit.refusal import classify
 
             shared["refusal"] = classify(output)
     return shared["refusal"]
@@ -462,7 +462,7 @@ def _length_words(item: Item, output: str, shared: dict[str, Any]) -> Value:
 
 def _distinct(n: int) -> Callable[[list[str]], float]:
     def f(outputs: list[str]) -> float:
-        from datakit.stats import distinct_n
+        from corekit.diversity import distinct_n
 
         return distinct_n(outputs, n)
 
@@ -470,7 +470,7 @@ def _distinct(n: int) -> Callable[[list[str]], float]:
 
 
 def _self_similarity(outputs: list[str]) -> float:
-    from datakit.stats import self_similarity
+    from corekit.diversity import self_similarity
 
     return self_similarity(outputs) or 0.0
 
@@ -513,7 +513,7 @@ def get_metrics(names: list[str]) -> list[Metric]:
             import difflib
 
             hint = difflib.get_close_matches(n, METRICS, n=1)
-            raise DatakitError(
+            raise ToolkitError(
                 f"unknown metric {n!r}"
                 + (f"; did you mean {hint[0]!r}?" if hint else f" (metrics: {', '.join(METRICS)})")
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 ITEM_FIELDS = ("references", "schema", "expected", "task", "tools")
 
@@ -19,17 +19,18 @@ def model_dir(ref: str, work: Path, adapters: str = "merge") -> tuple[str, dict[
     ``work`` by the adapter's content fingerprint), or with ``adapters="lora"`` its base
     model and, as ``info["lora"]``, one LoRA adapter on that base equal to the adapter and
     the ``from:`` stages under it (composed once, cached the same way)."""
-    from datakit.models import fingerprint
+    from corekit.adapters import final_dir
+    from corekit.models import fingerprint, is_adapter
 
     p = Path(ref)
     info: dict[str, Any] = {"name": ref, "path": ref}
     if not p.exists():
         return ref, info  # a hub id or a served name: the engine checks it
-    final = p / "final"
+    final = final_dir(p)
     adapter = None
-    if (p / "adapter_config.json").is_file():
+    if is_adapter(p):
         adapter = p
-    elif (final / "adapter_config.json").is_file():
+    elif is_adapter(final):
         adapter = final
     elif (final / "config.json").is_file():
         return str(final), {**info, "path": str(final), "fingerprint": fingerprint(final)}
@@ -37,13 +38,13 @@ def model_dir(ref: str, work: Path, adapters: str = "merge") -> tuple[str, dict[
         return ref, {**info, "fingerprint": fingerprint(p)}
     fp = fingerprint(adapter)
     if adapters == "lora":
-        from trainkit.merge import compose_lora, lora_chain
+        from corekit.adapters import compose_lora, lora_chain
 
         chain = lora_chain(adapter)
         if chain is not None:
             base_model, adapters_in_order = chain
             composed = work / f"{p.name}-{fp}-lora"
-            if not (composed / "adapter_config.json").is_file():
+            if not is_adapter(composed):
                 compose_lora(adapters_in_order, composed)
             return base_model, {
                 **info,
@@ -54,7 +55,7 @@ def model_dir(ref: str, work: Path, adapters: str = "merge") -> tuple[str, dict[
             }
     out = work / f"{p.name}-{fp}"
     if not (out / "config.json").is_file():
-        from trainkit.merge import merge
+        from corekit.adapters import merge
 
         merge(str(p), str(out), force=True)
     return str(out), {
@@ -77,7 +78,7 @@ def predict(
 ) -> list[dict[str, Any]]:
     """One prediction record per item (its id, the prompt, the output, and the item fields
     the metrics read)."""
-    from datakit.engines import Request
+    from corekit.engines import Request
     from datakit.records import prompt_messages
 
     requests = []
@@ -85,7 +86,7 @@ def predict(
         try:
             msgs = prompt_messages(it)
         except KeyError:
-            raise DatakitError(f"item {it.get('id')}: has no prompt or messages") from None
+            raise ToolkitError(f"item {it.get('id')}: has no prompt or messages") from None
         if system_prompt and not any(m.get("role") == "system" for m in msgs):
             msgs = [{"role": "system", "content": system_prompt}, *msgs]
         requests.append(

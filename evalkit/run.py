@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 
 @dataclass
@@ -37,14 +37,14 @@ class EvalResult:
 def model_ref(ref: str, cfg: dict[str, Any], base: Path, runs: Path) -> str:
     """A model reference of the eval section: ``train:STAGE`` (that trainkit stage's run
     directory), a name in ``models:``, or a path."""
-    from datakit.models import resolve_model, resolve_path
+    from corekit.models import resolve_model, resolve_path
 
     if ref.startswith("train:"):
         train = cfg.get("train") or {}
         out = resolve_path(base, train["output_dir"]) if train.get("output_dir") else runs / "train"
         run = out / ref.split(":", 1)[1]
         if not (run / "run.json").is_file():
-            raise DatakitError(f"eval.models: {ref}: no trainkit run at {run} (make train first)")
+            raise ToolkitError(f"eval.models: {ref}: no trainkit run at {run} (make train first)")
         return str(run)
     return resolve_model(ref, cfg.get("models", {}), base)
 
@@ -62,7 +62,7 @@ class Suite:
 
 def plan_suites(ev: dict[str, Any], base: Path, data: Path) -> list[Suite]:
     """The suites of an eval section, resolved: items loaded, metrics and settings chosen."""
-    from datakit.models import resolve_path
+    from corekit.models import resolve_path
 
     from .suites import SUITES, load_items
 
@@ -72,14 +72,14 @@ def plan_suites(ev: dict[str, Any], base: Path, data: Path) -> list[Suite]:
         sdef = SUITES.get(s.get("suite", s["name"]))
         src = s.get("dataset") or s.get("path") or (sdef.path if sdef else None)
         if src is None:
-            raise DatakitError(f"eval.suites: {s['name']}: needs a dataset or a path")
+            raise ToolkitError(f"eval.suites: {s['name']}: needs a dataset or a path")
         if s.get("path"):
             src = str(resolve_path(base, s["path"]))
         fmt = s.get("format") or (sdef.format if sdef and not s.get("dataset") else "jsonl")
         items = load_items(src, fmt, str(data))
         metrics = s.get("metrics") or (list(sdef.metrics) if sdef else None)
         if not metrics:
-            raise DatakitError(f"eval.suites: {s['name']}: give its metrics")
+            raise ToolkitError(f"eval.suites: {s['name']}: give its metrics")
         suites.append(
             Suite(
                 s["name"],
@@ -122,21 +122,21 @@ def run_eval(
     quiet: bool = False,
     curves: bool = True,
 ) -> EvalResult:
+    from corekit.models import resolve_path
     from datakit.config import load_config
-    from datakit.models import resolve_path
 
     config_path = Path(config_path)
     cfg = load_config(config_path)
     base = config_path.resolve().parent
     ev = cfg.get("eval") or {}
     if not ev.get("models"):
-        raise DatakitError(f"{config_path}: eval.models: no model to evaluate")
+        raise ToolkitError(f"{config_path}: eval.models: no model to evaluate")
     runs = Path(runs_root) if runs_root else resolve_path(base, cfg["runs_root"])
     data = Path(data_root) if data_root else resolve_path(base, cfg["data_root"])
     out = resolve_path(base, ev["out"]) if ev.get("out") else runs / "eval"
     engine_cfg = (cfg.get("engines") or {}).get(ev["engine"])
     if engine_cfg is None:
-        raise DatakitError(f"{config_path}: eval.engine: no engine named {ev['engine']!r}")
+        raise ToolkitError(f"{config_path}: eval.engine: no engine named {ev['engine']!r}")
     from .gate import gate_settings
 
     settings = gate_settings(ev.get("gate"))  # a bad gate section fails before any work
@@ -145,7 +145,7 @@ def run_eval(
     judge = _judge(cfg, ev, "judge", base, runs, quiet)
     refusal_judge = _judge(cfg, ev, "refusal_judge", base, runs, quiet)
     reports: dict[str, dict[str, Any]] = {}
-    from datakit.ops.runner import EnginePool
+    from corekit.engines.pool import EnginePool
 
     # One pool for the models, one after another: a fine-tune of the model before it is
     # loaded into the running engine (weights only) instead of starting a second one.
@@ -192,7 +192,7 @@ def _served_models(
     lora_bases: dict[str, int] = {}
     for path, info in served.values():
         if info.get("lora"):
-            from datakit.engines.vllm_backend import lora_rank_slot
+            from corekit.engines.vllm_backend import lora_rank_slot
 
             rank = json.loads((Path(info["lora"]) / "adapter_config.json").read_text())["r"]
             lora_bases[path] = max(lora_bases.get(path, 0), lora_rank_slot(rank))
@@ -215,8 +215,8 @@ def _eval_model(
     """Predict, judge and score every suite with one model; its report, written."""
     import orjson
 
-    from datakit.engines import EngineSpec
-    from datakit.runs import atomic_write_bytes, atomic_write_json
+    from corekit.engines import EngineSpec
+    from corekit.runs import atomic_write_bytes, atomic_write_json
 
     from .predict import predict
     from .scoring import make_report, score, suite_entry, write_scored
@@ -233,7 +233,7 @@ def _eval_model(
     try:
         model_out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a runs root the user named that cannot hold directories
-        raise DatakitError(f"{model_out}: cannot create: {e.strerror or e}") from None
+        raise ToolkitError(f"{model_out}: cannot create: {e.strerror or e}") from None
     temperature, seed = ev.get("temperature", 0.0), ev.get("seed", cfg["seed"])
     entries = []
     engine = start_engine(
@@ -290,14 +290,14 @@ def _eval_model(
 
 def start_engine(pool: Any, spec: Any, batch_size: int, where: str, swap: bool = False) -> Any:
     """The pool's engine for ``spec``. A spec the backend refuses before starting (a model
-    directory that does not exist, an unknown option) is bad input (DatakitError, exit 2);
+    directory that does not exist, an unknown option) is bad input (ToolkitError, exit 2);
     an engine that fails while starting is the tool failing (ToolFailure, exit 3), not a
     verdict on the model."""
-    from datakit.errors import ToolFailure
+    from corekit.errors import ToolFailure
 
     try:
         return pool.get(spec, batch_size=batch_size, where=where, swap=swap)
-    except DatakitError:
+    except ToolkitError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
@@ -305,22 +305,22 @@ def start_engine(pool: Any, spec: Any, batch_size: int, where: str, swap: bool =
 
 
 def _gate(res: EvalResult, ev: dict[str, Any], settings: Any, base: Path, out: Path) -> None:
-    from datakit.models import resolve_path
-    from datakit.runs import atomic_write_bytes
+    from corekit.models import resolve_path
+    from corekit.runs import atomic_write_bytes
 
     from .gate import gate, improve_settings
     from .render import junit
 
     which = settings.model or list(ev["models"])[-1]
     if which not in res.reports:
-        raise DatakitError(
+        raise ToolkitError(
             f"eval.gate.model: {which!r} is not one of eval.models ({', '.join(res.reports)})"
         )
     res.gated = which
     if settings.improve:
         over = settings.improve_over or next(iter(ev["models"]))
         if over not in res.reports or over == which:
-            raise DatakitError(
+            raise ToolkitError(
                 f"eval.gate.improve_over: {over!r} must be another label of eval.models "
                 f"({', '.join(res.reports)}) than the gated {which!r}"
             )
@@ -353,8 +353,8 @@ def _render(
     out: Path,
     curves: bool,
 ) -> None:
-    from datakit.models import resolve_path
-    from datakit.runs import atomic_write_bytes
+    from corekit.models import resolve_path
+    from corekit.runs import atomic_write_bytes
 
     from .itemview import collect, markdown_changes
     from .render import html_report, markdown
@@ -391,13 +391,13 @@ def _judge(
     None without one."""
     if not ev.get(key):
         return None
-    from datakit.engines import EngineSpec
-    from datakit.models import resolve_model
-    from datakit.ops.runner import EnginePool
+    from corekit.engines import EngineSpec
+    from corekit.engines.pool import EnginePool
+    from corekit.models import resolve_model
 
     e = (cfg.get("engines") or {}).get(ev[key])
     if e is None:
-        raise DatakitError(f"eval.{key}: no engine named {ev[key]!r}")
+        raise ToolkitError(f"eval.{key}: no engine named {ev[key]!r}")
     model = resolve_model(e["model"], cfg.get("models", {}), base, served=e["backend"] == "openai")
     pool = EnginePool(runs / "cache", quiet=quiet)
     spec = EngineSpec(e["backend"], model, dict(e.get("options") or {}))
@@ -408,13 +408,12 @@ def _judge_predictions(
     judge: Any, preds: list[dict[str, Any]], desc: str, rubric: dict[str, str] | None = None
 ) -> None:
     """The judge's rubric scores on every (prompt, output): judge_quality per prediction."""
-    from datakit.ops import OpContext
-    from datakit.ops.judge import score as judge_score
+    from corekit.judging import score as judge_score
 
     engine, _pool = judge
     results = judge_score(
         [(p["prompt"], p["output"]) for p in preds],
-        OpContext(engines={"judge": engine}),
+        engine,
         desc=desc,
         rubric=rubric,
     )
@@ -429,7 +428,7 @@ def _judge_refusals(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
     refusal rubric (full, partial or none, constrained to those words); the label is kept
     on the prediction as ``refusal_label`` and the refusal metrics read it. An output the
     engine could not judge keeps the detector's label."""
-    from datakit.refusal import judge_requests
+    from corekit.refusal import judge_requests
 
     from .metrics import expected_behaviour
 

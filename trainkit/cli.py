@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from datakit.clikit import (
+from corekit.clikit import (
     Group,
     config_data_root_option,
     config_runs_root_option,
@@ -89,10 +89,12 @@ def init_tiny_cmd(
       trainkit init-tiny /tmp/tiny --seed 1 --vocab-size 2048 --text corpus.txt
       trainkit init-tiny runs/models/tiny-trained --train-steps 300
     """
-    from datakit.tiny import init_tiny
+    from corekit.tiny import init_tiny
+    from datakit.demo import tiny_corpus
 
     summary = init_tiny(
         out_dir,
+        tiny_corpus(seed),
         seed=seed,
         vocab_size=vocab_size,
         text_files=text_files,
@@ -255,7 +257,7 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
       trainkit merge runs/train/sft -o runs/models/sft-merged
       trainkit merge runs/train/dpo/final -o /tmp/dpo-merged --force
     """
-    from .merge import merge
+    from corekit.adapters import merge
 
     # Loading and saving a large model takes minutes: keep the progress bars (on stderr).
     _quiet_libraries(progress=True)
@@ -442,8 +444,8 @@ def model_pull_cmd(
     """
     from pathlib import Path
 
+    from corekit.model_sources import ensure_models
     from datakit.config import load_config
-    from datakit.model_sources import ensure_models
 
     if not names and not pull_all:
         raise click.UsageError("name a model, or pass --all")
@@ -451,7 +453,10 @@ def model_pull_cmd(
         _quiet_libraries()
     cfg = load_config(config)
     base = Path(config).resolve().parent
-    rows = ensure_models(cfg, base, None if pull_all else list(names), offline, quiet)
+    from datakit.demo import tiny_corpus
+
+    names = None if pull_all else list(names)
+    rows = ensure_models(cfg, base, names, offline, quiet, tiny_corpus=tiny_corpus)
     if as_json:
         echo_json(rows)
         return

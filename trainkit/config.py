@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corekit.adapters import final_dir
+from corekit.errors import ToolkitError
+from corekit.models import resolve_model, resolve_path
 from datakit.config import load_config
-from datakit.errors import DatakitError
-from datakit.models import resolve_model, resolve_path
 
 from . import defaults
 
@@ -66,17 +67,13 @@ class TrainPlan:
     models: list[str] = field(default_factory=list)  # names under models: the stages use
 
 
-def final_dir(run_dir: Path) -> Path:
-    return run_dir / "final"
-
-
 def plan(
     config_path: str | Path,
     output_dir: str | Path | None = None,
     runs_root: str | Path | None = None,
     data_root: str | Path | None = None,
 ) -> TrainPlan:
-    """Load and check the config; resolve every stage. Raises DatakitError on any problem.
+    """Load and check the config; resolve every stage. Raises ToolkitError on any problem.
 
     ``output_dir`` (else train.output_dir, else <runs_root>/train), ``runs_root`` and
     ``data_root`` override the config's."""
@@ -200,7 +197,7 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
         stages.append(stage)
     if problems:
         n = len(problems)
-        raise DatakitError(f"{n} problem{'s' if n > 1 else ''} in train:\n" + "\n".join(problems))
+        raise ToolkitError(f"{n} problem{'s' if n > 1 else ''} in train:\n" + "\n".join(problems))
     return stages
 
 
@@ -212,7 +209,7 @@ def check_section(
     same checks in ``plan``."""
     try:
         resolve_stages(cfg, base, base / "runs")
-    except DatakitError as e:
+    except ToolkitError as e:
         out = []
         for line in str(e).splitlines()[1:] or [str(e)]:
             i = line.split("]", 1)[0].removeprefix("train.stages[")

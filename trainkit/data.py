@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from datakit.store import DatasetStore, Version
 from datakit.trainer_rows import fold_tool_calls, trainer_rows
 
@@ -32,7 +32,7 @@ class StageData:
 def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
     kind = version.kind
     if kind not in METHOD_KINDS[method]:
-        raise DatakitError(
+        raise ToolkitError(
             f"{version.ref}: {method} trains on {' or '.join(METHOD_KINDS[method])} records, "
             f"this version holds {kind} records"
         )
@@ -41,7 +41,7 @@ def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
         rows.extend(trainer_rows(rec, kind, method, chat))
     if not rows:
         why = " (no record has label true)" if method == "sft" and kind == "unpaired" else ""
-        raise DatakitError(f"{version.ref}: no training rows{why}; the dataset is empty")
+        raise ToolkitError(f"{version.ref}: no training rows{why}; the dataset is empty")
     return rows
 
 
@@ -138,7 +138,7 @@ def load_stage_data(
         if split_turns and "messages" in rows[0]:
             rows = assistant_turns_as_completions(rows)
             if not rows:
-                raise DatakitError(f"{v.ref}: no assistant turn to train on")
+                raise ToolkitError(f"{v.ref}: no assistant turn to train on")
         return rows
 
     refs: list[dict[str, Any]] = []
@@ -152,7 +152,7 @@ def load_stage_data(
         _check_chat_template(rows, tokenizer, version.ref)
         keys = set(rows[0])
         if shape is not None and keys != shape[1]:
-            raise DatakitError(
+            raise ToolkitError(
                 f"{version.ref}: its {method} rows hold {', '.join(sorted(keys))}, those of "
                 f"{shape[0]} {', '.join(sorted(shape[1]))}; one stage trains on one row shape"
             )
@@ -160,7 +160,7 @@ def load_stage_data(
         every += rows
         if eval_split and not eval_dataset:
             if len(rows) < 2:
-                raise DatakitError(
+                raise ToolkitError(
                     f"{version.ref}: eval_split needs at least 2 rows, found {len(rows)}"
                 )
             tr, te = _split_indices(len(rows), eval_split, seed)
@@ -205,7 +205,7 @@ def drop_long_prompts(
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     kept = [r for r, n in zip(rows, lengths, strict=True) if n <= limit]
     if not kept:
-        raise DatakitError(
+        raise ToolkitError(
             f"{ref}: every prompt is longer than {limit} tokens (args.max_length minus "
             f"params.max_completion_length; shortest {min(lengths)}); raise max_length"
         )
@@ -225,7 +225,7 @@ def _check_chat_template(rows: list[dict[str, Any]], tokenizer: Any, ref: str) -
     row = rows[0]
     needs = any(isinstance(v, list) for v in row.values() if not isinstance(v, bool))
     if needs and not getattr(tokenizer, "chat_template", None):
-        raise DatakitError(
+        raise ToolkitError(
             f"{ref}: the records are conversations but the model's tokenizer has no chat "
             "template; add one to tokenizer_config.json (or train from a chat model)"
         )
@@ -262,7 +262,7 @@ def check_lengths(
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     over = sum(1 for n in lengths if n > max_length)
     if over == len(lengths):
-        raise DatakitError(
+        raise ToolkitError(
             f"{ref}: all {len(lengths)} sequences are longer than args.max_length={max_length} "
             f"tokens (shortest {min(lengths)}); raise max_length or use shorter data"
         )

@@ -56,7 +56,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GIB = 2**30
@@ -113,7 +113,7 @@ def shape_from_config(cfg: dict[str, Any], where: str = "config.json") -> Shape:
         for n in names:
             if cfg.get(n):
                 return cfg[n]
-        raise DatakitError(f"{where}: no {names[0]} (not a decoder-only transformer config?)")
+        raise ToolkitError(f"{where}: no {names[0]} (not a decoder-only transformer config?)")
 
     hidden = need("hidden_size", "n_embd")
     layers = need("num_hidden_layers", "n_layer")
@@ -148,11 +148,11 @@ def load_model_config(model: str | Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise DatakitError(
+        raise ToolkitError(
             f"{model}: no config.json (give a model directory or its config.json)"
         ) from None
     except ValueError as e:
-        raise DatakitError(f"{path}: not valid JSON ({e})") from None
+        raise ToolkitError(f"{path}: not valid JSON ({e})") from None
 
 
 # Precision -> (activation bytes, fully trained weight bytes, frozen base weight bytes).
@@ -252,9 +252,9 @@ def estimate(
     optimizer: str = "adamw_torch_fused",
 ) -> Estimate:
     if optimizer not in OPTIMIZERS:
-        raise DatakitError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
+        raise ToolkitError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
     if precision not in PRECISIONS:
-        raise DatakitError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+        raise ToolkitError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
     s = shape_from_config(cfg, where)
     act, trained_b, frozen_b = PRECISIONS[precision]
     if method == "full":
@@ -273,7 +273,7 @@ def estimate(
         grad_b = 4
         largest = lora_r * max(s.hidden, s.intermediate)
     else:
-        raise DatakitError(f"unknown method {method!r}; choose full, lora, dora or qlora")
+        raise ToolkitError(f"unknown method {method!r}; choose full, lora, dora or qlora")
     gradients = trainable * grad_b
     moments = trainable * 2 * grad_b
     acts = activations_bytes(s, method, seq_len, batch, act, lora_r, gradient_checkpointing)

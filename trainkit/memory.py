@@ -72,11 +72,12 @@ def measure_sft_peak(
 
     import yaml
 
+    from corekit.adapters import load_tokenizer
     from datakit.store import DatasetStore
 
     from .config import plan
     from .data import load_stage_data
-    from .model import load_base, load_tokenizer
+    from .model import load_base
     from .run import build_trainer
 
     root = Path(workdir)

@@ -2,132 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
-from datakit.runs import atomic_dir
+from corekit import adapters
+from corekit.adapters import (
+    adapter_base,
+    bnb_config,
+    device_map,
+    load_tokenizer,
+    merged_from_adapter,
+    write_merged_from,
+)
+from corekit.errors import ToolkitError
+from corekit.models import is_adapter
+from corekit.runs import atomic_dir
 
 from .config import Stage
 
 log = logging.getLogger(__name__)
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
-
-
-def cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def device_map() -> Any:
-    """Where a 4-bit model is placed: the first GPU, else the CPU."""
-    return {"": 0} if cuda() else "cpu"
-
-
-def load_tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
-
-    src = path
-    if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").is_file():
-        src = adapter_base(path)
-    tok = AutoTokenizer.from_pretrained(src)
-    if tok.pad_token is None:
-        # Causal LMs often ship without one; the EOS token is the usual stand-in.
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def adapter_base(path: str | Path) -> str:
-    with open(Path(path) / "adapter_config.json") as f:
-        return json.load(f)["base_model_name_or_path"]
-
-
-def compute_dtype(name: str) -> Any:
-    """The 4-bit layers' matmul dtype: auto is bfloat16 on a GPU that supports it (the
-    QLoRA paper's), else float32 (bf16 matmuls are slow on CPUs without native bf16, and
-    the CPU's float32 path is what the rest of training uses)."""
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if cuda() and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, name)
-
-
-def bnb_config(quant: dict[str, Any]) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=quant["quant_type"],
-        bnb_4bit_use_double_quant=quant["double_quant"],
-        bnb_4bit_compute_dtype=compute_dtype(quant["compute_dtype"]),
-    )
-
-
-BASE_QUANTIZATION_FILE = "base_quantization.json"
-
-
-def adapter_quantization(adapter_dir: str | Path) -> dict[str, Any] | None:
-    """How the adapter's base was quantised while it trained (QLoRA), or None.
-
-    Read from the adapter directory itself (``base_quantization.json``, written beside the
-    adapter at the end of training), so it holds wherever the adapter is copied; for
-    adapters saved before that file existed, from the run's config.json one level up.
-    """
-    d = Path(adapter_dir)
-    own = d / BASE_QUANTIZATION_FILE
-    if own.is_file():
-        quant = json.loads(own.read_text())
-    elif (d.parent / "run.json").is_file() and (d.parent / "config.json").is_file():
-        quant = json.loads((d.parent / "config.json").read_text()).get("quantization") or {}
-    else:
-        return None
-    return quant if quant.get("load_in_4bit") else None
-
-
-def merged_from_adapter(adapter_dir: str | Path, dtype: Any = None) -> tuple[Any, bool]:
-    """A trained LoRA/IA3 adapter folded into its base, as a plain model; and whether the
-    base was the dequantised 4-bit one.
-
-    A QLoRA adapter was trained against the 4-bit base, so it is merged into the
-    dequantised 4-bit weights (what the adapter actually saw), not into the original
-    full-precision weights; every way in (``trainkit merge`` on a run or an adapter
-    directory, a ``from:`` stage) goes through here.
-    """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    quant = adapter_quantization(adapter_dir)
-    with open(Path(adapter_dir) / "adapter_config.json") as f:
-        task = json.load(f).get("task_type")
-    kwargs: dict[str, Any] = {}
-    auto = AutoModelForCausalLM
-    if task == "SEQ_CLS":  # a reward model: the base with a score head (saved in the adapter)
-        auto = AutoModelForSequenceClassification
-        kwargs["num_labels"] = 1
-    if quant:
-        base = auto.from_pretrained(
-            adapter_base(adapter_dir),
-            quantization_config=bnb_config({**quant, "compute_dtype": "float32"}),
-            device_map=device_map(),
-            **kwargs,
-        )
-        base = base.dequantize().to(dtype or torch.float32)
-    else:
-        base = auto.from_pretrained(adapter_base(adapter_dir), dtype=dtype, **kwargs)
-    if task == "SEQ_CLS":
-        base.config.pad_token_id = load_tokenizer(str(adapter_dir)).pad_token_id
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    if getattr(merged.config, "quantization_config", None) is not None:
-        del merged.config.quantization_config
-    return merged, quant is not None
 
 
 def attn_implementation(name: str) -> str | None:
@@ -137,7 +31,7 @@ def attn_implementation(name: str) -> str | None:
 
     if name != "auto":
         return name
-    if cuda() and importlib.util.find_spec("flash_attn") is not None:
+    if adapters.cuda() and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return None
 
@@ -155,7 +49,7 @@ def weights_dtype(stage: Stage) -> Any:
     """
     import torch
 
-    bf16_gpu = cuda() and torch.cuda.is_bf16_supported()
+    bf16_gpu = adapters.cuda() and torch.cuda.is_bf16_supported()
     if stage.args.get("pure_bf16"):
         return torch.bfloat16
     if stage.adapter["type"] == "full" or not bf16_gpu:
@@ -251,9 +145,9 @@ def load_base(stage: Stage, path: str | None = None) -> Any:
     if stage.quantization.get("load_in_4bit"):
         kwargs["quantization_config"] = bnb_config(stage.quantization)
         kwargs["device_map"] = device_map()
-    if is_adapter_dir(path) and continues_adapter(stage, path):
+    if is_adapter(path) and continues_adapter(stage, path):
         return _continued_adapter(stage, path, kwargs)
-    if is_adapter_dir(path):
+    if is_adapter(path):
         merged_dir = stage.run_dir / "merged-start"
         if not (merged_dir / "config.json").is_file():
             log.info("merging the adapter of %s into its base to start %s", path, stage.name)
@@ -316,23 +210,4 @@ def peft_config(stage: Stage) -> Any:
         return PromptTuningConfig(num_virtual_tokens=a["num_virtual_tokens"], task_type=task)
     if kind == "prefix_tuning":
         return PrefixTuningConfig(num_virtual_tokens=a["num_virtual_tokens"], task_type=task)
-    raise DatakitError(f"unknown adapter type {kind!r}")
-
-
-MERGED_FROM_FILE = "merged_from.json"
-"""Written into a ``merged-start`` directory: the adapter it was merged from, so the chain
-base -> adapter -> merged-start -> adapter can be read back as one adapter on the base."""
-
-
-def write_merged_from(
-    merged_dir: str | Path, adapter: str | Path, dequantized: bool, dtype: str
-) -> None:
-    from datakit.models import fingerprint
-
-    info = {
-        "adapter": str(Path(adapter).resolve()),
-        "fingerprint": fingerprint(adapter),
-        "dequantized": dequantized,
-        "dtype": dtype,
-    }
-    (Path(merged_dir) / MERGED_FROM_FILE).write_text(json.dumps(info))
+    raise ToolkitError(f"unknown adapter type {kind!r}")

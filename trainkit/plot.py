@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from datakit.runs import atomic_file
+from corekit.runs import atomic_file
 
 CURVES = (("loss", "eval_loss"), ("learning_rate",), ("grad_norm",))
 

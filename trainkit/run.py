@@ -26,9 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
-from datakit.models import check_model
-from datakit.runs import (
+from corekit import adapters
+from corekit.adapters import (
+    BASE_QUANTIZATION_FILE,
+    final_dir,
+    load_tokenizer,
+    merged_from_adapter,
+)
+from corekit.errors import ToolkitError
+from corekit.models import check_model, is_adapter
+from corekit.runs import (
     atomic_dir,
     atomic_write_json,
     config_hash,
@@ -38,18 +45,8 @@ from datakit.runs import (
 )
 from datakit.store import DatasetStore
 
-from .config import Stage, TrainPlan, final_dir, plan
-from .model import (
-    BASE_QUANTIZATION_FILE,
-    cuda,
-    fp32_master_weights,
-    is_adapter_dir,
-    is_peft_model,
-    load_base,
-    load_tokenizer,
-    merged_from_adapter,
-    peft_config,
-)
+from .config import Stage, TrainPlan, plan
+from .model import fp32_master_weights, is_peft_model, load_base, peft_config
 from .plot import plot_curves, read_metrics
 
 log = logging.getLogger(__name__)
@@ -136,7 +133,7 @@ def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
         "max_grad_norm": a["max_grad_norm"],
         "neftune_noise_alpha": a["neftune_noise_alpha"],
         "disable_tqdm": quiet,
-        "use_cpu": not cuda(),
+        "use_cpu": not adapters.cuda(),
     }
     if has_eval:
         out.update(eval_strategy="steps", eval_steps=a["eval_steps"])
@@ -150,7 +147,7 @@ def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
         )
     if a.get("pure_bf16"):
         out["bf16"] = True  # the weights are bf16 already (model.weights_dtype)
-    elif cuda():
+    elif adapters.cuda():
         import torch
 
         out["bf16"] = torch.cuda.is_bf16_supported()
@@ -311,7 +308,7 @@ def model_identity(path: str | Path) -> dict[str, Any] | None:
     yet (the stage that makes it has not run).
     """
     p = Path(path)
-    run = read_run(p.parent) if p.name == "final" else None
+    run = read_run(p.parent) if p.name == adapters.FINAL_DIR else None
     if run is not None:
         return {
             "run": str(p.parent),
@@ -352,15 +349,17 @@ def check_device_args(stage: Stage) -> None:
 
     where = f"train.stages.{stage.name}.args"
     if stage.args["attn_implementation"] == "flash_attention_2" and not (
-        cuda() and importlib.util.find_spec("flash_attn") is not None
+        adapters.cuda() and importlib.util.find_spec("flash_attn") is not None
     ):
-        raise DatakitError(
+        raise ToolkitError(
             f"{where}.attn_implementation: flash_attention_2 needs a CUDA GPU and the "
             "flash-attn package; use auto (sdpa here)"
         )
     optim = stage.args["optimizer"]
-    if ("8bit" in optim or optim.startswith("paged_") or optim == "lion_32bit") and not cuda():
-        raise DatakitError(
+    if (
+        "8bit" in optim or optim.startswith("paged_") or optim == "lion_32bit"
+    ) and not adapters.cuda():
+        raise ToolkitError(
             f"{where}.optimizer: {optim} is a bitsandbytes GPU optimizer; on a CPU use "
             "adamw_torch, adafactor or sgd"
         )
@@ -460,7 +459,7 @@ def run_stage(
         log.info("%s: an upstream model changed since it trained; training it again", stage.name)
     if run_dir.exists() and prev is not None and prev.get("config_hash") != key and not force:
         if not stale:
-            raise DatakitError(
+            raise ToolkitError(
                 f"{run_dir} holds a run of another config or dataset (stage {stage.name}"
                 f"{_what_differs(run_dir, resolved)}); pass --force to replace it, or set "
                 "another output_dir"
@@ -473,8 +472,8 @@ def run_stage(
 
     check_model(stage.base_model, f"train.stages.{stage.name}")
     if stage.reward_model:
-        if is_adapter_dir(stage.reward_model):
-            raise DatakitError(
+        if is_adapter(stage.reward_model):
+            raise ToolkitError(
                 f"train.stages.{stage.name}: reward_model {stage.reward_model} is an adapter; "
                 "RL needs a full sequence-classification model (trainkit merge it first)"
             )
@@ -568,7 +567,7 @@ def run_stage(
             resumed_from=resume.name if resume else None,
             metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             final=str(final_dir(run_dir)),
-            final_kind="adapter" if is_adapter_dir(final_dir(run_dir)) else "model",
+            final_kind="adapter" if is_adapter(final_dir(run_dir)) else "model",
             phase_seconds=clock.rounded(),
         )
         atomic_write_json(run_dir / "run.json", info)
@@ -601,7 +600,7 @@ def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
                 model.save_pretrained(str(tmp), selected_adapters=["default"])
             else:
                 trainer.save_model(str(tmp))
-            if is_adapter_dir(tmp) and stage.quantization.get("load_in_4bit"):
+            if is_adapter(tmp) and stage.quantization.get("load_in_4bit"):
                 # The adapter carries how its base was quantised: a merge (of this dir or
                 # a copy of it) or a later `from:` stage rebuilds the base it trained on.
                 atomic_write_json(tmp / BASE_QUANTIZATION_FILE, stage.quantization)
@@ -621,13 +620,15 @@ def run_train(
     names = [s.name for s in p.stages]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
-        raise DatakitError(
+        raise ToolkitError(
             f"no stage named {', '.join(unknown)} (stages: {', '.join(names) or 'none'})"
         )
-    from datakit.model_sources import ensure_models
+    from corekit.model_sources import ensure_models
+    from datakit.demo import tiny_corpus
 
     # Models the project builds (a gguf_wheel or tiny model) are built once, here if missing.
-    ensure_models(p.config, Path(config_path).resolve().parent, p.models, quiet=quiet)
+    base = Path(config_path).resolve().parent
+    ensure_models(p.config, base, p.models, quiet=quiet, tiny_corpus=tiny_corpus)
     store = DatasetStore(p.data_root)
     repo_dir = Path(config_path).resolve().parent
     results = []

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from datakit.runs import read_run
+from corekit.runs import read_run
 
 from .plot import read_metrics
 

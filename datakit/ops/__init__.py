@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DatakitError
+from corekit.errors import ToolkitError
+
 from .context import OpContext
 
 
@@ -218,7 +219,7 @@ def get_op(name: str) -> Op:
 
         hint = difflib.get_close_matches(name, list(OPS), n=1)
         tip = f"; did you mean {hint[0]!r}?" if hint else f"; choose one of: {', '.join(OPS)}"
-        raise DatakitError(f"unknown op {name!r}{tip}")
+        raise ToolkitError(f"unknown op {name!r}{tip}")
     return OPS[name]
 
 

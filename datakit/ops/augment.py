@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engines import Request
-from . import prompts
+from corekit.engines import Request
+
+from .. import prompts
 from .context import OpContext
 
 
 def similarities(a: list[str], b: list[str], model: str | None = None) -> list[float]:
-    from ..embeddings import embed
+    from corekit.embeddings import embed
 
     ea, eb = embed(a, model), embed(b, model)
     return [float(x) for x in (ea * eb).sum(axis=1)]

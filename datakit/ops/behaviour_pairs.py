@@ -2,7 +2,7 @@
 
 The inputs hold several sampled answers per prompt (chat records whose ``meta.expected`` says
 what the answer should do: ``refuse`` an unsafe request, ``comply`` with a safe look-alike).
-The refusal detector (datakit/refusal.py, the one evalkit scores with) labels every answer;
+The refusal detector (corekit/refusal.py, the one evalkit scores with) labels every answer;
 for each prompt an answer that does what is expected is paired, as chosen, with one that
 does not, as rejected: a refusal over a compliance (or a refusal that then helps anyway) for
 an unsafe request, a real answer over a needless refusal for a safe look-alike, so the

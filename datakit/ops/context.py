@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engines import CachedEngine, Request, Result
-from ..errors import DatakitError
+from corekit.engines import CachedEngine, Request, Result
+from corekit.errors import ToolkitError
 
 
 def template_hash(text: str) -> str:
@@ -43,7 +43,7 @@ class OpContext:
         """The engine of ``role`` (judge, teacher), else the main engine."""
         eng = self.engines.get(role) or self.engine
         if eng is None:
-            raise DatakitError(f"{self.step}: this op needs an engine ({role})")
+            raise ToolkitError(f"{self.step}: this op needs an engine ({role})")
         return eng
 
     def request_seed(self, *parts: Any) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engines import Request
+from corekit.engines import Request
+
+from .. import prompts
 from ..records import exchange
-from . import prompts
 from .context import OpContext
 
 

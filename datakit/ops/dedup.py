@@ -9,7 +9,7 @@ rows come from the Jaccard threshold (0.8 by default), so candidates are found w
 all-pairs step (the index is tuned for recall); each candidate pair is then confirmed on the exact Jaccard similarity of the
 two shingle sets. Semantic candidates from the index are re-scored exactly (float32 cosine of
 the two vectors, an index stored in float32 on every machine). A record longer than the
-encoder's window is embedded in windows (datakit.embeddings.embed_whole); with ``fields:
+encoder's window is embedded in windows (corekit.embeddings.embed_whole); with ``fields:
 prompt_response`` two records are duplicates only when their prompts and their responses
 both are (the lower cosine counts), so a long shared prompt does not hide different answers.
 
@@ -32,7 +32,8 @@ import hashlib
 import re
 from typing import Any
 
-from ..errors import DatakitError
+from corekit.errors import ToolkitError
+
 from ..records import exchange
 from .context import OpContext
 
@@ -50,7 +51,7 @@ def default_threshold(method: str, backend: str | None = None, model: str | None
     the embedding backend for semantic (static embeddings score unrelated texts higher)."""
     if method != "semantic":
         return NEAR_THRESHOLD
-    from ..embeddings import STATIC_THRESHOLD, backend_for
+    from corekit.embeddings import STATIC_THRESHOLD, backend_for
 
     return STATIC_THRESHOLD if backend_for(model, backend) == "static" else SEMANTIC_THRESHOLD
 
@@ -131,7 +132,7 @@ def semantic_pairs(
     embedding backend (None: the default)."""
     import numpy as np
 
-    from ..embeddings import embed_whole, load_runtime
+    from corekit.embeddings import embed_whole, load_runtime
 
     if len(texts) < 2:
         return []
@@ -298,7 +299,7 @@ def keep_order(records: list[dict[str, Any]], texts: list[str], keep: str) -> li
     if rule == "longest":
         field = field or "response"
         if field not in KEEP_FIELDS:
-            raise DatakitError(
+            raise ToolkitError(
                 f"dedup keep: {keep!r}: longest measures one of {', '.join(KEEP_FIELDS)}"
             )
 
@@ -309,7 +310,7 @@ def keep_order(records: list[dict[str, Any]], texts: list[str], keep: str) -> li
             return len(response if field == "response" else prompt)
 
         return sorted(range(n), key=lambda i: (-size(i), i))
-    raise DatakitError(f"dedup keep: {keep!r} is not first, longest[:FIELD] or best_score")
+    raise ToolkitError(f"dedup keep: {keep!r} is not first, longest[:FIELD] or best_score")
 
 
 def _has_exchange(rec: dict[str, Any]) -> bool:
@@ -405,7 +406,7 @@ def run(
         embedding_backend=embedding_backend,
     )
     if method == "semantic":
-        from ..embeddings import backend_for
+        from corekit.embeddings import backend_for
 
         ctx.stats["embedding_backend"] = backend_for(embedding_model, embedding_backend)
         ctx.stats["threshold"] = threshold
@@ -440,11 +441,11 @@ def explain(version: Any, record_id: str) -> list[dict[str, Any]]:
     dedup_report.jsonl whose dropped, kept or cluster id is that record's cluster."""
     import orjson
 
-    from ..errors import DatakitError
+    from corekit.errors import ToolkitError
 
     path = version.path / "dedup_report.jsonl"
     if not path.is_file():
-        raise DatakitError(f"{version.ref} was not made by dedup (no dedup_report.jsonl)")
+        raise ToolkitError(f"{version.ref} was not made by dedup (no dedup_report.jsonl)")
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
     clusters = {r["cluster"] for r in rows if record_id in (r["dropped"], r["kept"], r["cluster"])}
     return [r for r in rows if r["cluster"] in clusters]

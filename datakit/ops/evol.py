@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engines import Request
+from corekit.engines import Request
+
+from .. import prompts
 from ..records import exchange
-from . import prompts
 from .context import OpContext
 
 STOP_WORDS = frozenset(
@@ -71,9 +72,9 @@ def run(
     roots = {r["id"]: r for r in records}
     unknown = set(ops) - set(prompts.EVOL_METHODS) - {"breadth"}
     if unknown:
-        from ..errors import DatakitError
+        from corekit.errors import ToolkitError
 
-        raise DatakitError(
+        raise ToolkitError(
             f"evol_instruct: unknown operation(s) {', '.join(sorted(unknown))}; known: {', '.join([*prompts.EVOL_METHODS, 'breadth'])}"
         )
     names, weights = list(ops), [ops[k] for k in ops]

@@ -14,7 +14,8 @@ import json
 import re
 from typing import Any
 
-from ..errors import DatakitError
+from corekit.errors import ToolkitError
+
 from ..records import exchange, field_value
 from .context import OpContext
 from .dedup import record_text
@@ -69,7 +70,7 @@ def quality_filter(
     try:
         pattern = re.compile(regex) if regex else None
     except re.error as e:
-        raise DatakitError(f"{ctx.step}: filter: regex {regex!r} does not compile: {e}") from None
+        raise ToolkitError(f"{ctx.step}: filter: regex {regex!r} does not compile: {e}") from None
     validator = None
     if response_schema is not None:
         import jsonschema
@@ -104,7 +105,7 @@ def quality_filter(
 
 def _refusal_labels(records: list[dict[str, Any]]) -> list[str]:
     """evalkit's refusal detector on every response at once: full, partial or none."""
-    from ..refusal import classify_many
+    from corekit.refusal import classify_many
 
     return classify_many([_response(r) for r in records])
 
@@ -137,7 +138,7 @@ class _SchemaValidators:
             try:
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as e:
-                raise DatakitError(
+                raise ToolkitError(
                     f"{self.ctx.step}: filter: record {rec.get('id')}: {self.field} is not a "
                     f"valid JSON Schema: {e.message}"
                 ) from None

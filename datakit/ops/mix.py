@@ -26,7 +26,8 @@ import logging
 import random
 from typing import Any
 
-from ..errors import DatakitError
+from corekit.errors import ToolkitError
+
 from ..records import field_value
 from .context import OpContext
 from .dedup import (
@@ -60,12 +61,12 @@ def mix(
                 f"no input holds in {balance_by} (values: {', '.join(sorted(held))})"
             )
             if not best_effort:
-                raise DatakitError(said)
+                raise ToolkitError(said)
             logging.getLogger(__name__).warning(said)
             ctx.stats["balance_weights_unmatched"] = unknown
     w = list(weights or [1.0] * len(inputs))
     if len(w) != len(inputs):
-        raise DatakitError(f"{ctx.step}: mix has {len(inputs)} inputs but {len(w)} weights")
+        raise ToolkitError(f"{ctx.step}: mix has {len(inputs)} inputs but {len(w)} weights")
     norm = [x / sum(w) for x in w]
     sizes = [len(recs) for recs in inputs]
     if total is None and weights is None:
@@ -80,7 +81,7 @@ def mix(
         if short and not best_effort:
             k = short[0]
             most = min(int(n / x + 1e-9) for n, x in zip(sizes, norm, strict=True))
-            raise DatakitError(
+            raise ToolkitError(
                 f"{ctx.step}: mix total {total} at ratios "
                 f"{'/'.join(f'{x:.2g}' for x in norm)} needs {wanted[k]} records of input "
                 f"{k + 1}, which holds {sizes[k]}; these inputs allow total {most} at these "
@@ -182,7 +183,7 @@ def split(
     if group_method == "semantic" and len(records) > 1:
         import numpy as np
 
-        from ..embeddings import embed_whole
+        from corekit.embeddings import embed_whole
 
         # the whole record, not prompt and response apart: a test item whose question sits
         # in train with another answer still leaks

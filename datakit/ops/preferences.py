@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engines import Request
+from corekit import judging
+from corekit.engines import Request
+
 from ..records import prompt_messages
-from . import judge as judge_mod
 from .context import OpContext
 
 
@@ -91,7 +92,7 @@ def _candidates(
 def _pointwise(records, convs, cands: Candidates, ctx: OpContext, min_margin: float):
     """Rubric-score every candidate; pair the best with the worst if they differ enough."""
     flat = [(convs[k][-1]["content"], text) for k in range(len(records)) for text, _ in cands[k]]
-    scores = iter(judge_mod.score(flat, ctx, desc="judge samples"))
+    scores = iter(judging.score(flat, ctx.engine_for("judge"), desc="judge samples"))
     for k, rec in enumerate(records):
         scored = [(text, t, next(scores)) for text, t in cands[k]]
         if len(scored) < 2:
@@ -128,7 +129,7 @@ def _pairwise(records, convs, cands: Candidates, ctx: OpContext, min_margin: flo
                 items.append((inst, c[i][0], c[j][0]))
                 owners.append((k, i, j))
     per_record: dict[int, dict[tuple[int, int], str]] = {}
-    for (k, i, j), v in zip(owners, judge_mod.compare(items, ctx), strict=True):
+    for (k, i, j), v in zip(owners, judging.compare(items, ctx.engine_for("judge")), strict=True):
         per_record.setdefault(k, {})[(i, j)] = v
     for k, direct in sorted(per_record.items()):
         pair, wins, reason = pick_pair(len(cands[k]), direct, min_margin)

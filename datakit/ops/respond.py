@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engines import Request
+from corekit.engines import Request
+
 from ..records import field_value, prompt_messages
 from .context import OpContext
 

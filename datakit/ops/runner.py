@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from corekit.engines import EngineSpec, check_spec, spec_fingerprint
+from corekit.engines.pool import EnginePool
+from corekit.errors import ToolkitError
+from corekit.runs import config_hash
+
 from ..config import with_defaults
-from ..engines import CachedEngine, EngineSpec, build_engine, check_spec, spec_fingerprint
-from ..errors import DatakitError
-from ..runs import config_hash
 from ..schemas import load_schema
 from ..store import DatasetStore, Version
 from . import Op, get_op
@@ -53,7 +54,7 @@ def op_params(op: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """Check an op's parameters against its schema and fill in the defaults."""
     problems = param_problems(op, params)
     if problems:
-        raise DatakitError(f"{op}: " + "; ".join(f"{w}: {m}" for w, m in problems))
+        raise ToolkitError(f"{op}: " + "; ".join(f"{w}: {m}" for w, m in problems))
     root = load_schema("pipeline")
     return with_defaults(params or {}, root["definitions"][f"params_{op}"], root)
 
@@ -68,83 +69,6 @@ def roles_used(op: Op, engines: dict[str, EngineSpec | None]) -> dict[str, Engin
         if spec is not None:
             out[role] = spec
     return out
-
-
-class EnginePool:
-    """Engines are expensive to start (vLLM loads the model): build each spec once per run."""
-
-    def __init__(self, cache_dir: Path, quiet: bool = False):
-        self.cache_dir = cache_dir
-        self.quiet = quiet
-        self._engines: dict[str, CachedEngine] = {}
-        self._options: dict[str, dict[str, Any]] = {}
-        # how the last get() found its engine: started, running, or swapped (another
-        # model's running engine took this one's weights or adapter)
-        self.last = ""
-
-    def get(
-        self, spec: EngineSpec, batch_size: int = 256, where: str = "engine", swap: bool = False
-    ) -> CachedEngine:
-        """The engine for ``spec``, built on first use. With ``swap`` (one model after
-        another, as evalkit does), a running engine of the same backend and options whose
-        model has the same architecture and tokenizer takes ``spec``'s weights in place
-        instead (one engine start for a base model and its fine-tunes), and a running
-        engine that cannot is closed before the new one starts (two in-process vLLMs on one
-        GPU run out of memory)."""
-        key = config_hash([spec.backend, spec.model, spec.options])
-        self.last = "running"
-        if key not in self._engines:
-            cache = self.cache_dir / f"{spec.backend}-{key}.jsonl"
-            if swap:
-                if self._swapped(spec, key, cache, where):
-                    self.last = "swapped"
-                    return self._engines[key]
-                self.close()
-            self.last = "started"
-            self._engines[key] = build_engine(
-                spec, cache, batch_size=batch_size, quiet=self.quiet, where=where
-            )
-            self._options[key] = dict(spec.options)
-        return self._engines[key]
-
-    def _swapped(self, spec: EngineSpec, key: str, cache: Path, where: str) -> bool:
-        import sys
-
-        from ..engines import RequestCache
-
-        for old, engine in list(self._engines.items()):
-            if engine.backend != spec.backend or _but_adapter(self._options[old]) != _but_adapter(
-                spec.options
-            ):
-                continue
-            check_spec(spec, where)
-            adapter = spec.options.get("lora_adapter")
-            if engine.swap(
-                spec.model, adapter, spec_fingerprint(spec), lambda: RequestCache(cache)
-            ):
-                if not self.quiet:
-                    how = (
-                        f"serving the LoRA adapter {adapter} per request on"
-                        if adapter
-                        else f"loaded {spec.model}'s weights into"
-                    )
-                    print(f"{how} the running {spec.backend} engine (no new start)",
-                          file=sys.stderr, flush=True)  # fmt: skip
-                del self._engines[old]
-                self._engines[key] = engine
-                self._options[key] = self._options.pop(old)
-                return True
-        return False
-
-    def close(self) -> None:
-        for e in self._engines.values():
-            e.close()
-        self._engines.clear()
-        self._options.clear()
-
-
-def _but_adapter(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k != "lora_adapter"}
 
 
 @dataclass
@@ -233,25 +157,25 @@ def _run_step(
     params = op_params(op_name, params)
     refs = [inputs] if isinstance(inputs, str) else list(inputs)
     if len(refs) != 1 and not op.many_inputs:
-        raise DatakitError(f"{name}: {op_name} reads one input, got {len(refs)}")
+        raise ToolkitError(f"{name}: {op_name} reads one input, got {len(refs)}")
     srcs = [store.resolve(r) for r in refs]
     # Instruction and chat inputs mix as chat (an instruction is a two-turn chat); other
     # kinds do not mix.
     as_chat = {s.kind for s in srcs} == {"instruction", "chat"}
     if op.same_kind_inputs and len({s.kind for s in srcs}) > 1 and not as_chat:
         kinds = ", ".join(f"{s.ref} ({s.kind})" for s in srcs)
-        raise DatakitError(
+        raise ToolkitError(
             f"{name}: {op_name} needs inputs of one record kind (or instruction and chat, "
             f"mixed as chat), got {kinds}"
         )
     for src in srcs:
         if src.kind not in op.inputs:
-            raise DatakitError(
+            raise ToolkitError(
                 f"{name}: {op_name} reads {' or '.join(op.inputs)} records, but {src.ref} holds {src.kind} records"
             )
     specs = roles_used(op, engines or {})
     if op.roles and not specs:
-        raise DatakitError(f"{name}: {op_name} needs an engine")
+        raise ToolkitError(f"{name}: {op_name} needs an engine")
     for role, s in specs.items():
         check_spec(s, where=f"{name}: {role}")
     config = _step_config(op_name, params, srcs, seed, specs)
@@ -271,7 +195,7 @@ def _run_step(
         # A model has nothing to work from in an empty input; curation ops pass it on (an
         # empty generation result must not stop the dedup/mix/split steps after it).
         if not recs and op.roles:
-            raise DatakitError(f"{name}: input {src.ref} is empty")
+            raise ToolkitError(f"{name}: input {src.ref} is empty")
     built = (
         {role: pool.get(s, batch_size, where=f"{name}: {role}") for role, s in specs.items()}
         if pool
@@ -342,12 +266,12 @@ def _check_not_gutted(
     why = f" (dropped {why})" if why else ""
     fix = "nothing written; --allow-empty (allow_empty: true on the step) writes it anyway"
     if not any(outputs.values()):
-        raise DatakitError(
+        raise ToolkitError(
             f"{name}: {op_name} made no records from {n_in} input records{why}; {fix}"
         )
     errors = drops.get("engine_error", 0)
     if errors > max_error_share * n_in:
-        raise DatakitError(
+        raise ToolkitError(
             f"{name}: {op_name} lost {errors} of {n_in} input records to engine errors "
             f"(more than max_error_share {max_error_share:g}){why}; {fix}"
         )

@@ -17,9 +17,10 @@ import re
 import string
 from typing import Any
 
-from ..engines import Request
-from ..novelty import NoveltyIndex
-from . import prompts
+from corekit.engines import Request
+from corekit.novelty import NoveltyIndex
+
+from .. import prompts
 from .context import OpContext, template_hash
 
 BLACKLIST = (

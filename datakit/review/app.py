@@ -449,7 +449,7 @@ def serving_lock(review: Review) -> Any:
 
     from filelock import FileLock, Timeout
 
-    from ..errors import DatakitError
+    from corekit.errors import ToolkitError
 
     review.dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(review.dir / "serve.lock"))
@@ -465,7 +465,7 @@ def serving_lock(review: Review) -> Any:
                 where = f" (pid {who.get('pid')})"
             except (OSError, ValueError):
                 where = ""
-            raise DatakitError(
+            raise ToolkitError(
                 f"{review.version.ref} is already being reviewed by another server{where}: "
                 "open that one, or stop it first"
             ) from None

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatakitError
+from corekit.errors import ToolkitError
+
 from ..records import prompt_messages
 
 DEFAULT_CRITERIA = ("clarity", "helpfulness", "accuracy")  # the LLM judge's rubric criteria
@@ -42,7 +43,7 @@ MAX_TEXT = 100_000  # an edited response or a comment longer than this is refuse
 LETTERS = "ABCDEFGHIJ"
 
 
-class ReviewInputError(DatakitError):
+class ReviewInputError(ToolkitError):
     """An action the log refuses (bad field, unknown record): shown to the annotator."""
 
 
@@ -82,7 +83,7 @@ def with_response(rec: dict[str, Any], text: str) -> dict[str, Any]:
 def prompt_text(rec: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         return prompt_messages(rec)
-    except (KeyError, DatakitError):
+    except (KeyError, ToolkitError):
         return []
 
 
@@ -217,11 +218,11 @@ class Review:
         self.skipped: list[tuple[int, str]] = []  # log lines left out, by entries()
         for c in self.criteria:
             if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$", c):
-                raise DatakitError(
+                raise ToolkitError(
                     f"--criteria: {c!r} is not a criterion name (letters, digits, _ -)"
                 )
         if self.overlap < 1:
-            raise DatakitError("--overlap: must be at least 1")
+            raise ToolkitError("--overlap: must be at least 1")
 
     # ------------------------------------------------------------------ settings, log
 
@@ -232,7 +233,7 @@ class Review:
             return {}
 
     def save_settings(self) -> None:
-        from ..runs import atomic_write_json
+        from corekit.runs import atomic_write_json
 
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
@@ -622,7 +623,7 @@ def commit(review: Review, out: str | None = None, message: str | None = None) -
     state = review.state()
     entries = review.entries()
     if not entries:
-        raise DatakitError(f"{v.ref}: nothing to commit (no annotations yet)")
+        raise ToolkitError(f"{v.ref}: nothing to commit (no annotations yet)")
     kept, rejects, pairs = [], [], []
     counts: Counter = Counter()
     for rec in review.records:
@@ -664,7 +665,7 @@ def commit(review: Review, out: str | None = None, message: str | None = None) -
         out_rec["meta"] = {**(rec.get("meta") or {}), "review": info}
         kept.append(out_rec)
     if not kept:
-        raise DatakitError(
+        raise ToolkitError(
             f"{v.ref}: no record is accepted yet ({counts.get('rejected', 0)} rejected, "
             f"{counts.get('todo', 0)} not reviewed); nothing to commit"
         )

@@ -1,10 +1,10 @@
 """Train the refusal detector's weights (``refusal_model.json``) on the training part of
 ``refusal_set.jsonl``: a multinomial logistic regression (scikit-learn) over
-datakit.refusal.features (MiniLM embeddings of the completion and its opening, and the rule
+corekit.refusal.features (MiniLM embeddings of the completion and its opening, and the rule
 features). The regularisation strength is chosen by cross-validation grouped by request
 topic on the training part only; the validation and held-out parts are scored once, after.
 
-    python -m evalkit.data.train_refusal_model      # rewrites datakit/refusal_model.json
+    python -m evalkit.data.train_refusal_model      # rewrites corekit/refusal_model.json
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SET = HERE / "refusal_set.jsonl"
-OUT = HERE.parent.parent / "datakit" / "refusal_model.json"
+OUT = HERE.parent.parent / "corekit" / "refusal_model.json"
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     import numpy as np
     from sklearn.model_selection import GroupKFold
 
-    from datakit.refusal import LABELS, RULE_FEATURES, classify_many, features
+    from corekit.refusal import LABELS, RULE_FEATURES, classify_many, features
 
     train = rows("train")
     x = features([r["completion"] for r in train])
@@ -49,8 +49,8 @@ def main() -> None:
     best = max(C_GRID, key=lambda c: (scores[c], -c))
     clf = fit(x, y, best)
     model = {
-        "about": "refusal detector (datakit.refusal): multinomial logistic regression over "
-        "datakit.refusal.features; trained by python -m evalkit.data.train_refusal_model",
+        "about": "refusal detector (corekit.refusal): multinomial logistic regression over "
+        "corekit.refusal.features; trained by python -m evalkit.data.train_refusal_model",
         "classes": [str(c) for c in clf.classes_],
         "coef": [[round(float(v), 6) for v in row] for row in clf.coef_],
         "intercept": [round(float(v), 6) for v in clf.intercept_],
@@ -61,7 +61,7 @@ def main() -> None:
     }
     assert set(model["classes"]) == set(LABELS)
     OUT.write_text(json.dumps(model) + "\n")
-    from datakit import refusal
+    from corekit import refusal
 
     refusal._MODEL.clear()
     print(f"wrote {OUT} (C={best}; grouped CV binary accuracy {scores})")

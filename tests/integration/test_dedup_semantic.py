@@ -5,7 +5,7 @@ exact all-pairs cosine on which pairs pass the threshold."""
 import numpy as np
 import pytest
 
-from datakit.embeddings import embed
+from corekit.embeddings import embed
 from datakit.ops.dedup import SEMANTIC_THRESHOLD, semantic_pairs
 
 TEXTS = [
@@ -102,7 +102,7 @@ VARIED = [
 
 @pytest.mark.numeric
 def test_the_int8_onnx_path_is_the_default_and_agrees_with_fp32():
-    from datakit.embeddings import backend_for, default_embedding_model
+    from corekit.embeddings import backend_for, default_embedding_model
 
     assert backend_for(default_embedding_model()) == "onnx-int8"
     fast = embed(VARIED)
@@ -132,8 +132,8 @@ def test_the_dedup_step_records_which_embedding_backend_it_used():
 
 
 def test_the_onnx_build_is_cached_by_model_fingerprint():
-    from datakit.embeddings import default_embedding_model
-    from datakit.models import cache_dir, fingerprint
+    from corekit.embeddings import default_embedding_model
+    from corekit.models import cache_dir, fingerprint
 
     embed(["warm"])
     built = cache_dir() / "embeddings" / f"{fingerprint(default_embedding_model())}-int8"
@@ -146,8 +146,8 @@ def test_models_the_fast_path_cannot_reproduce_keep_the_plain_backend(tmp_path, 
 
     import pytest
 
-    from datakit.embeddings import backend_for
-    from datakit.errors import DatakitError
+    from corekit.embeddings import backend_for
+    from corekit.errors import ToolkitError
 
     cls = tmp_path / "cls-model"
     (cls / "1_Pooling").mkdir(parents=True)
@@ -164,11 +164,11 @@ def test_models_the_fast_path_cannot_reproduce_keep_the_plain_backend(tmp_path, 
     (cls / "modules.json").write_text(json.dumps([*modules, {"type": "x.Dense", "path": "3"}]))
     assert backend_for(str(cls)) == "torch"  # an extra Dense layer
     monkeypatch.setenv("DATAKIT_EMBED_BACKEND", "torch")
-    from datakit.embeddings import default_embedding_model
+    from corekit.embeddings import default_embedding_model
 
     assert backend_for(default_embedding_model()) == "torch"
     monkeypatch.setenv("DATAKIT_EMBED_BACKEND", "tensorrt")
-    with pytest.raises(DatakitError, match="DATAKIT_EMBED_BACKEND=tensorrt"):
+    with pytest.raises(ToolkitError, match="DATAKIT_EMBED_BACKEND=tensorrt"):
         backend_for(None)
 
 
@@ -178,7 +178,7 @@ def test_static_embeddings_are_distilled_here_and_served_without_the_encoder():
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
-    from datakit.embeddings import STATIC_DIMS, static_model_dir
+    from corekit.embeddings import STATIC_DIMS, static_model_dir
 
     folder = static_model_dir()
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -204,7 +204,7 @@ def test_static_embeddings_are_distilled_here_and_served_without_the_encoder():
 
 def test_plain_model2vec_loads_the_static_folder_and_gives_the_same_vectors():
     model2vec = pytest.importorskip("model2vec")  # installed with the `bench` extra
-    from datakit.embeddings import static_model_dir
+    from corekit.embeddings import static_model_dir
 
     texts = ["Write a poem about owls.", "How do tides work?", "Résumé en trois phrases."]
     theirs = model2vec.StaticModel.from_pretrained(str(static_model_dir())).encode(texts)
@@ -212,7 +212,7 @@ def test_plain_model2vec_loads_the_static_folder_and_gives_the_same_vectors():
 
 
 def test_a_dedup_step_can_ask_for_the_static_backend_and_gets_its_threshold():
-    from datakit.embeddings import STATIC_THRESHOLD
+    from corekit.embeddings import STATIC_THRESHOLD
     from datakit.ops import OpContext
     from datakit.ops.dedup import run
 
@@ -226,9 +226,9 @@ def test_a_dedup_step_can_ask_for_the_static_backend_and_gets_its_threshold():
     assert ctx.stats["threshold"] == STATIC_THRESHOLD
     assert "1" not in {r["id"] for r in kept}  # the copy, case and punctuation changed
     assert {r["record"]["id"]: r["kept"] for r in ctx.rejects}["1"] == "0"
-    from datakit.errors import DatakitError
+    from corekit.errors import ToolkitError
 
-    with pytest.raises(DatakitError, match="embedding_backend 'fasttext'"):
+    with pytest.raises(ToolkitError, match="embedding_backend 'fasttext'"):
         run([recs], OpContext(), embedding_backend="fasttext")
 
 
@@ -255,7 +255,7 @@ def test_a_long_shared_prompt_does_not_hide_different_answers():
     same = semantic_pairs([texts[0], texts[0]], SEMANTIC_THRESHOLD,
                           parts=([LONG_PROMPT] * 2, [answers[0]] * 2))  # fmt: skip
     assert same and same[0][2] >= 0.999  # an exact copy is still a duplicate
-    from datakit.embeddings import embed_whole
+    from corekit.embeddings import embed_whole
 
     whole = embed_whole(texts)  # every window read: closer to telling them apart
     assert float(whole[0] @ whole[1]) < float(truncated[0] @ truncated[1])

@@ -10,8 +10,8 @@ import textwrap
 import jsonschema
 import pytest
 
-from datakit.engines import EngineSpec, Request, build_engine
-from datakit.errors import DatakitError
+from corekit.engines import EngineSpec, Request, build_engine
+from corekit.errors import ToolkitError
 
 
 def test_transformers_engine(tiny_model, tmp_path):
@@ -38,7 +38,7 @@ def test_transformers_engine(tiny_model, tmp_path):
     # Greedy decoding repeats exactly; the cache answers the repeat without the model.
     again = eng.generate([reqs[1]])
     assert again[0].text == out[1].text and again[0].cached
-    with pytest.raises(DatakitError, match="cannot constrain output to a JSON schema"):
+    with pytest.raises(ToolkitError, match="cannot constrain output to a JSON schema"):
         eng.engine.generate([Request(prompt="x", json_schema={"type": "object"})])
     eng.close()
 
@@ -46,7 +46,7 @@ def test_transformers_engine(tiny_model, tmp_path):
 VLLM_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from datakit.engines import EngineSpec, Request, build_engine
+    from corekit.engines import EngineSpec, Request, build_engine
 
     if __name__ == "__main__":
         schema = {"type": "object", "properties": {"score": {"type": "integer", "enum": [1, 2, 3, 4, 5]}}, "required": ["score"], "additionalProperties": False}

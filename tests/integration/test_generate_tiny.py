@@ -15,25 +15,26 @@ DATAKIT = Path(sys.executable).parent / "datakit"
 
 
 def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypatch):
-    from datakit.engines import EngineSpec
-    from datakit.ops import judge as judge_mod
-    from datakit.ops.runner import EnginePool, run_step
+    from corekit import judging
+    from corekit.engines import EngineSpec
+    from corekit.engines.pool import EnginePool
+    from datakit.demo import demo_seeds
+    from datakit.ops.runner import run_step
     from datakit.records import instruction_text
     from datakit.store import DatasetStore
-    from datakit.tiny import demo_seeds
 
     store = DatasetStore(tmp_path / "data")
     seeds = demo_seeds()[:12]
     store.write("seeds", seeds, "instruction")
     seen = []  # every (instruction, a, b) -> verdict the real judge gave
-    real_compare = judge_mod.compare
+    real_compare = judging.compare
 
-    def recording(items, ctx, desc="pairwise judge"):
-        verdicts = real_compare(items, ctx, desc)
+    def recording(items, engine, desc="pairwise judge"):
+        verdicts = real_compare(items, engine, desc)
         seen.extend(zip(items, verdicts, strict=True))
         return verdicts
 
-    monkeypatch.setattr(judge_mod, "compare", recording)
+    monkeypatch.setattr(judging, "compare", recording)
     spec = EngineSpec("transformers", str(tiny_trained), {})
     params = {"max_tokens": 48, "temperatures": [0.3, 1.0, 1.5], "judge": "pairwise"}
     pool = EnginePool(tmp_path / "cache", quiet=True)
@@ -68,10 +69,11 @@ def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypa
 
 
 def test_a_model_retrained_in_place_reruns_its_step(tmp_path):
-    from datakit.tiny import init_tiny
+    from corekit.tiny import init_tiny
+    from datakit.demo import tiny_corpus
 
     model = tmp_path / "models" / "tiny"
-    init_tiny(model, seed=0)
+    init_tiny(model, tiny_corpus(0), seed=0)
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text(f"""
 seed: 3
@@ -100,7 +102,9 @@ data:
     first = run()
     assert not first["skipped"] and first["engine"]["engine"]["model_calls"] > 0
     assert run()["skipped"]  # unchanged: nothing to do
-    init_tiny(model, seed=1, force=True)  # retrained in place: same path, other weights
+    init_tiny(
+        model, tiny_corpus(1), seed=1, force=True
+    )  # retrained in place: same path, other weights
     again = run()
     assert not again["skipped"] and again["ref"] == "answers@v2"
     assert again["engine"]["engine"]["cache_hits"] == 0  # no stale answers from the cache

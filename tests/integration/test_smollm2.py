@@ -46,7 +46,7 @@ def test_answers_in_transformers(smollm2):
 VLLM = textwrap.dedent(
     """
     import json, sys
-    from datakit.engines import EngineSpec, Request, build_engine
+    from corekit.engines import EngineSpec, Request, build_engine
 
     if __name__ == "__main__":
         eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), None, quiet=True)

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from corekit.tiny import init_tiny
+from datakit.demo import tiny_corpus
 from datakit.store import DatasetStore
-from datakit.tiny import init_tiny
 
 
 def _digest(path):
@@ -18,8 +19,8 @@ def _digest(path):
 
 
 def test_build_is_deterministic_per_seed(tmp_path, tiny_model):
-    init_tiny(tmp_path / "again", seed=0)
-    init_tiny(tmp_path / "other", seed=1)
+    init_tiny(tmp_path / "again", tiny_corpus(0), seed=0)
+    init_tiny(tmp_path / "other", tiny_corpus(1), seed=1)
     assert _digest(tmp_path / "again") == _digest(tiny_model)
     assert (
         _digest(tmp_path / "other")["model.safetensors"] != _digest(tiny_model)["model.safetensors"]

@@ -74,8 +74,9 @@ def train(project, name: str, stages: list[dict], **kw):
 def stage_trainer(stage, store, method: str | None = None, dataset: str | None = None):
     """The stage's trainer as trainkit builds it (data, model, PEFT config, float32 master
     weights), without training; and the converted data and the tokenizer."""
+    from corekit.adapters import load_tokenizer
     from trainkit.data import load_stage_data
-    from trainkit.model import load_base, load_tokenizer
+    from trainkit.model import load_base
     from trainkit.run import build_trainer
 
     tok = load_tokenizer(stage.base_model)
@@ -235,11 +236,11 @@ def test_chained_sft_then_dpo_skips_and_retrains(project):
     # An unchanged re-run skips every stage.
     plan, again = train(project, "chain", stages)
     assert [r.status for r in again] == ["skipped"] * 3
-    from datakit.errors import DatakitError
+    from corekit.errors import ToolkitError
 
     # A changed stage config in an existing run dir is refused unless forced.
     stages[0]["args"] = dict(FAST, learning_rate=1e-3)
-    with pytest.raises(DatakitError, match="holds a run of another config") as e:
+    with pytest.raises(ToolkitError, match="holds a run of another config") as e:
         train(project, "chain", stages)
     assert "differs in args.learning_rate 0.0002 -> 0.001" in str(e.value)
     before = merged.read_bytes()
@@ -256,7 +257,7 @@ def test_chained_sft_then_dpo_skips_and_retrains(project):
     plan, again = train(project, "chain", stages)
     assert [r.status for r in again] == ["skipped"] * 3
     stages[1]["params"] = {"beta": 0.2}
-    with pytest.raises(DatakitError, match="holds a run of another config"):
+    with pytest.raises(ToolkitError, match="holds a run of another config"):
         train(project, "chain", stages)
     plan, forced = train(project, "chain", stages, only=["dpo"], force=True)
     assert [r.status for r in forced] == ["trained"]
@@ -398,8 +399,9 @@ def test_a_qlora_chain_starts_from_and_refers_to_the_first_stage(project):
     from peft import PeftModel
     from trl.trainer.utils import use_adapter
 
+    from corekit.adapters import load_tokenizer
     from datakit.store import DatasetStore
-    from trainkit.model import load_base, load_tokenizer
+    from trainkit.model import load_base
 
     qlora = {"type": "qlora", "r": 8, "alpha": 16, "dropout": 0.0}
     stages = [

@@ -7,13 +7,13 @@ import shutil
 
 import pytest
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from trainkit.data import load_stage_data
 
 
 @pytest.fixture(scope="module")
 def tok(tiny_model):
-    from trainkit.model import load_tokenizer
+    from corekit.adapters import load_tokenizer
 
     return load_tokenizer(str(tiny_model))
 
@@ -26,13 +26,13 @@ CHAT = [
 
 def test_empty_dataset(store, tok):
     store.write("empty", [], "chat")
-    with pytest.raises(DatakitError, match=r"^empty@v1: no training rows; the dataset is empty$"):
+    with pytest.raises(ToolkitError, match=r"^empty@v1: no training rows; the dataset is empty$"):
         load_stage_data(store, "sft", "empty", tok, 64)
 
 
 def test_wrong_kind_for_the_method(store, tok):
     store.write("c", CHAT, "chat")
-    with pytest.raises(DatakitError) as e:
+    with pytest.raises(ToolkitError) as e:
         load_stage_data(store, "dpo", "c", tok, 64)
     assert str(e.value) == "c@v1: dpo trains on preference records, this version holds chat records"
 
@@ -59,7 +59,7 @@ def test_sequences_all_longer_than_max_length(store, tok):
         ],
         "chat",
     )
-    with pytest.raises(DatakitError) as e:
+    with pytest.raises(ToolkitError) as e:
         load_stage_data(store, "sft", "long", tok, 32)
     assert str(e.value).startswith(
         "long@v1: all 2 sequences are longer than args.max_length=32 tokens (shortest "
@@ -71,7 +71,7 @@ def test_sequences_all_longer_than_max_length(store, tok):
 
 
 def test_missing_chat_template(store, tiny_model, tmp_path):
-    from trainkit.model import load_tokenizer
+    from corekit.adapters import load_tokenizer
 
     plain = tmp_path / "plain"
     shutil.copytree(tiny_model, plain)
@@ -82,7 +82,7 @@ def test_missing_chat_template(store, tiny_model, tmp_path):
     tok = load_tokenizer(str(plain))
     assert not tok.chat_template
     store.write("c", CHAT, "chat")
-    with pytest.raises(DatakitError, match="no chat template"):
+    with pytest.raises(ToolkitError, match="no chat template"):
         load_stage_data(store, "sft", "c", tok, 64)
     # Plain-text preference data needs no template: it stays in TRL's standard format.
     store.write("p", [{"prompt": "a", "chosen": "b", "rejected": "c"}], "preference")
@@ -102,7 +102,7 @@ def test_conversions(store, tok):
         "completion": [{"role": "assistant", "content": "good"}],
     }
     store.write("u", [{"prompt": "q", "completion": "bad", "label": False}], "unpaired")
-    with pytest.raises(DatakitError, match=r"no training rows \(no record has label true\)"):
+    with pytest.raises(ToolkitError, match=r"no training rows \(no record has label true\)"):
         load_stage_data(store, "sft", "u", tok, 64)
     store.write("c", CHAT, "chat")
     rl = load_stage_data(store, "rl", "c", tok, 64).train

@@ -82,7 +82,7 @@ def test_lora_merge_equals_the_adapter(trained, tmp_path, project):  # noqa: F81
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainkit.merge import merge
+    from corekit.adapters import merge
 
     info = merge(trained["lora"], tmp_path / "merged")
     assert info["peft_type"] == "LORA" and not info["dequantized_4bit_base"]
@@ -108,7 +108,8 @@ def _4bit_base(adapter_dir, generic_kernel: bool = False):
     from bitsandbytes.nn import Linear4bit
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from trainkit.model import adapter_base, keep_4bit_layers_differentiable
+    from corekit.adapters import adapter_base
+    from trainkit.model import keep_4bit_layers_differentiable
 
     q = AutoModelForCausalLM.from_pretrained(
         adapter_base(adapter_dir),
@@ -174,7 +175,7 @@ def test_qlora_merge_by_either_entry_point_uses_the_dequantised_base(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainkit.merge import merge
+    from corekit.adapters import merge
 
     src = trained["qlora"]
     if entry == "bare_adapter_dir":
@@ -212,7 +213,7 @@ def test_qlora_merge_by_either_entry_point_uses_the_dequantised_base(
 def test_from_stage_after_qlora_starts_from_the_dequantised_merge(trained, tmp_path):
     from safetensors.torch import load_file
 
-    from trainkit.merge import merge
+    from corekit.adapters import merge
 
     merge(trained["qlora"], tmp_path / "qmerged")
     start = load_file(trained["after_qlora"] / "merged-start" / "model.safetensors")
@@ -237,7 +238,7 @@ def test_merge_errors(trained, tmp_path, cli):
 VLLM_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from datakit.engines import EngineSpec, Request, build_engine
+    from corekit.engines import EngineSpec, Request, build_engine
 
     if __name__ == "__main__":
         prompts = json.loads(sys.argv[5])
@@ -259,7 +260,7 @@ VLLM_SCRIPT = textwrap.dedent(
 def test_merged_model_and_unmerged_adapter_in_vllm(trained, tmp_path, project):  # noqa: F811
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainkit.merge import merge
+    from corekit.adapters import merge
 
     merge(trained["lora"], tmp_path / "merged")
     merge(trained["qlora"] / "final", tmp_path / "qmerged")  # the bare adapter dir
@@ -309,7 +310,7 @@ def test_a_chain_of_loras_composes_into_one_lora_on_the_base(trained, tmp_path, 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainkit.merge import compose_lora, lora_chain, merge
+    from corekit.adapters import compose_lora, lora_chain, merge
 
     chain = lora_chain(trained["after_lora"] / "final")
     assert chain == (
@@ -336,8 +337,8 @@ SWAP_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from datakit.engines import EngineSpec, Request
-    from datakit.ops.runner import EnginePool
+    from corekit.engines import EngineSpec, Request
+    from corekit.engines.pool import EnginePool
 
     if __name__ == "__main__":
         base, merged, composed, cache = sys.argv[1:5]
@@ -373,7 +374,7 @@ def test_one_vllm_engine_serves_the_base_and_the_tuned_model(trained, tmp_path, 
     """evalkit's path: the tuned model's merged weights are loaded into the base model's
     running engine, or its adapters, composed into one LoRA, are served per request from
     it; either way the texts are those of the merged model (transformers, greedy)."""
-    from trainkit.merge import compose_lora, lora_chain, merge
+    from corekit.adapters import compose_lora, lora_chain, merge
 
     merge(trained["after_lora"], tmp_path / "merged")
     compose_lora(lora_chain(trained["after_lora"] / "final")[1], tmp_path / "composed")

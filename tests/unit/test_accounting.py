@@ -9,9 +9,10 @@ import random
 
 import pytest
 
-from datakit.engines import CachedEngine, Completion, EngineSpec, Result
+from corekit.engines import CachedEngine, Completion, EngineSpec, Result
+from corekit.engines.pool import EnginePool
 from datakit.ops import OPS
-from datakit.ops.runner import EnginePool, run_step
+from datakit.ops.runner import run_step
 from datakit.ops.self_instruct import split_tasks
 
 SPEC = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})

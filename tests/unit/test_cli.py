@@ -188,11 +188,11 @@ def test_export_writes_trl_columns(cli, tmp_path):
 def test_verbose_shows_the_traceback(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from datakit.errors import DatakitError
+    from corekit.errors import ToolkitError
 
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(datakit, ["--verbose", "show", "nope"])
-    assert isinstance(res.exception, DatakitError)
+    assert isinstance(res.exception, ToolkitError)
 
 
 def test_trainkit_init_tiny_refuses_to_overwrite(cli, tmp_path):
@@ -243,7 +243,7 @@ def test_import_keeps_one_copy_of_exact_duplicates(cli, tmp_path):
 def _shown_after_setup(verbose: bool, *warned: tuple[str, type]) -> list[str]:
     import warnings
 
-    from datakit.clikit import setup_logging
+    from corekit.clikit import setup_logging
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -254,11 +254,11 @@ def _shown_after_setup(verbose: bool, *warned: tuple[str, type]) -> list[str]:
 
 
 def test_judged_notices_are_hidden_unless_verbose():
-    """The third-party notices judged not to apply (datakit/clikit.py) are filtered by the
+    """The third-party notices judged not to apply (corekit/clikit.py) are filtered by the
     CLIs' logging setup; anything else still shows, and --verbose shows them all."""
     import logging
 
-    from datakit.clikit import JUDGED_LOGGERS
+    from corekit.clikit import JUDGED_LOGGERS
 
     trl = ("TRL currently supports vLLM versions from 0.22.0 to 0.31.0.", UserWarning)
     jit = ("`torch.jit.script_method` is deprecated.", DeprecationWarning)
@@ -277,7 +277,7 @@ def test_judged_notices_are_hidden_unless_verbose():
 
 
 def test_cpu_info_names_the_vector_units_and_kernel_settings(monkeypatch):
-    from datakit.runs import CPU_FEATURES, cpu_info, format_cpu_info
+    from corekit.runs import CPU_FEATURES, cpu_info, format_cpu_info
 
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

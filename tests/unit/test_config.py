@@ -1,8 +1,8 @@
 import pytest
 
+from corekit.errors import ToolkitError
 from datakit.cli import cli as datakit
 from datakit.config import load_config
-from datakit.errors import DatakitError
 from tests.conftest import ROOT
 
 BAD = """\
@@ -98,7 +98,7 @@ def test_defaults_fill_in(tmp_path):
 
 def test_load_config_raises_with_every_problem(tmp_path):
     (tmp_path / "p.yaml").write_text(BAD)
-    with pytest.raises(DatakitError) as e:
+    with pytest.raises(ToolkitError) as e:
         load_config(tmp_path / "p.yaml")
     assert str(e.value).startswith("6 problems in ")
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from corekit.errors import ToolkitError
 from datakit.cli import cli as datakit
-from datakit.errors import DatakitError
 from datakit.ops.dedup import duplicate_pairs, normalise
 from datakit.ops.runner import run_step
 
@@ -159,10 +159,10 @@ def test_mix_balance_weights_draw_the_values_in_proportion(store):
         got = [r["meta"]["expected"] for r in res.version.records()]
         assert {v: got.count(v) for v in set(got)} == want
         assert res.version.manifest()["stats"]["mix"][0]["by_meta.expected"] == want
-    with pytest.raises(DatakitError, match="'balance_by' is a dependency of 'balance_weights'"):
+    with pytest.raises(ToolkitError, match="'balance_by' is a dependency of 'balance_weights'"):
         run_step(store, "w-bad", "mix", ["safety"], {"total": 10, "balance_weights": weights})
     typo = {"total": 10, "balance_by": "meta.expected", "balance_weights": {"complyy": 3}}
-    with pytest.raises(DatakitError, match=r"names 'complyy', which no input holds in "
+    with pytest.raises(ToolkitError, match=r"names 'complyy', which no input holds in "
                        r"meta.expected \(values: comply, refuse\)"):  # fmt: skip
         run_step(store, "w-typo", "mix", ["safety"], typo)
     assert not store.versions("w-bad") and not store.versions("w-typo")
@@ -356,9 +356,9 @@ def test_filter_checks_each_drop_with_its_reason(store):
     assert [r["instruction"] for r in res.version.records()] == ["Question json_ok?"]
     drops = res.version.manifest()["stats"]["drops"]
     assert drops == {"format_not_json": 7, "format_schema": 1}
-    from datakit.errors import DatakitError
+    from corekit.errors import ToolkitError
 
-    with pytest.raises(DatakitError, match="regex '\\(' does not compile"):
+    with pytest.raises(ToolkitError, match="regex '\\(' does not compile"):
         run_step(store, "bad", "filter", "raw", {"regex": "("})
 
 
@@ -398,7 +398,7 @@ def test_curation_ops_pass_empty_inputs_on(store):
     store.write("some", recs(BASE[:2]), "instruction")
     res = run_step(store, "d", "dedup", ["none"], {"method": "exact"})
     assert res.version.manifest()["count"] == 0
-    with pytest.raises(DatakitError, match=r"m: mix total 2 .* needs 1 records of input 1, "
+    with pytest.raises(ToolkitError, match=r"m: mix total 2 .* needs 1 records of input 1, "
                        r"which holds 0; these inputs allow total 0"):  # fmt: skip
         run_step(store, "m", "mix", ["none", "some"], {"weights": [1, 1], "total": 2})
     assert store.versions("m") == []
@@ -531,7 +531,7 @@ def test_filter_checks_each_response_against_its_own_records_schema(store):
     bad = [{"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "{}"}],
             "meta": {"schema": {"type": "no-such-type"}}}]  # fmt: skip
     store.write("bad", bad, "chat")
-    with pytest.raises(DatakitError, match="meta.schema is not a valid JSON Schema"):
+    with pytest.raises(ToolkitError, match="meta.schema is not a valid JSON Schema"):
         run_step(store, "bad-kept", "filter", "bad", {"schema_field": "meta.schema"})
 
 
@@ -574,7 +574,7 @@ def test_mix_takes_instruction_and_chat_inputs_as_chat(store):
     assert res.version.kind == "chat" and len(out) == 6
     assert sorted(r["messages"][0]["content"] for r in out) == sorted(BASE)
     store.write("prefs", [{"prompt": "Q?", "chosen": "a", "rejected": "b"}], "preference")
-    with pytest.raises(DatakitError, match="needs inputs of one record kind"):
+    with pytest.raises(ToolkitError, match="needs inputs of one record kind"):
         run_step(store, "bad", "mix", ["inst", "prefs"], {})
 
 

@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from datakit.engines import (
+from corekit.engines import (
     CachedEngine,
     EngineSpec,
     Request,
@@ -14,9 +14,9 @@ from datakit.engines import (
     build_engine,
     check_spec,
 )
-from datakit.engines.base import Completion
-from datakit.engines.cache import request_key
-from datakit.errors import DatakitError
+from corekit.engines.base import Completion
+from corekit.engines.cache import request_key
+from corekit.errors import ToolkitError
 
 
 class CountingEngine:
@@ -42,9 +42,9 @@ class CountingEngine:
 
 
 def test_request_validation():
-    with pytest.raises(DatakitError, match="exactly one of messages or prompt"):
+    with pytest.raises(ToolkitError, match="exactly one of messages or prompt"):
         Request()
-    with pytest.raises(DatakitError, match="at most one of json_schema, choice, regex"):
+    with pytest.raises(ToolkitError, match="at most one of json_schema, choice, regex"):
         Request(prompt="x", choice=("a",), regex="a")
 
 
@@ -88,19 +88,19 @@ def test_torn_cache_line_is_cut_off(tmp_path):
 
 def test_bad_engine_specs_fail_before_work(tmp_path):
     with pytest.raises(
-        DatakitError,
+        ToolkitError,
         match="engine: unknown backend 'vlm'; choose one of: vllm, openai, transformers",
     ):
         check_spec(EngineSpec("vlm", "m"))
-    with pytest.raises(DatakitError, match=r"engine: model directory .*nope does not exist"):
+    with pytest.raises(ToolkitError, match=r"engine: model directory .*nope does not exist"):
         check_spec(EngineSpec("transformers", str(tmp_path / "nope")))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatakitError, match=r"is not a model directory \(no config.json\)"):
+    with pytest.raises(ToolkitError, match=r"is not a model directory \(no config.json\)"):
         check_spec(EngineSpec("transformers", str(tmp_path / "empty")))
-    with pytest.raises(DatakitError, match="the openai backend needs base_url"):
+    with pytest.raises(ToolkitError, match="the openai backend needs base_url"):
         check_spec(EngineSpec("openai", "m"))
     with pytest.raises(
-        DatakitError,
+        ToolkitError,
         match="unknown option 'concurency' for the openai backend; did you mean 'concurrency'",
     ):
         check_spec(
@@ -241,7 +241,7 @@ def test_openai_key_only_when_the_config_names_a_variable(monkeypatch):
     assert eng.engine.urls == fleet
     for url in ("https://api.example.com/v1", "http://127.0.0.1:9/v1"):
         with pytest.raises(
-            DatakitError, match="^openai engine: environment variable NO_SUCH_KEY_VAR is not set"
+            ToolkitError, match="^openai engine: environment variable NO_SUCH_KEY_VAR is not set"
         ):
             build_engine(
                 EngineSpec("openai", "m", {"base_url": url, "api_key_env": "NO_SUCH_KEY_VAR"})
@@ -271,7 +271,7 @@ def _fake_model(d):
 def test_fingerprint_follows_the_model_contents(tmp_path):
     import os
 
-    from datakit.models import fingerprint
+    from corekit.models import fingerprint
 
     m = _fake_model(tmp_path / "m")
     a = fingerprint(m)
@@ -282,7 +282,7 @@ def test_fingerprint_follows_the_model_contents(tmp_path):
     (m / "config.json").write_text('{"model_type": "llama", "x": 1}')
     assert fingerprint(m) != b
     # Big files are fingerprinted by size and mtime, not read.
-    import datakit.models as fp
+    import corekit.models as fp
 
     big = fingerprint(m)
     os.utime(m / "model.safetensors", ns=(1, 1))
@@ -299,7 +299,7 @@ def test_fingerprint_follows_the_model_contents(tmp_path):
 
 
 def test_cache_misses_after_the_model_is_retrained_in_place(tmp_path):
-    from datakit.engines import EngineSpec, spec_fingerprint
+    from corekit.engines import EngineSpec, spec_fingerprint
 
     m = _fake_model(tmp_path / "m")
     spec = EngineSpec("transformers", str(m), {})
@@ -322,7 +322,7 @@ def test_row_sampler_draws_from_the_right_distribution_per_row():
     """The transformers backend's sampler: temperature and top-p as documented, one
     generator per row, so a row's tokens do not depend on the other rows in its batch."""
     torch = pytest.importorskip("torch")
-    from datakit.engines.hf_backend import RowSampler
+    from corekit.engines.hf_backend import RowSampler
 
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
 
@@ -362,7 +362,7 @@ def test_row_sampler_draws_from_the_right_distribution_per_row():
 def test_weights_swap_only_between_one_architecture_and_one_tokenizer(tmp_path):
     """What lets a running vLLM engine take another checkpoint's weights: config.json equal
     but for name and dtype; tokenizer and template equal but for runtime settings."""
-    from datakit.engines.vllm_backend import same_architecture
+    from corekit.engines.vllm_backend import same_architecture
 
     def model(name, **changes):
         d = tmp_path / name
@@ -402,7 +402,7 @@ def test_vllm_options_are_read_once_per_vllm_version(tmp_path, monkeypatch):
     """`datakit config check` names unknown vLLM options without importing vLLM each time:
     the EngineArgs fields are kept in the shared cache, one file per installed version."""
     pytest.importorskip("vllm")
-    from datakit.engines import backend_options
+    from corekit.engines import backend_options
 
     monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
     first = backend_options("vllm")
@@ -419,7 +419,7 @@ def test_a_second_vllm_engine_on_cpu_asks_for_what_the_process_holds_on_top(monk
     second engine in one process (evalkit's judge beside the evaluated model) with the
     first one's share got a negative KV cache and failed to start."""
     pytest.importorskip("psutil")
-    from datakit.engines import vllm_backend
+    from corekit.engines import vllm_backend
 
     monkeypatch.setattr(vllm_backend.VLLMEngine, "live", 0)
     assert vllm_backend._cpu_memory_share(0.3) == 0.3  # the first engine: as before

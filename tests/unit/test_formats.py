@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from datakit.formats import export_records, read_source, validated
 from tests.conftest import write_jsonl
 
@@ -55,7 +55,7 @@ def test_alpaca_missing_field_names_item_and_field(tmp_path):
     (tmp_path / "a.json").write_text(
         json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "c"}])
     )
-    with pytest.raises(DatakitError, match=r"a.json:item 2: output: missing field$"):
+    with pytest.raises(ToolkitError, match=r"a.json:item 2: output: missing field$"):
         load(tmp_path / "a.json", "alpaca")
 
 
@@ -83,7 +83,7 @@ def test_sharegpt_with_system_and_function_call(tmp_path):
 def test_sharegpt_unknown_speaker(tmp_path):
     row = {"conversations": [{"from": "narrator", "value": "x"}]}
     with pytest.raises(
-        DatakitError, match=r"s.jsonl:1: conversations\[0\].from: unknown speaker 'narrator'"
+        ToolkitError, match=r"s.jsonl:1: conversations\[0\].from: unknown speaker 'narrator'"
     ):
         load(write_jsonl(tmp_path / "s.jsonl", [row]), "sharegpt")
 
@@ -108,7 +108,7 @@ def test_openai_bad_arguments_json(tmp_path):
     row = json.loads(json.dumps(OPENAI_TOOL_ROW))
     row["messages"][1]["tool_calls"][0]["function"]["arguments"] = "{city: Oslo"
     with pytest.raises(
-        DatakitError,
+        ToolkitError,
         match=r"o.jsonl:1: messages\[1\].tool_calls\[0\].arguments: expected JSON text",
     ):
         load(write_jsonl(tmp_path / "o.jsonl", [row]), "openai")
@@ -144,7 +144,7 @@ def test_xstest_csv(tmp_path):
 def test_xstest_bad_label(tmp_path):
     (tmp_path / "x.csv").write_text("prompt,label\nhello,maybe\n")
     with pytest.raises(
-        DatakitError, match=r"x.csv:2: label: expected 'safe' or 'unsafe', got 'maybe'"
+        ToolkitError, match=r"x.csv:2: label: expected 'safe' or 'unsafe', got 'maybe'"
     ):
         load(tmp_path / "x.csv", "xstest")
 
@@ -154,7 +154,7 @@ def test_generic_csv_infers_kind_and_types(tmp_path):
     kind, recs = load(tmp_path / "k.csv", "csv")
     assert kind == "unpaired" and [r["label"] for r in recs] == [True, False]
     (tmp_path / "bad.csv").write_text("prompt,completion,label\nQ,A,perhaps\n")
-    with pytest.raises(DatakitError, match=r"bad.csv:2: label: expected true/false, got 'perhaps'"):
+    with pytest.raises(ToolkitError, match=r"bad.csv:2: label: expected true/false, got 'perhaps'"):
         load(tmp_path / "bad.csv", "csv")
 
 
@@ -167,16 +167,16 @@ def test_jsonl_validation_error_names_file_line_field(tmp_path):
         ],
     )
     with pytest.raises(
-        DatakitError, match=r"c.jsonl:2: \$.messages\[0\].role: 'bot' is not one of"
+        ToolkitError, match=r"c.jsonl:2: \$.messages\[0\].role: 'bot' is not one of"
     ):
         load(f, "jsonl")
 
 
 def test_empty_and_missing_sources(tmp_path):
     (tmp_path / "e.jsonl").write_text("")
-    with pytest.raises(DatakitError, match=r"e.jsonl: file is empty \(no records\)"):
+    with pytest.raises(ToolkitError, match=r"e.jsonl: file is empty \(no records\)"):
         read_source(tmp_path / "e.jsonl", "jsonl")
-    with pytest.raises(DatakitError, match=r"nope.jsonl: no such file"):
+    with pytest.raises(ToolkitError, match=r"nope.jsonl: no such file"):
         read_source(tmp_path / "nope.jsonl", "jsonl")
 
 
@@ -291,6 +291,6 @@ def test_failed_export_leaves_no_file(tmp_path):
         "meta": {},
     }
     out = tmp_path / "a.json"
-    with pytest.raises(DatakitError, match="record m: alpaca holds one user/assistant exchange"):
+    with pytest.raises(ToolkitError, match="record m: alpaca holds one user/assistant exchange"):
         export_records(iter([multi]), "chat", "alpaca", out)
     assert list(tmp_path.iterdir()) == []

@@ -454,7 +454,7 @@ def test_a_tool_failure_exits_3(tmp_path, monkeypatch):
     junit = tmp_path / "no-such-dir" / "gate.xml"
     r = CliRunner().invoke(cli, ["gate", str(base), "--baseline", str(base), "--junit", str(junit)])
     assert r.exit_code == 3 and "evalkit failed" in r.output and "Traceback" not in r.output
-    from datakit.errors import ToolFailure
+    from corekit.errors import ToolFailure
     from evalkit import run as run_mod
 
     class Pool:

@@ -3,10 +3,12 @@ import json
 
 import pytest
 
-from datakit.engines import CachedEngine, Completion, Request, Result
-from datakit.errors import DatakitError
+from corekit import judging
+from corekit.engines import CachedEngine, Completion, Request, Result
+from corekit.engines.pool import EnginePool
+from corekit.errors import ToolkitError
 from datakit.ops import OPS, OpContext, evol, judge, preferences, self_instruct
-from datakit.ops.runner import EnginePool, op_params, run_step
+from datakit.ops.runner import op_params, run_step
 from datakit.schemas import load_schema
 
 
@@ -67,10 +69,10 @@ def test_op_params_errors_and_defaults():
     assert op_params("filter", {})["drop_refusals"] is False  # checks are off unless asked for
     assert "min_quality" not in op_params("filter", {})
     with pytest.raises(
-        DatakitError, match="filter: min_quality: 2 is greater than the maximum of 1"
+        ToolkitError, match="filter: min_quality: 2 is greater than the maximum of 1"
     ):
         op_params("filter", {"min_quality": 2})
-    with pytest.raises(DatakitError, match="Additional properties are not allowed"):
+    with pytest.raises(ToolkitError, match="Additional properties are not allowed"):
         op_params("filter", {"min_qualty": 0.5})
 
 
@@ -229,7 +231,7 @@ def test_evol_grows_labelled_safety_prompts(store, tmp_path):
     assert meta["expected"] == "refuse" and meta["response_regex"] == "I can't.*"
     assert "subject" not in meta and "not_there" not in meta and meta["source"] == "evol"
     # As a pipeline step it reads a prompt set (eval_item records) as they are.
-    from datakit.engines import EngineSpec
+    from corekit.engines import EngineSpec
 
     class Pool(EnginePool):
         def get(self, spec, batch_size=256, where="engine"):
@@ -279,7 +281,7 @@ def test_evol_eliminated_return_to_the_pool():
         if r.messages and "#Given Prompt#" in last_user(r)
     ]
     assert sum("Alpha task here.\n\n#Rewritten" in t for t in rewrites) == 2
-    with pytest.raises(DatakitError, match="unknown operation"):
+    with pytest.raises(ToolkitError, match="unknown operation"):
         evol.run(seeds, ctx, operations={"shorten": 1.0})
 
 
@@ -361,10 +363,12 @@ def test_pairwise_preferences_emit_only_strict_direct_wins():
 def test_pairwise_judge_asks_both_orders_and_disagreement_is_a_tie():
     # A judge that always prefers whatever is shown first: position bias, no real preference.
     ctx = ctx_for(lambda r: "A")
-    assert judge.compare([("q", "x", "y")], ctx) == ["tie"]
+    assert judging.compare([("q", "x", "y")], ctx.engine_for("judge")) == ["tie"]
     # A judge that prefers the response containing "good" in both orders.
     ctx = ctx_for(lambda r: "A" if "Response A: good" in last_user(r) else "B")
-    assert judge.compare([("q", "good", "bad"), ("q", "bad", "good")], ctx) == ["a", "b"]
+    assert judging.compare(
+        [("q", "good", "bad"), ("q", "bad", "good")], ctx.engine_for("judge")
+    ) == ["a", "b"]
 
 
 def test_pointwise_judge_and_filter_through_the_runner(store, tmp_path):
@@ -395,7 +399,7 @@ def test_pointwise_judge_and_filter_through_the_runner(store, tmp_path):
         def get(self, spec, batch_size=256, where="engine"):
             return CachedEngine(scripted, quiet=True)
 
-    from datakit.engines import EngineSpec
+    from corekit.engines import EngineSpec
 
     spec = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
     res = run_step(
@@ -420,7 +424,7 @@ def test_pointwise_judge_and_filter_through_the_runner(store, tmp_path):
 def test_runner_refuses_wrong_input_kind(store):
     store.write("prefs", [{"prompt": "p", "chosen": "a", "rejected": "b"}], "preference")
     with pytest.raises(
-        DatakitError,
+        ToolkitError,
         match=r"^grown: self_instruct reads instruction records, but prefs@v1 holds preference records$",
     ):
         run_step(store, "grown", "self_instruct", "prefs", {}, {}, None)
@@ -446,8 +450,8 @@ def test_preference_meta_records_sampling():
 def test_novelty_on_the_real_self_instruct_seeds(shared_data, tmp_path):
     """The 175 human seed tasks: the filter's decisions equal rouge_score's, pair by pair."""
     rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
+    from corekit.novelty import NoveltyIndex
     from datakit.formats import read_source
-    from datakit.novelty import NoveltyIndex
 
     kind, located = read_source(shared_data / "self_instruct_seed_tasks.jsonl", "self-instruct")
     texts = list(dict.fromkeys(r["instruction"] for _, r in located))
@@ -465,7 +469,7 @@ def test_novelty_on_the_real_self_instruct_seeds(shared_data, tmp_path):
 
 
 def test_step_runs_again_after_the_model_is_retrained_in_place(store, tmp_path):
-    from datakit.engines import EngineSpec
+    from corekit.engines import EngineSpec
 
     model = tmp_path / "model"
     model.mkdir()
@@ -494,7 +498,7 @@ def test_step_runs_again_after_the_model_is_retrained_in_place(store, tmp_path):
 def test_a_step_builds_only_the_engines_its_op_calls(store, tmp_path, op, built_roles):
     """distill with --model and --teacher-model loads only the teacher; judge with --model
     and --judge-model only the judge (two in-process vLLMs on one GPU run out of memory)."""
-    from datakit.engines import EngineSpec
+    from corekit.engines import EngineSpec
 
     store.write(
         "src",
@@ -539,7 +543,7 @@ EVOL_OPS = {
 
 @pytest.mark.parametrize("op", sorted(EVOL_OPS))
 def test_evol_operation_template_and_effect(op):
-    from datakit.ops import prompts
+    from datakit import prompts
     from datakit.ops.context import template_hash
 
     tname, method_hash, phrase = EVOL_OPS[op]
@@ -643,7 +647,7 @@ def test_runner_takes_several_inputs_and_named_outputs(store, tmp_path, monkeypa
     assert res.summary()["outputs"][1]["ref"] == "mixed-odd@v1"
     again = run_step(store, "mixed", "toy", ["a", "b"], {}, quiet=True)
     assert again.skipped and again.versions["mixed-odd"].version == 1
-    with pytest.raises(DatakitError, match="filter reads one input, got 2"):
+    with pytest.raises(ToolkitError, match="filter reads one input, got 2"):
         run_step(store, "f", "filter", ["a", "b"], {})
 
 
@@ -657,7 +661,7 @@ def test_one_engine_serving_two_roles_is_reported_once(store, tmp_path):
         def get(self, spec, batch_size=256, where="engine"):
             return engine  # the pool builds each spec once: one engine for both roles
 
-    from datakit.engines import EngineSpec
+    from corekit.engines import EngineSpec
 
     spec = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
     res = run_step(store, "prefs", "preferences", "src", {}, {"engine": spec}, Pool(tmp_path))
@@ -669,8 +673,10 @@ def test_a_rubric_of_ones_own_replaces_the_criteria():
     """The judge asks the user's criteria (each with its question) and scores by them."""
     rubric = {"formality": "Is it formal business English?", "meaning": "Is the meaning kept?"}
     ctx = ctx_for(lambda r: json.dumps({"formality": 5, "meaning": 2}))
-    (res,) = judge.score(
-        [("Rewrite: gimme the report", "Kindly send the report.")], ctx, rubric=rubric
+    (res,) = judging.score(
+        [("Rewrite: gimme the report", "Kindly send the report.")],
+        ctx.engine_for("judge"),
+        rubric=rubric,
     )
     assert res["scores"] == {"formality": 5, "meaning": 2} and res["quality"] == 0.625
     asked = ctx.engines["engine"].engine.seen[0]
@@ -679,7 +685,7 @@ def test_a_rubric_of_ones_own_replaces_the_criteria():
     out = judge.run(
         [{"instruction": "Rewrite: hi", "input": "", "output": "Good day."}], ctx, rubric=rubric
     )
-    assert out[0]["meta"]["judge"]["rubric"] == judge.rubric_version(rubric) != "pointwise-v1"
+    assert out[0]["meta"]["judge"]["rubric"] == judging.rubric_version(rubric) != "pointwise-v1"
 
 
 @pytest.mark.parametrize(

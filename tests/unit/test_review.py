@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from datakit.review.core import Review, ReviewInputError, agreement, commit, options
 
 XSS_PROMPT = 'Say hi <script>window.__pwned = "script"</script>'
@@ -462,10 +462,10 @@ def test_a_pair_people_preferred_the_other_way_is_swapped(store):
 
 
 def test_commit_refuses_when_there_is_nothing_to_commit(review):
-    with pytest.raises(DatakitError, match="no annotations yet"):
+    with pytest.raises(ToolkitError, match="no annotations yet"):
         commit(review)
     review.append("ann", ids(review)[0], "reject")
-    with pytest.raises(DatakitError, match="no record is accepted yet"):
+    with pytest.raises(ToolkitError, match="no record is accepted yet"):
         commit(review)
 
 
@@ -789,7 +789,7 @@ def test_a_second_server_on_the_same_version_is_refused(review, store):
 
     with serving_lock(review):
         other = Review(store, "ans")
-        with pytest.raises(DatakitError, match=r"already being reviewed by another server \(pid"):
+        with pytest.raises(ToolkitError, match=r"already being reviewed by another server \(pid"):
             with serving_lock(other):
                 pass
         # and from another process, through the command

@@ -10,7 +10,7 @@ import time
 import jsonschema
 import pytest
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from datakit.records import record_id
 from datakit.schemas import load_schema
 from tests.conftest import ROOT
@@ -54,11 +54,11 @@ def test_addressing(store):
     assert store.resolve("d@1").version == 1
     store.tag("d@v1", "golden")
     assert store.resolve("d@golden").version == 1
-    with pytest.raises(DatakitError, match=r"^d has no version v9 \(versions: v1, v2\)$"):
+    with pytest.raises(ToolkitError, match=r"^d has no version v9 \(versions: v1, v2\)$"):
         store.resolve("d@v9")
-    with pytest.raises(DatakitError, match=r"^d has no tag 'nope' \(tags: golden\)$"):
+    with pytest.raises(ToolkitError, match=r"^d has no tag 'nope' \(tags: golden\)$"):
         store.resolve("d@nope")
-    with pytest.raises(DatakitError, match=r"^no dataset named 'x'; datasets under .*: d$"):
+    with pytest.raises(ToolkitError, match=r"^no dataset named 'x'; datasets under .*: d$"):
         store.resolve("x")
 
 
@@ -67,25 +67,25 @@ def test_tags_do_not_move_without_force(store):
     store.write("d", ROWS[:2], "instruction")
     store.tag("d@v1", "best")
     with pytest.raises(
-        DatakitError, match="tag 'best' already points to d@v1; use --force to move it"
+        ToolkitError, match="tag 'best' already points to d@v1; use --force to move it"
     ):
         store.tag("d@v2", "best")
     store.tag("d@v2", "best", force=True)
     assert store.tags("d") == {"best": 2}
-    with pytest.raises(DatakitError, match="invalid tag 'v3'"):
+    with pytest.raises(ToolkitError, match="invalid tag 'v3'"):
         store.tag("d", "v3")
 
 
 def test_invalid_record_leaves_nothing(store):
     bad = ROWS[:3] + [{"instruction": "x"}]
     with pytest.raises(
-        DatakitError, match=r"^src.jsonl: record 4: \$: 'output' is a required property$"
+        ToolkitError, match=r"^src.jsonl: record 4: \$: 'output' is a required property$"
     ):
         store.write("d", bad, "instruction", source="src.jsonl")
     assert store.versions("d") == []
     assert not (store.root / "d").exists()  # a failed first version leaves no folder
     store.write("d", ROWS[:3], "instruction")
-    with pytest.raises(DatakitError):
+    with pytest.raises(ToolkitError):
         store.write("d", bad, "instruction", source="src.jsonl")
     # a later failure keeps the dataset and its versions, and leaves no temporary folder
     assert [v.ref for v in store.versions("d")] == ["d@v1"]
@@ -93,7 +93,7 @@ def test_invalid_record_leaves_nothing(store):
 
 
 def test_duplicate_ids_are_refused(store):
-    with pytest.raises(DatakitError, match=r"record 2: \$.id: duplicate id"):
+    with pytest.raises(ToolkitError, match=r"record 2: \$.id: duplicate id"):
         store.write("d", [ROWS[0], dict(ROWS[0])], "instruction")
 
 

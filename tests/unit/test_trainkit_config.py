@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from trainkit.cli import cli
 from trainkit.config import plan
 
@@ -21,7 +21,7 @@ def cfg(tmp_path, stages, **train):
 
 
 def problems(tmp_path, stages, **train) -> str:
-    with pytest.raises(DatakitError) as e:
+    with pytest.raises(ToolkitError) as e:
         plan(cfg(tmp_path, stages, **train))
     return str(e.value)
 
@@ -74,7 +74,7 @@ def test_qlora_turns_on_4bit(tmp_path):
         "load_in_4bit": True,
         "quant_type": "nf4",
         "double_quant": True,
-        "compute_dtype": "auto",  # bfloat16 on a bf16 GPU, else float32 (model.compute_dtype)
+        "compute_dtype": "auto",  # bfloat16 on a bf16 GPU, else float32 (adapters.compute_dtype)
     }
 
 
@@ -103,7 +103,7 @@ def test_all_schema_errors_together_with_lines(tmp_path):
         "      adaptor: {type: lora}\n"
         "      args: {epochs: 1, lerning_rate: 0.1}\n"
     )
-    msg = str(pytest.raises(DatakitError, plan, path).value)
+    msg = str(pytest.raises(ToolkitError, plan, path).value)
     assert "3 problems" in msg
     assert f"{path}:5: train.stages[0].method: 'dpoo' is not one of" in msg
     assert f"{path}:7: train.stages[0].adaptor: unknown key; did you mean 'adapter'?" in msg
@@ -216,7 +216,7 @@ def test_a_stage_needs_a_model(tmp_path):
     path.write_text(
         yaml.safe_dump({"train": {"stages": [{"name": "a", "method": "sft", "dataset": "d"}]}})
     )
-    msg = str(pytest.raises(DatakitError, plan, path).value)
+    msg = str(pytest.raises(ToolkitError, plan, path).value)
     assert (
         msg
         == "1 problem in train:\ntrain.stages[0] (a): no model: set train.base_model or the stage's base_model"
@@ -295,6 +295,7 @@ def test_gpu_profile_keeps_float32_master_weights_for_full_fine_tuning(tmp_path,
     bf16. On the CPU everything is float32."""
     import torch
 
+    import corekit.adapters as adapters
     import trainkit.model as model
     import trainkit.run as run
 
@@ -311,8 +312,7 @@ def test_gpu_profile_keeps_float32_master_weights_for_full_fine_tuning(tmp_path,
     ]
     full, pure, lora = plan(cfg(tmp_path, stages)).stages
     assert [model.weights_dtype(s) for s in (full, lora)] == [torch.float32] * 2
-    monkeypatch.setattr(model, "cuda", lambda: True)
-    monkeypatch.setattr(run, "cuda", lambda: True)
+    monkeypatch.setattr(adapters, "cuda", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert model.weights_dtype(full) == torch.float32
     assert model.weights_dtype(pure) == torch.bfloat16
@@ -422,11 +422,12 @@ def test_device_dependent_args_resolve_per_machine(tmp_path, monkeypatch):
     on a CPU)."""
     import torch
 
+    import corekit.adapters as adapters
     import trainkit.model as model
     import trainkit.run as run
 
-    assert model.compute_dtype("auto") == torch.float32  # no GPU here
-    assert model.compute_dtype("bfloat16") == torch.bfloat16
+    assert adapters.compute_dtype("auto") == torch.float32  # no GPU here
+    assert adapters.compute_dtype("bfloat16") == torch.bfloat16
     assert model.attn_implementation("auto") is None  # transformers' default, sdpa
     assert model.attn_implementation("eager") == "eager"
     stages = [
@@ -445,15 +446,15 @@ def test_device_dependent_args_resolve_per_machine(tmp_path, monkeypatch):
         {"name": "ok", "method": "sft", "dataset": "d", "args": {"optimizer": "adafactor"}},
     ]
     fa, paged, ok = plan(cfg(tmp_path, stages)).stages
-    with pytest.raises(DatakitError, match="flash_attention_2 needs a CUDA GPU"):
+    with pytest.raises(ToolkitError, match="flash_attention_2 needs a CUDA GPU"):
         run.check_device_args(fa)
-    with pytest.raises(DatakitError, match="paged_adamw_8bit is a bitsandbytes GPU optimizer"):
+    with pytest.raises(ToolkitError, match="paged_adamw_8bit is a bitsandbytes GPU optimizer"):
         run.check_device_args(paged)
     run.check_device_args(ok)
     # On a bf16 GPU (mocked) auto is bf16 compute; flash-attention only when installed.
-    monkeypatch.setattr(model, "cuda", lambda: True)
+    monkeypatch.setattr(adapters, "cuda", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert model.compute_dtype("auto") == torch.bfloat16
+    assert adapters.compute_dtype("auto") == torch.bfloat16
     import importlib.util
 
     has_fa = importlib.util.find_spec("flash_attn") is not None
@@ -503,8 +504,7 @@ def test_lora_chain_composes_only_plain_loras_down_to_a_plain_base(tmp_path, cha
     merges that say which adapter they came from; anything else is merged instead."""
     import json
 
-    from trainkit.merge import lora_chain
-    from trainkit.model import write_merged_from
+    from corekit.adapters import lora_chain, write_merged_from
 
     base = tmp_path / "base"
     base.mkdir()

@@ -5,7 +5,7 @@ import random
 import jsonschema
 import pytest
 
-from datakit.errors import DatakitError
+from corekit.errors import ToolkitError
 from datakit.schemas import RECORD_KINDS, load_schema
 from datakit.validate import RecordValidator, validate_file
 from tests.conftest import write_jsonl
@@ -91,14 +91,14 @@ def test_empty_and_blank_files_are_errors(tmp_path):
     (tmp_path / "e.jsonl").write_text("")
     (tmp_path / "b.jsonl").write_text("\n  \n")
     for name in ("e.jsonl", "b.jsonl"):
-        with pytest.raises(DatakitError, match=r"file is empty \(no records\)"):
+        with pytest.raises(ToolkitError, match=r"file is empty \(no records\)"):
             validate_file(tmp_path / name)
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(DatakitError, match="nope.jsonl: no such file"):
+    with pytest.raises(ToolkitError, match="nope.jsonl: no such file"):
         validate_file(tmp_path / "nope.jsonl")
-    with pytest.raises(DatakitError, match="is a directory"):
+    with pytest.raises(ToolkitError, match="is a directory"):
         validate_file(tmp_path)
 
 
@@ -133,7 +133,7 @@ def test_kind_is_inferred_or_the_error_says_how_to_set_it(tmp_path):
         == "preference"
     )
     with pytest.raises(
-        DatakitError,
+        ToolkitError,
         match=r"u.jsonl:1: cannot tell the record kind from the keys \(foo\); pass --schema KIND",
     ):
         validate_file(write_jsonl(tmp_path / "u.jsonl", [{"foo": 1}]))

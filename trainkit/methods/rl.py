@@ -27,7 +27,7 @@ def prompt_budget(max_length: int, max_completion_length: int) -> int:
 def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from transformers import AutoModelForSequenceClassification
 
-    from ..model import load_tokenizer
+    from corekit.adapters import load_tokenizer
 
     p = stage.params
     if p["algorithm"] == "grpo":

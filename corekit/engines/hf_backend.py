@@ -12,7 +12,7 @@ import logging
 from itertools import groupby
 from typing import Any
 
-from ..errors import DatakitError
+from ..errors import ToolkitError
 from .base import Completion, Request, Result
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class TransformersEngine:
     def generate(self, requests: list[Request]) -> list[Result]:
         for r in requests:
             if r.json_schema is not None or r.regex is not None:
-                raise DatakitError(
+                raise ToolkitError(
                     "the transformers backend cannot constrain output to a JSON schema or regex; use the vllm or openai backend"
                 )
         results: list[Result | None] = [None] * len(requests)

@@ -87,30 +87,6 @@ DEFAULT_PRINCIPLES = (
     "The response should refuse politely, with a short reason, only when the request is harmful.",
 )
 
-# --- Judge (pointwise rubric; pairwise A/B).
-JUDGE_POINTWISE = (
-    "You are grading one exchange between a user and an AI assistant. Score each criterion from {lo} to {hi} "
-    "({hi} is best):\n"
-    "- clarity: is the user's instruction clear and answerable?\n"
-    "- helpfulness: does the response do what the instruction asks?\n"
-    "- accuracy: is the response factually correct?\n\n"
-    "Instruction: {instruction}\n\nResponse: {response}\n\n"
-    "Answer with a JSON object with the integer fields clarity, helpfulness and accuracy."
-)
-JUDGE_PAIRWISE = (
-    "Two AI assistants answered the same instruction. Which response is better: more helpful, accurate and "
-    "harmless? Answer A, B or tie.\n\nInstruction: {instruction}\n\nResponse A: {a}\n\nResponse B: {b}\n\nBetter:"
-)
-RUBRIC_VERSION = "pointwise-v1"
-# A rubric of the user's (criterion -> the question the judge answers for it), built into the
-# same pointwise prompt; recorded as "custom-" and the hash of the criteria.
-JUDGE_CUSTOM = (
-    "You are grading one exchange between a user and an AI assistant. Score each criterion from {lo} to {hi} "
-    "({hi} is best):\n{criteria}\n\n"
-    "Instruction: {instruction}\n\nResponse: {response}\n\n"
-    "Answer with a JSON object with the integer fields {names}."
-)
-
 
 def template_text(name: str) -> str:
     return globals()[name]

@@ -12,13 +12,12 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from importlib.resources import files
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datakit.errors import DatakitError
-from datakit.records import instruction_to_messages
-from datakit.runs import atomic_dir
+from corekit.errors import ToolkitError
+from corekit.runs import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -68,58 +67,40 @@ TINY_ARCH: dict[str, Any] = dict(
 )
 
 
-def demo_seeds() -> list[dict[str, Any]]:
-    with files("datakit.demo").joinpath("seeds.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+@dataclass(frozen=True)
+class TinyCorpus:
+    """What a tiny model learns from: ``texts`` train its tokenizer; ``documents`` (plain
+    text, or a conversation rendered with the model's chat template) are its pretraining
+    data. The project's own corpus is ``datakit.demo.tiny_corpus()``."""
+
+    texts: list[str]
+    documents: list[str | list[dict[str, Any]]] = field(default_factory=list)
 
 
-def demo_texts() -> list[str]:
-    """Text of the project's own demo seeds (shipped with the package)."""
+def _rendered(tokenizer: Any, documents: list[str | list[dict[str, Any]]]) -> list[str]:
     return [
-        v for rec in demo_seeds() for k in ("instruction", "input", "output") if (v := rec.get(k))
+        d if isinstance(d, str) else tokenizer.apply_chat_template(d, tokenize=False)
+        for d in documents
     ]
-
-
-def _pretrain_texts(tokenizer: Any, seed: int) -> list[str]:
-    """Chat exchanges and Self-Instruct-style task lists made from the demo seeds."""
-    import random
-
-    from .ops.prompts import SELF_INSTRUCT_TASKS
-
-    rng = random.Random(seed)
-    seeds = demo_seeds()
-    texts = []
-    for rec in seeds:
-        texts.append(tokenizer.apply_chat_template(instruction_to_messages(rec), tokenize=False))
-    for rec in seeds:  # the instance format Self-Instruct asks for
-        texts.append(
-            f"Task: {rec['instruction']}\nInput: {rec.get('input') or '<none>'}\nOutput: {rec['output']}\n\nTask:"
-        )
-    for _ in range(len(seeds)):
-        shots = rng.sample([r["instruction"] for r in seeds], 9)
-        examples = "\n".join(f"Task {i + 1}: {t}" for i, t in enumerate(shots[:8]))
-        texts.append(
-            SELF_INSTRUCT_TASKS.format(examples=examples, next=9) + f" {shots[8]}\nTask 10:"
-        )
-    return texts
 
 
 def pretrain(
     model: Any,
     tokenizer: Any,
+    documents: list[str | list[dict[str, Any]]],
     steps: int,
     seed: int,
     lr: float = 3e-3,
     batch_size: int = 8,
     show_progress: bool = False,
 ) -> list[float]:
-    """A few hundred steps of language modelling on the demo seeds, so the tiny model ends
-    its turns and continues task lists (a random model only babbles until max_tokens)."""
+    """A few hundred steps of language modelling on ``documents``, so the tiny model ends its
+    turns and continues task lists (a random model only babbles until max_tokens)."""
     import random
 
     import torch
 
-    texts = _pretrain_texts(tokenizer, seed)
+    texts = _rendered(tokenizer, documents)
     enc = [
         tokenizer(t, add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
         for t in texts
@@ -129,7 +110,7 @@ def pretrain(
     pad = tokenizer.pad_token_id
     losses = []
     model.train()
-    from .clikit import progress
+    from corekit.clikit import progress
 
     bar = progress(range(steps), not show_progress, desc="init-tiny: training", unit=" step")
     for _ in bar:
@@ -156,9 +137,9 @@ def _texts_from_files(paths: Iterable[str | Path]) -> list[str]:
                 line for line in Path(p).read_text(encoding="utf-8").splitlines() if line.strip()
             )
         except FileNotFoundError:
-            raise DatakitError(f"{p}: no such file") from None
+            raise ToolkitError(f"{p}: no such file") from None
         except UnicodeDecodeError as e:
-            raise DatakitError(f"{p}: invalid UTF-8 at byte {e.start}") from None
+            raise ToolkitError(f"{p}: invalid UTF-8 at byte {e.start}") from None
     return texts
 
 
@@ -188,6 +169,7 @@ def build_tokenizer(texts: list[str], vocab_size: int):
 
 def init_tiny(
     out_dir: str | Path,
+    corpus: TinyCorpus,
     seed: int = 0,
     vocab_size: int = 1024,
     text_files: Iterable[str | Path] = (),
@@ -197,16 +179,17 @@ def init_tiny(
 ) -> dict[str, Any]:
     """Write a tiny random Llama + tokenizer to ``out_dir``; deterministic for a seed.
 
-    With ``train_steps`` it is first trained that many steps on the demo seeds. Written to a
+    Its tokenizer is trained on ``corpus.texts`` (and ``text_files``); with ``train_steps``
+    the model is first trained that many steps on ``corpus.documents``. Written to a
     sibling temp directory and renamed, so a crash leaves no half model. Returns a summary
     (parameters, vocabulary, path, training loss).
     """
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not force:
-        raise DatakitError(f"{out}: directory exists and is not empty (use --force to replace it)")
+        raise ToolkitError(f"{out}: directory exists and is not empty (use --force to replace it)")
     if not 300 <= vocab_size <= 65536:
-        raise DatakitError(f"vocab_size {vocab_size}: must be between 300 and 65536")
-    texts = demo_texts() + _texts_from_files(text_files)
+        raise ToolkitError(f"vocab_size {vocab_size}: must be between 300 and 65536")
+    texts = list(corpus.texts) + _texts_from_files(text_files)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -227,7 +210,7 @@ def init_tiny(
     # Deterministic per seed: the same seed gives the same bytes on a machine.
     torch.use_deterministic_algorithms(True, warn_only=True)
     losses = (
-        pretrain(model, tokenizer, train_steps, seed, show_progress=show_progress)
+        pretrain(model, tokenizer, corpus.documents, train_steps, seed, show_progress=show_progress)
         if train_steps
         else []
     )

@@ -98,18 +98,18 @@ def backend_for(model: str | None = None, backend: str | None = None) -> str:
     """The backend ``embed`` uses for this model: ``backend`` when given (a step's
     ``embedding_backend``; ``auto`` or None chooses), else DATAKIT_EMBED_BACKEND, else the
     int8 path where it can reproduce the model, else plain torch."""
-    from .errors import DatakitError
+    from .errors import ToolkitError
 
     if backend and backend != "auto":
         if backend not in BACKENDS:
-            raise DatakitError(
+            raise ToolkitError(
                 f"embedding_backend {backend!r}: expected auto or one of {', '.join(BACKENDS)}"
             )
         return backend
     forced = os.environ.get("DATAKIT_EMBED_BACKEND")
     if forced:
         if forced not in BACKENDS:
-            raise DatakitError(
+            raise ToolkitError(
                 f"DATAKIT_EMBED_BACKEND={forced}: expected one of {', '.join(BACKENDS)}"
             )
         return forced

@@ -1,7 +1,7 @@
 """The engine protocol: a batch of generation requests in, one result per request out.
 
 Backends (vllm, openai, transformers) implement ``generate``; everything else (caching,
-batching, progress) is shared and lives in :mod:`datakit.engines.cached`.
+batching, progress) is shared and lives in :mod:`corekit.engines.cached`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..errors import DatakitError
+from ..errors import ToolkitError
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,11 @@ class Request:
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
-            raise DatakitError("a request needs exactly one of messages or prompt")
+            raise ToolkitError("a request needs exactly one of messages or prompt")
         if sum(x is not None for x in (self.json_schema, self.choice, self.regex)) > 1:
-            raise DatakitError("a request takes at most one of json_schema, choice, regex")
+            raise ToolkitError("a request takes at most one of json_schema, choice, regex")
         if self.n < 1 or self.max_tokens < 1:
-            raise DatakitError("a request needs n >= 1 and max_tokens >= 1")
+            raise ToolkitError("a request needs n >= 1 and max_tokens >= 1")
 
     @classmethod
     def chat(cls, messages: list[dict[str, Any]], **kw: Any) -> Request:

