@@ -173,7 +173,7 @@ def trainkit_run(
     max_length: int = 512,
 ) -> dict:
     from trainkit.config import resolve_stages
-    from trainkit.run import run_stage
+    from trainkit.stage import run_stage
 
     work = Path(tempfile.mkdtemp(prefix="trainkit-bench-"))
     a = sft_args("", packing, steps, epochs)

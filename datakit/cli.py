@@ -569,8 +569,8 @@ def run_cmd(
       datakit run --examples 2
       datakit run pipeline.yaml --data-root /tmp/data -q
     """
-    from .ops.runner import step_line
-    from .pipeline import run_data
+    from .ops.step import step_line
+    from .stage import run_data
 
     s = run_data(
         config,

@@ -161,13 +161,13 @@ def make_command(op: Op) -> click.Command:
 
         from corekit.engines.pool import EnginePool
 
-        from .ops.runner import run_step, step_line
+        from .ops.step import run_step, step_line
         from .store import DatasetStore
 
         if kw.get("explain_id"):
             return _explain(op, output, data_root, kw["explain_id"], as_json)
         params = {k: v for k, v in kw.items() if k in schema["properties"] and v is not None}
-        from .ops.runner import param_problems
+        from .ops.step import param_problems
 
         for where, msg in param_problems(op.name, params):
             # a flag's value the schema refuses is a usage error (exit 2), named by its flag

@@ -127,21 +127,54 @@ def prompt_messages(rec: Record) -> list[dict[str, Any]]:
     return _as_turns(rec["prompt"], "user")
 
 
+def answer_text(value: Any) -> str:
+    """An answer given as text or as turns, as text: the last assistant turn's content, else
+    every turn's content (or string) on its own line."""
+    if isinstance(value, list):
+        last = next(
+            (
+                m.get("content") or ""
+                for m in reversed(value)
+                if isinstance(m, dict) and m.get("role") == "assistant"
+            ),
+            "",
+        )
+        return last or "\n".join(
+            str(m.get("content") or "") if isinstance(m, dict) else str(m) for m in value
+        )
+    return "" if value is None else str(value)
+
+
+def response_text(rec: Record) -> str | None:
+    """The answer a record holds, as text, for every record kind: an instruction's output, a
+    conversation's final assistant turn, a preference's chosen answer, an unpaired
+    completion. None for a record without one (an eval item, a conversation that ends with
+    the user)."""
+    if "instruction" in rec:
+        return rec.get("output") or ""
+    if "messages" in rec:
+        msgs = rec.get("messages") or []
+        if msgs and msgs[-1].get("role") == "assistant":
+            return msgs[-1].get("content") or ""
+        return None
+    for key in ("chosen", "completion"):
+        if key in rec:
+            return answer_text(rec[key])
+    return None
+
+
 def exchange(rec: Record) -> tuple[str, str]:
     """(what was asked, what was answered) as text: the instruction (with its input) and
     output, or a conversation's last user turn before its final assistant turn and that
     turn. Empty strings where there is none."""
     if "instruction" in rec:
         return instruction_text(rec), rec.get("output") or ""
-    msgs = rec.get("messages") or []
-    response = ""
-    if msgs and msgs[-1].get("role") == "assistant":
-        response = msgs[-1].get("content") or ""
+    response = response_text(rec) if "messages" in rec else None
     asked = next(
         (m.get("content") or "" for m in reversed(prompt_messages(rec)) if m.get("role") == "user"),
         "",
     )
-    return asked, response
+    return asked, response or ""
 
 
 def preview(rec: Record, width: int = 160) -> str:

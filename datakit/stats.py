@@ -18,7 +18,7 @@ from typing import Any
 
 from corekit.diversity import distinct_n, self_similarity
 
-from .records import exchange, prompt_messages
+from .records import answer_text, exchange, prompt_messages, response_text
 
 _BINS = [i / 10 for i in range(11)]
 
@@ -27,15 +27,10 @@ def _texts(rec: dict[str, Any]) -> tuple[str, str]:
     if "instruction" in rec or "messages" in rec:
         return exchange(rec)
     prompt = " ".join(m.get("content") or "" for m in prompt_messages(rec))
-    for key in ("chosen", "completion", "references"):
-        v = rec.get(key)
-        if isinstance(v, list):
-            return prompt, " ".join(
-                m.get("content") or "" if isinstance(m, dict) else str(m) for m in v
-            )
-        if isinstance(v, str):
-            return prompt, v
-    return prompt, ""
+    answer = response_text(rec)
+    if answer is None:  # an eval item: its reference answers
+        answer = answer_text(rec.get("references"))
+    return prompt, answer
 
 
 def _dist(values: list[int]) -> dict[str, float]:

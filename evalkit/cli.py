@@ -262,7 +262,7 @@ def predict_cmd(
     spec = engine_specs_from_options({**kw, "model": path})["engine"]
     pool = EnginePool(Path(kw["runs_root"]) / "cache", quiet=quiet)
     try:
-        from .run import start_engine
+        from .stage import start_engine
 
         engine = start_engine(pool, spec, kw["batch_size"], "evalkit predict")
         preds = predict(
@@ -303,8 +303,8 @@ def run_cmd(
     """
     from .gate import format_table, verdict_line
     from .render import side_by_side
-    from .run import run_eval
     from .scoring import read_report
+    from .stage import run_eval
 
     res = run_eval(config, runs_root=runs_root, data_root=data_root, quiet=quiet)
     reports = {k: read_report(v) for k, v in res.reports.items()}

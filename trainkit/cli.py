@@ -167,7 +167,7 @@ def run_cmd(
       trainkit run --force -q
       torchrun --nproc_per_node 2 -m trainkit run pipeline.yaml --stage sft
     """
-    from .run import run_train
+    from .stage import run_train
 
     # Library bars and warnings off either way: a person sees one bar per training stage
     # (trainkit's own) and a line per finished stage.
@@ -181,7 +181,7 @@ def run_cmd(
         data_root=data_root,
         runs_root=runs_root,
     )
-    from .run import rank
+    from .stage import rank
 
     if rank() != 0:
         return

@@ -78,7 +78,7 @@ def measure_sft_peak(
     from .config import plan
     from .data import load_stage_data
     from .model import load_base
-    from .run import build_trainer
+    from .stage import build_trainer
 
     root = Path(workdir)
     store = DatasetStore(root / "data")

@@ -16,8 +16,8 @@ from typing import Any
 from ..errors import ToolkitError, did_you_mean
 from ..models import check_model, fingerprint
 from .base import Completion, Engine, EngineSpec, Request, Result
-from .cache import RequestCache
-from .cached import CachedEngine
+from .cached_engine import CachedEngine
+from .request_cache import RequestCache
 
 __all__ = [
     "BACKENDS",

@@ -1,7 +1,7 @@
 """The engine protocol: a batch of generation requests in, one result per request out.
 
 Backends (vllm, openai, transformers) implement ``generate``; everything else (caching,
-batching, progress) is shared and lives in :mod:`corekit.engines.cached`.
+batching, progress) is shared and lives in :mod:`corekit.engines.cached_engine`.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ OPS: dict[str, Op] = {
         ),
         Op(
             "evol_instruct",
-            "datakit.ops.evol:run",
+            "datakit.ops.evol_instruct:run",
             _PROMPTS,
             "instruction",
             "Evolve instructions in depth and breadth, with elimination (Evol-Instruct).",
@@ -106,7 +106,7 @@ OPS: dict[str, Op] = {
         ),
         Op(
             "distill",
-            "datakit.ops.respond:distill",
+            "datakit.ops.distill:run",
             _PROMPTS,
             _answer_kind,
             "A teacher answers INPUT's prompts; student-format chat records.",
@@ -125,7 +125,7 @@ OPS: dict[str, Op] = {
         ),
         Op(
             "critique_revise",
-            "datakit.ops.critique:run",
+            "datakit.ops.critique_revise:run",
             ("chat", "instruction"),
             "preference",
             "Critique responses against principles and revise them into preference pairs.",
@@ -164,7 +164,7 @@ OPS: dict[str, Op] = {
         ),
         Op(
             "filter",
-            "datakit.ops.filters:quality_filter",
+            "datakit.ops.filter:run",
             ("instruction", "chat", "preference"),
             "same",
             "Keep records that pass every check asked for: judge quality, length, blocklist, "
@@ -200,7 +200,7 @@ OPS: dict[str, Op] = {
         ),
         Op(
             "split",
-            "datakit.ops.mix:split",
+            "datakit.ops.split:run",
             _ANY,
             "same",
             "Split into NAME-train and NAME-test, seeded, optionally stratified; "

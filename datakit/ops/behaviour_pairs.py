@@ -18,7 +18,7 @@ from typing import Any
 
 from ..records import field_value, prompt_messages
 from .context import OpContext
-from .filters import _behaviour, _refusal_labels
+from .filter import _behaviour, _refusal_labels
 
 
 def run(

@@ -56,7 +56,7 @@ def default_threshold(method: str, backend: str | None = None, model: str | None
     return STATIC_THRESHOLD if backend_for(model, backend) == "static" else SEMANTIC_THRESHOLD
 
 
-def normalise(text: str) -> str:
+def normalize(text: str) -> str:
     """Lowercase, drop punctuation, collapse whitespace."""
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
@@ -92,7 +92,7 @@ def _all(rec: dict[str, Any]) -> str:
 def shingles(text: str, size: int) -> set[str]:
     """Character ``size``-grams of the normalised text (robust to a changed word in the short
     texts instructions are, where word n-grams lose most of their overlap)."""
-    t = normalise(text)
+    t = normalize(text)
     if len(t) <= size:
         return {t} if t else set()
     return {t[i : i + size] for i in range(len(t) - size + 1)}
@@ -250,7 +250,7 @@ def duplicate_pairs(
         first: dict[str, int] = {}
         pairs = []
         for i, t in enumerate(texts):
-            h = hashlib.sha256(normalise(t).encode()).hexdigest()
+            h = hashlib.sha256(normalize(t).encode()).hexdigest()
             if h in first:
                 pairs.append((first[h], i, 1.0))
             else:

@@ -1,4 +1,5 @@
-"""Answer prompts with an engine (respond), or with a teacher for a student (distill)."""
+"""Answer prompts with an engine (respond); distill (distill.py) answers with a teacher
+the same way."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def trim_to_sentence(text: str) -> str | None:
     return kept or None
 
 
-def _answer(
+def answer(
     records,
     ctx: OpContext,
     source: str,
@@ -136,7 +137,7 @@ def respond(
     trim_truncated: bool = False,
 ) -> list[dict[str, Any]]:
     """Answer every prompt; the system prompt, if any, stays in the chat records."""
-    return _answer(
+    return answer(
         records,
         ctx,
         "respond",
@@ -147,41 +148,6 @@ def respond(
         max_tokens,
         drop_truncated,
         output_kind,
-        samples=samples,
-        schema_field=schema_field,
-        regex_field=regex_field,
-        trim_truncated=trim_truncated,
-    )
-
-
-def distill(
-    records,
-    ctx: OpContext,
-    system_prompt: str | None = None,
-    temperature: float = 0.7,
-    top_p: float = 0.95,
-    max_tokens: int = 512,
-    drop_truncated: bool = True,
-    output_kind: str = "chat",
-    samples: int = 1,
-    schema_field: str | None = None,
-    regex_field: str | None = None,
-    trim_truncated: bool = False,
-) -> list[dict[str, Any]]:
-    """The teacher engine answers; records are in student format (without the teacher's system prompt)."""
-    teacher = ctx.engine_for("teacher")
-    return _answer(
-        records,
-        ctx,
-        "distill",
-        system_prompt,
-        False,
-        temperature,
-        top_p,
-        max_tokens,
-        drop_truncated,
-        output_kind,
-        engine=teacher,
         samples=samples,
         schema_field=schema_field,
         regex_field=regex_field,

@@ -38,10 +38,10 @@ from .core import (
     Review,
     ReviewInputError,
     agreement,
+    editable_response,
     judge_suggestion,
     options,
     prompt_text,
-    response_text,
 )
 
 log = logging.getLogger(__name__)
@@ -333,7 +333,7 @@ def create_app(
         state = review.state().get(rid) or RecordState()
         queue = review.queue(who, **f)
         prev_id, next_id = neighbours(rid, queue)
-        response = response_text(rec)
+        response = editable_response(rec)
         edited = state.edit["after"] if state.edit else None
         opts = options(rec, review.seed)
         mine = state.decisions.get(who)

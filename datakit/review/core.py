@@ -32,7 +32,7 @@ from typing import Any
 
 from corekit.errors import ToolkitError
 
-from ..records import prompt_messages
+from ..records import answer_text, prompt_messages, response_text
 
 DEFAULT_CRITERIA = ("clarity", "helpfulness", "accuracy")  # the LLM judge's rubric criteria
 log = logging.getLogger(__name__)
@@ -47,23 +47,10 @@ class ReviewInputError(ToolkitError):
     """An action the log refuses (bad field, unknown record): shown to the annotator."""
 
 
-def response_text(rec: dict[str, Any]) -> str | None:
-    """The response an annotator may edit: an instruction's output, a conversation's final
-    assistant turn, an unpaired completion; None for kinds without one response."""
-    if "instruction" in rec:
-        return rec.get("output") or ""
-    if "completion" in rec:
-        c = rec["completion"]
-        return c if isinstance(c, str) else _last_assistant(c)
-    if rec.get("messages") and rec["messages"][-1].get("role") == "assistant":
-        return rec["messages"][-1].get("content") or ""
-    return None
-
-
-def _last_assistant(msgs: list[dict[str, Any]]) -> str:
-    return next(
-        (m.get("content") or "" for m in reversed(msgs) if m.get("role") == "assistant"), ""
-    )
+def editable_response(rec: dict[str, Any]) -> str | None:
+    """The response an annotator may edit (``records.response_text``); None for a
+    preference pair, whose two responses are compared, not edited."""
+    return None if "chosen" in rec else response_text(rec)
 
 
 def with_response(rec: dict[str, Any], text: str) -> dict[str, Any]:
@@ -87,23 +74,17 @@ def prompt_text(rec: dict[str, Any]) -> list[dict[str, Any]]:
         return []
 
 
-def as_text(value: Any) -> str:
-    if isinstance(value, list):
-        return _last_assistant(value) or "\n".join(str(m.get("content") or "") for m in value)
-    return "" if value is None else str(value)
-
-
 def options(rec: dict[str, Any], seed: int = 0) -> list[tuple[str, str]] | None:
     """The responses shown side by side, blind: (key, text) in an order randomised per record
     (the same for every annotator). Keys: ``chosen``/``rejected`` for a preference pair,
     ``c0``, ``c1``, ... for ``meta.candidates``; None for a record with one response."""
     if "chosen" in rec and "rejected" in rec:
-        items = [("chosen", as_text(rec["chosen"])), ("rejected", as_text(rec["rejected"]))]
+        items = [("chosen", answer_text(rec["chosen"])), ("rejected", answer_text(rec["rejected"]))]
     else:
         cands = (rec.get("meta") or {}).get("candidates")
         if not (isinstance(cands, list) and len(cands) >= 2):
             return None
-        items = [(f"c{i}", as_text(c)) for i, c in enumerate(cands[: len(LETTERS)])]
+        items = [(f"c{i}", answer_text(c)) for i, c in enumerate(cands[: len(LETTERS)])]
     digest = hashlib.sha256(f"{seed}:{rec.get('id')}".encode()).digest()
     random.Random(digest).shuffle(items)
     return items
@@ -347,7 +328,7 @@ class Review:
         if action in ("accept", "reject", "skip"):
             return {"reason": text("reason"), "before": before, "after": _STATUS[action]}
         if action == "edit":
-            original = response_text(rec)
+            original = editable_response(rec)
             if original is None:
                 raise ReviewInputError(
                     f"edit: a {self.version.kind} record has no single response to edit"
@@ -749,8 +730,8 @@ def _ranked_pairs(rec: dict[str, Any], s: RecordState, seed: int) -> list[dict[s
             out.append(
                 {
                     "prompt": prompt_text(rec),
-                    "chosen": [{"role": "assistant", "content": as_text(cands[int(a[1:])])}],
-                    "rejected": [{"role": "assistant", "content": as_text(cands[int(b[1:])])}],
+                    "chosen": [{"role": "assistant", "content": answer_text(cands[int(a[1:])])}],
+                    "rejected": [{"role": "assistant", "content": answer_text(cands[int(b[1:])])}],
                     "meta": {
                         "source": "review",
                         "from_record": rec["id"],

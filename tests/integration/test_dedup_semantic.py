@@ -275,7 +275,7 @@ def test_dedup_with_prompt_response_keeps_different_answers_to_one_long_prompt(s
     ]
     rows[2]["input"] = " "  # another record, the same exchange
     store.write("long", rows, "instruction")
-    from datakit.ops.runner import run_step
+    from datakit.ops.step import run_step
 
     res = run_step(store, "long-dedup", "dedup", ["long"], {})
     assert len(list(res.version.records())) == 2

@@ -19,7 +19,7 @@ def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypa
     from corekit.engines import EngineSpec
     from corekit.engines.pool import EnginePool
     from datakit.demo import demo_seeds
-    from datakit.ops.runner import run_step
+    from datakit.ops.step import run_step
     from datakit.records import instruction_text
     from datakit.store import DatasetStore
 

@@ -56,7 +56,7 @@ def project(request, tmp_path_factory):
 def _fed_batches(project, monkeypatch, dataset: str, packing: bool) -> tuple[list, object]:
     """Train one step and keep every batch handed to the model's loss."""
     import trainkit.methods as methods
-    from trainkit.run import run_train
+    from trainkit.stage import run_train
 
     batches = []
     original = methods.builder

@@ -66,7 +66,7 @@ FAST = {"max_steps": 3, "batch_size": 4, "max_length": 256, "logging_steps": 1, 
 
 
 def train(project, name: str, stages: list[dict], **kw):
-    from trainkit.run import run_train
+    from trainkit.stage import run_train
 
     return run_train(write_config(project, name, stages), quiet=True, **kw)
 
@@ -77,7 +77,7 @@ def stage_trainer(stage, store, method: str | None = None, dataset: str | None =
     from corekit.adapters import load_tokenizer
     from trainkit.data import load_stage_data
     from trainkit.model import load_base
-    from trainkit.run import build_trainer
+    from trainkit.stage import build_trainer
 
     tok = load_tokenizer(stage.base_model)
     data = load_stage_data(store, method or stage.method, dataset or stage.dataset, tok, 256)
@@ -463,7 +463,7 @@ def test_a_qlora_reward_model_trains_and_its_saved_model_scores_like_the_adapter
 
     from datakit.store import DatasetStore
     from trainkit.config import plan
-    from trainkit.run import save_final
+    from trainkit.stage import save_final
 
     cfg = {
         "name": "rm",
@@ -576,7 +576,7 @@ def test_stage_args_reach_the_trainer(project, monkeypatch):
         "dataset": [{"name": "chat", "weight": 0.5}, {"name": "seeds", "weight": 1.5}],
     }
     cfg = write_config(project, "args", [stage])
-    from trainkit.run import run_train
+    from trainkit.stage import run_train
 
     p, results = run_train(cfg, quiet=True)
     a = seen["args"]

@@ -12,8 +12,8 @@ import pytest
 from corekit.engines import CachedEngine, Completion, EngineSpec, Result
 from corekit.engines.pool import EnginePool
 from datakit.ops import OPS
-from datakit.ops.runner import run_step
 from datakit.ops.self_instruct import split_tasks
+from datakit.ops.step import run_step
 
 SPEC = EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})
 

@@ -6,8 +6,8 @@ import pytest
 
 from corekit.errors import ToolkitError
 from datakit.cli import cli as datakit
-from datakit.ops.dedup import duplicate_pairs, normalise
-from datakit.ops.runner import run_step
+from datakit.ops.dedup import duplicate_pairs, normalize
+from datakit.ops.step import run_step
 
 BASE = [
     "Explain how tides are caused by the gravity of the moon and the sun.",
@@ -23,8 +23,8 @@ def recs(texts, **extra):
     return [{"instruction": t, "input": "", "output": "ok", **extra} for t in texts]
 
 
-def test_normalise_and_exact_pairs():
-    assert normalise("  Hello, World!  ") == "hello world"
+def test_normalize_and_exact_pairs():
+    assert normalize("  Hello, World!  ") == "hello world"
     assert duplicate_pairs(["Hi there!", "hi   THERE", "bye"], "exact") == [(0, 1, 1.0)]
 
 

@@ -15,7 +15,7 @@ from corekit.engines import (
     check_spec,
 )
 from corekit.engines.base import Completion
-from corekit.engines.cache import request_key
+from corekit.engines.request_cache import request_key
 from corekit.errors import ToolkitError
 
 

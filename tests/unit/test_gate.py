@@ -455,7 +455,7 @@ def test_a_tool_failure_exits_3(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["gate", str(base), "--baseline", str(base), "--junit", str(junit)])
     assert r.exit_code == 3 and "evalkit failed" in r.output and "Traceback" not in r.output
     from corekit.errors import ToolFailure
-    from evalkit import run as run_mod
+    from evalkit import stage as run_mod
 
     class Pool:
         def get(self, *a, **k):
@@ -659,7 +659,7 @@ def test_evalkit_run_prints_the_improve_gate_and_fails_on_it(tmp_path, monkeypat
     """`evalkit run` with eval.gate.improve: the tuned model's report against the base's
     from the same run, its table and verdict printed and in gate-improve.xml; exit 1 when
     the gain is not there. (Runs over prediction files: no engine needed.)"""
-    from evalkit.run import EvalResult, _gate
+    from evalkit.stage import EvalResult, _gate
 
     base = write_run(tmp_path / "runs/eval/base", model_outputs(0.3, seed=1), REFS)
     tuned = write_run(tmp_path / "runs/eval/tuned", model_outputs(0.3, seed=5), REFS)

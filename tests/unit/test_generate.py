@@ -7,8 +7,9 @@ from corekit import judging
 from corekit.engines import CachedEngine, Completion, Request, Result
 from corekit.engines.pool import EnginePool
 from corekit.errors import ToolkitError
-from datakit.ops import OPS, OpContext, evol, judge, preferences, self_instruct
-from datakit.ops.runner import op_params, run_step
+from datakit.ops import OPS, OpContext, judge, preferences, self_instruct
+from datakit.ops import evol_instruct as evol
+from datakit.ops.step import op_params, run_step
 from datakit.schemas import load_schema
 
 
@@ -634,7 +635,7 @@ def test_runner_takes_several_inputs_and_named_outputs(store, tmp_path, monkeypa
         outputs=("even", "odd"),
     )
     monkeypatch.setitem(OPS, "toy", toy)
-    monkeypatch.setattr("datakit.ops.runner.op_params", lambda op, params: dict(params or {}))
+    monkeypatch.setattr("datakit.ops.step.op_params", lambda op, params: dict(params or {}))
     store.write("a", [{"instruction": f"a{i}", "output": "x"} for i in range(3)], "instruction")
     store.write("b", [{"instruction": f"b{i}", "output": "x"} for i in range(2)], "instruction")
     res = run_step(store, "mixed", "toy", ["a", "b"], {}, quiet=True)  # no engines at all

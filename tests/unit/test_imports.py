@@ -28,7 +28,7 @@ from tests.conftest import ROOT
 PACKAGES = ("corekit", "datakit", "trainkit", "evalkit")
 
 # datakit modules that are not its data layer: the kits above it never import these.
-NOT_DATA_LAYER = ("datakit.ops", "datakit.pipeline", "datakit.cli", "datakit.review.app")
+NOT_DATA_LAYER = ("datakit.ops", "datakit.stage", "datakit.cli", "datakit.review.app")
 
 
 def _modules() -> dict[str, Path]:
@@ -61,7 +61,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 sub = f"{mod}.{a.name}"
                 targets.append(sub if sub in modules else mod)
         for t in targets:
-            while t and t not in modules:  # `import datakit.ops.runner as r` etc.
+            while t and t not in modules:  # `import datakit.ops.step as r` etc.
                 t = t.rpartition(".")[0]
             if t and t != name:
                 out.add(t)
@@ -75,7 +75,7 @@ def _graph() -> dict[str, set[str]]:
 
 def test_the_walk_sees_the_project():
     g = _graph()
-    assert "datakit.ops.runner" in g and "datakit.store" in g["datakit.ops.runner"]
+    assert "datakit.ops.step" in g and "datakit.store" in g["datakit.ops.step"]
     assert "datakit.trainer_rows" in g["trainkit.data"]
     assert "datakit.records" in g["datakit.trainer_rows"]
     assert (

@@ -1,7 +1,13 @@
 """The record views every consumer reads records through, and their one rule for
 conversations: the prompt is everything before the final assistant turn."""
 
-from datakit.records import conversation, exchange, instruction_text, prompt_messages
+from datakit.records import (
+    conversation,
+    exchange,
+    instruction_text,
+    prompt_messages,
+    response_text,
+)
 
 SYS = {"role": "system", "content": "Be brief."}
 U1 = {"role": "user", "content": "Hi?"}
@@ -45,3 +51,33 @@ def test_prompt_fields():
     rec = {"messages": [U1, A1]}
     prompt_messages(rec)[0]["content"] = "changed"
     assert rec["messages"][0]["content"] == "Hi?"
+
+
+def test_the_response_of_every_kind_is_read_one_way():
+    """One response view for the filter, the stats and the review: an instruction's output,
+    a conversation's final assistant turn, a preference's chosen answer, an unpaired
+    completion (text or turns: the last assistant turn); None where there is none."""
+    assert response_text({"instruction": "Say hi.", "output": "Hi."}) == "Hi."
+    assert response_text({"messages": [SYS, U1, A1, U2, A2]}) == "Rain."
+    assert response_text({"messages": [SYS, U1, A1, U2]}) is None  # ends with the user
+    assert response_text({"prompt": "Q?", "chosen": "yes", "rejected": "no"}) == "yes"
+    calls = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "w"}}]}
+    tool = {"role": "tool", "content": '{"t": 9}'}
+    assert response_text({"prompt": "Q?", "chosen": [calls, tool, A2], "rejected": "no"}) == "Rain."
+    assert response_text({"prompt": "Q?", "completion": [A1], "label": True}) == "Hello."
+    assert response_text({"prompt": "Q?", "completion": "Sure.", "label": False}) == "Sure."
+    assert response_text({"prompt": "Q?", "references": ["A"]}) is None  # an eval item
+
+
+def test_the_filter_stats_and_review_read_the_same_response():
+    from datakit.ops import OpContext
+    from datakit.ops.filter import run as quality_filter
+    from datakit.review.core import editable_response
+    from datakit.stats import _texts
+
+    pair = {"prompt": "Q?", "chosen": [U1, A2], "rejected": "Nope."}
+    chat = {"messages": [U1, A2]}
+    for rec in (pair, chat):
+        kept = quality_filter([rec], OpContext(), regex="^Rain\\.$")
+        assert kept == [rec] and _texts(rec)[1] == "Rain."
+    assert editable_response(chat) == "Rain." and editable_response(pair) is None

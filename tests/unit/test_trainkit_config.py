@@ -242,7 +242,7 @@ def test_stage_identity_holds_every_upstream_model(tmp_path):
     model: retraining either changes it; a stage with no upstream keeps its own hash."""
     import json
 
-    from trainkit.run import stage_key, upstream_identity
+    from trainkit.stage import stage_key, upstream_identity
 
     (tmp_path / "rm-dir").mkdir()
     (tmp_path / "rm-dir" / "config.json").write_text("{}")
@@ -297,7 +297,7 @@ def test_gpu_profile_keeps_float32_master_weights_for_full_fine_tuning(tmp_path,
 
     import corekit.adapters as adapters
     import trainkit.model as model
-    import trainkit.run as run
+    import trainkit.stage as run
 
     stages = [
         {"name": "full", "method": "dpo", "dataset": "p", "adapter": {"type": "full"}},
@@ -424,7 +424,7 @@ def test_device_dependent_args_resolve_per_machine(tmp_path, monkeypatch):
 
     import corekit.adapters as adapters
     import trainkit.model as model
-    import trainkit.run as run
+    import trainkit.stage as run
 
     assert adapters.compute_dtype("auto") == torch.float32  # no GPU here
     assert adapters.compute_dtype("bfloat16") == torch.bfloat16
@@ -483,7 +483,7 @@ def test_a_run_mostly_warmup_is_said_once_at_the_start():
     learning rate 0 and reported `8.5092 -> 8.5092` without a word."""
     from transformers import TrainingArguments
 
-    from trainkit.run import warmup_note
+    from trainkit.stage import warmup_note
 
     args = TrainingArguments(output_dir="unused", warmup_steps=0.03, report_to="none")
     assert args.get_warmup_steps(2) == 1  # the ratio rounds up: one warmup step of two

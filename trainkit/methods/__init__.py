@@ -1,7 +1,7 @@
 """One small module per training method; each turns a resolved stage into a TRL trainer.
 
 ``build(stage, common, inputs)`` is the whole protocol: ``common`` holds the training
-arguments every method shares (``trainkit.run.common_args``), ``inputs`` the trainer
+arguments every method shares (``trainkit.stage.common_args``), ``inputs`` the trainer
 arguments every method shares (model, datasets, tokenizer, PEFT config, callbacks); a
 method adds its config class and its own parameters.
 """

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Engine, Request, Result
-from .cache import RequestCache, request_key
+from .request_cache import RequestCache, request_key
 
 log = logging.getLogger(__name__)
 

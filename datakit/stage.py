@@ -124,7 +124,7 @@ def _run_steps(
 ) -> None:
     from corekit.engines.pool import EnginePool
 
-    from .ops.runner import run_step
+    from .ops.step import run_step
 
     steps = cfg.get("data", {}).get("steps", [])
     if not steps:

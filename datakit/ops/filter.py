@@ -16,7 +16,7 @@ from typing import Any
 
 from corekit.errors import ToolkitError
 
-from ..records import exchange, field_value
+from ..records import field_value, response_text
 from .context import OpContext
 from .dedup import record_text
 
@@ -34,19 +34,7 @@ def looks_like_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text))
 
 
-def _response(rec: dict[str, Any]) -> str:
-    if "instruction" in rec or "messages" in rec:
-        return exchange(rec)[1]
-    if "chosen" in rec:
-        c = rec["chosen"]
-        return c if isinstance(c, str) else " ".join(m.get("content") or "" for m in c)
-    if "completion" in rec:
-        c = rec["completion"]
-        return c if isinstance(c, str) else " ".join(m.get("content") or "" for m in c)
-    return ""
-
-
-def quality_filter(
+def run(
     records: list[dict[str, Any]],
     ctx: OpContext,
     min_quality: float | None = None,
@@ -107,7 +95,7 @@ def _refusal_labels(records: list[dict[str, Any]]) -> list[str]:
     """evalkit's refusal detector on every response at once: full, partial or none."""
     from corekit.refusal import classify_many
 
-    return classify_many([_response(r) for r in records])
+    return classify_many([response_text(r) or "" for r in records])
 
 
 def _behaviour(expected: Any, label: str) -> str | None:
@@ -156,7 +144,7 @@ def _check(
             return "not_judged", {"error": judge.get("error")}
         if q < min_quality:
             return "below_min_quality", {"quality": q}
-    response = _response(rec)
+    response = response_text(rec) or ""
     if min_chars is not None and len(response) < min_chars:
         return "too_short", {"chars": len(response)}
     if max_chars is not None and len(response) > max_chars:
