@@ -19,12 +19,8 @@ from corekit.errors import ToolkitError
 
 from .metrics import (
     METRICS,
-    REFUSAL_METRICS,
     Metric,
     get_metrics,
-    is_format_item,
-    json_failure,
-    parse_json_output,
 )
 
 REPORT_FORMAT = 1
@@ -121,9 +117,6 @@ def score(
             gc.enable()
 
 
-FORMAT_METRICS = ("json_valid", "json_bare")
-
-
 def content_hash(item: dict[str, Any]) -> str:
     """A short hash of what an item asks and how it is scored (prompt or messages,
     references, schema, expected): the gate pairs items by id *and* this hash."""
@@ -193,44 +186,24 @@ def _score_kept(
     params: dict[str, Any],
 ) -> dict[str, dict[str, Any]]:
     """Each metric's value (and failure reason) into ``items``, one per row; the
-    aggregates."""
+    aggregates. Every metric is computed by its registered function; a metric's
+    ``prepare`` first does the work it shares with others for all rows at once (SQuAD
+    normalisation, the refusal detector), which the per-item functions then read."""
     per_item = [m for m in metrics if m.per_item]
     shared_rows: list[dict[str, Any]] = [{} for _ in rows]
-    if any(m.name in ("exact_match", "f1") for m in per_item):
-        _squad_batch(rows, shared_rows, params)
-    if any(m.name in REFUSAL_METRICS for m in per_item):
-        _refusal_batch(rows, shared_rows)
-    # metric -> (values, reasons or None), one entry per row; None: the item does not apply
-    results: dict[str, tuple[list[float | None], list[str | None] | None]] = {}
-    json_done = False
+    prepared: set[Any] = set()
     for m in per_item:
-        if m.name in ("exact_match", "f1"):  # already computed for all rows at once
-            k = 0 if m.name == "exact_match" else 1
-            results[m.name] = (
-                [None if sh["squad"] is None else sh["squad"][k] for sh in shared_rows],
-                None,
-            )
-        elif m.name in FORMAT_METRICS:  # the parse is shared with schema_valid
-            if not json_done:
-                for row, sh in zip(rows, shared_rows, strict=True):
-                    sh["json"] = parse_json_output(row["output"])
-                json_done = True
-            ok = ("bare", "fenced") if m.name == "json_valid" else ("bare",)
-            hows = [
-                sh["json"][1] if is_format_item(row) else None
-                for row, sh in zip(rows, shared_rows, strict=True)
-            ]
-            results[m.name] = (
-                [None if h is None else 1.0 if h in ok else 0.0 for h in hows],
-                [None if h is None or h in ok else json_failure(h) for h in hows],
-            )
-        else:
-            fn, kw = m.per_item, params.get(m.name, {})
-            pairs = [
-                fn(row, row["output"], sh, **kw) for row, sh in zip(rows, shared_rows, strict=True)
-            ]
-            quiet = m.name in REFUSAL_METRICS  # reason = the label
-            results[m.name] = ([v for v, _ in pairs], None if quiet else [r for _, r in pairs])
+        if m.prepare is not None and m.prepare not in prepared:
+            m.prepare(rows, shared_rows, params)
+            prepared.add(m.prepare)
+    # metric -> (values, reasons), one entry per row; None: the item does not apply
+    results: dict[str, tuple[list[float | None], list[str | None]]] = {}
+    for m in per_item:
+        fn, kw = m.per_item, params.get(m.name, {})
+        pairs = [
+            fn(row, row["output"], sh, **kw) for row, sh in zip(rows, shared_rows, strict=True)
+        ]
+        results[m.name] = ([v for v, _ in pairs], [r for _, r in pairs])
     columns: dict[str, list[float]] = {}
     for name, (values, _reasons) in results.items():
         columns[name] = [v for v in values if v is not None]
@@ -238,8 +211,6 @@ def _score_kept(
             if value is not None:
                 item[name] = value
     for name, (values, reasons) in results.items():
-        if reasons is None:
-            continue
         for item, value, reason in zip(items, values, reasons, strict=True):
             if reason and value is not None:
                 item.setdefault("reasons", {})[name] = reason
@@ -259,57 +230,6 @@ def _score_kept(
             value = m.corpus(outputs) if outputs else None
             aggregates[m.name] = _agg(m, value, len(outputs), None, False)
     return aggregates
-
-
-def _refusal_batch(rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]]) -> None:
-    """The refusal label of every safety item, the detector run once over all outputs (its
-    learned part embeds them in batches); a judge's label on the prediction wins."""
-    from corekit.refusal import LABELS, classify_many
-
-    from .metrics import expected_behaviour
-
-    todo = []
-    for k, row in enumerate(rows):
-        if expected_behaviour(row) is None:
-            continue
-        if row.get("refusal_label") in LABELS:
-            shared_rows[k]["refusal"] = row["refusal_label"]
-        else:
-            todo.append(k)
-    for k, label in zip(todo, classify_many([rows[k]["output"] for k in todo]), strict=True):
-        shared_rows[k]["refusal"] = label
-
-
-def _squad_batch(
-    rows: list[dict[str, Any]], shared_rows: list[dict[str, Any]], params: dict[str, Any]
-) -> None:
-    """EM and F1 of every row in one pass (batch normalisation), into each row's shared."""
-    from .metrics import _extract, references_of, squad_many
-
-    extract = (params.get("exact_match") or params.get("f1") or {}).get("extract")
-
-    def collect(careful: bool) -> tuple[list[int], list[str], list[list[str]]]:
-        idx, preds, refs = [], [], []
-        for k, row in enumerate(rows):
-            r = row.get("references")
-            if careful or r.__class__ is not list:  # a single string, or a bad value
-                r = references_of(row)
-            if r:
-                idx.append(k)
-                preds.append(_extract(row["output"], extract) if extract else row["output"])
-                refs.append(r)
-            else:
-                shared_rows[k]["squad"] = None
-        return idx, preds, refs
-
-    idx, preds, refs = collect(careful=False)
-    try:
-        scores = squad_many(preds, refs)
-    except (TypeError, AttributeError):  # a reference list with something not a string in it
-        idx, preds, refs = collect(careful=True)
-        scores = squad_many(preds, refs)
-    for k, res in zip(idx, scores, strict=True):
-        shared_rows[k]["squad"] = res
 
 
 def _agg(

@@ -420,3 +420,25 @@ def test_tool_calls_become_text_for_templates_without_tool_support():
     )
     assert items[0]["tool_call_match"] == 1.0
     assert row["messages"][2:] == rows[0]["messages"][2:]
+
+
+def test_scoring_calls_every_metric_through_the_registry(monkeypatch):
+    """score() has no branch of its own per metric name: the registered function (after
+    its shared batch preparation) is what computes each value, for every metric."""
+    import dataclasses
+
+    rows = [
+        {"id": "q", "output": "Paris", "references": ["Paris"]},
+        {"id": "f", "output": '{"a": 1}', "schema": {"type": "object"}},
+        {"id": "s", "output": "I can't help with that.", "expected": "refuse"},
+    ]
+    per_item = [n for n, m in METRICS.items() if m.per_item]
+    for name in per_item:  # every per-item metric replaced by one that says who it is
+        marked = dataclasses.replace(
+            METRICS[name], per_item=lambda item, out, shared, _n=name, **kw: (len(_n), _n)
+        )
+        monkeypatch.setitem(METRICS, name, marked)
+    items, agg = score(rows, per_item)
+    for name in per_item:
+        assert all(i[name] == len(name) and i["reasons"][name] == name for i in items)
+        assert agg[name]["n"] == len(rows)
