@@ -17,7 +17,8 @@ from corekit.clikit import (
 )
 from corekit.errors import ToolkitError
 
-from .formats import EXPORT_FORMATS, IMPORT_FORMATS
+from .export import EXPORT_FORMATS
+from .formats import IMPORT_FORMATS
 from .schemas import RECORD_KINDS
 
 
@@ -169,7 +170,7 @@ def export_cmd(ref: str, fmt: str, output: str, data_root: str, quiet: bool) -> 
       datakit export prefs@v2 --format trl -o dpo.jsonl
       datakit export seeds@golden --format alpaca -o seeds.json
     """
-    from .formats import export_records
+    from .export import export_records
 
     v = open_store(data_root).resolve(ref)
     m = v.manifest()

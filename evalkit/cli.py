@@ -292,8 +292,7 @@ def run_cmd(
       evalkit run pipeline.yaml
       evalkit run pipeline.yaml --runs-root /tmp/runs -q
     """
-    from .gate import format_table, verdict_line
-    from .render import side_by_side
+    from .render import format_table, side_by_side, verdict_line
     from .scoring import read_report
     from .stage import run_eval
 

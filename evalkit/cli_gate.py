@@ -121,7 +121,8 @@ def gate_cmd(
     """
     from corekit.runs import atomic_write_bytes
 
-    from .gate import format_table, gate, gate_settings, verdict_line
+    from .gate import gate, gate_settings
+    from .render import format_table, verdict_line
     from .render import junit as to_junit
     from .render import markdown as to_md
     from .scoring import read_report

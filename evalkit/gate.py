@@ -359,7 +359,7 @@ def _decide(
             row.verdict = "inconclusive"
             row.note = (
                 f"cannot detect a drop of {max_drop} at n={len(bv)} "
-                f"(minimum detectable {_mdd(row.mdd)})"
+                f"(minimum detectable {mdd_text(row.mdd)})"
             )
         elif worse_by > max_drop:
             row.note = f"worse by {worse_by:.3f}, not significant (p={pw:.3g})"
@@ -454,70 +454,10 @@ def _provenance_warnings(report: dict[str, Any], baseline: dict[str, Any]) -> li
     return out
 
 
-def num(v: float | None) -> str:
-    """A value for a table: 4 decimals, or "-" when there is none."""
-    return "-" if v is None else f"{v:.4f}"
-
-
-def _mdd(v: float | None) -> str:
+def mdd_text(v: float | None) -> str:
     if v is None:
         return "-"
     return "none at this n" if math.isinf(v) else f"{v:.3f}"
-
-
-def coverage_text(r: Row) -> str:
-    """``292/300, 8 missing`` (the candidate's items with a value of the baseline's)."""
-    c = r.coverage
-    if not c:
-        return "-" if r.paired_n == 0 else str(r.paired_n)
-    text = f"{c['paired']}/{c['baseline']}"
-    lost = [f"{c[k]} {k}" for k in ("missing", "changed") if c.get(k)]
-    lost += [f"{v} {k}" for k, v in (c.get("no_value") or {}).items()]
-    return text + (", " + ", ".join(lost) if lost else "")
-
-
-def verdict_line(result: GateResult) -> str:
-    bad = sum(r.failing for r in result.rows)
-    line = f"gate: {'FAIL' if bad else 'pass'} ({bad} of {len(result.rows)} metrics failed"
-    if result.inconclusive:
-        line += f", {result.inconclusive} inconclusive"
-    return line + ")"
-
-
-def p_text(r: Row) -> str:
-    """The p-value the verdict rests on: that it is better for a gain, worse otherwise."""
-    p = r.p_better if r.verdict in ("improved", "not improved") else r.p_value
-    return "-" if p is None else f"{p:.4f}"
-
-
-def format_table(result: GateResult) -> str:
-    head = ("SUITE/METRIC", "BASELINE", "CURRENT", "DELTA", "P-VALUE", "N", "MDD", "VERDICT")
-    body = [
-        (
-            f"{r.suite}/{r.metric}",
-            num(r.baseline),
-            num(r.current),
-            "-" if r.delta is None else f"{r.delta:+.4f}",
-            p_text(r),
-            coverage_text(r),
-            _mdd(r.mdd),
-            r.verdict
-            + (" [fails]" if r.failing and r.verdict == "inconclusive" else "")
-            + (f" ({r.note})" if r.note else ""),
-        )
-        for r in result.rows
-    ]
-    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
-    lines = []
-    for row in [head, *body]:
-        lines.append(
-            "  ".join(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        )
-    for sname in result.new_suites:
-        lines.append(f"new suite (not gated, not in the baseline): {sname}")
-    for w in result.warnings:
-        lines.append(f"warning: {w}")
-    return "\n".join(lines)
 
 
 def bless(report_path: str | Path, out: str | Path) -> Path:

@@ -10,7 +10,67 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .gate import GateResult, coverage_text, num, p_text, verdict_line
+from .gate import GateResult, Row, mdd_text
+
+
+def num(v: float | None) -> str:
+    """A value for a table: 4 decimals, or "-" when there is none."""
+    return "-" if v is None else f"{v:.4f}"
+
+
+def coverage_text(r: Row) -> str:
+    """``292/300, 8 missing`` (the candidate's items with a value of the baseline's)."""
+    c = r.coverage
+    if not c:
+        return "-" if r.paired_n == 0 else str(r.paired_n)
+    text = f"{c['paired']}/{c['baseline']}"
+    lost = [f"{c[k]} {k}" for k in ("missing", "changed") if c.get(k)]
+    lost += [f"{v} {k}" for k, v in (c.get("no_value") or {}).items()]
+    return text + (", " + ", ".join(lost) if lost else "")
+
+
+def verdict_line(result: GateResult) -> str:
+    bad = sum(r.failing for r in result.rows)
+    line = f"gate: {'FAIL' if bad else 'pass'} ({bad} of {len(result.rows)} metrics failed"
+    if result.inconclusive:
+        line += f", {result.inconclusive} inconclusive"
+    return line + ")"
+
+
+def p_text(r: Row) -> str:
+    """The p-value the verdict rests on: that it is better for a gain, worse otherwise."""
+    p = r.p_better if r.verdict in ("improved", "not improved") else r.p_value
+    return "-" if p is None else f"{p:.4f}"
+
+
+def format_table(result: GateResult) -> str:
+    head = ("SUITE/METRIC", "BASELINE", "CURRENT", "DELTA", "P-VALUE", "N", "MDD", "VERDICT")
+    body = [
+        (
+            f"{r.suite}/{r.metric}",
+            num(r.baseline),
+            num(r.current),
+            "-" if r.delta is None else f"{r.delta:+.4f}",
+            p_text(r),
+            coverage_text(r),
+            mdd_text(r.mdd),
+            r.verdict
+            + (" [fails]" if r.failing and r.verdict == "inconclusive" else "")
+            + (f" ({r.note})" if r.note else ""),
+        )
+        for r in result.rows
+    ]
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head) - 1)]
+    lines = []
+    for row in [head, *body]:
+        lines.append(
+            "  ".join(v.ljust(w) for v, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        )
+    for sname in result.new_suites:
+        lines.append(f"new suite (not gated, not in the baseline): {sname}")
+    for w in result.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
 
 
 def _fmt(m: dict[str, Any]) -> str:

@@ -428,7 +428,7 @@ def _judge_refusals(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
     refusal rubric (full, partial or none, constrained to those words); the label is kept
     on the prediction as ``refusal_label`` and the refusal metrics read it. An output the
     engine could not judge keeps the detector's label."""
-    from corekit.refusal import judge_requests
+    from corekit.judging import refusal_requests
 
     from .metrics import expected_behaviour
 
@@ -436,7 +436,9 @@ def _judge_refusals(judge: Any, preds: list[dict[str, Any]], desc: str) -> None:
     todo = [p for p in preds if expected_behaviour(p) and not p.get("error")]
     if not todo:
         return
-    results = engine.generate(judge_requests([(p["prompt"], p["output"]) for p in todo]), desc=desc)
+    results = engine.generate(
+        refusal_requests([(p["prompt"], p["output"]) for p in todo]), desc=desc
+    )
     for p, r in zip(todo, results, strict=True):
         label = r.completions[0].text.strip().lower() if r.ok and r.completions else ""
         if label in ("full", "partial", "none"):

@@ -164,7 +164,7 @@ def test_trl_dpo_on_a_preference_version(tmp_path, tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from datakit.formats import export_records
+    from datakit.export import export_records
 
     rows = [
         {

@@ -147,7 +147,7 @@ def test_an_export_is_what_trainkit_trains_on_and_trl_loads_it(project, kind, tm
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 
     from corekit.adapters import load_tokenizer
-    from datakit.formats import export_records
+    from datakit.export import export_records
     from datakit.trainer_rows import EXPORT_METHOD
     from trainkit.data import load_stage_data
 

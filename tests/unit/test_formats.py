@@ -3,7 +3,8 @@ import json
 import pytest
 
 from corekit.errors import ToolkitError
-from datakit.formats import export_records, read_source, validated
+from datakit.export import export_records
+from datakit.formats import read_source, validated
 from tests.conftest import write_jsonl
 
 OPENAI_TOOL_ROW = {

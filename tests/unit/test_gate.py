@@ -124,7 +124,7 @@ def test_a_candidate_that_kept_only_its_correct_items_fails_on_coverage(tmp_path
     assert em.verdict == "coverage" and failed(result)
     assert em.coverage["missing"] == 300 - len(correct)
     assert em.coverage["paired"] == len(correct)
-    from evalkit.gate import format_table
+    from evalkit.render import format_table
 
     assert f"{len(correct)}/300, {300 - len(correct)} missing" in format_table(result)
     # a lower floor lets it through to the statistics (and then it is no improvement)
@@ -229,7 +229,7 @@ def test_mcnemar_with_few_discordant_pairs_is_inconclusive(tmp_path):
     em = result.rows[0]
     assert em.verdict == "inconclusive" and "minimum detectable" in em.note
     assert em.mdd > 0.05 and not failed(result)
-    from evalkit.gate import verdict_line
+    from evalkit.render import verdict_line
 
     assert verdict_line(result) == "gate: pass (0 of 1 metrics failed, 1 inconclusive)"
     strict = gate(cur, base, GateSettings(max_drop=0.05, inconclusive="fail"))

@@ -5,7 +5,7 @@ import json
 import jsonschema
 import pytest
 
-from datakit import formats, records
+from datakit import export, formats, readers, records
 from datakit.schemas import RECORD_KINDS, load_schema, schema_dir
 
 
@@ -42,8 +42,8 @@ def test_python_enumerations_match_the_schemas():
     assert list(formats.IMPORT_FORMATS) == pipe["format"]["enum"]
     assert list(RECORD_KINDS) == pipe["kind"]["enum"]
     roles = load_schema("chat")["definitions"]["message"]["properties"]["role"]["enum"]
-    assert set(formats._ROLE_TO_SHAREGPT) == set(roles)
-    assert set(formats._SHAREGPT_ROLES.values()) == set(roles)
+    assert set(export._ROLE_TO_SHAREGPT) == set(roles)
+    assert set(readers._SHAREGPT_ROLES.values()) == set(roles)
 
 
 def test_infer_kind_round_trips_on_minimal_records():
