@@ -248,7 +248,9 @@ def config_check(path: str, as_json: bool) -> None:
       datakit config check
       datakit config check examples/qlora-7b.yaml
     """
-    from .config import check_config, load_yaml
+    from corekit.yaml_load import load_yaml
+
+    from .config import check_config
 
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):

@@ -152,7 +152,7 @@ def status_cmd(ref: str, data_root: str, as_json: bool) -> None:
       datakit review status answers
       datakit review status answers --json | jq .agreement
     """
-    from .review.core import agreement
+    from .review.agreement import agreement
 
     review = _review(data_root, ref)
     out = {"ref": review.version.ref, **review.progress(), "agreement": agreement(review)}
@@ -202,7 +202,7 @@ def commit_cmd(
       datakit review commit answers
       datakit review commit answers@v2 -o answers-reviewed -m "round 1"
     """
-    from .review.core import commit
+    from .review.commit import commit
 
     result = commit(_review(data_root, ref), out=out, message=message)
     if as_json:

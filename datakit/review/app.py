@@ -31,13 +31,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from .agreement import agreement
 from .core import (
     LETTERS,
     STATUSES,
     RecordState,
     Review,
     ReviewInputError,
-    agreement,
     editable_response,
     judge_suggestion,
     options,

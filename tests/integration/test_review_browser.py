@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from datakit.review.core import Review, commit, options
+from datakit.review.commit import commit
+from datakit.review.core import Review, options
 from tests.unit.test_review import XSS_OUTPUT, XSS_PROMPT, records
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -121,7 +121,8 @@ def test_shipped_configs_pass_the_check(name, cli):
 
 
 def test_eval_engine_must_name_an_engine(tmp_path):
-    from datakit.config import check_config, load_yaml
+    from corekit.yaml_load import load_yaml
+    from datakit.config import check_config
 
     p = tmp_path / "p.yaml"
     p.write_text(
@@ -132,7 +133,8 @@ def test_eval_engine_must_name_an_engine(tmp_path):
 
 
 def test_eval_refusal_judge_and_gate_settings_are_checked(tmp_path):
-    from datakit.config import check_config, load_yaml
+    from corekit.yaml_load import load_yaml
+    from datakit.config import check_config
 
     p = tmp_path / "p.yaml"
     p.write_text(

@@ -10,7 +10,9 @@ import threading
 import pytest
 
 from corekit.errors import ToolkitError
-from datakit.review.core import Review, ReviewInputError, agreement, commit, options
+from datakit.review.agreement import agreement
+from datakit.review.commit import commit
+from datakit.review.core import Review, ReviewInputError, options
 
 XSS_PROMPT = 'Say hi <script>window.__pwned = "script"</script>'
 XSS_OUTPUT = "Hello <img src=x onerror=\"window.__pwned = 'img'\"> there"

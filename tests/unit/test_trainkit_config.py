@@ -483,7 +483,7 @@ def test_a_run_mostly_warmup_is_said_once_at_the_start():
     learning rate 0 and reported `8.5092 -> 8.5092` without a word."""
     from transformers import TrainingArguments
 
-    from trainkit.stage import warmup_note
+    from trainkit.callbacks import warmup_note
 
     args = TrainingArguments(output_dir="unused", warmup_steps=0.03, report_to="none")
     assert args.get_warmup_steps(2) == 1  # the ratio rounds up: one warmup step of two
