@@ -44,7 +44,7 @@ data:
         params: {{num_instructions: 8, prompts_per_round: 6, max_rounds: 2, max_tokens: 96, instance_max_tokens: 48, rouge_threshold: 0.9, temperature: 1.0, top_p: 0.95}}}}
     - {{name: answers, op: respond, input: seeds, engine: hf, params: {{max_tokens: 24, drop_truncated: false}}}}
     - {{name: prefs, op: preferences, input: seeds, engine: hf, allow_empty: true, params: {{max_tokens: 64, temperatures: [0.5, 1.0]}}}}
-    - {{name: revised, op: critique_revise, input: answers, engine: hf, params: {{max_tokens: 32}}}}
+    - {{name: revised, op: critique_revise, input: answers, engine: hf, allow_empty: true, params: {{max_tokens: 32}}}}
 """)
     return cfg
 
@@ -117,6 +117,9 @@ def test_sigkill_five_times_then_resume_equals_uninterrupted(tmp_path, tiny_trai
     for name in ("grown", "answers", "revised", "prefs"):
         assert want[name][1] + sum((want[name][2] or {}).values()) > 0, (name, want[name][1:3])
     assert want["answers"][1] > 0
+    # Whether a 32-token revision by the tiny model ends before the limit depends on its
+    # trained weights (on an AVX2 CPU none did): revised may keep none, and its rejects
+    # (every record with its reason, in order) are then what is compared for it.
     # The tiny model's judge gives every sample the same score, so prefs keeps only ties;
     # its rejects (every sample and verdict, in order) are what is compared for it.
     assert want["prefs"][2].get("tie", 0) > 0 and want["prefs"][3]
