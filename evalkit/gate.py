@@ -201,8 +201,6 @@ def compare(
     s: GateSettings,
 ) -> GateResult:
     """The gate on reports in memory; ``*_items(suite)`` gives a suite's per-item rows."""
-    from . import stats
-
     check_rules(s.rules, [report, baseline])
     cur_suites, base_suites = _suites(report), _suites(baseline)
     result = GateResult([], s, new_suites=[n for n in cur_suites if n not in base_suites])
@@ -254,16 +252,7 @@ def compare(
                 result.rows.append(row)
                 continue
             binary = METRICS[metric].binary if metric in METRICS else False
-            if binary:
-                pw, pb, worse, better = stats.mcnemar(bv, cv, hib)
-                row.test = f"McNemar exact ({worse} worse, {better} better)"
-            else:
-                pw, pb = stats.sign_flip(bv, cv, hib)
-                row.test = "sign-flip permutation" + (
-                    " (exact)" if len(bv) <= stats.EXACT_MAX_N else f" ({stats.MC_DRAWS} draws)"
-                )
-            row.p_raw, row.p_better = pw, pb
-            row.ci95 = stats.bootstrap_delta_ci(bv, cv)
+            _test(row, bv, cv, hib, binary)
             tested.append((row, bv, cv, hib, binary))
             result.rows.append(row)
     _decide(tested, s)
@@ -275,6 +264,22 @@ def compare(
         if r.metric != "*" and r.verdict not in ("missing", "no value", "suite changed"):
             _floor(r, s)
     return result
+
+
+def _test(row: Row, bv: list[float], cv: list[float], hib: bool, binary: bool) -> None:
+    """The paired test of one metric into ``row``: McNemar's exact test for 0/1 values, a
+    sign-flip permutation test otherwise; the one-sided p-values and the delta's 95% CI."""
+    from . import stats
+
+    if binary:
+        pw, pb, worse, better = stats.mcnemar(bv, cv, hib)
+        row.test = f"McNemar exact ({worse} worse, {better} better)"
+    else:
+        pw, pb = stats.sign_flip(bv, cv, hib)
+        exact = len(bv) <= stats.EXACT_MAX_N
+        row.test = "sign-flip permutation" + (" (exact)" if exact else f" ({stats.MC_DRAWS} draws)")
+    row.p_raw, row.p_better = pw, pb
+    row.ci95 = stats.bootstrap_delta_ci(bv, cv)
 
 
 def _paired(

@@ -197,25 +197,14 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def html_report(
-    reports: dict[str, dict[str, Any]],
-    curves: dict[str, Path] | None = None,
-    gate: GateResult | None = None,
-    improve: GateResult | None = None,
-    improve_over: str | None = None,
-    items: tuple[dict[str, Any], str | None, str | None] | None = None,
-) -> str:
-    """One self-contained page: the side-by-side table, both gates, one bar chart per suite
-    (models side by side, CI whiskers), the training curves of the given runs, and every
-    item (prompt, each model's output, metric values, the detector's label), filterable to
-    the items that changed and searchable (evalkit/itemview.py)."""
+def _suite_charts(rows: list[Any], labels: list[str]) -> list[tuple[str, str]]:
+    """(suite, PNG as base64): one bar chart per suite, the models side by side with their
+    95% CI whiskers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(reports)
-    rows = side_by_side(reports)
     charts = []
     for suite in dict.fromkeys(s for s, _, _ in rows):
         metrics = [(m, by) for s, m, by in rows if s == suite]
@@ -239,6 +228,24 @@ def html_report(
         ax.legend(fontsize=7)
         charts.append((suite, _png(fig)))
         plt.close(fig)
+    return charts
+
+
+def html_report(
+    reports: dict[str, dict[str, Any]],
+    curves: dict[str, Path] | None = None,
+    gate: GateResult | None = None,
+    improve: GateResult | None = None,
+    improve_over: str | None = None,
+    items: tuple[dict[str, Any], str | None, str | None] | None = None,
+) -> str:
+    """One self-contained page: the side-by-side table, both gates, one bar chart per suite
+    (models side by side, CI whiskers), the training curves of the given runs, and every
+    item (prompt, each model's output, metric values, the detector's label), filterable to
+    the items that changed and searchable (evalkit/itemview.py)."""
+    labels = list(reports)
+    rows = side_by_side(reports)
+    charts = _suite_charts(rows, labels)
     curve_imgs = []
     for name, path in (curves or {}).items():
         p = Path(path)

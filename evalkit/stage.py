@@ -199,6 +199,36 @@ def _served_models(
     return served, lora_bases
 
 
+def _model_engine(
+    label: str,
+    served: tuple[str, dict[str, Any]],
+    lora_bases: dict[str, int],
+    engine_cfg: dict[str, Any],
+    pool: Any,
+) -> tuple[Any, Any]:
+    """(spec, engine) serving one model: its own engine, or the running one with the model's
+    weights swapped in or its LoRA adapter served per request (``info["engine_start"]``
+    says which)."""
+    from corekit.engines import EngineSpec
+
+    path, info = served
+    options = dict(engine_cfg.get("options") or {})
+    if info.get("lora"):
+        options["lora_adapter"] = info["lora"]
+    if path in lora_bases:  # the base of a LoRA served per request: one engine for both
+        options.update(enable_lora=True, max_lora_rank=lora_bases[path])
+    spec = EngineSpec(engine_cfg["backend"], path, options)
+    engine = start_engine(
+        pool, spec, engine_cfg.get("batch_size", 256), f"eval.models.{label}", swap=True
+    )
+    info["engine_start"] = (
+        ("adapter per request" if info.get("lora") else "weights swapped in")
+        if pool.last == "swapped"
+        else pool.last
+    )
+    return spec, engine
+
+
 def _eval_model(
     label: str,
     served: tuple[str, dict[str, Any]],
@@ -215,7 +245,6 @@ def _eval_model(
     """Predict, judge and score every suite with one model; its report, written."""
     import orjson
 
-    from corekit.engines import EngineSpec
     from corekit.runs import atomic_write_bytes, atomic_write_json
 
     from .predict import predict
@@ -223,27 +252,14 @@ def _eval_model(
 
     judge, refusal_judge = judges
     path, info = served
-    options = dict(engine_cfg.get("options") or {})
-    if info.get("lora"):
-        options["lora_adapter"] = info["lora"]
-    if path in lora_bases:  # the base of a LoRA served per request: one engine for both
-        options.update(enable_lora=True, max_lora_rank=lora_bases[path])
-    spec = EngineSpec(engine_cfg["backend"], path, options)
     model_out = out / label
     try:
         model_out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a runs root the user named that cannot hold directories
         raise ToolkitError(f"{model_out}: cannot create: {e.strerror or e}") from None
+    spec, engine = _model_engine(label, served, lora_bases, engine_cfg, pool)
     temperature, seed = ev.get("temperature", 0.0), ev.get("seed", cfg["seed"])
     entries = []
-    engine = start_engine(
-        pool, spec, engine_cfg.get("batch_size", 256), f"eval.models.{label}", swap=True
-    )
-    info["engine_start"] = (
-        ("adapter per request" if info.get("lora") else "weights swapped in")
-        if pool.last == "swapped"
-        else pool.last
-    )
     for suite in suites:
         preds = predict(
             engine,
