@@ -36,33 +36,7 @@ def commit(review: Review, out: str | None = None, message: str | None = None) -
                 reasons = [e.get("reason") for e in s.decisions.values() if e.get("reason")]
                 rejects.append({"record": rec, "reason": f"review_{outcome}", "notes": reasons})
             continue
-        out_rec = dict(rec)
-        info: dict[str, Any] = {
-            "reviewed": v.ref,
-            "votes": dict(s.votes()),
-            "annotators": sorted(s.decided_by()),
-        }
-        if s.edit:
-            out_rec = with_response(rec, s.edit["after"])
-            info.update(
-                original=s.edit["original"], original_id=rec["id"], edited_by=s.edit["annotator"]
-            )
-        verdict = _majority(s.verdicts.values())
-        if "chosen" in rec and verdict == "rejected":  # people preferred the other response
-            out_rec = {k: x for k, x in out_rec.items() if k != "id"}
-            out_rec["chosen"], out_rec["rejected"] = rec["rejected"], rec["chosen"]
-            info["swapped"] = True
-        if verdict:
-            info["verdict"] = verdict
-        means = _mean_ratings(s, review.criteria)
-        if means:
-            info["ratings"] = means
-        if s.comments:
-            info["comments"] = [
-                {"annotator": c["annotator"], "text": c["after"]} for c in s.comments
-            ]
-        out_rec["meta"] = {**(rec.get("meta") or {}), "review": info}
-        kept.append(out_rec)
+        kept.append(_reviewed_record(rec, s, review))
     if not kept:
         raise ToolkitError(
             f"{v.ref}: no record is accepted yet ({counts.get('rejected', 0)} rejected, "
@@ -110,6 +84,38 @@ def commit(review: Review, out: str | None = None, message: str | None = None) -
         )
         result["preferences"] = {"version": pv.ref, "pairs": len(pairs)}
     return result
+
+
+def _reviewed_record(rec: dict[str, Any], s: RecordState, review: Review) -> dict[str, Any]:
+    """A kept record as committed: the annotator's edit applied, a preference pair swapped
+    when people preferred its rejected response, and what the review said in
+    ``meta.review`` (votes, annotators, verdict, mean ratings, comments)."""
+    v = review.version
+    out_rec = dict(rec)
+    info: dict[str, Any] = {
+        "reviewed": v.ref,
+        "votes": dict(s.votes()),
+        "annotators": sorted(s.decided_by()),
+    }
+    if s.edit:
+        out_rec = with_response(rec, s.edit["after"])
+        info.update(
+            original=s.edit["original"], original_id=rec["id"], edited_by=s.edit["annotator"]
+        )
+    verdict = _majority(s.verdicts.values())
+    if "chosen" in rec and verdict == "rejected":  # people preferred the other response
+        out_rec = {k: x for k, x in out_rec.items() if k != "id"}
+        out_rec["chosen"], out_rec["rejected"] = rec["rejected"], rec["chosen"]
+        info["swapped"] = True
+    if verdict:
+        info["verdict"] = verdict
+    means = _mean_ratings(s, review.criteria)
+    if means:
+        info["ratings"] = means
+    if s.comments:
+        info["comments"] = [{"annotator": c["annotator"], "text": c["after"]} for c in s.comments]
+    out_rec["meta"] = {**(rec.get("meta") or {}), "review": info}
+    return out_rec
 
 
 def _majority(values: Any) -> str | None:

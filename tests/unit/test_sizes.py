@@ -21,7 +21,6 @@ STILL_LONG = {
     "datakit/config.py:_resource_problems": 99,
     "datakit/ops/step.py:_run_step": 109,
     "datakit/review/app.py:create_app": 310,
-    "datakit/review/commit.py:commit": 96,
     "evalkit/cli_gate.py:gate_cmd": 99,
     "evalkit/data/build_refusal_set.py:compose": 127,
     "trainkit/config.py:resolve_stages": 101,
