@@ -406,7 +406,7 @@ def model_group() -> None:
     \b
     Examples:
       trainkit model pull smollm2
-      trainkit model pull --all examples/other.yaml
+      trainkit model pull --all -c examples/safety-alignment.yaml
     """
 
 
