@@ -35,11 +35,11 @@ def models(quick: bool) -> dict[str, Path]:
     out = {"tiny": tiny}
     if not quick:
         from corekit.model_sources import ensure_models
-        from datakit.config import load_config
+        from corekit.project import Project
 
         root = Path(__file__).resolve().parent.parent
         try:
-            cfg = load_config(root / "pipeline.yaml")
+            cfg = Project.load(root / "pipeline.yaml").config
             (row,) = ensure_models(cfg, root, ["smollm2"], offline=True, quiet=True)
             out["smollm2"] = Path(row["path"])
         except Exception as e:  # noqa: BLE001 - the bench runs on what is there

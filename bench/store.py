@@ -42,7 +42,7 @@ def valid_records(n: int) -> list[dict]:
 def plain_loop(src: Path, out_path: Path) -> float:
     import orjson
 
-    from datakit.schemas import content_fields
+    from corekit.schemas import content_fields
     from datakit.validate import validator_for
 
     fast = validator_for("chat")._fast  # the compiled jsonschema-rs validator, reused

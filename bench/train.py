@@ -225,7 +225,7 @@ def trainkit_run(
     }
     import time
 
-    from datakit.config import with_defaults
+    from corekit.config import with_defaults
 
     (stage,) = resolve_stages(with_defaults(cfg), work, work / "runs")
     t0 = time.perf_counter()

@@ -102,7 +102,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.n or (5_000 if args.quick else 100_000)
 
-    from datakit.schemas import load_schema
+    from corekit.schemas import load_schema
 
     schema = load_schema("chat")
     with tempfile.TemporaryDirectory() as d:

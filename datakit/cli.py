@@ -98,16 +98,17 @@ def run_cmd(
       datakit run --examples 2
       datakit run pipeline.yaml --data-root /tmp/data -q
     """
+    from corekit.project import Project
+
     from .ops.step import step_line
     from .stage import run_data
 
+    project = Project.load(config, data_root=data_root, runs_root=runs_root, full=True)
     s = run_data(
-        config,
-        data_root,
+        project,
         quiet=quiet,
         only=list(only) or None,
         force=force,
-        runs_root=runs_root,
         allow_empty=allow_empty,
     )
     if as_json:
@@ -248,16 +249,15 @@ def config_check(path: str, as_json: bool) -> None:
       datakit config check
       datakit config check examples/qlora-7b.yaml
     """
+    from corekit.config import check_config
     from corekit.yaml_load import load_yaml
-
-    from .config import check_config
 
     data, lines = load_yaml(path)
     if data is not None and not isinstance(data, dict):
         raise ToolkitError(
             f"{path}:1: the config must be a mapping of sections (data, train, eval)"
         )
-    problems = check_config(data, lines, path, sections=True)
+    problems = check_config(data, lines, path, full=True)
     if as_json:
         echo_json({"file": path, "ok": not problems, "problems": problems})
     else:
@@ -280,7 +280,7 @@ def config_schema() -> None:
     Examples:
       datakit config schema | jq '.definitions.import'
     """
-    from .schemas import load_schema
+    from corekit.schemas import load_schema
 
     echo_json(load_schema("pipeline"))
 

@@ -20,9 +20,9 @@ from corekit.clikit import (
     json_option,
     quiet_option,
 )
+from corekit.schemas import load_schema
 
 from .ops import Op
-from .schemas import load_schema
 
 
 def _option_for(name: str, prop: dict[str, Any]) -> Any:

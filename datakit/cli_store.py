@@ -16,10 +16,10 @@ from corekit.clikit import (
     quiet_option,
 )
 from corekit.errors import ToolkitError
+from corekit.schemas import RECORD_KINDS
 
 from .export import EXPORT_FORMATS
 from .formats import IMPORT_FORMATS
-from .schemas import RECORD_KINDS
 
 
 def open_store(data_root: str):

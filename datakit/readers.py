@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from corekit.errors import ToolkitError
+from corekit.schemas import load_schema
 
 from .records import Record, check_kind, infer_kind
-from .schemas import load_schema
 from .validate import iter_lines
 
 # ShareGPT speaker names seen in the wild, mapped to our roles.

@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 
 from corekit.errors import ToolkitError
-
-from .schemas import RECORD_KINDS, content_fields
+from corekit.schemas import RECORD_KINDS, content_fields
 
 Record = dict[str, Any]
 

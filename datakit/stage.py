@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from corekit.errors import ToolkitError
-from corekit.models import model_entry_path, resolve_model, resolve_path
+from corekit.models import model_entry_path
+from corekit.project import Project
 
-from .config import load_config
 from .formats import import_file
 from .store import DatasetStore
 
@@ -32,23 +32,8 @@ class RunSummary:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def engine_specs(cfg: dict[str, Any], base: Path) -> dict[str, Any]:
-    """The top-level engines as (EngineSpec, batch size), models resolved through `models`."""
-    from corekit.engines import EngineSpec
-
-    specs = {}
-    for name, e in cfg.get("engines", {}).items():
-        served = e["backend"] == "openai"
-        model = resolve_model(e["model"], cfg.get("models", {}), base, served=served)
-        specs[name] = (
-            EngineSpec(e["backend"], model, dict(e.get("options", {}))),
-            e.get("batch_size", 256),
-        )
-    return specs
-
-
 def run_data(
-    config_path: str | Path,
+    project: Project | str | Path,
     data_root: str | Path | None = None,
     quiet: bool = False,
     only: list[str] | None = None,
@@ -56,23 +41,27 @@ def run_data(
     runs_root: str | Path | None = None,
     allow_empty: bool = False,
 ) -> RunSummary:
-    cfg = load_config(config_path, full=True)  # every reference checked before any work
-    base = Path(config_path).resolve().parent
-    store = DatasetStore(
-        data_root if data_root is not None else resolve_path(base, cfg["data_root"])
-    )
+    """The data section of ``project`` (a Project, or a config path loaded with the roots
+    given here): models built, imports, then the steps in order (``only``: those named)."""
+    project = Project.of(project, data_root, runs_root).checked()  # before any work
+    store = DatasetStore(project.data_root)
     summary = RunSummary(str(store.root))
-    specs = engine_specs(cfg, base)
-    _check_steps(cfg, base, specs, only)  # bad references fail before any work
+    _check_steps(project, only)  # bad references fail before any work
     from corekit.model_sources import ensure_models
 
     from .demo import tiny_corpus
 
-    summary.models.extend(ensure_models(cfg, base, quiet=quiet, tiny_corpus=tiny_corpus))
-    for imp in cfg.get("data", {}).get("imports", []):
-        src = resolve_path(base, imp["source"])
+    summary.models.extend(
+        ensure_models(project.config, project.base, quiet=quiet, tiny_corpus=tiny_corpus)
+    )
+    for imp in project.imports:
         res = import_file(
-            store, imp["name"], src, imp["format"], imp.get("kind"), config_source=imp["source"]
+            store,
+            imp["name"],
+            project.resolve(imp["source"]),
+            imp["format"],
+            imp.get("kind"),
+            config_source=imp["source"],
         )
         v = res.version
         summary.datasets.append(
@@ -84,38 +73,33 @@ def run_data(
                 "duplicates": res.duplicates,
             }
         )
-    runs = Path(runs_root) if runs_root is not None else resolve_path(base, cfg["runs_root"])
-    _run_steps(cfg, runs, store, specs, summary, quiet, only, force, allow_empty)
+    _run_steps(project, store, summary, quiet, only, force, allow_empty)
     return summary
 
 
-def _check_steps(
-    cfg: dict[str, Any], base: Path, specs: dict[str, Any], only: list[str] | None
-) -> None:
+def _check_steps(project: Project, only: list[str] | None) -> None:
     """What needs the resolved engines: --only names real steps, and every engine that is
     not built by this run is usable (step references were checked with the config)."""
     from corekit.engines import check_spec
 
-    names = [s["name"] for s in cfg.get("data", {}).get("steps", [])]
+    names = [s["name"] for s in project.steps]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
         raise ToolkitError(f"no step named {', '.join(unknown)} (steps: {', '.join(names)})")
     built_here = {
-        str(model_entry_path(m, base))
-        for m in cfg.get("models", {}).values()
+        str(model_entry_path(m, project.base))
+        for m in project.models.values()
         if "init_tiny" in m or "gguf_wheel" in m
     }
-    for name, (spec, _) in specs.items():
+    for name, (spec, _) in project.engines.items():
         # A model that this run builds cannot be checked yet; all else can.
         if spec.model not in built_here:
             check_spec(spec, where=f"engines.{name}")
 
 
 def _run_steps(
-    cfg: dict[str, Any],
-    runs: Path,
+    project: Project,
     store: DatasetStore,
-    specs: dict[str, Any],
     summary: RunSummary,
     quiet: bool,
     only: list[str] | None,
@@ -126,10 +110,10 @@ def _run_steps(
 
     from .ops.step import run_step
 
-    steps = cfg.get("data", {}).get("steps", [])
+    steps, specs = project.steps, project.engines
     if not steps:
         return
-    pool = EnginePool(runs / "cache", quiet=quiet)
+    pool = EnginePool(project.cache_dir, quiet=quiet)
     roles = (("engine", "engine"), ("judge", "judge_engine"), ("teacher", "teacher_engine"))
     try:
         for step in steps:
@@ -145,12 +129,12 @@ def _run_steps(
                 step.get("params"),
                 engines,
                 pool,
-                seed=step.get("seed", cfg["seed"]),
+                seed=step.get("seed", project.config["seed"]),
                 quiet=quiet,
                 force=force,
                 batch_size=batch,
-                allow_empty=step.get("allow_empty", False) or allow_empty,
-                max_error_share=step.get("max_error_share", 0.5),
+                allow_empty=step["allow_empty"] or allow_empty,
+                max_error_share=step["max_error_share"],
             )
             summary.steps.append(res.summary())
     finally:

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 from corekit.errors import ToolkitError
+from corekit.schemas import load_schema
 
 from .records import check_kind, infer_kind
-from .schemas import load_schema
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"

@@ -292,11 +292,14 @@ def run_cmd(
       evalkit run pipeline.yaml
       evalkit run pipeline.yaml --runs-root /tmp/runs -q
     """
+    from corekit.project import Project
+
     from .render import format_table, side_by_side, verdict_line
     from .scoring import read_report
     from .stage import run_eval
 
-    res = run_eval(config, runs_root=runs_root, data_root=data_root, quiet=quiet)
+    project = Project.load(config, data_root=data_root, runs_root=runs_root)
+    res = run_eval(project, quiet=quiet)
     reports = {k: read_report(v) for k, v in res.reports.items()}
     if as_json:
         echo_json(

@@ -129,9 +129,9 @@ def gate_cmd(
 
     section: dict = {}
     if config:
-        from datakit.config import load_config
+        from corekit.project import Project
 
-        section = (load_config(config).get("eval") or {}).get("gate") or {}
+        section = Project.load(config).gate
     rule_map: dict[str, dict[str, float]] = {}
     for r in rules:
         metric, _, kv = r.partition(":")

@@ -39,6 +39,12 @@ FAILING = ("regression", "below floor", "missing", "no value", "coverage", "suit
 RULE_KEYS = ("max_drop", "min", "max", "min_gain")
 
 
+def _default(key: str) -> Any:
+    from corekit.config import schema_default
+
+    return schema_default("eval", "gate", key)
+
+
 @dataclass
 class GateSettings:
     """The ``eval.gate`` section of pipeline.yaml; `evalkit gate`, `evalkit run` and the
@@ -46,13 +52,14 @@ class GateSettings:
 
     baseline: str | None = None
     model: str | None = None
-    alpha: float = 0.05
-    max_drop: float = 0.02
-    min_coverage: float = 1.0
+    # The defaults are the schema's (schemas/pipeline.json, eval.gate), stated there only.
+    alpha: float = field(default_factory=lambda: _default("alpha"))
+    max_drop: float = field(default_factory=lambda: _default("max_drop"))
+    min_coverage: float = field(default_factory=lambda: _default("min_coverage"))
     rules: dict[str, dict[str, float]] = field(default_factory=dict)
-    inconclusive: str = "warn"  # warn | fail
-    correction: str = "holm"  # holm | none
-    allow_suite_change: bool = False
+    inconclusive: str = field(default_factory=lambda: _default("inconclusive"))  # warn | fail
+    correction: str = field(default_factory=lambda: _default("correction"))  # holm | none
+    allow_suite_change: bool = field(default_factory=lambda: _default("allow_suite_change"))
     # What tuning must achieve: METRIC (or SUITE/METRIC) -> least gain over the model
     # ``improve_over`` (default: the first of eval.models), significant under the same
     # paired test; judged in a second gate beside the baseline's.

@@ -330,7 +330,7 @@ def check_report(report: Any, where: str) -> dict[str, Any]:
     """Validate a report against schemas/eval_report.json (one clear error)."""
     import jsonschema
 
-    from datakit.schemas import load_schema
+    from corekit.schemas import load_schema
 
     try:
         jsonschema.validate(report, load_schema("eval_report"))

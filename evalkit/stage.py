@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from corekit.errors import ToolkitError
+from corekit.project import Project
 
 
 @dataclass
@@ -34,19 +35,15 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
 
 
-def model_ref(ref: str, cfg: dict[str, Any], base: Path, runs: Path) -> str:
+def model_ref(ref: str, project: Project) -> str:
     """A model reference of the eval section: ``train:STAGE`` (that trainkit stage's run
     directory), a name in ``models:``, or a path."""
-    from corekit.models import resolve_model, resolve_path
-
     if ref.startswith("train:"):
-        train = cfg.get("train") or {}
-        out = resolve_path(base, train["output_dir"]) if train.get("output_dir") else runs / "train"
-        run = out / ref.split(":", 1)[1]
+        run = project.train_dir / ref.split(":", 1)[1]
         if not (run / "run.json").is_file():
             raise ToolkitError(f"eval.models: {ref}: no trainkit run at {run} (make train first)")
         return str(run)
-    return resolve_model(ref, cfg.get("models", {}), base)
+    return project.model(ref)
 
 
 @dataclass
@@ -60,23 +57,21 @@ class Suite:
     truncated: str  # exclude | score
 
 
-def plan_suites(ev: dict[str, Any], base: Path, data: Path) -> list[Suite]:
-    """The suites of an eval section, resolved: items loaded, metrics and settings chosen."""
-    from corekit.models import resolve_path
-
+def plan_suites(project: Project) -> list[Suite]:
+    """The suites of the eval section, resolved: items loaded, metrics and settings chosen."""
     from .suites import SUITES, load_items
 
     suites = []
-    for s in ev.get("suites") or ["qa", "format", "safety"]:
+    for s in project.eval.get("suites") or ["qa", "format", "safety"]:
         s = {"name": s} if isinstance(s, str) else dict(s)
         sdef = SUITES.get(s.get("suite", s["name"]))
         src = s.get("dataset") or s.get("path") or (sdef.path if sdef else None)
         if src is None:
             raise ToolkitError(f"eval.suites: {s['name']}: needs a dataset or a path")
         if s.get("path"):
-            src = str(resolve_path(base, s["path"]))
+            src = str(project.resolve(s["path"]))
         fmt = s.get("format") or (sdef.format if sdef and not s.get("dataset") else "jsonl")
-        items = load_items(src, fmt, str(data))
+        items = load_items(src, fmt, str(project.data_root))
         metrics = s.get("metrics") or (list(sdef.metrics) if sdef else None)
         if not metrics:
             raise ToolkitError(f"eval.suites: {s['name']}: give its metrics")
@@ -116,47 +111,40 @@ def chat_template_sha256(model_path: str) -> str | None:
 
 
 def run_eval(
-    config_path: str | Path,
+    project: Project | str | Path,
     runs_root: str | Path | None = None,
     data_root: str | Path | None = None,
     quiet: bool = False,
     curves: bool = True,
 ) -> EvalResult:
-    from corekit.models import resolve_path
-    from datakit.config import load_config
-
-    config_path = Path(config_path)
-    cfg = load_config(config_path)
-    base = config_path.resolve().parent
-    ev = cfg.get("eval") or {}
+    """The eval section of ``project`` (a Project, or a config path loaded with the roots
+    given here): every model on every suite, reports, the gates, the summary pages."""
+    project = Project.of(project, data_root, runs_root)
+    ev = project.eval
     if not ev.get("models"):
-        raise ToolkitError(f"{config_path}: eval.models: no model to evaluate")
-    runs = Path(runs_root) if runs_root else resolve_path(base, cfg["runs_root"])
-    data = Path(data_root) if data_root else resolve_path(base, cfg["data_root"])
-    out = resolve_path(base, ev["out"]) if ev.get("out") else runs / "eval"
-    engine_cfg = (cfg.get("engines") or {}).get(ev["engine"])
-    if engine_cfg is None:
-        raise ToolkitError(f"{config_path}: eval.engine: no engine named {ev['engine']!r}")
+        raise ToolkitError(f"{project.path}: eval.models: no model to evaluate")
+    out = project.eval_dir
+    if ev["engine"] not in project.engines:
+        raise ToolkitError(f"{project.path}: eval.engine: no engine named {ev['engine']!r}")
     from .gate import gate_settings
 
-    settings = gate_settings(ev.get("gate"))  # a bad gate section fails before any work
+    settings = gate_settings(project.gate)  # a bad gate section fails before any work
     res = EvalResult(out)
-    suites = plan_suites(ev, base, data)
-    judge = _judge(cfg, ev, "judge", base, runs, quiet)
-    refusal_judge = _judge(cfg, ev, "refusal_judge", base, runs, quiet)
+    suites = plan_suites(project)
+    judge = _judge(project, "judge", quiet)
+    refusal_judge = _judge(project, "refusal_judge", quiet)
     reports: dict[str, dict[str, Any]] = {}
     from corekit.engines.pool import EnginePool
 
     # One pool for the models, one after another: a fine-tune of the model before it is
     # loaded into the running engine (weights only) instead of starting a second one.
-    pool = EnginePool(runs / "cache", quiet=quiet)
+    pool = EnginePool(project.cache_dir, quiet=quiet)
     try:
-        served, lora_bases = _served_models(ev, engine_cfg, cfg, base, runs, out)
+        served, lora_bases = _served_models(project)
         for label in ev["models"]:
             reports[label] = _eval_model(
-                label, served[label], lora_bases, cfg, ev, engine_cfg, suites,
-                (judge, refusal_judge), out, quiet, pool,
-            )  # fmt: skip
+                label, served[label], lora_bases, project, suites, (judge, refusal_judge), pool
+            )
             res.reports[label] = out / label / "report.json"
             res.written.append(out / label / "report.json")
     finally:
@@ -164,18 +152,13 @@ def run_eval(
         for j in (judge, refusal_judge):
             if j is not None:
                 j[1].close()
-    _gate(res, ev, settings, base, out)
-    _render(res, reports, cfg, base, runs, out, curves)
+    _gate(res, ev, settings, project.base, out)
+    _render(res, reports, project, curves)
     return res
 
 
 def _served_models(
-    ev: dict[str, Any],
-    engine_cfg: dict[str, Any],
-    cfg: dict[str, Any],
-    base: Path,
-    runs: Path,
-    out: Path,
+    project: Project,
 ) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, int]]:
     """label -> (the model directory the engine serves, what it is), and for
     ``adapters: lora`` on vllm the base models that serve a LoRA adapter -> the LoRA slot
@@ -184,9 +167,11 @@ def _served_models(
 
     from .predict import model_dir
 
-    mode = ev.get("adapters", "merge") if engine_cfg["backend"] == "vllm" else "merge"
+    ev = project.eval
+    spec, _ = project.engines[ev["engine"]]
+    mode = ev["adapters"] if spec.backend == "vllm" else "merge"
     served = {
-        label: model_dir(model_ref(ref, cfg, base, runs), out / "models", mode)
+        label: model_dir(model_ref(ref, project), project.eval_dir / "models", mode)
         for label, ref in ev["models"].items()
     }
     lora_bases: dict[str, int] = {}
@@ -203,43 +188,38 @@ def _model_engine(
     label: str,
     served: tuple[str, dict[str, Any]],
     lora_bases: dict[str, int],
-    engine_cfg: dict[str, Any],
+    engine: tuple[Any, int],
     pool: Any,
 ) -> tuple[Any, Any]:
     """(spec, engine) serving one model: its own engine, or the running one with the model's
     weights swapped in or its LoRA adapter served per request (``info["engine_start"]``
     says which)."""
-    from corekit.engines import EngineSpec
+    import dataclasses
 
     path, info = served
-    options = dict(engine_cfg.get("options") or {})
+    configured, batch_size = engine
+    options = dict(configured.options)
     if info.get("lora"):
         options["lora_adapter"] = info["lora"]
     if path in lora_bases:  # the base of a LoRA served per request: one engine for both
         options.update(enable_lora=True, max_lora_rank=lora_bases[path])
-    spec = EngineSpec(engine_cfg["backend"], path, options)
-    engine = start_engine(
-        pool, spec, engine_cfg.get("batch_size", 256), f"eval.models.{label}", swap=True
-    )
+    spec = dataclasses.replace(configured, model=path, options=options)
+    started = start_engine(pool, spec, batch_size, f"eval.models.{label}", swap=True)
     info["engine_start"] = (
         ("adapter per request" if info.get("lora") else "weights swapped in")
         if pool.last == "swapped"
         else pool.last
     )
-    return spec, engine
+    return spec, started
 
 
 def _eval_model(
     label: str,
     served: tuple[str, dict[str, Any]],
     lora_bases: dict[str, int],
-    cfg: dict[str, Any],
-    ev: dict[str, Any],
-    engine_cfg: dict[str, Any],
+    project: Project,
     suites: list[Suite],
     judges: tuple[Any, Any],
-    out: Path,
-    quiet: bool,
     pool: Any,
 ) -> dict[str, Any]:
     """Predict, judge and score every suite with one model; its report, written."""
@@ -252,13 +232,14 @@ def _eval_model(
 
     judge, refusal_judge = judges
     path, info = served
-    model_out = out / label
+    ev = project.eval
+    model_out = project.eval_dir / label
     try:
         model_out.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a runs root the user named that cannot hold directories
         raise ToolkitError(f"{model_out}: cannot create: {e.strerror or e}") from None
-    spec, engine = _model_engine(label, served, lora_bases, engine_cfg, pool)
-    temperature, seed = ev.get("temperature", 0.0), ev.get("seed", cfg["seed"])
+    spec, engine = _model_engine(label, served, lora_bases, project.engines[ev["engine"]], pool)
+    temperature, seed = ev["temperature"], ev.get("seed", project.config["seed"])
     entries = []
     for suite in suites:
         preds = predict(
@@ -361,20 +342,14 @@ def _gate(res: EvalResult, ev: dict[str, Any], settings: Any, base: Path, out: P
 
 
 def _render(
-    res: EvalResult,
-    reports: dict[str, dict[str, Any]],
-    cfg: dict[str, Any],
-    base: Path,
-    runs: Path,
-    out: Path,
-    curves: bool,
+    res: EvalResult, reports: dict[str, dict[str, Any]], project: Project, curves: bool
 ) -> None:
-    from corekit.models import resolve_path
     from corekit.runs import atomic_write_bytes
 
     from .itemview import collect, markdown_changes
     from .render import html_report, markdown
 
+    out = project.eval_dir
     labels = list(reports)
     cur = res.gated or labels[-1]
     ref = res.improve_over or next((x for x in labels if x != cur), None)
@@ -385,12 +360,8 @@ def _render(
     atomic_write_bytes(out / "summary.md", md.encode())
     curve_files = {}
     if curves:
-        train = cfg.get("train") or {}
-        tout = (
-            resolve_path(base, train["output_dir"]) if train.get("output_dir") else runs / "train"
-        )
-        for st in train.get("stages") or []:
-            p = tout / st["name"] / "curves.png"
+        for st in project.train.get("stages") or []:
+            p = project.train_dir / st["name"] / "curves.png"
             if p.is_file():
                 curve_files[st["name"]] = p
     page = html_report(
@@ -400,24 +371,19 @@ def _render(
     res.written += [out / "summary.md", out / "report.html"]
 
 
-def _judge(
-    cfg: dict[str, Any], ev: dict[str, Any], key: str, base: Path, runs: Path, quiet: bool
-) -> Any:
+def _judge(project: Project, key: str, quiet: bool) -> Any:
     """(engine, pool) of eval.judge or eval.refusal_judge, built once for the whole run;
     None without one."""
-    if not ev.get(key):
+    name = project.eval.get(key)
+    if not name:
         return None
-    from corekit.engines import EngineSpec
     from corekit.engines.pool import EnginePool
-    from corekit.models import resolve_model
 
-    e = (cfg.get("engines") or {}).get(ev[key])
-    if e is None:
-        raise ToolkitError(f"eval.{key}: no engine named {ev[key]!r}")
-    model = resolve_model(e["model"], cfg.get("models", {}), base, served=e["backend"] == "openai")
-    pool = EnginePool(runs / "cache", quiet=quiet)
-    spec = EngineSpec(e["backend"], model, dict(e.get("options") or {}))
-    return start_engine(pool, spec, e.get("batch_size", 256), f"eval.{key}"), pool
+    if name not in project.engines:
+        raise ToolkitError(f"eval.{key}: no engine named {name!r}")
+    spec, batch_size = project.engines[name]
+    pool = EnginePool(project.cache_dir, quiet=quiet)
+    return start_engine(pool, spec, batch_size, f"eval.{key}"), pool
 
 
 def _judge_predictions(

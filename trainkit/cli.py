@@ -167,19 +167,16 @@ def run_cmd(
       trainkit run --force -q
       torchrun --nproc_per_node 2 -m trainkit run pipeline.yaml --stage sft
     """
+    from corekit.project import Project
+
     from .stage import run_train
 
     # Library bars and warnings off either way: a person sees one bar per training stage
     # (trainkit's own) and a line per finished stage.
     _quiet_libraries()
+    project = Project.load(config, data_root=data_root, runs_root=runs_root)
     plan, results = run_train(
-        config,
-        only=list(stages) or None,
-        force=force,
-        quiet=quiet,
-        output_dir=output_dir,
-        data_root=data_root,
-        runs_root=runs_root,
+        project, only=list(stages) or None, force=force, quiet=quiet, output_dir=output_dir
     )
     from .stage import rank
 
@@ -442,21 +439,21 @@ def model_pull_cmd(
       trainkit model pull smollm2
       trainkit model pull --all -c pipeline.yaml
     """
-    from pathlib import Path
 
     from corekit.model_sources import ensure_models
-    from datakit.config import load_config
+    from corekit.project import Project
 
     if not names and not pull_all:
         raise click.UsageError("name a model, or pass --all")
     if quiet:
         _quiet_libraries()
-    cfg = load_config(config)
-    base = Path(config).resolve().parent
+    project = Project.load(config)
     from datakit.demo import tiny_corpus
 
     names = None if pull_all else list(names)
-    rows = ensure_models(cfg, base, names, offline, quiet, tiny_corpus=tiny_corpus)
+    rows = ensure_models(
+        project.config, project.base, names, offline, quiet, tiny_corpus=tiny_corpus
+    )
     if as_json:
         echo_json(rows)
         return

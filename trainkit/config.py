@@ -15,7 +15,7 @@ from typing import Any
 from corekit.adapters import final_dir
 from corekit.errors import ToolkitError
 from corekit.models import resolve_model, resolve_path
-from datakit.config import load_config
+from corekit.project import Project
 
 from . import defaults
 
@@ -59,43 +59,34 @@ class Stage:
 
 @dataclass
 class TrainPlan:
-    config_path: Path
-    data_root: Path
+    project: Project
     output_dir: Path
     stages: list[Stage]
-    config: dict[str, Any] = field(default_factory=dict)  # the checked config, defaults in
     models: list[str] = field(default_factory=list)  # names under models: the stages use
+
+    @property
+    def data_root(self) -> Path:
+        return self.project.data_root
 
 
 def plan(
-    config_path: str | Path,
+    project: Project | str | Path,
     output_dir: str | Path | None = None,
     runs_root: str | Path | None = None,
     data_root: str | Path | None = None,
 ) -> TrainPlan:
-    """Load and check the config; resolve every stage. Raises ToolkitError on any problem.
+    """Resolve every stage of ``project`` (a Project, or a config path loaded with the
+    roots given here). Raises ToolkitError on any problem.
 
-    ``output_dir`` (else train.output_dir, else <runs_root>/train), ``runs_root`` and
-    ``data_root`` override the config's."""
-    config_path = Path(config_path)
-    cfg = load_config(config_path)
-    base = config_path.resolve().parent
-    train = cfg.get("train") or {}
-    runs = Path(runs_root) if runs_root is not None else resolve_path(base, cfg["runs_root"])
-    if output_dir is not None:
-        out = Path(output_dir)
-    elif train.get("output_dir"):
-        out = resolve_path(base, train["output_dir"])
-    else:
-        out = runs / "train"
-    stages = resolve_stages(cfg, base, out)
-    data = Path(data_root) if data_root is not None else resolve_path(base, cfg["data_root"])
-    refs = {train.get("base_model")} | {
-        r.get(k) for r in train.get("stages", []) for k in ("base_model",)
-    }
+    ``output_dir`` overrides the project's (train.output_dir, else <runs_root>/train)."""
+    project = Project.of(project, data_root, runs_root)
+    out = Path(output_dir) if output_dir is not None else project.train_dir
+    stages = resolve_stages(project.config, project.base, out)
+    train = project.train
+    refs = {train.get("base_model")} | {r.get("base_model") for r in train.get("stages", [])}
     refs |= {r.get("params", {}).get("reward_model") for r in train.get("stages", [])}
-    used = [name for name in cfg.get("models", {}) if name in refs]
-    return TrainPlan(config_path, data, out, stages, cfg, used)
+    used = [name for name in project.models if name in refs]
+    return TrainPlan(project, out, stages, used)
 
 
 def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
@@ -189,7 +180,7 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
             params=params,
             early_stopping=early,
             eval_dataset=raw.get("eval_dataset"),
-            eval_split=raw.get("eval_split", 0.0),
+            eval_split=raw["eval_split"],
             from_stage=from_stage,
             reward_model=reward_model,
         )
@@ -202,20 +193,47 @@ def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
 
 
 def check_section(
-    cfg: dict[str, Any], lines: dict[tuple, int], base: Path
+    cfg: dict[str, Any], lines: dict[tuple, int], base: Path, full: bool = False
 ) -> list[tuple[int, str]]:
     """The train: section's problems beyond the schema, each at its stage's line, for
-    ``datakit config check`` (registered as an entry point); ``trainkit run`` makes the
-    same checks in ``plan``."""
+    ``datakit config check`` (registered as the ``train`` entry point of
+    ``finetune_toolkit.config_checks``; only ``full``: the data commands do not need them);
+    ``trainkit run`` makes the same checks in ``plan``."""
+    if not full:
+        return []
+    out = _dataset_problems(cfg, lines, base)
     try:
         resolve_stages(cfg, base, base / "runs")
     except ToolkitError as e:
-        out = []
         for line in str(e).splitlines()[1:] or [str(e)]:
             i = line.split("]", 1)[0].removeprefix("train.stages[")
             out.append((lines.get(("train", "stages", int(i)), 0) if i.isdigit() else 0, line))
-        return out
-    return []
+    return out
+
+
+def _dataset_problems(
+    cfg: dict[str, Any], lines: dict[tuple, int], base: Path
+) -> list[tuple[int, str]]:
+    """Training and eval datasets that no import, step or data-root dataset makes."""
+    from datakit.config import dataset_names, unknown_dataset
+
+    known = dataset_names(cfg, base)
+    out = []
+    for i, stage in enumerate((cfg.get("train") or {}).get("stages") or []):
+        if not isinstance(stage, dict):
+            continue
+        for key in ("dataset", "eval_dataset"):
+            value = stage.get(key)
+            items = [(value, ())] if isinstance(value, str) else []
+            if isinstance(value, list):
+                items = [
+                    (d.get("name"), (k, "name")) for k, d in enumerate(value) if isinstance(d, dict)
+                ]
+            for ref, sub in items:
+                if isinstance(ref, str) and ref.split("@", 1)[0] not in known:
+                    at = ("train", "stages", i, key) + sub
+                    out.append(unknown_dataset(ref, known, at, lines))
+    return out
 
 
 def stage_datasets(value: Any) -> list[tuple[str, float]]:
@@ -255,8 +273,8 @@ def _args_problems(args: dict[str, Any], base: Path) -> list[str]:
 
 def _method_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
     """Fill the method's parameter defaults from the schema (method_<name>)."""
-    from datakit.config import with_defaults
-    from datakit.schemas import load_schema
+    from corekit.config import with_defaults
+    from corekit.schemas import load_schema
 
     root = load_schema("pipeline")
     return with_defaults(params, root["definitions"][f"method_{method}"], root)

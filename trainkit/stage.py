@@ -35,6 +35,7 @@ from corekit.adapters import (
 )
 from corekit.errors import ToolkitError
 from corekit.models import check_model, is_adapter
+from corekit.project import Project
 from corekit.runs import (
     atomic_dir,
     atomic_write_json,
@@ -449,7 +450,7 @@ def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:
 
 
 def run_train(
-    config_path: str | Path,
+    project: Project | str | Path,
     only: list[str] | None = None,
     force: bool = False,
     quiet: bool = False,
@@ -457,7 +458,9 @@ def run_train(
     data_root: str | Path | None = None,
     runs_root: str | Path | None = None,
 ) -> tuple[TrainPlan, list[StageResult]]:
-    p = plan(config_path, output_dir, runs_root=runs_root, data_root=data_root)
+    """The train section of ``project`` (a Project, or a config path loaded with the roots
+    given here): each stage (``only``: those named) trained unless its run is complete."""
+    p = plan(project, output_dir, runs_root=runs_root, data_root=data_root)
     names = [s.name for s in p.stages]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
@@ -468,10 +471,10 @@ def run_train(
     from datakit.demo import tiny_corpus
 
     # Models the project builds (a gguf_wheel or tiny model) are built once, here if missing.
-    base = Path(config_path).resolve().parent
-    ensure_models(p.config, base, p.models, quiet=quiet, tiny_corpus=tiny_corpus)
+    base = p.project.base
+    ensure_models(p.project.config, base, p.models, quiet=quiet, tiny_corpus=tiny_corpus)
     store = DatasetStore(p.data_root)
-    repo_dir = Path(config_path).resolve().parent
+    repo_dir = base
     results = []
     for stage in p.stages:
         if only and stage.name not in only:

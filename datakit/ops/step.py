@@ -13,13 +13,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from corekit.config import with_defaults
 from corekit.engines import EngineSpec, check_spec, spec_fingerprint
 from corekit.engines.pool import EnginePool
 from corekit.errors import ToolkitError
 from corekit.runs import config_hash
+from corekit.schemas import load_schema
 
-from ..config import with_defaults
-from ..schemas import load_schema
 from ..store import DatasetStore, Version
 from . import Op, get_op
 from .context import OpContext

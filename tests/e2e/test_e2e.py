@@ -238,22 +238,22 @@ def test_make_data_stops_on_a_bad_config_before_any_work(tmp_path):
 def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
     if shutil.which("pip", path=str(BIN)) is None:
         pytest.skip("no pip in the project venv")
-    run(
-        BIN / "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-q",
-        "-w",
-        tmp_path,
-        ROOT,
-        cwd=tmp_path,
-    )
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources, and an
+    # egg-info left in the checkout shadows the installed entry points (config checks).
+    src = tmp_path / "src"
+    top = {".venv", ".git", "data", "runs", "build", "finetune_toolkit.egg-info"}
+
+    def skip(d: str, names: list[str]) -> set[str]:
+        return (top & set(names) if Path(d) == ROOT else set()) | {"__pycache__"} & set(names)
+
+    shutil.copytree(ROOT, src, ignore=skip)
+    run(BIN / "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path, src,
+        cwd=tmp_path)  # fmt: skip
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     for kind in ("chat", "instruction", "preference", "unpaired", "eval_item", "prediction"):
-        assert f"datakit/_schemas/records/{kind}.json" in names
-    assert "datakit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
-    assert "datakit/_schemas/eval_report.json" in names
+        assert f"corekit/_schemas/records/{kind}.json" in names
+    assert "corekit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
+    assert "corekit/_schemas/eval_report.json" in names
     demo = ("safety.jsonl", "safety_prefs.jsonl", "format_tasks.jsonl", "safety_prompts.jsonl")
     assert {f"datakit/demo/{f}" for f in demo} <= set(names)
     assert "corekit/refusal_model.json" in names  # the detector's weights

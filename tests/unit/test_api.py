@@ -12,19 +12,29 @@ import pytest
 from tests.conftest import ROOT
 
 
-def _readme_example() -> str:
+def _readme_examples() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
-    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    return code
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 def test_the_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATAKIT_DATA_ROOT", raising=False)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "seeds.jsonl").write_text('{"instruction": "Say hi.", "output": "Hi."}\n')
+    (tmp_path / "pipeline.yaml").write_text(
+        "data:\n  imports:\n    - {name: imported, source: seeds.jsonl}\n"
+        "train:\n  base_model: base\n  stages:\n    - {name: sft, method: sft, dataset: seeds}\n"
+    )
     out = io.StringIO()
+    first, second = _readme_examples()
     with contextlib.redirect_stdout(out):
-        exec(compile(_readme_example(), "README.md:From Python", "exec"), {})
+        scope: dict = {}
+        exec(compile(first, "README.md:From Python", "exec"), scope)
+        exec(compile(second, "README.md:From Python (stages)", "exec"), scope)
     lines = out.getvalue().splitlines()
+    assert lines[2] == "['imported@v1'] ['sft']"
     # the too-short answer filtered, the exact duplicate (same answer, same words) dropped
     assert lines[0] == "clean@v1 {'too_short': 1} -> deduped@v1 {'duplicate': 1}"
     assert lines[1] == "0.5 [1.0, 0.5]"

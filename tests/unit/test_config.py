@@ -1,8 +1,8 @@
 import pytest
 
 from corekit.errors import ToolkitError
+from corekit.project import Project
 from datakit.cli import cli as datakit
-from datakit.config import load_config
 from tests.conftest import ROOT
 
 BAD = """\
@@ -81,13 +81,13 @@ def test_not_a_mapping(tmp_path, cli):
 def test_default_pipeline_is_valid_and_defaults_come_from_the_schema(cli):
     code, out = cli(datakit, "config", "check", str(ROOT / "pipeline.yaml"))
     assert code == 0 and out.startswith("ok: ")
-    cfg = load_config(ROOT / "pipeline.yaml")
+    cfg = Project.load(ROOT / "pipeline.yaml").config
     assert cfg["data"]["imports"][0]["format"] == "jsonl"
 
 
 def test_defaults_fill_in(tmp_path):
     (tmp_path / "p.yaml").write_text("data:\n  imports:\n    - {name: s, source: s.jsonl}\n")
-    cfg = load_config(tmp_path / "p.yaml")
+    cfg = Project.load(tmp_path / "p.yaml").config
     assert (
         cfg["data_root"],
         cfg["runs_root"],
@@ -99,7 +99,7 @@ def test_defaults_fill_in(tmp_path):
 def test_load_config_raises_with_every_problem(tmp_path):
     (tmp_path / "p.yaml").write_text(BAD)
     with pytest.raises(ToolkitError) as e:
-        load_config(tmp_path / "p.yaml")
+        Project.load(tmp_path / "p.yaml")
     assert str(e.value).startswith("6 problems in ")
 
 
@@ -121,8 +121,8 @@ def test_shipped_configs_pass_the_check(name, cli):
 
 
 def test_eval_engine_must_name_an_engine(tmp_path):
+    from corekit.config import check_config
     from corekit.yaml_load import load_yaml
-    from datakit.config import check_config
 
     p = tmp_path / "p.yaml"
     p.write_text(
@@ -133,8 +133,8 @@ def test_eval_engine_must_name_an_engine(tmp_path):
 
 
 def test_eval_refusal_judge_and_gate_settings_are_checked(tmp_path):
+    from corekit.config import check_config
     from corekit.yaml_load import load_yaml
-    from datakit.config import check_config
 
     p = tmp_path / "p.yaml"
     p.write_text(

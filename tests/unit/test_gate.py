@@ -389,7 +389,7 @@ def test_gate_dash_c_reads_every_gate_setting_as_run_does(tmp_path):
 
 
 def test_the_schema_states_the_gate_defaults_the_code_uses():
-    from datakit.schemas import load_schema
+    from corekit.schemas import load_schema
 
     props = load_schema("pipeline")["definitions"]["eval"]["properties"]["gate"]["properties"]
     defaults = GateSettings()

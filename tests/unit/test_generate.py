@@ -7,10 +7,10 @@ from corekit import judging
 from corekit.engines import CachedEngine, Completion, Request, Result
 from corekit.engines.pool import EnginePool
 from corekit.errors import ToolkitError
+from corekit.schemas import load_schema
 from datakit.ops import OPS, OpContext, judge, preferences, self_instruct
 from datakit.ops import evol_instruct as evol
 from datakit.ops.step import op_params, run_step
-from datakit.schemas import load_schema
 
 
 class Scripted:

@@ -68,3 +68,66 @@ def test_trainkit_run_reads_the_environment_roots(tmp_path, monkeypatch):
 
     p = plan(tmp_path / "p.yaml", runs_root=tmp_path / "env-runs")
     assert p.stages[0].run_dir == tmp_path / "env-runs" / "train" / "s"
+
+
+def test_project_roots_take_the_argument_then_the_environment_then_the_config(
+    tmp_path, monkeypatch
+):
+    """One place applies the overrides: Project.load, which every stage and command uses."""
+    from corekit.project import Project
+
+    (tmp_path / "p.yaml").write_text("data_root: cfg-data\n")
+    monkeypatch.delenv("DATAKIT_DATA_ROOT", raising=False)
+    monkeypatch.delenv("DATAKIT_RUNS_ROOT", raising=False)
+    p = Project.load(tmp_path / "p.yaml")
+    # the config's value, relative to the config; the other root is the schema's default
+    assert (p.data_root, p.runs_root) == (tmp_path / "cfg-data", tmp_path / "runs")
+    monkeypatch.setenv("DATAKIT_DATA_ROOT", str(tmp_path / "env-data"))
+    assert Project.load(tmp_path / "p.yaml").data_root == tmp_path / "env-data"
+    flag = Project.load(tmp_path / "p.yaml", data_root=tmp_path / "flag-data")
+    assert flag.data_root == tmp_path / "flag-data"
+    # a loaded project given to a stage with a root overrides just that root
+    again = Project.of(flag, runs_root=tmp_path / "r")
+    assert (again.data_root, again.runs_root) == (tmp_path / "flag-data", tmp_path / "r")
+    assert Project.of(flag) is flag
+
+
+def test_project_resolves_engines_and_output_dirs_once(tmp_path, monkeypatch):
+    from corekit.project import Project
+
+    monkeypatch.delenv("DATAKIT_RUNS_ROOT", raising=False)
+    (tmp_path / "p.yaml").write_text(
+        "models:\n  tiny: {path: models/tiny, init_tiny: {seed: 0}}\n"
+        "engines:\n  gen: {backend: transformers, model: tiny}\n"
+        "  api: {backend: openai, model: tiny-served, batch_size: 8}\n"
+        "train:\n  output_dir: out/train\n"
+    )
+    p = Project.load(tmp_path / "p.yaml")
+    spec, batch = p.engines["gen"]
+    assert (spec.backend, spec.model, batch) == ("transformers", str(tmp_path / "models/tiny"), 256)
+    assert p.engines["api"][0].model == "tiny-served" and p.engines["api"][1] == 8
+    assert p.train_dir == tmp_path / "out/train"
+    assert p.eval_dir == tmp_path / "runs" / "eval" and p.cache_dir == tmp_path / "runs" / "cache"
+
+
+def test_project_checked_makes_the_disk_checks_a_plain_load_skips(tmp_path):
+    from corekit.errors import ToolkitError
+    from corekit.project import Project
+
+    (tmp_path / "p.yaml").write_text("data:\n  imports:\n    - {name: s, source: missing.jsonl}\n")
+    p = Project.load(tmp_path / "p.yaml")  # the schema holds: loads
+    with pytest.raises(ToolkitError, match=r"data\.imports\[0\]\.source: no such file"):
+        p.checked()
+    with pytest.raises(ToolkitError, match="no such file"):
+        Project.load(tmp_path / "p.yaml", full=True)
+
+
+def test_gate_defaults_are_the_schemas():
+    from corekit.schemas import load_schema
+    from evalkit.gate import GateSettings
+
+    gate = load_schema("pipeline")["definitions"]["eval"]["properties"]["gate"]["properties"]
+    s = GateSettings()
+    for key, sub in gate.items():
+        if "default" in sub:
+            assert getattr(s, key) == sub["default"], key

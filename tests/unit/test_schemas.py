@@ -5,8 +5,8 @@ import json
 import jsonschema
 import pytest
 
+from corekit.schemas import RECORD_KINDS, load_schema, schema_dir
 from datakit import export, formats, readers, records
-from datakit.schemas import RECORD_KINDS, load_schema, schema_dir
 
 
 @pytest.mark.parametrize("name", list(RECORD_KINDS) + ["manifest", "pipeline"])

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 
 from corekit.errors import ToolkitError
+from corekit.schemas import load_schema
 from datakit.records import record_id
-from datakit.schemas import load_schema
 from tests.conftest import ROOT
 
 ROWS = [{"instruction": f"Say {i}", "output": str(i)} for i in range(5)]

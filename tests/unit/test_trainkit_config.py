@@ -322,7 +322,7 @@ def test_gpu_profile_keeps_float32_master_weights_for_full_fine_tuning(tmp_path,
 
 
 def test_the_schema_states_the_learning_rate_defaults_the_code_uses():
-    from datakit.schemas import load_schema
+    from corekit.schemas import load_schema
     from trainkit.defaults import LEARNING_RATE
 
     text = load_schema("pipeline")["definitions"]["train_args"]["properties"]["learning_rate"][

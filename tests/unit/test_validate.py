@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from corekit.errors import ToolkitError
-from datakit.schemas import RECORD_KINDS, load_schema
+from corekit.schemas import RECORD_KINDS, load_schema
 from datakit.validate import RecordValidator, validate_file
 from tests.conftest import write_jsonl
 

@@ -1,4 +1,4 @@
-"""Access to the JSON Schemas in ``schemas/`` (shipped in the wheel as ``datakit._schemas``).
+"""Access to the JSON Schemas in ``schemas/`` (shipped in the wheel as ``corekit._schemas``).
 
 The JSON files are the single source of truth for record kinds, the dataset manifest and the
 pipeline config; Python code reads them instead of restating them.
@@ -20,7 +20,7 @@ RECORD_KINDS = ("chat", "instruction", "preference", "unpaired", "eval_item", "p
 @functools.cache
 def schema_dir() -> Path:
     # A source checkout (and an editable install) keeps the schemas at the repository root; a
-    # wheel install carries the same files as datakit/_schemas.
+    # wheel install carries the same files as corekit/_schemas.
     here = Path(__file__).resolve().parent
     for candidate in (here.parent / "schemas", here / "_schemas"):
         if (candidate / "manifest.json").is_file():
