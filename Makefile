@@ -22,7 +22,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 export TRL_EXPERIMENTAL_SILENCE ?= 1
 
-.PHONY: help setup browser lock data train eval demo test test-unit test-integration test-e2e test-portable lint format bench bench-quick clean
+.PHONY: help setup browser lock schema data train eval demo test test-unit test-integration test-e2e test-portable lint format bench bench-quick clean
 
 help:
 	@echo "make demo    data -> train -> eval on the offline default pipeline ($(CONFIG))"
@@ -32,6 +32,7 @@ help:
 	@echo "make data | train | eval     run one stage of $(CONFIG)"
 	@echo "make test-unit | test-integration | test-e2e    one test tier"
 	@echo "make test-portable   the numeric tests on generic kernels, one thread (make test runs it too)"
+	@echo "make schema  rewrite schemas/pipeline.json's op, method and metric lists from the registries"
 	@echo "make lint | bench | bench-quick | clean"
 
 setup: $(STAMP) $(STAMP_EXTRAS)
@@ -73,6 +74,9 @@ lock:
 	     | grep -iv '^torchvision=\|^torchaudio=\|^torchcodec='; } > $(LOCK)
 	rm -rf .venv-lock
 	@echo "==> wrote $(LOCK); run make test, then commit it"
+
+schema: setup
+	$(BIN)/python tools/schema.py
 
 data: setup
 	$(BIN)/datakit config check $(CONFIG)

@@ -2,7 +2,7 @@
 trains and by ``datakit export --format trl``, so an export is exactly what trainkit
 trains on.
 
-Per method (``trainkit.defaults.METHOD_KINDS`` lists the kinds each accepts):
+Per method (``trainkit.methods.METHODS`` lists the kinds each accepts):
 - sft: chat as is; instruction -> user/assistant messages; preference -> prompt + chosen
   as prompt/completion ("SFT on the chosen answers"); unpaired -> its desirable rows.
 - kto: unpaired as is; preference -> two unpaired rows (chosen desirable, rejected not).

@@ -1,6 +1,6 @@
 """Dataset versions in, TRL-ready ``datasets.Dataset`` out, with the problems caught first.
 
-Each method reads the record kinds listed in ``defaults.METHOD_KINDS``; the conversion of a
+Each method reads the record kinds its entry in ``trainkit.methods.METHODS`` lists; the conversion of a
 record to the method's rows is ``datakit.trainer_rows`` (the same one ``datakit export
 --format trl`` writes), so what is exported is what is trained on.
 """
@@ -16,7 +16,7 @@ from corekit.errors import ToolkitError
 from datakit.store import DatasetStore, Version
 from datakit.trainer_rows import fold_tool_calls, trainer_rows
 
-from .defaults import METHOD_KINDS
+from .methods import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,10 @@ class StageData:
 
 def _rows(version: Version, method: str, chat: bool) -> list[dict[str, Any]]:
     kind = version.kind
-    if kind not in METHOD_KINDS[method]:
+    kinds = METHODS[method].kinds
+    if kind not in kinds:
         raise ToolkitError(
-            f"{version.ref}: {method} trains on {' or '.join(METHOD_KINDS[method])} records, "
+            f"{version.ref}: {method} trains on {' or '.join(kinds)} records, "
             f"this version holds {kind} records"
         )
     rows: list[dict[str, Any]] = []

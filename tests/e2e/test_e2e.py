@@ -268,7 +268,7 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
     # pyproject's package list would only show up for users installing the wheel).
     sources = {
         str(p.relative_to(ROOT))
-        for top in ("datakit", "trainkit", "evalkit")
+        for top in ("corekit", "datakit", "trainkit", "evalkit")
         for p in (ROOT / top).rglob("*.py")
         if "__pycache__" not in p.parts
     }
@@ -277,4 +277,5 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     eps = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).read(entry).decode()
     assert "datakit = datakit.cli:main" in eps and "trainkit = trainkit.cli:main" in eps
+    assert "data = datakit.config:check_section" in eps  # corekit.config runs it
     assert os.path.exists(ROOT / "schemas/manifest.json")

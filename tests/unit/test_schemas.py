@@ -58,3 +58,24 @@ def test_infer_kind_round_trips_on_minimal_records():
     for kind, rec in minimal.items():
         assert records.infer_kind(rec) == kind
         jsonschema.validate(rec, load_schema(kind))
+
+
+def test_the_committed_schema_is_current_with_the_registries():
+    """The op, method and metric lists of schemas/pipeline.json are written from OPS,
+    METHODS and METRICS by `make schema`; an op added to OPS alone fails here."""
+    from tools.schema import generate, render
+
+    current = (schema_dir() / "pipeline.json").read_text(encoding="utf-8")
+    new, problems = generate(json.loads(current))
+    assert problems == []
+    assert render(new) == current, "run `make schema`"
+
+
+def test_the_schema_generator_names_an_op_without_parameters(monkeypatch):
+    import datakit.ops as ops
+    from tools.schema import generate
+
+    monkeypatch.setitem(ops.OPS, "shout", ops.OPS["filter"])
+    new, problems = generate(load_schema("pipeline"))
+    assert problems == ["op shout: no definitions/params_shout in the schema"]
+    assert new["definitions"]["step"]["properties"]["op"]["enum"][-1] == "shout"

@@ -323,7 +323,7 @@ def test_gpu_profile_keeps_float32_master_weights_for_full_fine_tuning(tmp_path,
 
 def test_the_schema_states_the_learning_rate_defaults_the_code_uses():
     from corekit.schemas import load_schema
-    from trainkit.defaults import LEARNING_RATE
+    from trainkit.methods import METHODS
 
     text = load_schema("pipeline")["definitions"]["train_args"]["properties"]["learning_rate"][
         "description"
@@ -332,7 +332,8 @@ def test_the_schema_states_the_learning_rate_defaults_the_code_uses():
     def t(x: float) -> str:
         return f"{x:.0e}".replace("e-0", "e-")
 
-    for method, (full, adapters) in LEARNING_RATE.items():
+    for method, m in METHODS.items():
+        full, adapters = m.learning_rate
         assert f"{method} {t(full)} / {t(adapters)}" in text, method
 
 
