@@ -206,6 +206,7 @@ def ops_cmd(as_json: bool) -> None:
             + op.cli_name,
             "inputs": list(op.inputs),
             "output": op.output_label,
+            "writes": [f"NAME-{x}" for x in op.outputs] or ["NAME"],
             "roles": list(op.roles),
             "summary": op.summary,
         }
@@ -220,7 +221,8 @@ def ops_cmd(as_json: bool) -> None:
         roles = ",".join(r["roles"]) or "-"
         click.echo(
             f"{r['name']:<{w}}  {r['command']:<{wc}}  {'|'.join(r['inputs'])} -> {r['output']}"
-            f"  [{roles}]  {r['summary']}"
+            + (f" as {', '.join(r['writes'])}" if r["writes"] != ["NAME"] else "")
+            + f"  [{roles}]  {r['summary']}"
         )
 
 
@@ -248,6 +250,7 @@ def config_check(path: str, as_json: bool) -> None:
     Examples:
       datakit config check
       datakit config check examples/qlora-7b.yaml
+      datakit config check --json | jq .datasets    # every dataset name it makes
     """
     from corekit.config import check_config
     from corekit.yaml_load import load_yaml
@@ -259,7 +262,12 @@ def config_check(path: str, as_json: bool) -> None:
         )
     problems = check_config(data, lines, path, full=True)
     if as_json:
-        echo_json({"file": path, "ok": not problems, "problems": problems})
+        from pathlib import Path
+
+        from .config import dataset_names
+
+        made = dataset_names(data, Path(path).resolve().parent) if isinstance(data, dict) else {}
+        echo_json({"file": path, "ok": not problems, "problems": problems, "datasets": made})
     else:
         for p in problems:
             click.echo(p)

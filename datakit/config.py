@@ -88,7 +88,8 @@ def dataset_names(data: dict[str, Any], base: Path) -> dict[str, str]:
         if isinstance(step, dict) and isinstance(step.get("name"), str):
             op = OPS.get(step.get("op"))
             for suffix in (op.outputs if op else ()) or ("",):
-                out[f"{step['name']}-{suffix}" if suffix else step["name"]] = "a step"
+                name = f"{step['name']}-{suffix}" if suffix else step["name"]
+                out[name] = f"step {step['name']} ({step.get('op')})"
     return out
 
 

@@ -145,3 +145,17 @@ def test_eval_refusal_judge_and_gate_settings_are_checked(tmp_path):
     problems = check_config(data, lines, str(p))
     assert f"{p}:6: eval.refusal_judge: 'big' is not in engines (e)" in problems
     assert any("eval.gate.min_coverage" in x for x in problems) and len(problems) == 2
+
+
+def test_named_outputs_are_shown_by_ops_and_config_check(cli):
+    """`sft-train` in pipeline.yaml is declared by the split op: `datakit ops` says what it
+    writes and `config check --json` lists every dataset name the config makes."""
+    import json
+
+    code, out = cli(datakit, "ops", "--json")
+    split = next(r for r in json.loads(out) if r["name"] == "split")
+    assert split["writes"] == ["NAME-train", "NAME-test"]
+    code, out = cli(datakit, "config", "check", str(ROOT / "pipeline.yaml"), "--json")
+    made = json.loads(out)["datasets"]
+    assert code == 0 and made["sft-train"] == made["sft-test"] == "step sft (split)"
+    assert made["demo-seeds"] == "an import"
