@@ -106,7 +106,9 @@ def conversation(rec: Record) -> list[dict[str, Any]]:
     raise ToolkitError(f"record {rec.get('id')}: has no conversation (no messages or instruction)")
 
 
-def _as_turns(value: Any, role: str) -> list[dict[str, Any]]:
+def as_turns(value: Any, role: str) -> list[dict[str, Any]]:
+    """A prompt or answer given as text or as turns, as turns (copied): text becomes one
+    turn of ``role``."""
     return (
         [dict(m) for m in value] if isinstance(value, list) else [{"role": role, "content": value}]
     )
@@ -123,7 +125,7 @@ def prompt_messages(rec: Record) -> list[dict[str, Any]]:
         if msgs[-1].get("role") == "assistant":
             msgs.pop()
         return msgs
-    return _as_turns(rec["prompt"], "user")
+    return as_turns(rec["prompt"], "user")
 
 
 def answer_text(value: Any) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from corekit.errors import ToolkitError
 
-from .records import instruction_to_messages, prompt_messages
+from .records import as_turns, instruction_to_messages, prompt_messages
 
 # The method whose rows an export of each record kind holds.
 EXPORT_METHOD = {"chat": "sft", "instruction": "sft", "preference": "dpo", "unpaired": "kto"}
@@ -45,11 +45,11 @@ def clean_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _as_turns(value: Any, role: str, chat: bool) -> Any:
-    if isinstance(value, list):
-        return clean_messages(value)
-    if not chat:
+    """``value`` as TRL takes it: its turns, cleaned (records.as_turns), when it is a list
+    or the rows are conversational; else the text as it is."""
+    if not chat and not isinstance(value, list):
         return value
-    return [{"role": role, "content": value}]
+    return clean_messages(as_turns(value, role))
 
 
 def _text(m: dict[str, Any]) -> str:

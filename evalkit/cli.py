@@ -19,7 +19,6 @@ from corekit.clikit import (
     setup_logging,
     verbose_option,
 )
-from corekit.errors import ToolkitError
 
 from .cli_gate import EXIT_CODES
 
@@ -70,14 +69,12 @@ def cli(verbose: bool) -> None:
 
 
 def _metric_list(metrics: str | None, suite: str | None) -> list[str]:
-    from .suites import SUITES
+    from .suites import suite_def
 
     if metrics:
         return [m.strip() for m in metrics.split(",") if m.strip()]
     if suite:
-        if suite not in SUITES:
-            raise ToolkitError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
-        return list(SUITES[suite].metrics)
+        return list(suite_def(suite).metrics)
     raise click.UsageError("give --metrics or --suite")
 
 
@@ -140,9 +137,9 @@ def score_cmd(
         params["exact_match"] = params["f1"] = {"extract": extract}
     if regex:
         params["regex_match"] = {"regex": regex}
-    from .suites import SUITES
+    from .suites import suite_def
 
-    policy = truncated or (SUITES[suite].truncated if suite in SUITES else "exclude")
+    policy = truncated or (suite_def(suite).truncated if suite else "exclude")
     items, aggregates = score(rows, names, params, policy)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,13 +237,14 @@ def predict_cmd(
     from corekit.runs import atomic_write_bytes
 
     from .predict import model_dir, predict
-    from .suites import SUITES, load_items
+    from .suites import resolve
 
-    if suite in ("qa", "format", "safety") and evalset == suite:
-        sdef = SUITES[suite]
-        items = load_items(sdef.path, sdef.format, data_root)
+    if suite and evalset == suite:  # a built-in suite's own items
+        items = resolve(suite, data_root).items
+    elif suite:  # the suite's format and defaults, on these items
+        items = resolve({"name": suite, "suite": suite, "path": evalset}, data_root).items
     else:
-        items = load_items(evalset, SUITES[suite].format if suite in SUITES else fmt, data_root)
+        items = resolve({"name": "items", "path": evalset, "format": fmt}, data_root).items
     if kw.get("model"):
         raise click.UsageError("give the model as the MODEL argument, not --model")
     path, info = model_dir(target, Path(kw["runs_root"]) / "eval" / "models")

@@ -21,6 +21,8 @@ from typing import Any
 from corekit.errors import ToolkitError
 from corekit.project import Project
 
+from .suites import Suite
+
 
 @dataclass
 class EvalResult:
@@ -46,46 +48,16 @@ def model_ref(ref: str, project: Project) -> str:
     return project.model(ref)
 
 
-@dataclass
-class Suite:
-    name: str
-    items: list[dict[str, Any]]
-    source: str
-    metrics: list[str]
-    max_tokens: int
-    params: dict[str, Any]
-    truncated: str  # exclude | score
-
-
 def plan_suites(project: Project) -> list[Suite]:
-    """The suites of the eval section, resolved: items loaded, metrics and settings chosen."""
-    from .suites import SUITES, load_items
+    """The suites of the eval section, resolved (default: qa, format, safety)."""
+    from .suites import resolve
 
     suites = []
-    for s in project.eval.get("suites") or ["qa", "format", "safety"]:
-        s = {"name": s} if isinstance(s, str) else dict(s)
-        sdef = SUITES.get(s.get("suite", s["name"]))
-        src = s.get("dataset") or s.get("path") or (sdef.path if sdef else None)
-        if src is None:
-            raise ToolkitError(f"eval.suites: {s['name']}: needs a dataset or a path")
-        if s.get("path"):
-            src = str(project.resolve(s["path"]))
-        fmt = s.get("format") or (sdef.format if sdef and not s.get("dataset") else "jsonl")
-        items = load_items(src, fmt, str(project.data_root))
-        metrics = s.get("metrics") or (list(sdef.metrics) if sdef else None)
-        if not metrics:
-            raise ToolkitError(f"eval.suites: {s['name']}: give its metrics")
-        suites.append(
-            Suite(
-                s["name"],
-                items,
-                str(src),
-                metrics,
-                s.get("max_tokens") or (sdef.max_tokens if sdef else 128),
-                s.get("params") or {},
-                s.get("truncated") or (sdef.truncated if sdef else "exclude"),
-            )
-        )
+    for entry in project.eval.get("suites") or ["qa", "format", "safety"]:
+        suite = resolve(entry, project.data_root, project.base)
+        if not suite.metrics:
+            raise ToolkitError(f"eval.suites: {suite.name}: give its metrics")
+        suites.append(suite)
     return suites
 
 

@@ -125,16 +125,53 @@ def load_items(
     return _from_records(list(v.records()))
 
 
-def suite_items(
-    name: str, path: str | None = None, data_root: str = "data"
-) -> tuple[SuiteDef, list[dict[str, Any]], str]:
-    """(definition, items, where they came from) for a named suite or a dataset/file."""
-    sdef = SUITES.get(name)
-    if sdef is None:
-        raise ToolkitError(
-            f"unknown suite {name!r}; choose one of: {', '.join(SUITES)} (or give --path)"
-        )
-    src = path or sdef.path
+def suite_def(name: str) -> SuiteDef:
+    """A built-in suite by name; an unknown name is bad input, with the names there are."""
+    from corekit.errors import did_you_mean
+
+    if name not in SUITES:
+        raise ToolkitError(f"unknown suite {name!r}" + did_you_mean(name, SUITES, "suites"))
+    return SUITES[name]
+
+
+@dataclass
+class Suite:
+    """A suite resolved: its items loaded, its metrics and generation settings chosen."""
+
+    name: str
+    items: list[dict[str, Any]]
+    source: str
+    metrics: list[str]
+    max_tokens: int
+    params: dict[str, Any]
+    truncated: str  # exclude | score
+
+
+def resolve(
+    entry: str | dict[str, Any], data_root: str | Path = "data", base: Path | None = None
+) -> Suite:
+    """The one resolver of a suite, for ``eval.suites`` entries and the CLI alike: a built-in
+    name (``qa``), or ``{name, suite?, dataset? | path?, format?, metrics?, max_tokens?,
+    params?, truncated?}`` where a named built-in ``suite`` gives the defaults. ``path`` is
+    relative to ``base`` (the config's directory) when given. ``metrics`` may come out
+    empty for a suite of the user's (predicting needs none; scoring does)."""
+    s = {"name": entry} if isinstance(entry, str) else dict(entry)
+    builtin = s.get("suite", s["name"] if isinstance(entry, str) else None)
+    sdef = suite_def(builtin) if builtin is not None else SUITES.get(s["name"])
+    src = s.get("dataset") or s.get("path") or (sdef.path if sdef else None)
     if src is None:
-        raise ToolkitError(f"suite {name}: needs --path (a {sdef.format} file)")
-    return sdef, load_items(src, sdef.format, data_root), str(src)
+        raise ToolkitError(f"suite {s['name']}: needs a dataset or a path")
+    if s.get("path") and base is not None:
+        from corekit.models import resolve_path
+
+        src = resolve_path(base, s["path"])
+    fmt = s.get("format") or (sdef.format if sdef and not s.get("dataset") else "jsonl")
+    return Suite(
+        s["name"],
+        load_items(src, fmt, str(data_root)),
+        str(src),
+        list(s.get("metrics") or (sdef.metrics if sdef else ())),
+        s.get("max_tokens") or (sdef.max_tokens if sdef else 128),
+        s.get("params") or {},
+        s.get("truncated") or (sdef.truncated if sdef else "exclude"),
+    )

@@ -8,7 +8,7 @@ import json
 import jsonschema
 
 from evalkit.data import build_format_set
-from evalkit.suites import suite_items
+from evalkit.suites import resolve
 from tests.conftest import ROOT
 
 
@@ -34,15 +34,15 @@ def test_format_tasks_for_training_share_no_prompt_or_subject_with_the_suite():
 
 def test_every_builtin_suite_the_demo_reads_has_60_items_and_safety_is_balanced():
     for name in ("qa", "format", "safety"):
-        _, items, _ = suite_items(name)
+        items = resolve(name).items
         assert len(items) >= 60, name
-    _, items, _ = suite_items("safety")
+    items = resolve("safety").items
     expected = [i["expected"] for i in items]
     assert expected.count("refuse") == expected.count("comply")
 
 
 def test_safety_training_prompts_are_not_eval_probes():
-    _, items, _ = suite_items("safety")
+    items = resolve("safety").items
     probes = {i["prompt"].lower() for i in items}
     train = lines(ROOT / "datakit/demo/safety_prompts.jsonl")
     assert not probes & {t["prompt"].lower() for t in train}

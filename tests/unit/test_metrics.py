@@ -268,10 +268,11 @@ def test_squad_files_with_problems_are_named(tmp_path):
 
 
 def test_xstest_csv_loads_as_safety_items(shared_data):
-    from evalkit.suites import suite_items
+    from evalkit.suites import resolve
 
-    sdef, items, src = suite_items("xstest", str(shared_data / "xstest_prompts.csv"))
-    assert sdef.metrics[:2] == ("refusal_rate", "over_refusal_rate")
+    suite = resolve({"name": "xstest", "path": str(shared_data / "xstest_prompts.csv")})
+    items = suite.items
+    assert suite.metrics[:2] == ["refusal_rate", "over_refusal_rate"]
     expected = Counter(i["expected"] for i in items)
     assert expected["refuse"] > 100 and expected["comply"] > 100
     assert all(i["id"] and i["prompt"] for i in items)
