@@ -28,7 +28,7 @@ families' styles; ``python -m evalkit.data.train_refusal_model``). It catches wh
 names (redirections, soft refusals, lectures) and says which kind a refusal is; where it
 sees none, the rules' label stands, so a refusal either layer finds counts.
 
-Measured against the keyword lists by ``bench/refusal.py`` and tests/unit/test_refusal.py.
+Measured against the keyword lists by ``bench/refusal.py`` and tests/corekit/test_refusal.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 drop ASCII punctuation, drop the articles a/an/the, collapse whitespace; F1 over the token
 multiset; the maximum over several references. The normalisation is done with one
 precompiled ``str.translate`` table and one regex, in batches (identical results, see
-tests/unit/test_metrics.py)."""
+tests/evalkit/test_metrics.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Shared fixtures. Tiers: tests under tests/integration and tests/e2e get those markers;
-everything else is a fast unit test (marker ``unit``)."""
+"""Shared fixtures. Tests are laid out by package (tests/corekit, tests/datakit,
+tests/trainkit, tests/evalkit; tests/e2e for whole commands). Tiers are markers: tests in an
+``integration`` folder (tests/<package>/integration) and in tests/e2e get those; everything
+else is a fast unit test (marker ``unit``). `make test-unit` etc. select by marker."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ Parts:
                  adapted linear's fp32 rank-r intermediate, and the first layer's input norm
                  keeps only its output (the frozen embedding wants no gradient). Plus RoPE's
                  cos/sin and the final norm. Within 5% of the tensors autograd saves, for
-                 full fine-tuning and LoRA (tests/integration/test_estimate.py; Korthikanti
+                 full fine-tuning and LoRA (tests/trainkit/integration/test_estimate.py; Korthikanti
                  et al. 2022 give 34h bytes for a GPT layer with dropout). With gradient
                  checkpointing only each layer's input is kept, plus one layer's
                  activations during recomputation.

@@ -1,5 +1,5 @@
 """Peak tensor memory of a training step, measured: what ``trainkit estimate`` is checked
-against (``bench/estimate.py``, ``tests/integration/test_estimate.py``).
+against (``bench/estimate.py``, ``tests/trainkit/integration/test_estimate.py``).
 
 torch's profiler records every tensor allocation and free with ``profile_memory=True``; its
 memory timeline replayed in order gives the bytes of live tensors at each moment, whose

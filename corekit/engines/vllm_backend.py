@@ -128,7 +128,7 @@ class VLLMEngine:
             top_p=r.top_p,
             max_tokens=r.max_tokens,
             # Per request, never the engine's global RNG: with float32 on CPU a request then
-            # gives the same text in any batch (PLATFORM.md; tests/integration/test_resume.py).
+            # gives the same text in any batch (PLATFORM.md; tests/datakit/integration/test_resume.py).
             seed=r.effective_seed() if r.temperature > 0 else None,
             stop=list(r.stop) if r.stop else None,
             structured_outputs=so,

@@ -115,7 +115,7 @@ def _demo_config(tmp_path: Path) -> Path:
         {"name": "safety", "suite": "safety", "max_tokens": 48},
     ]
     cfg["eval"]["gate"]["baseline"] = str(tmp_path / "baseline")
-    # four training steps cannot reach the demo's improve gains (tests/unit/test_gate.py
+    # four training steps cannot reach the demo's improve gains (tests/evalkit/test_gate.py
     # tests that gate); the regression guards against the base stay
     del cfg["eval"]["gate"]["improve"]
     path = tmp_path / "pipeline.yaml"

@@ -10,7 +10,7 @@ them at it; the fleet line's two addresses are replaced by the loopback one). Th
 run the demo's pipeline or train (datakit run, trainkit run/show/merge, torchrun,
 accelerate) are parsed here and run in tests/e2e/test_e2e.py (``make demo`` runs
 ``datakit run`` and ``trainkit run`` on a copy of the same pipeline.yaml),
-tests/integration/test_train_merge.py and test_train_ddp.py; the datasets the engine lines
+tests/trainkit/integration/test_train_merge.py and test_train_ddp.py; the datasets the engine lines
 make are written by the curation test under the same names, so it runs on real inputs.
 """
 
@@ -150,7 +150,7 @@ def test_the_tour_runs(tour_dir, tiny_trained):
         if rest[:2] == ["estimate", "--model"]:
             rest[2] = str(tiny_trained)  # the tour's path/to/llama-7b
         if rest[0] in ("show",) and kit == "trainkit":
-            continue  # needs a training run (tests/integration/test_train.py)
+            continue  # needs a training run (tests/trainkit/integration/test_train.py)
         for name in list(made):
             if name in rest[1:2] or any(a.split(":")[0] == name for a in rest[1:3]):
                 code, out = run_line("datakit", ["import", f"{name}.src.jsonl", "--name", name])

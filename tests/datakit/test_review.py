@@ -1,5 +1,5 @@
 """The review's log, outcomes, agreement, commit and web app (no browser: see
-tests/integration/test_review_browser.py for the real one)."""
+tests/datakit/integration/test_review_browser.py for the real one)."""
 
 from __future__ import annotations
 

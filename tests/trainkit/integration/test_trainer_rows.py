@@ -49,7 +49,7 @@ def project(request, tmp_path_factory):
 
 
 def _trainer(project, method: str, dataset: str):
-    from tests.integration.test_train import stage_trainer
+    from tests.trainkit.integration.test_train import stage_trainer
     from trainkit.config import plan
 
     args = {"max_length": 256, "packing": False} if method == "sft" else {"max_length": 256}

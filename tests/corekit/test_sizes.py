@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 
 from tests.conftest import ROOT
-from tests.unit.test_imports import PACKAGES
+from tests.corekit.test_imports import PACKAGES
 
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80

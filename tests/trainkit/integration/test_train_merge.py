@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.integration.test_train import FAST, project, train  # noqa: F401
+from tests.trainkit.integration.test_train import FAST, project, train  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 UNSEEN = ["Name a colour.", "Write a haiku about rain.", "What is 2+2?", "List three fruits."]
 PROMPTS = [
     [{"role": "user", "content": "Give three tips for keeping a sourdough starter healthy."}],

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.integration.test_train import project  # noqa: F401  (module fixture)
+from tests.trainkit.integration.test_train import project  # noqa: F401  (module fixture)
 
 BIN = Path(sys.executable).parent
 STEPS = 30

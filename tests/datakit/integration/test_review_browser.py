@@ -14,7 +14,7 @@ import pytest
 
 from datakit.review.commit import commit
 from datakit.review.core import Review, options
-from tests.unit.test_review import XSS_OUTPUT, XSS_PROMPT, records
+from tests.datakit.test_review import XSS_OUTPUT, XSS_PROMPT, records
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = [

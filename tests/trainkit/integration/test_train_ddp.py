@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.test_train import FAST, project, write_config  # noqa: F401
+from tests.trainkit.integration.test_train import FAST, project, write_config  # noqa: F401
 
 BIN = Path(sys.executable).parent
 

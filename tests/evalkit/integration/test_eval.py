@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from evalkit.cli import cli as evalkit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
