@@ -101,6 +101,47 @@ config_runs_root_option = click.option(
 )
 
 
+def number_option(
+    *decls: str,
+    default: Any = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    kind: type = int,
+    help: str | None = None,  # noqa: A002 - Click's name
+    **kw: Any,
+) -> Any:
+    """A numeric option: its range checked by Click (a bad value exits 2, naming the
+    option) and its default shown in --help."""
+    numbers = click.IntRange if kind is int else click.FloatRange
+    return click.option(
+        *decls,
+        default=default,
+        show_default=default is not None,
+        type=numbers(min=minimum, max=maximum),
+        help=help,
+        **kw,
+    )
+
+
+def choice_option(
+    *decls: str,
+    choices: Any,
+    default: Any = None,
+    help: str | None = None,  # noqa: A002 - Click's name
+    **kw: Any,
+) -> Any:
+    """An option that takes one of ``choices`` (anything else exits 2 with the list), its
+    default shown in --help."""
+    return click.option(
+        *decls,
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=default is not None,
+        help=help,
+        **kw,
+    )
+
+
 def echo_json(obj: Any) -> None:
     import orjson
 

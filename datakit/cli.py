@@ -13,6 +13,7 @@ from corekit.clikit import (
     config_runs_root_option,
     echo_json,
     json_option,
+    number_option,
     quiet_option,
     setup_logging,
     verbose_option,
@@ -62,12 +63,11 @@ _register_store()
     help="Let every step write an empty output, or one that lost more than its "
     "max_error_share to engine errors (otherwise the step fails, exit 1).",
 )
-@click.option(
+@number_option(
     "--examples",
     default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
     help="Print this many example records of each step's output at the end.",
+    minimum=0,
 )
 @json_option
 @quiet_option

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from corekit.clikit import Group, data_root_option, echo_json, json_option
+from corekit.clikit import Group, data_root_option, echo_json, json_option, number_option
 from corekit.errors import ToolkitError
 
 
@@ -54,7 +54,7 @@ def _review(data_root: str, ref: str, **settings):  # type: ignore[no-untyped-de
     show_default=True,
     help="Address to bind. Anything but loopback requires a token.",
 )
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@number_option("--port", default=8765, minimum=1, maximum=65535)
 @click.option(
     "--token",
     envvar="DATAKIT_REVIEW_TOKEN",
@@ -64,10 +64,11 @@ def _review(data_root: str, ref: str, **settings):  # type: ignore[no-untyped-de
     "--criteria",
     help="Rating criteria, comma-separated (default: the judge's: clarity,helpfulness,accuracy).",
 )
-@click.option(
+@number_option(
     "--overlap",
-    type=click.IntRange(1, 10),
     help="Annotators per record before it leaves the queue (default 1).",
+    minimum=1,
+    maximum=10,
 )
 @click.option(
     "--guidelines",

@@ -9,9 +9,11 @@ from pathlib import Path
 import click
 
 from corekit.clikit import (
+    choice_option,
     data_root_option,
     echo_json,
     json_option,
+    number_option,
     progress,
     quiet_option,
 )
@@ -30,14 +32,8 @@ def open_store(data_root: str):
 
 @click.command("import")
 @click.argument("src", type=click.Path(dir_okay=False))
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(IMPORT_FORMATS),
-    default="jsonl",
-    show_default=True,
-    help="Format of SRC.",
+@choice_option(
+    "--format", "-f", "fmt", choices=IMPORT_FORMATS, default="jsonl", help="Format of SRC."
 )
 @click.option("--name", "-n", required=True, help="Dataset to add a version to (created if new).")
 @click.option(
@@ -137,14 +133,8 @@ def import_cmd(
 
 @click.command("export")
 @click.argument("ref")
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(EXPORT_FORMATS),
-    default="trl",
-    show_default=True,
-    help="Output format.",
+@choice_option(
+    "--format", "-f", "fmt", choices=EXPORT_FORMATS, default="trl", help="Output format."
 )
 @click.option(
     "-o",
@@ -191,19 +181,14 @@ def export_cmd(ref: str, fmt: str, output: str, data_root: str, quiet: bool) -> 
     type=click.Choice(RECORD_KINDS),
     help="Record kind to check against (inferred from the first record when omitted).",
 )
-@click.option(
-    "--max-errors",
-    default=50,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Problems to print (the counts cover all).",
+@number_option(
+    "--max-errors", default=50, help="Problems to print (the counts cover all).", minimum=1
 )
-@click.option(
+@number_option(
     "--max-line-mb",
     default=64,
-    show_default=True,
-    type=click.IntRange(min=1),
     help="Reject lines longer than this many MiB without loading them.",
+    minimum=1,
 )
 @data_root_option
 @json_option

@@ -12,6 +12,7 @@ from corekit.clikit import (
     data_root_option,
     echo_json,
     json_option,
+    number_option,
 )
 
 from .cli_store import open_store
@@ -70,15 +71,7 @@ def log_cmd(name: str, data_root: str, as_json: bool) -> None:
 
 @click.command("show")
 @click.argument("ref")
-@click.option(
-    "-n",
-    "--records",
-    "n",
-    default=3,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="How many records to print.",
-)
+@number_option("-n", "--records", "n", default=3, help="How many records to print.", minimum=0)
 @data_root_option
 @json_option
 def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
@@ -119,13 +112,7 @@ def show_cmd(ref: str, n: int, data_root: str, as_json: bool) -> None:
 @click.command("diff")
 @click.argument("a")
 @click.argument("b")
-@click.option(
-    "--limit",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Records to print per section.",
-)
+@number_option("--limit", default=5, help="Records to print per section.", minimum=0)
 @data_root_option
 @json_option
 def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:

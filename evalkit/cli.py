@@ -8,6 +8,7 @@ import click
 
 from corekit.clikit import (
     Group,
+    choice_option,
     config_data_root_option,
     config_runs_root_option,
     data_root_option,
@@ -15,6 +16,7 @@ from corekit.clikit import (
     engine_options,
     engine_specs_from_options,
     json_option,
+    number_option,
     quiet_option,
     setup_logging,
     verbose_option,
@@ -189,16 +191,15 @@ def _print_aggregates(aggregates: dict, counts: dict) -> None:
     help="EVALSET is a built-in suite name (qa, format, safety) or, with "
     "squad/xstest, a file in that format.",
 )
-@click.option(
+@choice_option(
     "--format",
     "fmt",
-    type=click.Choice(["jsonl", "squad", "xstest"]),
+    choices=["jsonl", "squad", "xstest"],
     default="jsonl",
-    show_default=True,
     help="Format of an EVALSET file.",
 )
-@click.option("--max-tokens", default=128, show_default=True, type=click.IntRange(min=1))
-@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@number_option("--max-tokens", default=128, minimum=1)
+@number_option("--temperature", default=0.0, minimum=0, kind=float)
 @click.option("--seed", default=0, show_default=True, type=int)
 @engine_options(("engine",))
 @data_root_option

@@ -11,6 +11,7 @@ from corekit.clikit import (
     data_root_option,
     echo_json,
     json_option,
+    number_option,
 )
 
 from .gate import GateSettings
@@ -34,21 +35,24 @@ _GATE = GateSettings()  # the defaults, stated once (evalkit/gate.py; the schema
     type=click.Path(),
     help="Baseline report (or its directory); default eval.gate.baseline of -c.",
 )
-@click.option(
+@number_option(
     "--max-drop",
-    type=click.FloatRange(min=0),
     help=f"Allowed drop for metrics without a rule [default: {_GATE.max_drop}].",
+    minimum=0,
+    kind=float,
 )
 @click.option(
     "--alpha",
     type=click.FloatRange(0, 0.5, min_open=True),
     help=f"Family-wise significance level of the paired tests [default: {_GATE.alpha}].",
 )
-@click.option(
+@number_option(
     "--min-coverage",
-    type=click.FloatRange(0, 1),
     help="Share of the baseline's items the report must have a value for "
     f"[default: {_GATE.min_coverage}].",
+    minimum=0,
+    maximum=1,
+    kind=float,
 )
 @click.option(
     "--inconclusive",
@@ -216,7 +220,7 @@ def baseline_cmd(report: str, out: str) -> None:
     metavar="NAME",
     help="Also write blind pairwise tasks as dataset NAME for `datakit review NAME`.",
 )
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many human tasks.")
+@number_option("--limit", help="At most this many human tasks.", minimum=1)
 @data_root_option
 @json_option
 def compare_cmd(

@@ -6,10 +6,12 @@ import click
 
 from corekit.clikit import (
     Group,
+    choice_option,
     config_data_root_option,
     config_runs_root_option,
     echo_json,
     json_option,
+    number_option,
     quiet_option,
     setup_logging,
     verbose_option,
@@ -36,19 +38,9 @@ def cli(verbose: bool) -> None:
 
 @cli.command("init-tiny")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Seed for the tokenizer and weights.",
-)
-@click.option(
-    "--vocab-size",
-    default=1024,
-    show_default=True,
-    type=click.IntRange(300, 65536),
-    help="BPE vocabulary size.",
+@number_option("--seed", default=0, help="Seed for the tokenizer and weights.", minimum=0)
+@number_option(
+    "--vocab-size", default=1024, help="BPE vocabulary size.", minimum=300, maximum=65536
 )
 @click.option(
     "--text",
@@ -57,12 +49,11 @@ def cli(verbose: bool) -> None:
     type=click.Path(dir_okay=False),
     help="Extra text file(s) to train the tokenizer on (repeatable).",
 )
-@click.option(
+@number_option(
     "--train-steps",
     default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
     help="First train this many steps on the demo seeds, so the model ends its turns (~300 is plenty).",
+    minimum=0,
 )
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
 @json_option
@@ -275,27 +266,14 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     required=True,
     help="Model directory or its config.json (no weights are read).",
 )
-@click.option(
+@choice_option(
     "--method",
-    type=click.Choice(["full", "lora", "dora", "qlora"]),
+    choices=["full", "lora", "dora", "qlora"],
     default="lora",
-    show_default=True,
     help="What trains: every weight, or an adapter (qlora: on a 4-bit NF4 base).",
 )
-@click.option(
-    "--seq-len",
-    default=1024,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Tokens per sequence.",
-)
-@click.option(
-    "--batch",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Per-device batch size.",
-)
+@number_option("--seq-len", default=1024, help="Tokens per sequence.", minimum=1)
+@number_option("--batch", default=1, help="Per-device batch size.", minimum=1)
 @click.option(
     "--precision",
     type=click.Choice(["mixed", "pure_bf16", "float32"]),
@@ -310,21 +288,14 @@ def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
     hidden=True,
     help="Deprecated: float32 is --precision float32, bfloat16 and float16 are mixed.",
 )
-@click.option(
+@choice_option(
     "--optimizer",
-    type=click.Choice(["adamw_torch_fused", "adamw_torch"]),
+    choices=["adamw_torch_fused", "adamw_torch"],
     default="adamw_torch_fused",
-    show_default=True,
     help="AdamW implementation (args.optimizer): the single-tensor adamw_torch makes step "
     "temporaries the size of the largest parameter.",
 )
-@click.option(
-    "--lora-r",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="LoRA rank (adapters on all linear layers).",
-)
+@number_option("--lora-r", default=16, help="LoRA rank (adapters on all linear layers).", minimum=1)
 @click.option(
     "--gradient-checkpointing", is_flag=True, help="Keep only layer inputs; recompute the rest."
 )
