@@ -142,6 +142,13 @@ def choice_option(
     )
 
 
+def path_option(*decls: str, dir: bool = False, **kw: Any) -> Any:  # noqa: A002
+    """An option naming a file to write or read (``dir``: a directory); Click refuses the
+    other kind with exit 2."""
+    kind = click.Path(file_okay=False) if dir else click.Path(dir_okay=False)
+    return click.option(*decls, type=kind, **kw)
+
+
 def echo_json(obj: Any) -> None:
     import orjson
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from corekit.clikit import Group, data_root_option, echo_json, json_option, number_option
+from corekit.clikit import (
+    Group,
+    data_root_option,
+    echo_json,
+    json_option,
+    number_option,
+    path_option,
+)
 from corekit.errors import ToolkitError
 
 
@@ -70,11 +77,7 @@ def _review(data_root: str, ref: str, **settings):  # type: ignore[no-untyped-de
     minimum=1,
     maximum=10,
 )
-@click.option(
-    "--guidelines",
-    type=click.Path(dir_okay=False),
-    help="A text/Markdown file shown in the guidelines panel.",
-)
+@path_option("--guidelines", help="A text/Markdown file shown in the guidelines panel.")
 @click.option(
     "--annotators",
     help="Comma-separated names: each gets a personal link (a token), and nobody can act "

@@ -14,6 +14,7 @@ from corekit.clikit import (
     echo_json,
     json_option,
     number_option,
+    path_option,
     progress,
     quiet_option,
 )
@@ -136,12 +137,8 @@ def import_cmd(
 @choice_option(
     "--format", "-f", "fmt", choices=EXPORT_FORMATS, default="trl", help="Output format."
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="File to write (.json: one JSON array; else JSONL).",
+@path_option(
+    "-o", "--output", required=True, help="File to write (.json: one JSON array; else JSONL)."
 )
 @data_root_option
 @quiet_option

@@ -13,6 +13,7 @@ from corekit.clikit import (
     echo_json,
     json_option,
     number_option,
+    path_option,
 )
 
 from .cli_store import open_store
@@ -178,10 +179,10 @@ def diff_cmd(a: str, b: str, limit: int, data_root: str, as_json: bool) -> None:
 
 @click.command("stats")
 @click.argument("ref")
-@click.option(
+@path_option(
     "--plot",
     "plot_dir",
-    type=click.Path(file_okay=False),
+    dir=True,
     help="Also write PNG charts (lengths, sources, judge scores) into this directory.",
 )
 @data_root_option

@@ -17,6 +17,7 @@ from corekit.clikit import (
     engine_specs_from_options,
     json_option,
     number_option,
+    path_option,
     quiet_option,
     setup_logging,
     verbose_option,
@@ -92,12 +93,8 @@ def _metric_list(metrics: str | None, suite: str | None) -> list[str]:
     help="Predictions cut off at max_tokens (finish_reason: length): left out of every "
     "metric (default; the safety suites' default is score) or scored as they are.",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Directory for items.jsonl and report.json.",
+@path_option(
+    "--out", "out_dir", dir=True, required=True, help="Directory for items.jsonl and report.json."
 )
 @json_option
 def score_cmd(
@@ -179,13 +176,7 @@ def _print_aggregates(aggregates: dict, counts: dict) -> None:
 @cli.command("predict", epilog=EXIT_CODES)
 @click.argument("target", metavar="MODEL")
 @click.argument("evalset")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Predictions JSONL to write.",
-)
+@path_option("-o", "--output", required=True, help="Predictions JSONL to write.")
 @click.option(
     "--suite",
     help="EVALSET is a built-in suite name (qa, format, safety) or, with "

@@ -12,6 +12,7 @@ from corekit.clikit import (
     echo_json,
     json_option,
     number_option,
+    path_option,
 )
 
 from .gate import GateSettings
@@ -78,16 +79,9 @@ _GATE = GateSettings()  # the defaults, stated once (evalkit/gate.py; the schema
     metavar="METRIC:KEY=VALUE",
     help="Per-metric rule, repeatable: f1:max_drop=0.05, safety/refusal_rate:min=0.8.",
 )
-@click.option(
-    "-c",
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="Read eval.gate of this pipeline.yaml (flags override it).",
-)
-@click.option("--junit", type=click.Path(dir_okay=False), help="Also write JUnit XML here.")
-@click.option(
-    "--markdown", type=click.Path(dir_okay=False), help="Also write a Markdown table here."
-)
+@path_option("-c", "--config", help="Read eval.gate of this pipeline.yaml (flags override it).")
+@path_option("--junit", help="Also write JUnit XML here.")
+@path_option("--markdown", help="Also write a Markdown table here.")
 @json_option
 def gate_cmd(
     report: str,
@@ -192,11 +186,11 @@ def gate_cmd(
 
 @click.command("baseline")
 @click.argument("report", type=click.Path())
-@click.option(
+@path_option(
     "-o",
     "--out",
+    dir=True,
     required=True,
-    type=click.Path(file_okay=False),
     help="Baseline directory to write (report.json and its per-item files).",
 )
 def baseline_cmd(report: str, out: str) -> None:

@@ -12,6 +12,7 @@ from corekit.clikit import (
     echo_json,
     json_option,
     number_option,
+    path_option,
     quiet_option,
     setup_logging,
     verbose_option,
@@ -42,11 +43,10 @@ def cli(verbose: bool) -> None:
 @number_option(
     "--vocab-size", default=1024, help="BPE vocabulary size.", minimum=300, maximum=65536
 )
-@click.option(
+@path_option(
     "--text",
     "text_files",
     multiple=True,
-    type=click.Path(dir_okay=False),
     help="Extra text file(s) to train the tokenizer on (repeatable).",
 )
 @number_option(
@@ -127,7 +127,7 @@ def _quiet_libraries(progress: bool = False) -> None:
     is_flag=True,
     help="Retrain even a finished stage, replacing its run directory.",
 )
-@click.option("--output-dir", type=click.Path(file_okay=False), help="Override train.output_dir.")
+@path_option("--output-dir", dir=True, help="Override train.output_dir.")
 @config_data_root_option
 @config_runs_root_option
 @json_option
@@ -223,13 +223,7 @@ def show_cmd(run_dir: str, as_json: bool) -> None:
 
 @cli.command("merge")
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Directory for the merged model.",
-)
+@path_option("-o", "--out", dir=True, required=True, help="Directory for the merged model.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @json_option
 def merge_cmd(run: str, out: str, force: bool, as_json: bool) -> None:
@@ -380,12 +374,11 @@ def model_group() -> None:
 
 @model_group.command("pull")
 @click.argument("names", nargs=-1)
-@click.option(
+@path_option(
     "-c",
     "--config",
     default="pipeline.yaml",
     show_default=True,
-    type=click.Path(dir_okay=False),
     help="The pipeline config that declares the models.",
 )
 @click.option("--all", "pull_all", is_flag=True, help="Every model the config declares.")
