@@ -7,6 +7,17 @@ from pathlib import Path
 from typing import Any
 
 
+def llama_dims(hidden: int, layers: int, heads: int, intermediate: int) -> dict[str, int]:
+    """A Llama's shape for random_llama (as many key/value heads as query heads)."""
+    return dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=intermediate,
+    )
+
+
 def random_llama(name: str, dims: dict[str, Any], max_positions: int) -> Path:
     """A randomly initialised Llama with the demo BPE tokenizer and chat template, saved once
     under the temp dir as ``name`` (reused by later runs)."""

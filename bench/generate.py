@@ -19,22 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import llama_dims  # noqa: E402 - after the path above
+
 SIZES = {
     # hidden, layers, heads, intermediate: ~85M parameters (full) / ~4M (quick)
-    "full": dict(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        num_key_value_heads=12,
-        intermediate_size=2048,
-    ),
-    "quick": dict(
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=704,
-    ),
+    "full": llama_dims(768, 12, 12, 2048),
+    "quick": llama_dims(256, 4, 4, 704),
 }
 
 

@@ -32,24 +32,15 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import llama_dims  # noqa: E402 - after the path above
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 SIZES = {
-    "full": dict(
-        hidden_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=6,
-        num_key_value_heads=6,
-        intermediate_size=1024,
-    ),
-    "quick": dict(
-        hidden_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        intermediate_size=344,
-    ),
+    "full": llama_dims(384, 4, 6, 1024),
+    "quick": llama_dims(128, 2, 2, 344),
 }
 # trainkit's default optimizer (args.optimizer), so both sides run the same SFTConfig values.
 OPTIM = os.environ.get("BENCH_OPTIM", "adamw_torch_fused")

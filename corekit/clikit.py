@@ -149,6 +149,19 @@ def path_option(*decls: str, dir: bool = False, **kw: Any) -> Any:  # noqa: A002
     return click.option(*decls, type=kind, **kw)
 
 
+def kit_group(prog: str, cls: type = None, **kw: Any) -> Any:  # type: ignore[assignment]
+    """The top-level group of a kit's CLI: -h/--help, -v/--verbose (the function takes
+    ``verbose``), --version; ``cls`` a Group subclass, ``kw`` more of click.group's."""
+
+    def decorate(f: Any) -> Any:
+        f = click.version_option(package_name="finetune-toolkit", prog_name=prog)(f)
+        f = verbose_option(f)
+        settings = {"help_option_names": ["-h", "--help"]}
+        return click.group(cls=cls or Group, context_settings=settings, **kw)(f)
+
+    return decorate
+
+
 def echo_json(obj: Any) -> None:
     import orjson
 

@@ -134,20 +134,22 @@ class Project:
         return self.config.get("train") or {}
 
     @property
-    def train_dir(self) -> Path:
-        """Where the train stages write: ``train.output_dir``, else <runs_root>/train."""
-        out = self.train.get("output_dir")
-        return self.resolve(out) if out else self.runs_root / "train"
-
-    @property
     def eval(self) -> dict[str, Any]:
         return self.config.get("eval") or {}
+
+    def _out(self, section: dict[str, Any], key: str, default: str) -> Path:
+        out = section.get(key)
+        return self.resolve(out) if out else self.runs_root / default
+
+    @property
+    def train_dir(self) -> Path:
+        """Where the train stages write: ``train.output_dir``, else <runs_root>/train."""
+        return self._out(self.train, "output_dir", "train")
 
     @property
     def eval_dir(self) -> Path:
         """Where the eval writes: ``eval.out``, else <runs_root>/eval."""
-        out = self.eval.get("out")
-        return self.resolve(out) if out else self.runs_root / "eval"
+        return self._out(self.eval, "out", "eval")
 
     @property
     def gate(self) -> dict[str, Any]:

@@ -13,17 +13,15 @@ from corekit.clikit import (
     config_runs_root_option,
     echo_json,
     json_option,
+    kit_group,
     number_option,
     quiet_option,
     setup_logging,
-    verbose_option,
 )
 from corekit.errors import ToolkitError
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@verbose_option
-@click.version_option(package_name="finetune-toolkit", prog_name="datakit")
+@kit_group("datakit")
 def cli(verbose: bool) -> None:
     """Grow, check and version the datasets you fine-tune on.
 

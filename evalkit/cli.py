@@ -16,11 +16,11 @@ from corekit.clikit import (
     engine_options,
     engine_specs_from_options,
     json_option,
+    kit_group,
     number_option,
     path_option,
     quiet_option,
     setup_logging,
-    verbose_option,
 )
 
 from .cli_gate import EXIT_CODES
@@ -51,11 +51,7 @@ class EvalGroup(Group):
             sys.exit(3)
 
 
-@click.group(
-    cls=EvalGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES
-)
-@verbose_option
-@click.version_option(package_name="finetune-toolkit", prog_name="evalkit")
+@kit_group("evalkit", cls=EvalGroup, epilog=EXIT_CODES)
 def cli(verbose: bool) -> None:
     """Score models or prediction files, write reports, gate CI on regressions.
 

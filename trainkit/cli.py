@@ -11,17 +11,15 @@ from corekit.clikit import (
     config_runs_root_option,
     echo_json,
     json_option,
+    kit_group,
     number_option,
     path_option,
     quiet_option,
     setup_logging,
-    verbose_option,
 )
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@verbose_option
-@click.version_option(package_name="finetune-toolkit", prog_name="trainkit")
+@kit_group("trainkit")
 def cli(verbose: bool) -> None:
     """Fine-tune language models on versioned datasets (TRL + PEFT).
 
