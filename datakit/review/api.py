@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from .agreement import agreement
-from .app import BadRequest, Site
+from .site import BadRequest, Site
 
 
 def add_api(app: FastAPI, site: Site) -> None:

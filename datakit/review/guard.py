@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from .app import COOKIE_CSRF, COOKIE_TOKEN, CSP, UNSAFE_METHODS, BadRequest, Site, same_origin
 from .core import ReviewInputError
+from .site import COOKIE_CSRF, COOKIE_TOKEN, CSP, UNSAFE_METHODS, BadRequest, Site, same_origin
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .agreement import agreement
-from .app import (
+from .core import (
+    LETTERS,
+    STATUSES,
+    RecordState,
+    editable_response,
+    judge_suggestion,
+    options,
+    prompt_text,
+)
+from .site import (
     CLAIM_SECONDS,
     COOKIE_NAME,
     COOKIE_PERSONAL,
@@ -23,15 +32,6 @@ from .app import (
     query,
     rid_url,
     word_diff,
-)
-from .core import (
-    LETTERS,
-    STATUSES,
-    RecordState,
-    editable_response,
-    judge_suggestion,
-    options,
-    prompt_text,
 )
 
 
