@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,6 +28,62 @@ Exit codes (every command):
   3  the tool itself failed (an engine that would not start, an I/O error)"""
 
 _GATE = GateSettings()  # the defaults, stated once (evalkit/gate.py; the schema's test checks them)
+
+
+def _rule_map(rules: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """--rule METRIC:max_drop|min|max=NUMBER, each checked (a bad one exits 2)."""
+    rule_map: dict[str, dict[str, float]] = {}
+    for r in rules:
+        metric, _, kv = r.partition(":")
+        key, eq, val = kv.partition("=")
+        if not metric or not eq or key not in ("max_drop", "min", "max"):
+            raise click.BadParameter(
+                f"expected METRIC:max_drop|min|max=NUMBER, got {r!r}", param_hint="--rule"
+            )
+        try:
+            rule_map.setdefault(metric, {})[key] = float(val)
+        except ValueError:
+            raise click.BadParameter(f"{val!r} is not a number", param_hint="--rule") from None
+    return rule_map
+
+
+def _settings(section: dict[str, Any], rules: tuple[str, ...], **flags: Any) -> Any:
+    """The gate's settings: the config's eval.gate (``-c``), then the flags given."""
+    from .gate import gate_settings
+
+    return gate_settings(section, rules=_rule_map(rules), **flags)
+
+
+def _write_gate(
+    result: Any, report: str, junit: str | None, markdown: str | None, as_json: bool
+) -> None:
+    """The verdict: JUnit and Markdown files when asked, then JSON or the table."""
+    from corekit.runs import atomic_write_bytes
+
+    from .render import format_table, verdict_line
+    from .render import junit as to_junit
+    from .render import markdown as to_md
+    from .scoring import read_report
+
+    if junit:
+        atomic_write_bytes(Path(junit), to_junit(result).encode())
+    if markdown:
+        atomic_write_bytes(Path(markdown), to_md({"current": read_report(report)}, result).encode())
+    if as_json:
+        from dataclasses import asdict
+
+        echo_json(
+            {
+                "failed": result.failed,
+                "inconclusive": result.inconclusive,
+                "rows": [asdict(r) for r in result.rows],
+                "new_suites": result.new_suites,
+                "warnings": result.warnings,
+            }
+        )
+    else:
+        click.echo(format_table(result))
+        click.echo(verdict_line(result))
 
 
 @click.command("gate", epilog=EXIT_CODES)
@@ -117,33 +174,14 @@ def gate_cmd(
       evalkit gate runs/eval/tuned -c pipeline.yaml      # eval.gate's settings
       evalkit gate report.json --baseline base.json --rule f1:max_drop=0.05 --junit gate.xml
     """
-    from corekit.runs import atomic_write_bytes
+    from corekit.project import Project
 
-    from .gate import gate, gate_settings
-    from .render import format_table, verdict_line
-    from .render import junit as to_junit
-    from .render import markdown as to_md
-    from .scoring import read_report
+    from .gate import gate
 
-    section: dict = {}
-    if config:
-        from corekit.project import Project
-
-        section = Project.load(config).gate
-    rule_map: dict[str, dict[str, float]] = {}
-    for r in rules:
-        metric, _, kv = r.partition(":")
-        key, eq, val = kv.partition("=")
-        if not metric or not eq or key not in ("max_drop", "min", "max"):
-            raise click.BadParameter(
-                f"expected METRIC:max_drop|min|max=NUMBER, got {r!r}", param_hint="--rule"
-            )
-        try:
-            rule_map.setdefault(metric, {})[key] = float(val)
-        except ValueError:
-            raise click.BadParameter(f"{val!r} is not a number", param_hint="--rule") from None
-    settings = gate_settings(
-        section,
+    project = Project.load(config) if config else None
+    settings = _settings(
+        project.gate if project else {},
+        rules,
         baseline=baseline,
         alpha=alpha,
         max_drop=max_drop,
@@ -151,35 +189,14 @@ def gate_cmd(
         inconclusive=inconclusive,
         correction=correction,
         allow_suite_change=allow_suite_change,
-        rules=rule_map,
     )
     if not settings.baseline:
         raise click.UsageError("give --baseline (or -c with eval.gate.baseline)")
     base_path = settings.baseline
-    if config and not baseline:
-        from corekit.models import resolve_path
-
-        base_path = str(resolve_path(Path(config).resolve().parent, settings.baseline))
+    if project and not baseline:  # the config's baseline is relative to the config
+        base_path = str(project.resolve(settings.baseline))
     result = gate(report, base_path, settings)
-    if junit:
-        atomic_write_bytes(Path(junit), to_junit(result).encode())
-    if markdown:
-        atomic_write_bytes(Path(markdown), to_md({"current": read_report(report)}, result).encode())
-    if as_json:
-        from dataclasses import asdict
-
-        echo_json(
-            {
-                "failed": result.failed,
-                "inconclusive": result.inconclusive,
-                "rows": [asdict(r) for r in result.rows],
-                "new_suites": result.new_suites,
-                "warnings": result.warnings,
-            }
-        )
-    else:
-        click.echo(format_table(result))
-        click.echo(verdict_line(result))
+    _write_gate(result, report, junit, markdown, as_json)
     if result.failed:
         raise SystemExit(1)
 

@@ -28,7 +28,13 @@ from tests.conftest import ROOT
 PACKAGES = ("corekit", "datakit", "trainkit", "evalkit")
 
 # datakit modules that are not its data layer: the kits above it never import these.
-NOT_DATA_LAYER = ("datakit.ops", "datakit.stage", "datakit.cli", "datakit.review.app", "datakit.review.site")
+NOT_DATA_LAYER = (
+    "datakit.ops",
+    "datakit.stage",
+    "datakit.cli",
+    "datakit.review.app",
+    "datakit.review.site",
+)
 
 
 def _modules() -> dict[str, Path]:
