@@ -89,99 +89,118 @@ def plan(
     return TrainPlan(project, out, stages, used)
 
 
-def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
+def _settings(raw: dict[str, Any], base: Path) -> tuple[dict, dict, dict, dict, list[str]]:
+    """A stage's adapter, quantization, args and method params with the defaults that
+    depend on the method and adapter together, and what does not go together."""
+    method = raw["method"]
+    adapter = copy.deepcopy(raw["adapter"])
+    quant = copy.deepcopy(raw["quantization"])
+    args = copy.deepcopy(raw["args"])
+    kind = adapter["type"]
+    problems = []
+    if kind == "qlora":
+        quant["load_in_4bit"] = True
+    elif quant.get("load_in_4bit") and kind == "full":
+        problems.append("a 4-bit base cannot be fully fine-tuned; use adapter type qlora or lora")
+    if method == "reward" and kind in ("prompt_tuning", "prefix_tuning"):
+        problems.append(
+            "a reward model needs its score head trained; use full, lora, dora or qlora"
+        )
+    args.setdefault("learning_rate", defaults.learning_rate(method, kind))
+    if args.get("packing") is None:
+        args["packing"] = defaults.packing_default(method, kind)
+    elif args["packing"] and method != "sft":
+        problems.append("args.packing applies to sft only")
+    elif args["packing"] and kind not in defaults.PACKING_SAFE_ADAPTERS:
+        problems.append(
+            f"args.packing is unsafe with {kind} (virtual tokens are "
+            "prepended to each row, so packed samples would share them)"
+        )
+    if kind == "prefix_tuning" and args["gradient_checkpointing"]:
+        # The prefix lives in the KV cache, and transformers drops the cache under
+        # gradient checkpointing: the attention mask then no longer fits the keys.
+        problems.append("prefix_tuning cannot be combined with gradient_checkpointing")
+    params = _method_params(method, copy.deepcopy(raw.get("params") or {}))
+    problems += _args_problems(args, base)
+    if raw.get("early_stopping") is not None and not (
+        raw.get("eval_dataset") or raw.get("eval_split")
+    ):
+        problems.append("early_stopping needs eval_dataset or eval_split")
+    if method == "rl" and params["max_completion_length"] >= args["max_length"]:
+        problems.append(
+            f"params.max_completion_length ({params['max_completion_length']}) "
+            f"leaves no room for the prompt in args.max_length ({args['max_length']})"
+        )
+    return adapter, quant, args, params, problems
+
+
+def _models(
+    raw: dict[str, Any],
+    params: dict[str, Any],
+    seen: dict[str, Stage],
+    cfg: dict[str, Any],
+    base: Path,
+) -> tuple[str, str | None, list[str]]:
+    """(base model, reward model for rl, problems): ``from`` an earlier stage's output or
+    the configured base; a reward model by stage name or model reference."""
+    models = cfg.get("models", {})
     train = cfg.get("train") or {}
-    raw_stages = train.get("stages", [])
+    problems = []
+    base_model = resolve_model(raw.get("base_model") or train.get("base_model") or "", models, base)
+    from_stage = raw.get("from")
+    if from_stage is not None:
+        if from_stage not in seen:
+            known = ", ".join(seen) or "none before this one"
+            problems.append(f"from {from_stage!r} is not an earlier stage ({known})")
+        else:
+            if seen[from_stage].method == "reward":
+                problems.append(
+                    f"from {from_stage!r} is a reward model, not a policy to train further"
+                )
+            base_model = str(final_dir(seen[from_stage].run_dir))
+    if not base_model:
+        problems.append("no model: set train.base_model or the stage's base_model")
+    reward_model = None
+    if raw["method"] == "rl":
+        rm = params["reward_model"]
+        if rm in seen:
+            if seen[rm].method != "reward":
+                problems.append(f"reward_model {rm!r} is a {seen[rm].method} stage")
+            reward_model = str(final_dir(seen[rm].run_dir))
+        else:
+            reward_model = resolve_model(rm, models, base)
+    return base_model, reward_model, problems
+
+
+def resolve_stages(cfg: dict[str, Any], base: Path, out: Path) -> list[Stage]:
+    """Every stage of the train section resolved, its defaults filled; one ToolkitError
+    with every problem (each naming its stage)."""
     problems: list[str] = []
     seen: dict[str, Stage] = {}
     stages: list[Stage] = []
-    for i, raw in enumerate(raw_stages):
+    for i, raw in enumerate((cfg.get("train") or {}).get("stages", [])):
         where = f"train.stages[{i}] ({raw['name']})"
         if raw["name"] in seen:
             problems.append(f"{where}: a stage named {raw['name']!r} already exists")
             continue
-        method = raw["method"]
-        adapter = copy.deepcopy(raw["adapter"])
-        quant = copy.deepcopy(raw["quantization"])
-        args = copy.deepcopy(raw["args"])
-        params = copy.deepcopy(raw.get("params") or {})
-        if adapter["type"] == "qlora":
-            quant["load_in_4bit"] = True
-        elif quant.get("load_in_4bit") and adapter["type"] == "full":
-            problems.append(
-                f"{where}: a 4-bit base cannot be fully fine-tuned; use adapter type qlora or lora"
-            )
-        if method == "reward" and adapter["type"] in ("prompt_tuning", "prefix_tuning"):
-            problems.append(
-                f"{where}: a reward model needs its score head trained; use full, lora, dora or qlora"
-            )
-        args.setdefault("learning_rate", defaults.learning_rate(method, adapter["type"]))
-        if args.get("packing") is None:
-            args["packing"] = defaults.packing_default(method, adapter["type"])
-        elif args["packing"] and method != "sft":
-            problems.append(f"{where}: args.packing applies to sft only")
-        elif args["packing"] and adapter["type"] not in defaults.PACKING_SAFE_ADAPTERS:
-            problems.append(
-                f"{where}: args.packing is unsafe with {adapter['type']} (virtual tokens are "
-                "prepended to each row, so packed samples would share them)"
-            )
-        if adapter["type"] == "prefix_tuning" and args["gradient_checkpointing"]:
-            # The prefix lives in the KV cache, and transformers drops the cache under
-            # gradient checkpointing: the attention mask then no longer fits the keys.
-            problems.append(
-                f"{where}: prefix_tuning cannot be combined with gradient_checkpointing"
-            )
-        params = _method_params(method, params)
-        datasets = stage_datasets(raw["dataset"])
-        problems += [f"{where}: {p}" for p in _args_problems(args, base)]
-        early = raw.get("early_stopping")
-        if early is not None and not (raw.get("eval_dataset") or raw.get("eval_split")):
-            problems.append(f"{where}: early_stopping needs eval_dataset or eval_split")
-        base_model = resolve_model(
-            raw.get("base_model") or train.get("base_model") or "", cfg.get("models", {}), base
-        )
-        from_stage = raw.get("from")
-        if from_stage is not None:
-            if from_stage not in seen:
-                known = ", ".join(seen) or "none before this one"
-                problems.append(f"{where}: from {from_stage!r} is not an earlier stage ({known})")
-            else:
-                if seen[from_stage].method == "reward":
-                    problems.append(
-                        f"{where}: from {from_stage!r} is a reward model, not a policy to train further"
-                    )
-                base_model = str(final_dir(seen[from_stage].run_dir))
-        if not base_model:
-            problems.append(f"{where}: no model: set train.base_model or the stage's base_model")
-        reward_model = None
-        if method == "rl" and params["max_completion_length"] >= args["max_length"]:
-            problems.append(
-                f"{where}: params.max_completion_length ({params['max_completion_length']}) "
-                f"leaves no room for the prompt in args.max_length ({args['max_length']})"
-            )
-        if method == "rl":
-            rm = params["reward_model"]
-            if rm in seen:
-                if seen[rm].method != "reward":
-                    problems.append(f"{where}: reward_model {rm!r} is a {seen[rm].method} stage")
-                reward_model = str(final_dir(seen[rm].run_dir))
-            else:
-                reward_model = resolve_model(rm, cfg.get("models", {}), base)
+        adapter, quant, args, params, found = _settings(raw, base)
+        base_model, reward_model, more = _models(raw, params, seen, cfg, base)
+        problems += [f"{where}: {p}" for p in found + more]
         stage = Stage(
             name=raw["name"],
-            method=method,
+            method=raw["method"],
             dataset=raw["dataset"],
-            datasets=datasets,
+            datasets=stage_datasets(raw["dataset"]),
             base_model=base_model,
             run_dir=out / raw["name"],
             adapter=adapter,
             quantization=quant,
             args=args,
             params=params,
-            early_stopping=early,
+            early_stopping=raw.get("early_stopping"),
             eval_dataset=raw.get("eval_dataset"),
             eval_split=raw["eval_split"],
-            from_stage=from_stage,
+            from_stage=raw.get("from"),
             reward_model=reward_model,
         )
         seen[stage.name] = stage
