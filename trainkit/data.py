@@ -119,29 +119,72 @@ def load_stage_data(
     left out."""
     import datasets
 
-    chat = bool(getattr(tokenizer, "chat_template", None))
     parts = [(dataset, 1.0)] if isinstance(dataset, str) else list(dataset)
-    split_turns = assistant_only and chat and not has_generation_markers(tokenizer)
+    reader = _Rows(method, tokenizer, assistant_only, max_prompt_length)
+    train_rows, eval_rows, every, refs = _gather(
+        store, parts, reader, eval_split if not eval_dataset else 0.0, seed
+    )
+    stats = check_lengths(every, tokenizer, max_length, refs[0]["ref"])
+    if max_prompt_length is not None:
+        stats["prompts_over_budget"] = sum(reader.dropped.values())
+    train = datasets.Dataset.from_list(train_rows)
+    ev = datasets.Dataset.from_list(eval_rows) if eval_rows else None
+    if eval_dataset:
+        ev_version = store.resolve(eval_dataset)
+        ev = datasets.Dataset.from_list(reader.rows(ev_version))
+        refs.append(_ref(ev_version))
+    stats.update({"train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0})
+    if reader.split_turns:
+        stats["assistant_turns_as_completions"] = True
+    if reader.folded:
+        stats["tool_calls_as_text"] = reader.folded
+    return StageData(train, ev, refs, stats)
 
-    dropped: dict[str, int] = {}
-    # a template that does not render tool calls would train on empty assistant turns
-    fold = chat and "tool_calls" not in (getattr(tokenizer, "chat_template", None) or "")
-    folded = 0
 
-    def rows_of(v: Version) -> list[dict[str, Any]]:
-        nonlocal folded
-        rows = _rows(v, method, chat)
-        if fold:
+class _Rows:
+    """A version's rows for one method and tokenizer: converted, tool calls folded into text
+    when the template cannot render them, over-long prompts dropped (RL), conversations
+    split per assistant turn (assistant-only loss without generation markers)."""
+
+    def __init__(
+        self, method: str, tokenizer: Any, assistant_only: bool, max_prompt_length: int | None
+    ) -> None:
+        template = getattr(tokenizer, "chat_template", None) or ""
+        self.method, self.tokenizer = method, tokenizer
+        self.chat = bool(template)
+        self.split_turns = assistant_only and self.chat and not has_generation_markers(tokenizer)
+        # a template that does not render tool calls would train on empty assistant turns
+        self.fold = self.chat and "tool_calls" not in template
+        self.max_prompt_length = max_prompt_length
+        self.dropped: dict[str, int] = {}
+        self.folded = 0
+
+    def rows(self, v: Version) -> list[dict[str, Any]]:
+        rows = _rows(v, self.method, self.chat)
+        if self.fold:
             rows, n = fold_tool_calls(rows)
-            folded += n
-        if max_prompt_length is not None:
-            rows, dropped[v.ref] = drop_long_prompts(rows, tokenizer, max_prompt_length, v.ref)
-        if split_turns and "messages" in rows[0]:
+            self.folded += n
+        if self.max_prompt_length is not None:
+            rows, self.dropped[v.ref] = drop_long_prompts(
+                rows, self.tokenizer, self.max_prompt_length, v.ref
+            )
+        if self.split_turns and "messages" in rows[0]:
             rows = assistant_turns_as_completions(rows)
             if not rows:
                 raise ToolkitError(f"{v.ref}: no assistant turn to train on")
         return rows
 
+
+def _gather(
+    store: DatasetStore,
+    parts: list[tuple[str, float]],
+    reader: _Rows,
+    eval_split: float,
+    seed: int,
+) -> tuple[list[dict], list[dict], list[dict], list[dict[str, Any]]]:
+    """(train rows, eval rows, every row, refs) of the weighted parts: each part split
+    first (``eval_split``), then weighted, so a repeated row never lands on both sides;
+    every part must give rows of one shape."""
     refs: list[dict[str, Any]] = []
     every: list[dict[str, Any]] = []
     train_rows: list[dict[str, Any]] = []
@@ -149,17 +192,17 @@ def load_stage_data(
     shape: tuple[str, set[str]] | None = None
     for k, (ref, weight) in enumerate(parts):
         version = store.resolve(ref)
-        rows = rows_of(version)
-        _check_chat_template(rows, tokenizer, version.ref)
+        rows = reader.rows(version)
+        _check_chat_template(rows, reader.tokenizer, version.ref)
         keys = set(rows[0])
         if shape is not None and keys != shape[1]:
             raise ToolkitError(
-                f"{version.ref}: its {method} rows hold {', '.join(sorted(keys))}, those of "
-                f"{shape[0]} {', '.join(sorted(shape[1]))}; one stage trains on one row shape"
+                f"{version.ref}: its {reader.method} rows hold {', '.join(sorted(keys))}, those "
+                f"of {shape[0]} {', '.join(sorted(shape[1]))}; one stage trains on one row shape"
             )
         shape = shape or (version.ref, keys)
         every += rows
-        if eval_split and not eval_dataset:
+        if eval_split:
             if len(rows) < 2:
                 raise ToolkitError(
                     f"{version.ref}: eval_split needs at least 2 rows, found {len(rows)}"
@@ -173,22 +216,7 @@ def load_stage_data(
         if len(parts) > 1 or weight != 1.0:
             ref_info.update(weight=weight, rows=len(taken))
         refs.append(ref_info)
-    first = refs[0]["ref"]
-    stats = check_lengths(every, tokenizer, max_length, first)
-    if max_prompt_length is not None:
-        stats["prompts_over_budget"] = sum(dropped.values())
-    train = datasets.Dataset.from_list(train_rows)
-    ev = datasets.Dataset.from_list(eval_rows) if eval_rows else None
-    if eval_dataset:
-        ev_version = store.resolve(eval_dataset)
-        ev = datasets.Dataset.from_list(rows_of(ev_version))
-        refs.append(_ref(ev_version))
-    stats.update({"train_rows": len(train), "eval_rows": len(ev) if ev is not None else 0})
-    if split_turns:
-        stats["assistant_turns_as_completions"] = True
-    if folded:
-        stats["tool_calls_as_text"] = folded
-    return StageData(train, ev, refs, stats)
+    return train_rows, eval_rows, every, refs
 
 
 def drop_long_prompts(

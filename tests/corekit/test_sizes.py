@@ -20,7 +20,6 @@ STILL_LONG = {
     "datakit/cli_generate.py:make_command": 125,
     "datakit/ops/step.py:_run_step": 109,
     "evalkit/data/build_refusal_set.py:compose": 127,
-    "trainkit/data.py:load_stage_data": 92,
     "trainkit/stage.py:run_stage": 145,
 }
 
