@@ -155,24 +155,7 @@ def _run_step(
     """
     op = get_op(op_name)
     params = op_params(op_name, params)
-    refs = [inputs] if isinstance(inputs, str) else list(inputs)
-    if len(refs) != 1 and not op.many_inputs:
-        raise ToolkitError(f"{name}: {op_name} reads one input, got {len(refs)}")
-    srcs = [store.resolve(r) for r in refs]
-    # Instruction and chat inputs mix as chat (an instruction is a two-turn chat); other
-    # kinds do not mix.
-    as_chat = {s.kind for s in srcs} == {"instruction", "chat"}
-    if op.same_kind_inputs and len({s.kind for s in srcs}) > 1 and not as_chat:
-        kinds = ", ".join(f"{s.ref} ({s.kind})" for s in srcs)
-        raise ToolkitError(
-            f"{name}: {op_name} needs inputs of one record kind (or instruction and chat, "
-            f"mixed as chat), got {kinds}"
-        )
-    for src in srcs:
-        if src.kind not in op.inputs:
-            raise ToolkitError(
-                f"{name}: {op_name} reads {' or '.join(op.inputs)} records, but {src.ref} holds {src.kind} records"
-            )
+    srcs, as_chat = _inputs(store, name, op, inputs)
     specs = roles_used(op, engines or {})
     if op.roles and not specs:
         raise ToolkitError(f"{name}: {op_name} needs an engine")
@@ -202,34 +185,85 @@ def _run_step(
         else {}
     )
     ctx = OpContext(built, seed=seed, quiet=quiet, step=name)
-    # One engine can serve several roles (judge = engine): report each engine once.
-    shared: dict[int, list[str]] = {}
-    for role, e in built.items():
-        shared.setdefault(id(e), []).append(role)
-    roles_of = {roles[0]: "+".join(roles) for roles in shared.values()}
-    before = {role: built[role].stats.as_dict() for role in roles_of}
+    meter = _EngineMeter(built)
     kind = "chat" if op.same_kind_inputs and as_chat else op.output_kind(params, srcs[0].kind)
     result = op.load()(records if op.many_inputs else records[0], ctx, **params)
     produced = {f"{name}-{k}": v for k, v in result.items()} if op.outputs else {name: result}
     stats: dict[str, Any] = {"input_count": sum(len(r) for r in records)}
     if built:
-        stats["engine"] = {
-            roles_of[role]: _delta(before[role], built[role].stats.as_dict()) for role in roles_of
-        }
+        stats["engine"] = meter.used()
     deduped = {n: _dedupe(recs, kind, ctx) for n, recs in produced.items()}
     if not allow_empty:
         _check_not_gutted(name, op_name, stats["input_count"], deduped, ctx.drops, max_error_share)
+    versions = _write_outputs(store, deduped, kind, srcs, f"{name} ({op_name})", config, ctx, stats)
+    first_drops = next(iter(versions.values())).manifest()["stats"]["drops"]
+    return StepResult(name, op_name, versions, False, first_drops, stats.get("engine"))
+
+
+def _inputs(store: DatasetStore, name: str, op: Any, inputs: str | list[str]) -> tuple[list, bool]:
+    """The step's input versions, checked against what the op reads; and whether they mix
+    as chat (instruction and chat inputs: an instruction is a two-turn chat; other kinds
+    do not mix)."""
+    refs = [inputs] if isinstance(inputs, str) else list(inputs)
+    if len(refs) != 1 and not op.many_inputs:
+        raise ToolkitError(f"{name}: {op.name} reads one input, got {len(refs)}")
+    srcs = [store.resolve(r) for r in refs]
+    as_chat = {s.kind for s in srcs} == {"instruction", "chat"}
+    if op.same_kind_inputs and len({s.kind for s in srcs}) > 1 and not as_chat:
+        kinds = ", ".join(f"{s.ref} ({s.kind})" for s in srcs)
+        raise ToolkitError(
+            f"{name}: {op.name} needs inputs of one record kind (or instruction and chat, "
+            f"mixed as chat), got {kinds}"
+        )
+    for src in srcs:
+        if src.kind not in op.inputs:
+            raise ToolkitError(
+                f"{name}: {op.name} reads {' or '.join(op.inputs)} records, but {src.ref} "
+                f"holds {src.kind} records"
+            )
+    return srcs, as_chat
+
+
+class _EngineMeter:
+    """What each engine did during the step (calls, tokens, seconds), one entry per engine
+    even when it serves several roles (judge = engine: "engine+judge")."""
+
+    def __init__(self, built: dict[str, Any]) -> None:
+        shared: dict[int, list[str]] = {}
+        for role, e in built.items():
+            shared.setdefault(id(e), []).append(role)
+        self.built = built
+        self.roles_of = {roles[0]: "+".join(roles) for roles in shared.values()}
+        self.before = {role: built[role].stats.as_dict() for role in self.roles_of}
+
+    def used(self) -> dict[str, Any]:
+        return {
+            self.roles_of[role]: _delta(self.before[role], self.built[role].stats.as_dict())
+            for role in self.roles_of
+        }
+
+
+def _write_outputs(
+    store: DatasetStore,
+    outputs: dict[str, list[dict[str, Any]]],
+    kind: str,
+    srcs: list[Any],
+    source: str,
+    config: dict[str, Any],
+    ctx: OpContext,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
+    """Each output as a new version; the step's rejects and drop counts go with the first."""
     versions = {}
-    for i, (out_name, out) in enumerate(deduped.items()):
-        # The step's rejects and drop counts go with its first output.
+    for i, (out_name, out) in enumerate(outputs.items()):
         versions[out_name] = store.write(
             out_name,
             out,
             kind,
             parents=[s.ref for s in srcs],
-            step=op_name,
+            step=config["op"],
             config=config,
-            source=f"{name} ({op_name})",
+            source=source,
             extra_files={"rejects.jsonl": ctx.rejects, **ctx.files} if i == 0 else {},
             extra_stats={
                 **stats,
@@ -237,8 +271,7 @@ def _run_step(
                 "drops": dict(sorted(ctx.drops.items())) if i == 0 else {},
             },
         )
-    first_drops = next(iter(versions.values())).manifest()["stats"]["drops"]
-    return StepResult(name, op_name, versions, False, first_drops, stats.get("engine"))
+    return versions
 
 
 def _as_chat(rec: dict[str, Any]) -> dict[str, Any]:
