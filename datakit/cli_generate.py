@@ -18,6 +18,7 @@ from corekit.clikit import (
     engine_options,
     engine_specs_from_options,
     json_option,
+    number_option,
     quiet_option,
 )
 from corekit.schemas import load_schema
@@ -147,69 +148,76 @@ def make_command(op: Op) -> click.Command:
     when it calls a model."""
     schema = load_schema("pipeline")["definitions"][f"params_{op.name}"]
 
-    def callback(
-        input_ref: str | tuple[str, ...],
-        output: str,
-        data_root: str,
-        as_json: bool,
-        quiet: bool,
-        force: bool,
-        seed: int,
-        **kw: Any,
-    ) -> None:
-        from pathlib import Path
-
-        from corekit.engines.pool import EnginePool
-
-        from .ops.step import run_step, step_line
-        from .store import DatasetStore
-
+    def callback(input_ref: str | tuple[str, ...], output: str, **kw: Any) -> None:
         if kw.get("explain_id"):
-            return _explain(op, output, data_root, kw["explain_id"], as_json)
-        params = {k: v for k, v in kw.items() if k in schema["properties"] and v is not None}
-        from .ops.step import param_problems
+            return _explain(op, output, kw["data_root"], kw["explain_id"], kw["as_json"])
+        _run_op(op, schema, input_ref, output, kw)
 
-        for where, msg in param_problems(op.name, params):
-            # a flag's value the schema refuses is a usage error (exit 2), named by its flag
-            name = where.split(".", 1)[0]
-            flag = f"--{name.replace('_', '-')}" if name in params else None
-            raise click.BadParameter(msg, param_hint=f"'{flag}'" if flag else None)
-        inputs: str | list[str] = input_ref if isinstance(input_ref, str) else list(input_ref)
-        if op.many_inputs and "weights" in schema["properties"]:
-            inputs, weights = _weighted(list(input_ref))
-            if weights is not None:
-                params["weights"] = weights
-        roles: dict[str, Any] = {}
-        pool = None
-        if op.roles:
-            roles = engine_specs_from_options(kw)
-            pool = EnginePool(Path(kw["runs_root"]) / "cache", quiet=quiet)
-        try:
-            res = run_step(
-                DatasetStore(data_root),
-                output,
-                op.name,
-                inputs,
-                params,
-                roles,
-                pool,
-                seed=seed,
-                quiet=quiet,
-                force=force,
-                batch_size=kw.get("batch_size", 256),
-                allow_empty=kw.get("allow_empty", False),
-            )
-        finally:
-            if pool is not None:
-                pool.close()
-        st = res.summary()
-        echo_json(st) if as_json else click.echo(step_line(st))
+    f = callback
+    for d in _op_params(op, schema):
+        f = d(f)
+    if op.roles:
+        f = engine_options(op.roles)(f)
+    cmd = click.Command(op.cli_name, callback=callback, help=_op_help(op))
+    cmd.params = list(getattr(f, "__click_params__", []))
+    return cmd
 
+
+def _run_op(
+    op: Op, schema: dict[str, Any], input_ref: str | tuple[str, ...], output: str, kw: dict
+) -> None:
+    """One op as a step over INPUT into -o NAME, its flags checked by the op's schema."""
+    from pathlib import Path
+
+    from corekit.engines.pool import EnginePool
+
+    from .ops.step import param_problems, run_step, step_line
+    from .store import DatasetStore
+
+    params = {k: v for k, v in kw.items() if k in schema["properties"] and v is not None}
+    for where, msg in param_problems(op.name, params):
+        # a flag's value the schema refuses is a usage error (exit 2), named by its flag
+        name = where.split(".", 1)[0]
+        flag = f"--{name.replace('_', '-')}" if name in params else None
+        raise click.BadParameter(msg, param_hint=f"'{flag}'" if flag else None)
+    inputs: str | list[str] = input_ref if isinstance(input_ref, str) else list(input_ref)
+    if op.many_inputs and "weights" in schema["properties"]:
+        inputs, weights = _weighted(list(input_ref))
+        if weights is not None:
+            params["weights"] = weights
+    roles: dict[str, Any] = {}
+    pool = None
+    if op.roles:
+        roles = engine_specs_from_options(kw)
+        pool = EnginePool(Path(kw["runs_root"]) / "cache", quiet=kw["quiet"])
+    try:
+        res = run_step(
+            DatasetStore(kw["data_root"]),
+            output,
+            op.name,
+            inputs,
+            params,
+            roles,
+            pool,
+            seed=kw["seed"],
+            quiet=kw["quiet"],
+            force=kw["force"],
+            batch_size=kw.get("batch_size", 256),
+            allow_empty=kw.get("allow_empty", False),
+        )
+    finally:
+        if pool is not None:
+            pool.close()
+    st = res.summary()
+    echo_json(st) if kw["as_json"] else click.echo(step_line(st))
+
+
+def _op_help(op: Op) -> str:
     reads = "Reads dataset versions INPUT..." if op.many_inputs else "Reads dataset version INPUT"
     writes = "-o NAME" + (
         f" as {' and '.join(f'NAME-{o}' for o in op.outputs)}" if op.outputs else ""
     )
-    helptext = (
+    return (
         f"{op.summary}\n\n{reads}, writes the next version of {writes} (with"
         " rejects.jsonl: every dropped record and why)."
         + (
@@ -220,6 +228,11 @@ def make_command(op: Op) -> click.Command:
         + "\n\n\b\nExamples:\n  "
         + op.example.replace("\n", "\n  ")
     )
+
+
+def _op_params(op: Op, schema: dict[str, Any]) -> list[Any]:
+    """The op command's arguments and options: INPUT, -o, the shared ones, then one option
+    per parameter of the op's schema."""
     deco = [
         click.argument("input_ref", nargs=-1, required=True, metavar="INPUT...")
         if op.many_inputs
@@ -233,13 +246,7 @@ def make_command(op: Op) -> click.Command:
             is_flag=True,
             help="Run even if the same step already produced the latest version.",
         ),
-        click.option(
-            "--seed",
-            default=0,
-            show_default=True,
-            type=click.IntRange(min=0),
-            help="Seed: same seed, same records.",
-        ),
+        number_option("--seed", default=0, minimum=0, help="Seed: same seed, same records."),
         click.option(
             "--allow-empty",
             is_flag=True,
@@ -247,8 +254,7 @@ def make_command(op: Op) -> click.Command:
             "of the input to engine errors (otherwise: exit 1, nothing written).",
         ),
     ]
-    for name, prop in schema["properties"].items():
-        deco.append(_option_for(name, prop))
+    deco += [_option_for(name, prop) for name, prop in schema["properties"].items()]
     if op.explain:
         deco.append(
             click.option(
@@ -259,11 +265,4 @@ def make_command(op: Op) -> click.Command:
                 "(what was dropped for what, and how similar); runs nothing.",
             )
         )
-    f = callback
-    for d in deco:
-        f = d(f)
-    if op.roles:
-        f = engine_options(op.roles)(f)
-    cmd = click.Command(op.cli_name, callback=callback, help=helptext)
-    cmd.params = list(getattr(f, "__click_params__", []))
-    return cmd
+    return deco
