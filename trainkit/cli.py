@@ -167,7 +167,7 @@ def run_cmd(
     plan, results = run_train(
         project, only=list(stages) or None, force=force, quiet=quiet, output_dir=output_dir
     )
-    from .stage import rank
+    from .rundir import rank
 
     if rank() != 0:
         return

@@ -17,9 +17,7 @@ run dir is an error unless forced, so a run is never silently mixed with another
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -39,10 +37,8 @@ from corekit.project import Project
 from corekit.runs import (
     atomic_dir,
     atomic_write_json,
-    config_hash,
     git_commit,
     library_versions,
-    read_run,
 )
 from datakit.store import DatasetStore
 
@@ -56,6 +52,7 @@ from .callbacks import (
 from .config import Stage, TrainPlan, plan
 from .model import fp32_master_weights, is_peft_model, load_base, peft_config
 from .plot import plot_curves
+from .rundir import RunPlan, plan_run, rank, world_size
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +64,6 @@ class StageResult:
     run_dir: Path
     status: str  # trained | resumed | skipped
     metrics: dict[str, Any]
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = []
-    for p in (run_dir / "checkpoints").glob("checkpoint-*"):
-        if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file():
-            ckpts.append((int(p.name.split("-")[-1]), p))
-    return max(ckpts)[1] if ckpts else None
 
 
 def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
@@ -140,51 +121,6 @@ def common_args(stage: Stage, has_eval: bool, quiet: bool) -> dict[str, Any]:
     return out
 
 
-def model_identity(path: str | Path) -> dict[str, Any] | None:
-    """What identifies the model at ``path`` as an input of a stage.
-
-    A stage's final directory is identified by its run (config hash and when it finished),
-    so retraining that stage, even with the same config, changes it; any other local
-    directory by its files' names, sizes and modification times (a cheap fingerprint that
-    changes when the model is replaced); a hub id by itself. None when it does not exist
-    yet (the stage that makes it has not run).
-    """
-    p = Path(path)
-    run = read_run(p.parent) if p.name == adapters.FINAL_DIR else None
-    if run is not None:
-        return {
-            "run": str(p.parent),
-            "config_hash": run.get("config_hash"),
-            "finished": run.get("finished"),
-        }
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-        stats = [(str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-        return {"path": str(p), "files": config_hash(stats)}
-    if p.exists() or p.is_absolute():
-        return None
-    return {"hub": str(path)}
-
-
-def upstream_identity(stage: Stage) -> dict[str, Any]:
-    """The identity of every model the stage's result depends on besides its own config:
-    the stage it continues (``from:``) and the reward model it scores with (``rl``). Each
-    upstream stage's identity holds its own upstream's (its config hash does), so a change
-    anywhere up the chain reaches every stage below it."""
-    out: dict[str, Any] = {}
-    if stage.from_stage:
-        out["from"] = model_identity(stage.base_model)
-    if stage.reward_model:
-        out["reward_model"] = model_identity(stage.reward_model)
-    return out
-
-
-def stage_key(own: str | None, upstream: dict[str, Any]) -> str | None:
-    """The run's config hash: its own config and data, and its upstream models' identity.
-    A stage with no upstream keeps the hash of its own config alone."""
-    return config_hash({"stage": own, "upstream": upstream}) if upstream else own
-
-
 def check_device_args(stage: Stage) -> None:
     """Arguments this machine cannot run, as a clear error before anything loads."""
     import importlib.util
@@ -205,39 +141,6 @@ def check_device_args(stage: Stage) -> None:
             f"{where}.optimizer: {optim} is a bitsandbytes GPU optimizer; on a CPU use "
             "adamw_torch, adafactor or sgd"
         )
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
-def _what_differs(run_dir: Path, resolved: dict[str, Any]) -> str:
-    """Which keys of the stage config differ from the run's config.json, for the error."""
-    try:
-        old = _flat(json.loads((run_dir / "config.json").read_text()))
-    except (OSError, ValueError):
-        return ""
-    new = _flat(resolved)
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "-") != new.get(k, "-"))
-    if not keys:
-        return "; same config, other data"
-
-    def show(v: Any) -> str:
-        text = json.dumps(v) if v is not None else "unset"
-        return text if len(text) <= 30 else text[:27] + "..."
-
-    parts = [
-        f"{k} {show(old.get(k)) if k in old else 'absent'} -> "
-        f"{show(new.get(k)) if k in new else 'absent'}"
-        for k in keys[:4]
-    ]
-    more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
-    return "; differs in " + ", ".join(parts) + more
 
 
 def build_trainer(
@@ -271,47 +174,9 @@ def build_trainer(
     return trainer
 
 
-def run_stage(
-    stage: Stage,
-    store: DatasetStore,
-    repo_dir: Path,
-    quiet: bool = False,
-    force: bool = False,
-) -> StageResult:
-    run_dir = stage.run_dir
-    clock = PhaseClock()
-    versions = [store.resolve(ref) for ref, _ in stage.datasets]
-    if stage.eval_dataset:
-        versions.append(store.resolve(stage.eval_dataset))
-    resolved = stage.resolved()
-    own = config_hash({"stage": resolved, "data": [v.manifest()["sha256"] for v in versions]})
-    upstream = upstream_identity(stage)
-    key = stage_key(own, upstream)
-    prev = read_run(run_dir)
-    if prev and prev.get("config_hash") == key and prev.get("status") == "complete" and not force:
-        return StageResult(stage.name, stage.method, run_dir, "skipped", prev.get("metrics", {}))
-    stale = (
-        prev is not None
-        and prev.get("config_hash") != key
-        and prev.get("stage_hash", prev.get("config_hash")) == own
-    )
-    if stale:
-        # The stage's own config and data are unchanged; what it starts from (or the reward
-        # model it scores with) was retrained: its run is out of date, not someone else's.
-        log.info("%s: an upstream model changed since it trained; training it again", stage.name)
-    if run_dir.exists() and prev is not None and prev.get("config_hash") != key and not force:
-        if not stale:
-            raise ToolkitError(
-                f"{run_dir} holds a run of another config or dataset (stage {stage.name}"
-                f"{_what_differs(run_dir, resolved)}); pass --force to replace it, or set "
-                "another output_dir"
-            )
-    if (force or stale) and run_dir.exists() and rank() == 0:
-        shutil.rmtree(run_dir)
-    if stale:
-        prev = None
-    resume = last_checkpoint(run_dir) if prev and prev.get("config_hash") == key else None
-
+def _checked_tokenizer(stage: Stage) -> Any:
+    """The base and reward models checked, and the tokenizer the stage trains with (its own
+    chat template when it sets one: trained with, and saved with the final model)."""
     check_model(stage.base_model, f"train.stages.{stage.name}")
     if stage.reward_model:
         if is_adapter(stage.reward_model):
@@ -322,14 +187,17 @@ def run_stage(
         check_model(stage.reward_model, f"train.stages.{stage.name}.params.reward_model")
     tokenizer = load_tokenizer(stage.base_model)
     if stage.args.get("chat_template"):
-        # The stage's own template: trained with, and saved with the final model.
         tokenizer.chat_template = stage.args["chat_template"]
     check_device_args(stage)
-    clock.lap("checks")
+    return tokenizer
+
+
+def _stage_data(stage: Stage, store: DatasetStore, tokenizer: Any) -> Any:
     from .data import load_stage_data
     from .methods.rl import prompt_budget
 
-    data = load_stage_data(
+    rl = stage.method == "rl"
+    return load_stage_data(
         store,
         stage.method,
         stage.datasets,
@@ -342,35 +210,12 @@ def run_stage(
         max_prompt_length=prompt_budget(
             stage.args["max_length"], stage.params["max_completion_length"]
         )
-        if stage.method == "rl"
+        if rl
         else None,
     )
-    clock.lap("data")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    info = {
-        "name": stage.name,
-        "method": stage.method,
-        "status": "running",
-        "config_hash": key,
-        "stage_hash": own,
-        "upstream": upstream,
-        "datasets": data.refs,
-        "data_stats": data.stats,
-        "base_model": stage.base_model,
-        "libraries": library_versions(),
-        "git": git_commit(repo_dir),
-        "world_size": world_size(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if rank() == 0:
-        atomic_write_json(run_dir / "config.json", resolved)
-        atomic_write_json(run_dir / "run.json", info)
 
-    clock.lap("checks")  # config.json, run.json, library versions, git commit
-    model = load_base(stage)
-    clock.lap("load")
-    if is_peft_model(model):
-        info["continues_adapter"] = stage.base_model
+
+def _callbacks(stage: Stage, info: dict[str, Any], resume: Path | None) -> list[Any]:
     from transformers import EarlyStoppingCallback
 
     resume_step = int(resume.name.split("-")[-1]) if resume else 0
@@ -382,10 +227,57 @@ def run_stage(
                 early_stopping_threshold=stage.early_stopping["threshold"],
             )
         )
+    return callbacks
+
+
+def run_stage(
+    stage: Stage,
+    store: DatasetStore,
+    repo_dir: Path,
+    quiet: bool = False,
+    force: bool = False,
+) -> StageResult:
+    """Train one stage into its run dir (skipped when complete and unchanged, resumed from
+    its last checkpoint when interrupted); run.json says what, with what, and how long."""
+    run_dir = stage.run_dir
+    clock = PhaseClock()
+    plan = plan_run(stage, store, force)
+    if not isinstance(plan, RunPlan):
+        return StageResult(stage.name, stage.method, run_dir, "skipped", plan)
+    tokenizer = _checked_tokenizer(stage)
+    clock.lap("checks")
+    data = _stage_data(stage, store, tokenizer)
+    clock.lap("data")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "name": stage.name,
+        "method": stage.method,
+        "status": "running",
+        "config_hash": plan.key,
+        "stage_hash": plan.own,
+        "upstream": plan.upstream,
+        "datasets": data.refs,
+        "data_stats": data.stats,
+        "base_model": stage.base_model,
+        "libraries": library_versions(),
+        "git": git_commit(repo_dir),
+        "world_size": world_size(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if rank() == 0:
+        atomic_write_json(run_dir / "config.json", plan.resolved)
+        atomic_write_json(run_dir / "run.json", info)
+    clock.lap("checks")  # config.json, run.json, library versions, git commit
+    model = load_base(stage)
+    clock.lap("load")
+    if is_peft_model(model):
+        info["continues_adapter"] = stage.base_model
+    callbacks = _callbacks(stage, info, plan.resume)
     trainer = build_trainer(stage, model, tokenizer, data.train, data.eval, callbacks, quiet)
     info["world_size"] = trainer.args.world_size
     info["ddp_backend"] = trainer.args.ddp_backend
     clock.lap("trainer")  # TRL's own dataset preparation (tokenisation) and setup
+    resume = plan.resume
     out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = clock.lap("train")
     metrics = dict(out.metrics)
@@ -393,29 +285,44 @@ def run_stage(
         metrics.update(trainer.evaluate())
         clock.lap("evaluate")
     if trainer.is_world_process_zero():
-        save_final(trainer, stage, tokenizer)
-        clock.lap("save")
-        plot_curves(
-            run_dir / "metrics.jsonl",
-            run_dir / "curves.png",
-            title=f"{stage.name} ({stage.method})",
-        )
-        clock.lap("curves")
-        info.update(
-            status="complete",
-            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            seconds=round(seconds, 2),
-            global_step=trainer.state.global_step,
-            resumed_from=resume.name if resume else None,
-            metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-            final=str(final_dir(run_dir)),
-            final_kind="adapter" if is_adapter(final_dir(run_dir)) else "model",
-            phase_seconds=clock.rounded(),
-        )
-        atomic_write_json(run_dir / "run.json", info)
+        _finish(trainer, stage, tokenizer, info, clock, seconds, metrics, resume)
     return StageResult(
         stage.name, stage.method, run_dir, "resumed" if resume else "trained", metrics
     )
+
+
+def _finish(
+    trainer: Any,
+    stage: Stage,
+    tokenizer: Any,
+    info: dict[str, Any],
+    clock: PhaseClock,
+    seconds: float,
+    metrics: dict[str, Any],
+    resume: Path | None,
+) -> None:
+    """The final model saved, the curves drawn, run.json complete (rank 0 only)."""
+    run_dir = stage.run_dir
+    save_final(trainer, stage, tokenizer)
+    clock.lap("save")
+    plot_curves(
+        run_dir / "metrics.jsonl",
+        run_dir / "curves.png",
+        title=f"{stage.name} ({stage.method})",
+    )
+    clock.lap("curves")
+    info.update(
+        status="complete",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        seconds=round(seconds, 2),
+        global_step=trainer.state.global_step,
+        resumed_from=resume.name if resume else None,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        final=str(final_dir(run_dir)),
+        final_kind="adapter" if is_adapter(final_dir(run_dir)) else "model",
+        phase_seconds=clock.rounded(),
+    )
+    atomic_write_json(run_dir / "run.json", info)
 
 
 def save_final(trainer: Any, stage: Stage, tokenizer: Any) -> None:

@@ -242,7 +242,7 @@ def test_stage_identity_holds_every_upstream_model(tmp_path):
     model: retraining either changes it; a stage with no upstream keeps its own hash."""
     import json
 
-    from trainkit.stage import stage_key, upstream_identity
+    from trainkit.rundir import stage_key, upstream_identity
 
     (tmp_path / "rm-dir").mkdir()
     (tmp_path / "rm-dir" / "config.json").write_text("{}")
