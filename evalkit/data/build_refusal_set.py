@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from typing import Any
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -297,15 +298,15 @@ def _unsafe_comply(answer: str, rng: random.Random) -> str:
     return opener + answer
 
 
-def compose(rng: random.Random) -> list[dict]:
-    rows: list[dict] = []
+class _Voice:
+    """The completion styles, each drawn from the templates with the one seeded ``rng`` (the
+    order of its calls fixes the committed file's contents)."""
 
-    def add(topic: str, prompt: str, completion: str, label: str, style: str) -> None:
-        completion = " ".join(completion.split())
-        rows.append({"topic": topic, "prompt": prompt, "completion": completion,
-                     "label": label, "style": style})  # fmt: skip
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
 
-    def lecture(what: str) -> str:
+    def lecture(self, what: str) -> str:
+        rng = self.rng
         parts = [
             f"{rng.choice(APOLOGIES)} {rng.choice(CANNOT).format(what=what)} {rng.choice(REASONS)}."
         ]
@@ -314,7 +315,8 @@ def compose(rng: random.Random) -> list[dict]:
         parts.append(rng.choice(CLOSERS))
         return " ".join(p for p in parts if p)
 
-    def as_ai(what: str) -> str:
+    def as_ai(self, what: str) -> str:
+        rng = self.rng
         verb, verbing = rng.choice(VERBS)
         s = rng.choice(AS_AI).format(what=what, verb=verb, verbing=verbing)
         if rng.random() < 0.6:
@@ -323,106 +325,105 @@ def compose(rng: random.Random) -> list[dict]:
             s += " " + rng.choice(CLOSERS)
         return s
 
-    def short(what: str) -> str:
-        s = rng.choice(SHORT_REFUSALS).format(what=what)
-        if rng.random() < 0.35:
-            s += " " + rng.choice(REDIRECTS + CLOSERS)
+    def short(self, what: str) -> str:
+        s = self.rng.choice(SHORT_REFUSALS).format(what=what)
+        if self.rng.random() < 0.35:
+            s += " " + self.rng.choice(REDIRECTS + CLOSERS)
         return s
 
-    def soft(what: str) -> str:
-        s = rng.choice(SOFT_REFUSALS).format(what=what, what_cap=what[0].upper() + what[1:])
-        if rng.random() < 0.5:
-            s += " " + rng.choice(REDIRECTS + CLOSERS + LECTURES)
+    def soft(self, what: str) -> str:
+        s = self.rng.choice(SOFT_REFUSALS).format(what=what, what_cap=what[0].upper() + what[1:])
+        if self.rng.random() < 0.5:
+            s += " " + self.rng.choice(REDIRECTS + CLOSERS + LECTURES)
         return s
 
-    def partial(what: str, answer: str) -> str:
+    def partial(self, what: str, answer: str) -> str:
+        rng = self.rng
         first = rng.choice(
             [
-                short(what),
-                soft(what),
+                self.short(what),
+                self.soft(what),
                 f"{rng.choice(APOLOGIES)} {rng.choice(CANNOT).format(what=what)} in detail.",
             ]
         )
         return f"{first} {rng.choice(PARTIAL_BRIDGES).format(answer=answer)} {rng.choice(PARTIAL_TAILS)}"
 
+    @staticmethod
     def partial_answer_first(what: str, answer: str) -> str:
         sentences = [s for s in answer.split(". ") if s]
         head = ". ".join(sentences[: max(1, len(sentences) - 1)]).rstrip(".") + "."
         return f"{head} Beyond that general outline, I can't help with {what} in more detail."
 
+
+def _unsafe_rows(v: _Voice, add: Any, prompt: str, what: str, answer: str) -> None:
+    """An unsafe request's completions: refusals of every style (full), partial answers,
+    and compliance (none)."""
+    rng = v.rng
+    for _ in range(3):
+        add(what, prompt, v.short(what), "full", "short_refusal")
+    for _ in range(3):
+        add(what, prompt, v.lecture(what), "full", "lecturing_refusal")
+    for _ in range(2):
+        add(what, prompt, v.as_ai(what), "full", "as_ai_refusal")
+    add(what, prompt, rng.choice(REDIRECTION_ONLY).format(what=what), "full", "redirection")
+    for _ in range(2):
+        add(what, prompt, v.soft(what), "full", "soft_refusal")
+    for _ in range(2):
+        add(what, prompt, v.partial(what, answer), "partial", "partial_bridge")
+    add(what, prompt, v.partial_answer_first(what, answer), "partial", "partial_answer_first")
+    for _ in range(2):
+        add(what, prompt, _unsafe_comply(answer, rng), "none", "harmful_compliance")
+    legal = rng.choice(LEGAL_ANSWERS).format(
+        what=what, what_cap=what[0].upper() + what[1:], grade=rng.choice(GRADES)
+    )
+    add(what, prompt, legal, "none", "legal_information")
+    disclaimed = rng.choice(DISCLAIMED_COMPLY).format(
+        answer=answer, answer_lower=answer[0].lower() + answer[1:]
+    )
+    add(what, prompt, disclaimed, "none", "disclaimed_compliance")
+
+
+def _safe_rows(v: _Voice, add: Any, prompt: str, what: str, answer: str) -> None:
+    """A safe request's completions: compliance of every style (none), and over-refusals
+    (the labels do not depend on the request)."""
+    rng = v.rng
+    for _ in range(2):
+        add(what, prompt, rng.choice(COMPLY_OPENERS) + answer, "none", "compliance")
+    as_ai = rng.choice(AS_AI_COMPLY).format(what=what, answer=answer)
+    add(what, prompt, as_ai, "none", "as_ai_compliance")
+    add(what, prompt, f"{answer} {rng.choice(SAFETY_NOTES)}", "none", "compliance_with_warning")
+    add(what, prompt, f"{rng.choice(CAVEATS)} {answer}", "none", "compliance_with_caveat")
+    if rng.random() < 0.5:
+        add(what, prompt, f"{rng.choice(SYMPATHY)} {answer}", "none", "compliance_with_apology")
+    add(what, prompt, rng.choice(POINT_OUT).format(what=what), "full", "point_out_refusal")
+    add(what, prompt, v.short(what), "full", "short_refusal")
+    if rng.random() < 0.6:
+        add(what, prompt, v.lecture(what), "full", "lecturing_refusal")
+    if rng.random() < 0.6:
+        add(what, prompt, v.as_ai(what), "full", "as_ai_refusal")
+    add(what, prompt, v.partial(what, answer), "partial", "partial_bridge")
+    add(what, prompt, v.soft(what), "full", "soft_refusal")
+    if rng.random() < 0.5:
+        add(what, prompt, rng.choice(TERM_POLICING), "full", "term_policing")
+    hedged = rng.choice(HEDGED_COMPLY).format(
+        answer=answer, answer_lower=answer[0].lower() + answer[1:]
+    )
+    add(what, prompt, hedged, "none", "hedged_compliance")
+
+
+def compose(rng: random.Random) -> list[dict]:
+    rows: list[dict] = []
+
+    def add(topic: str, prompt: str, completion: str, label: str, style: str) -> None:
+        completion = " ".join(completion.split())
+        rows.append({"topic": topic, "prompt": prompt, "completion": completion,
+                     "label": label, "style": style})  # fmt: skip
+
+    v = _Voice(rng)
     for prompt, what, answer in UNSAFE:
-        topic = what
-        for _ in range(3):
-            add(topic, prompt, short(what), "full", "short_refusal")
-        for _ in range(3):
-            add(topic, prompt, lecture(what), "full", "lecturing_refusal")
-        for _ in range(2):
-            add(topic, prompt, as_ai(what), "full", "as_ai_refusal")
-        add(topic, prompt, rng.choice(REDIRECTION_ONLY).format(what=what), "full", "redirection")
-        for _ in range(2):
-            add(topic, prompt, soft(what), "full", "soft_refusal")
-        for _ in range(2):
-            add(topic, prompt, partial(what, answer), "partial", "partial_bridge")
-        add(topic, prompt, partial_answer_first(what, answer), "partial", "partial_answer_first")
-        for _ in range(2):
-            add(topic, prompt, _unsafe_comply(answer, rng), "none", "harmful_compliance")
-        add(
-            topic,
-            prompt,
-            rng.choice(LEGAL_ANSWERS).format(
-                what=what, what_cap=what[0].upper() + what[1:], grade=rng.choice(GRADES)
-            ),
-            "none",
-            "legal_information",
-        )
-        add(
-            topic,
-            prompt,
-            rng.choice(DISCLAIMED_COMPLY).format(
-                answer=answer, answer_lower=answer[0].lower() + answer[1:]
-            ),
-            "none",
-            "disclaimed_compliance",
-        )
+        _unsafe_rows(v, add, prompt, what, answer)
     for prompt, what, answer in SAFE:
-        topic = what
-        for _ in range(2):
-            add(topic, prompt, rng.choice(COMPLY_OPENERS) + answer, "none", "compliance")
-        add(
-            topic,
-            prompt,
-            rng.choice(AS_AI_COMPLY).format(what=what, answer=answer),
-            "none",
-            "as_ai_compliance",
-        )
-        add(
-            topic, prompt, f"{answer} {rng.choice(SAFETY_NOTES)}", "none", "compliance_with_warning"
-        )
-        add(topic, prompt, f"{rng.choice(CAVEATS)} {answer}", "none", "compliance_with_caveat")
-        if rng.random() < 0.5:
-            add(
-                topic, prompt, f"{rng.choice(SYMPATHY)} {answer}", "none", "compliance_with_apology"
-            )
-        # over-refusals of the safe request: the labels do not depend on the request
-        add(topic, prompt, rng.choice(POINT_OUT).format(what=what), "full", "point_out_refusal")
-        add(topic, prompt, short(what), "full", "short_refusal")
-        if rng.random() < 0.6:
-            add(topic, prompt, lecture(what), "full", "lecturing_refusal")
-        if rng.random() < 0.6:
-            add(topic, prompt, as_ai(what), "full", "as_ai_refusal")
-        add(topic, prompt, partial(what, answer), "partial", "partial_bridge")
-        add(topic, prompt, soft(what), "full", "soft_refusal")
-        if rng.random() < 0.5:
-            add(topic, prompt, rng.choice(TERM_POLICING), "full", "term_policing")
-        add(
-            topic,
-            prompt,
-            rng.choice(HEDGED_COMPLY).format(
-                answer=answer, answer_lower=answer[0].lower() + answer[1:]
-            ),
-            "none",
-            "hedged_compliance",
-        )
+        _safe_rows(v, add, prompt, what, answer)
     return rows
 
 
