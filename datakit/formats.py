@@ -26,6 +26,7 @@ from .readers import (
     read_xstest,
 )
 from .records import (
+    FirstCopies,
     Record,
     check_kind,
     record_id,
@@ -87,11 +88,11 @@ def without_exact_duplicates(
     """Keep the first copy of records with the same content (the same content id); each
     later copy goes to ``rejects`` with the id it repeats and where it was. A record whose
     own ``id`` repeats an earlier one with other content is left for the store to refuse."""
-    seen: dict[str, str] = {}  # content id -> where its first copy was
+    copies = FirstCopies()  # content id -> where its first copy was
     for loc, rec in records:
         if isinstance(rec, dict):
             cid = record_id(rec, kind)
-            first = seen.get(cid)
+            first = copies.copy_of(cid, loc)
             if first is not None and (rec.get("id") in (None, cid) or rec.get("id") == first):
                 rejects.append(
                     {
@@ -103,7 +104,6 @@ def without_exact_duplicates(
                     }
                 )
                 continue
-            seen.setdefault(cid, loc)
             if "id" not in rec:
                 rec = {"id": cid, **rec}  # the store would hash the same content again
         yield loc, rec

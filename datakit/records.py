@@ -65,6 +65,24 @@ def record_id(record: Record, kind: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:ID_LENGTH]
 
 
+class FirstCopies:
+    """Exact duplicates by a key: the first item with each key is kept, every later one is a
+    copy of it. The one helper of every exact-duplicate rule (import: the content id; a
+    step's outputs: the record id; the dedup op's exact method: the normalised text's
+    hash); each rule gives its own key."""
+
+    def __init__(self) -> None:
+        self._first: dict[Any, Any] = {}
+
+    def copy_of(self, key: Any, where: Any) -> Any | None:
+        """None for the first item with ``key`` (remembered as ``where``); for a later
+        one, the first one's ``where``."""
+        if key in self._first:
+            return self._first[key]
+        self._first[key] = where
+        return None
+
+
 def with_id(record: Record, kind: str) -> Record:
     """Return the record with ``id`` first and ``meta`` present (copies; input untouched)."""
     out: Record = {"id": record.get("id") or record_id(record, kind)}

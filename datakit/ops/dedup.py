@@ -247,14 +247,14 @@ def duplicate_pairs(
             texts, threshold, embedding_model, parts=parts, backend=embedding_backend
         )
     if method == "exact":
-        first: dict[str, int] = {}
+        from ..records import FirstCopies
+
+        copies = FirstCopies()
         pairs = []
         for i, t in enumerate(texts):
-            h = hashlib.sha256(normalize(t).encode()).hexdigest()
-            if h in first:
-                pairs.append((first[h], i, 1.0))
-            else:
-                first[h] = i
+            first = copies.copy_of(hashlib.sha256(normalize(t).encode()).hexdigest(), i)
+            if first is not None:
+                pairs.append((first, i, 1.0))
         return pairs
     from datasketch import MinHash, MinHashLSH
 

@@ -338,16 +338,15 @@ def _step_config(
 
 def _dedupe(records: list[dict[str, Any]], kind: str, ctx: OpContext) -> list[dict[str, Any]]:
     """Two inputs can yield the same output (same content, same id): keep the first."""
-    from ..records import record_id
+    from ..records import FirstCopies, record_id
 
-    seen: set[str] = set()
+    copies = FirstCopies()
     out = []
     for rec in records:
         rid = rec.get("id") or record_id(rec, kind)
-        if rid in seen:
+        if copies.copy_of(rid, rid) is not None:
             ctx.reject(rec, "duplicate", id=rid)
             continue
-        seen.add(rid)
         out.append(rec if "id" in rec else {"id": rid, **rec})  # the store needn't hash again
     return out
 

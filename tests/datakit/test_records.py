@@ -81,3 +81,12 @@ def test_the_filter_stats_and_review_read_the_same_response():
         kept = quality_filter([rec], OpContext(), regex="^Rain\\.$")
         assert kept == [rec] and _texts(rec)[1] == "Rain."
     assert editable_response(chat) == "Rain." and editable_response(pair) is None
+
+
+def test_first_copies_keeps_the_first_of_each_key_and_names_it_for_the_rest():
+    """The one exact-duplicate helper (import, step outputs, the dedup op's exact method)."""
+    from datakit.records import FirstCopies
+
+    copies = FirstCopies()
+    got = [copies.copy_of(k, where) for k, where in [("a", 1), ("b", 2), ("a", 3), ("a", 4)]]
+    assert got == [None, None, 1, 1]
