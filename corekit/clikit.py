@@ -177,6 +177,29 @@ def progress(iterable: Any, quiet: bool, **kwargs: Any) -> Any:
     )
 
 
+# Where model calls run: the executor of pipeline.yaml, or of a command that talks to a model.
+executor_options = [
+    click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default=None,
+        help="Where model calls run: local (this process) or ray (a pool of Ray actors per "
+        'engine; pip install -e ".[ray]"). Overrides the config\'s executor.type.',
+    ),
+    click.option(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="With --executor ray: auto, ray://HOST:10001, or unset for a local cluster.",
+    ),
+]
+
+
+def with_executor_options(f: Any) -> Any:
+    for o in executor_options:
+        f = o(f)
+    return f
+
+
 def engine_options(roles: tuple[str, ...] = ("engine",)) -> Any:
     """The options of every command that talks to a model (datakit's ops, evalkit): backend,
     model, server URLs, backend options, cache location and batch size; plus --judge-model /
@@ -228,6 +251,7 @@ def engine_options(roles: tuple[str, ...] = ("engine",)) -> Any:
                 help="Requests per engine call (the cache is written after each).",
             ),
         ]
+        opts += executor_options
         if "judge" in roles and "engine" in roles:
             opts.append(
                 click.option("--judge-model", help="Judge with another model (same backend).")
@@ -274,8 +298,16 @@ def engine_specs_from_options(kw: dict[str, Any]) -> dict[str, Any]:
             raise click.UsageError("--backend openai needs --base-url.")
         urls = list(kw["base_urls"])
         options["base_url"] = urls if len(urls) > 1 else urls[0]
-    roles = {"engine": EngineSpec(kw["backend"], kw["model"], options)}
+    ray = None
+    if kw.get("executor") == "ray":
+        from .config import with_defaults
+        from .schemas import load_schema
+
+        root = load_schema("pipeline")
+        ex = with_defaults({"type": "ray"}, root["properties"]["executor"], root)
+        ray = {**{k: v for k, v in ex.items() if k != "type"}, "address": kw.get("ray_address")}
+    roles = {"engine": EngineSpec(kw["backend"], kw["model"], options, ray)}
     for role in ("judge", "teacher"):
         if kw.get(f"{role}_model"):
-            roles[role] = EngineSpec(kw["backend"], kw[f"{role}_model"], options)
+            roles[role] = EngineSpec(kw["backend"], kw[f"{role}_model"], options, ray)
     return roles

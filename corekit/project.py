@@ -114,8 +114,33 @@ class Project:
         for name, e in (self.config.get("engines") or {}).items():
             model = self.model(e["model"], served=e["backend"] == "openai")
             spec = EngineSpec(e["backend"], model, dict(e.get("options") or {}))
+            spec.ray = self.ray_settings(e.get("ray"))
             out[name] = (spec, e["batch_size"])
         return out
+
+    @property
+    def executor(self) -> dict[str, Any]:
+        """``executor:``: where model calls run (type local or ray), defaults filled in."""
+        return self.config.get("executor") or {"type": "local"}
+
+    def ray_settings(self, engine: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """An engine's Ray placement (the executor's, then the engine's own ``ray:``), or
+        None under the local executor."""
+        ex = self.executor
+        if ex.get("type") != "ray":
+            return None
+        keys = ("replicas", "num_cpus", "num_gpus", "batch_size")
+        out = {"address": ex.get("address"), **{k: ex[k] for k in keys if k in ex}}
+        return {**out, **(engine or {})}
+
+    def with_executor(self, kind: str | None, address: str | None = None) -> Project:
+        """This project with ``executor.type`` (and ``address``) set, as --executor does."""
+        if kind is None:
+            return self
+        ex = {**self.executor, "type": kind}
+        if address:
+            ex["address"] = address
+        return dataclasses.replace(self, config={**self.config, "executor": ex})
 
     @property
     def data(self) -> dict[str, Any]:

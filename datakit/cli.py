@@ -17,6 +17,7 @@ from corekit.clikit import (
     number_option,
     quiet_option,
     setup_logging,
+    with_executor_options,
 )
 from corekit.errors import ToolkitError
 
@@ -53,6 +54,7 @@ _register_store()
 @click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
 @config_data_root_option
 @config_runs_root_option
+@with_executor_options
 @click.option("--only", multiple=True, help="Run only this step (repeatable).")
 @click.option("--force", is_flag=True, help="Re-run steps even when their config is unchanged.")
 @click.option(
@@ -73,6 +75,8 @@ def run_cmd(
     config: str,
     data_root: str | None,
     runs_root: str | None,
+    executor: str | None,
+    ray_address: str | None,
     only: tuple[str, ...],
     force: bool,
     allow_empty: bool,
@@ -95,6 +99,7 @@ def run_cmd(
       datakit run pipeline.yaml --only answers --force
       datakit run --examples 2
       datakit run pipeline.yaml --data-root /tmp/data -q
+      datakit run --executor ray --ray-address auto   # model calls on a Ray cluster
     """
     from corekit.project import Project
 
@@ -102,6 +107,7 @@ def run_cmd(
     from .stage import run_data
 
     project = Project.load(config, data_root=data_root, runs_root=runs_root, full=True)
+    project = project.with_executor(executor, ray_address)
     s = run_data(
         project,
         quiet=quiet,

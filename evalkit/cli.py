@@ -21,6 +21,7 @@ from corekit.clikit import (
     path_option,
     quiet_option,
     setup_logging,
+    with_executor_options,
 )
 
 from .cli_gate import EXIT_CODES
@@ -260,10 +261,17 @@ def predict_cmd(
 @click.argument("config", default="pipeline.yaml", required=False, type=click.Path(dir_okay=False))
 @config_data_root_option
 @config_runs_root_option
+@with_executor_options
 @quiet_option
 @json_option
 def run_cmd(
-    config: str, data_root: str | None, runs_root: str | None, quiet: bool, as_json: bool
+    config: str,
+    data_root: str | None,
+    runs_root: str | None,
+    executor: str | None,
+    ray_address: str | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Run the eval: section of CONFIG: every model on every suite, reports, gate.
 
@@ -285,6 +293,7 @@ def run_cmd(
     from .stage import run_eval
 
     project = Project.load(config, data_root=data_root, runs_root=runs_root)
+    project = project.with_executor(executor, ray_address)
     res = run_eval(project, quiet=quiet)
     reports = {k: read_report(v) for k, v in res.reports.items()}
     if as_json:

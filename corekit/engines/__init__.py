@@ -86,6 +86,10 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
         raise ToolkitError(f"{where}: the openai backend needs base_url (one URL or a list)")
     for key, hint in unknown_options(spec.backend, spec.options):
         raise ToolkitError(f"{where}: unknown option {key!r} for the {spec.backend} backend{hint}")
+    if spec.ray is not None:
+        from .ray_backend import ray_module
+
+        ray_module()  # executor: ray without the package: one line, before any work
 
 
 def unknown_options(backend: str, options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -209,7 +213,20 @@ def build_engine(
     quiet: bool = False,
     where: str = "engine",
 ) -> CachedEngine:
+    """The engine of ``spec`` behind the request cache at ``cache_path``; with ``spec.ray``
+    (``executor: ray``) served by a pool of Ray actors instead of in this process."""
     check_spec(spec, where)
+    if spec.ray is not None:
+        from .ray_backend import RayEngine, RaySettings
+
+        cache = RequestCache(cache_path) if cache_path is not None else None
+        return CachedEngine(
+            RayEngine(spec, RaySettings(**spec.ray)),
+            cache,
+            batch_size=batch_size,
+            quiet=quiet,
+            fingerprint=spec_fingerprint(spec),
+        )
     if quiet and spec.backend in ("transformers", "vllm"):
         from transformers.utils import logging as hf_logging
 

@@ -120,3 +120,6 @@ class EngineSpec:
     backend: str
     model: str
     options: dict[str, Any] = field(default_factory=dict)
+    # executor: ray: where the engine runs (RaySettings' fields: address, replicas,
+    # num_cpus, num_gpus, batch_size); None: in this process. Not part of what it answers.
+    ray: dict[str, Any] | None = None

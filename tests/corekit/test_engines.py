@@ -429,3 +429,48 @@ def test_a_second_vllm_engine_on_cpu_asks_for_what_the_process_holds_on_top(monk
     held = psutil.Process().memory_info().rss / psutil.virtual_memory().total
     assert vllm_backend._cpu_memory_share(0.3) == pytest.approx(min(0.9, held + 0.3), abs=0.01)
     assert vllm_backend._cpu_memory_share(0.3) > 0.3
+
+
+def test_executor_ray_without_ray_installed_is_one_clear_line(tmp_path, cli, monkeypatch):
+    """`executor: ray` (or --executor ray) on a machine without the ray package: exit 1, the
+    install command, no traceback, nothing written."""
+    import sys
+
+    from datakit.cli import cli as datakit
+    from tests.conftest import write_jsonl
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "Say hi.", "output": "hi"}])
+    (tmp_path / "p.yaml").write_text(
+        f"engines:\n  gen: {{backend: transformers, model: {model}}}\n"
+        "data:\n  imports:\n    - {name: seeds, source: s.jsonl}\n"
+        "  steps:\n    - {name: answers, op: respond, input: seeds, engine: gen}\n"
+    )
+    code, out = cli(datakit, "run", "p.yaml", "--executor", "ray")
+    assert code == 1
+    assert out.strip().splitlines() == [
+        'Error: executor: ray needs the ray package: pip install -e ".[ray]" '
+        "(or make setup EXTRAS=ray)"
+    ]
+    assert not (tmp_path / "data").exists()  # refused before the imports
+
+
+def test_the_executor_places_each_engine(tmp_path):
+    """executor: ray gives every engine its Ray placement (the executor's, then the
+    engine's own ray:); the local executor none; --executor overrides the config's type."""
+    from corekit.project import Project
+
+    (tmp_path / "p.yaml").write_text(
+        "executor: {type: ray, address: auto, num_cpus: 2}\n"
+        "engines:\n  a: {backend: openai, model: x}\n"
+        "  b: {backend: openai, model: y, ray: {replicas: 4}}\n"
+    )
+    p = Project.load(tmp_path / "p.yaml")
+    a, b = p.engines["a"][0].ray, p.engines["b"][0].ray
+    assert a == {"address": "auto", "replicas": 1, "num_cpus": 2, "num_gpus": 0, "batch_size": 64}
+    assert b == {**a, "replicas": 4}
+    local = p.with_executor("local")
+    assert local.engines["a"][0].ray is None and local.executor["num_cpus"] == 2

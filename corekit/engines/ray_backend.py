@@ -1,0 +1,136 @@
+"""The engine protocol on a Ray cluster: the requests of a batch become a Ray Dataset, and a
+pool of actors, each holding one engine built from the same ``EngineSpec`` (vLLM,
+transformers, or the openai backend pointed at a fleet), answers them with ``map_batches``.
+
+Ray Data does the sharding, streaming, retries and placement; this module only supplies the
+per-batch function. Results come back in request order, and every request samples with its
+own seed (``Request.effective_seed``), so the output does not depend on how Ray shards or
+retries the work: a step run on Ray writes the same records as one run in-process. The
+request cache stays on the driver (``CachedEngine`` wraps this engine as any other).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..errors import ToolkitError
+from .base import Completion, EngineSpec, Request, Result
+
+INSTALL = 'pip install -e ".[ray]" (or make setup EXTRAS=ray)'
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """``executor:`` of pipeline.yaml with ``type: ray``, and an engine's placement (the
+    defaults are the schema's: Project.ray_settings and the CLI fill them in)."""
+
+    address: str | None  # auto, ray://host:10001, or None: a local cluster
+    replicas: int  # actors, each holding one engine
+    num_cpus: float  # per actor
+    num_gpus: float  # per actor
+    batch_size: int  # requests per actor call
+
+
+def ray_module() -> Any:
+    """``ray``, or one clear line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ToolkitError(f"executor: ray needs the ray package: {INSTALL}") from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """The Ray cluster at ``address`` (joined once per process), or a local one."""
+    ray = ray_module()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)  # fmt: skip
+    return ray
+
+
+def request_to_bytes(r: Request) -> bytes:
+    return orjson.dumps(r.to_dict())
+
+
+def request_from_bytes(blob: bytes) -> Request:
+    d = orjson.loads(blob)
+    for key in ("messages", "choice", "stop"):
+        if key in d:
+            d[key] = tuple(d[key])
+    return Request(**d)
+
+
+def result_to_bytes(r: Result) -> bytes:
+    return orjson.dumps({**r.to_dict(), "error": r.error})
+
+
+def result_from_bytes(blob: bytes) -> Result:
+    d = orjson.loads(blob)
+    comps = [Completion(**c) for c in d["completions"]]
+    return Result(comps, d.get("prompt_tokens", 0), error=d.get("error"))
+
+
+class _Replica:
+    """One actor of the pool: builds its engine once, then answers batches of requests."""
+
+    def __init__(self, backend: str, model: str, options: dict[str, Any]) -> None:
+        from . import _cls
+
+        self.engine = _cls(backend)(model, **options)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        requests = [request_from_bytes(bytes(b)) for b in batch["request"]]
+        results = self.engine.generate(requests)
+        out = np.empty(len(results), dtype=object)
+        out[:] = [result_to_bytes(r) for r in results]
+        return {"index": batch["index"], "result": out}
+
+
+class RayEngine:
+    """The engine of ``spec`` served by ``settings.replicas`` Ray actors."""
+
+    def __init__(self, spec: EngineSpec, settings: RaySettings) -> None:
+        self.backend = spec.backend
+        self.model = spec.model
+        self.spec = spec
+        self.settings = settings
+        self.ray = connect(settings.address)
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        if not requests:
+            return []
+        import ray.data
+
+        s = self.settings
+        rows = [{"index": i, "request": request_to_bytes(r)} for i, r in enumerate(requests)]
+        blocks = max(1, min(len(rows), s.replicas * 4))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
+        out = ds.map_batches(
+            _Replica,
+            fn_constructor_kwargs={
+                "backend": self.spec.backend,
+                "model": self.spec.model,
+                "options": dict(self.spec.options),
+            },
+            batch_size=s.batch_size,
+            concurrency=s.replicas,
+            num_cpus=s.num_cpus,
+            num_gpus=s.num_gpus,
+            batch_format="numpy",
+        )
+        results: list[Result | None] = [None] * len(requests)
+        for row in out.iter_rows():
+            results[int(row["index"])] = result_from_bytes(bytes(row["result"]))
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise ToolkitError(f"ray: {len(missing)} requests came back without a result")
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        pass  # the actors end with the dataset; the cluster is the user's
