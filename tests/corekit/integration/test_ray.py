@@ -4,6 +4,7 @@ lost mid-step (Ray retries its tasks)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -11,6 +12,9 @@ import pytest
 
 from tests.conftest import write_jsonl
 
+# Every node on loopback: Ray otherwise names a node by the address it would reach the
+# internet from (no packet is sent, but the nodes would then talk over that interface).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray")
 
 
@@ -19,9 +23,10 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    c.add_node(num_cpus=1)
+    worker = c.add_node(num_cpus=1)
+    assert c.address.startswith("127.0.0.1:")
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
-    yield c
+    yield c, worker
     ray.shutdown()
     c.shutdown()
 
@@ -29,7 +34,9 @@ def cluster():
 def _project(tmp_path, model, executor: str, address: str | None = None):
     from corekit.project import Project
 
-    prompts = [{"instruction": f"Name a thing that is {w}.", "output": "-"} for w in WORDS]
+    prompts = [
+        {"instruction": f"Name thing {i}: it is {w}.", "output": "-"} for i, w in enumerate(WORDS)
+    ]
     write_jsonl(tmp_path / "seeds.jsonl", prompts)
     ray_part = f"executor: {{type: ray, address: '{address}', replicas: 2, batch_size: 3}}\n"
     (tmp_path / "p.yaml").write_text(
@@ -40,12 +47,12 @@ def _project(tmp_path, model, executor: str, address: str | None = None):
         + f"  gen: {{backend: transformers, model: {model}, options: {{batch_size: 1}}}}\n"
         + "data:\n  imports:\n    - {name: seeds, source: seeds.jsonl}\n"
         + "  steps:\n    - name: answers\n      op: respond\n      input: seeds\n"
-        + "      engine: gen\n      params: {max_tokens: 12, temperature: 0.9}\n"
+        + "      engine: gen\n      params: {max_tokens: 12, temperature: 0.9, drop_truncated: false}\n"
     )
     return Project.load(tmp_path / "p.yaml")
 
 
-WORDS = ["red", "cold", "loud", "soft", "tiny", "old", "fast", "round", "sweet", "dark"]
+WORDS = ["red", "cold", "loud", "soft", "tiny", "old", "fast", "round", "sweet", "dark"] * 3
 
 
 def _version_bytes(project) -> tuple[bytes, bytes]:
@@ -56,6 +63,7 @@ def _version_bytes(project) -> tuple[bytes, bytes]:
 def test_a_step_on_ray_writes_what_the_local_executor_writes(tmp_path, tiny_model, cluster):
     from datakit.stage import run_data
 
+    cluster, _ = cluster
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
     local = _project(tmp_path / "local", tiny_model, "local")
@@ -72,18 +80,31 @@ def test_a_step_on_ray_writes_what_the_local_executor_writes(tmp_path, tiny_mode
 
 
 def test_a_lost_worker_node_mid_step_changes_nothing(tmp_path, tiny_model, cluster):
+    """(The module's last test: it leaves the cluster with its head node alone.)"""
     from datakit.stage import run_data
 
+    cluster, worker = cluster
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
     local = _project(tmp_path / "local", tiny_model, "local")
     run_data(local, quiet=True)
     on_ray = _project(tmp_path / "ray", tiny_model, "ray", cluster.address)
-    worker = cluster.add_node(num_cpus=1)
     done: dict = {}
     t = threading.Thread(target=lambda: done.update(s=run_data(on_ray, quiet=True)))
     t.start()
-    time.sleep(8)  # the actors are starting or answering
+    # Remove the node once one of the step's actors holds its CPU (starting or answering).
+    from ray._private.state import available_resources_per_node
+
+    deadline = time.monotonic() + 120
+
+    def worker_busy() -> bool:  # Ray leaves out a resource none is left of
+        free = available_resources_per_node().get(worker.node_id)
+        return free is not None and free.get("CPU", 0) < 1
+
+    while not worker_busy():
+        assert time.monotonic() < deadline and "s" not in done, "no actor on the worker node"
+        time.sleep(0.2)
+    assert "s" not in done  # mid-step
     cluster.remove_node(worker)
     t.join(timeout=600)
     assert "s" in done, "the step did not finish after the node was lost"
