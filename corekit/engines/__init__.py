@@ -221,7 +221,7 @@ def build_engine(
 
         cache = RequestCache(cache_path) if cache_path is not None else None
         return CachedEngine(
-            RayEngine(spec, RaySettings(**spec.ray)),
+            RayEngine(spec, RaySettings(**spec.ray), BACKENDS[spec.backend][0]),
             cache,
             batch_size=batch_size,
             quiet=quiet,

@@ -77,10 +77,11 @@ def result_from_bytes(blob: bytes) -> Result:
 class _Replica:
     """One actor of the pool: builds its engine once, then answers batches of requests."""
 
-    def __init__(self, backend: str, model: str, options: dict[str, Any]) -> None:
-        from . import _cls
+    def __init__(self, target: str, model: str, options: dict[str, Any]) -> None:
+        import importlib
 
-        self.engine = _cls(backend)(model, **options)
+        module, _, name = target.partition(":")  # the backend's "module:Class"
+        self.engine = getattr(importlib.import_module(module), name)(model, **options)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -95,7 +96,9 @@ class _Replica:
 class RayEngine:
     """The engine of ``spec`` served by ``settings.replicas`` Ray actors."""
 
-    def __init__(self, spec: EngineSpec, settings: RaySettings) -> None:
+    def __init__(self, spec: EngineSpec, settings: RaySettings, target: str) -> None:
+        """``target``: the backend's engine class as "module:Class" (engines.BACKENDS)."""
+        self.target = target
         self.backend = spec.backend
         self.model = spec.model
         self.spec = spec
@@ -114,7 +117,7 @@ class RayEngine:
         out = ds.map_batches(
             _Replica,
             fn_constructor_kwargs={
-                "backend": self.spec.backend,
+                "target": self.target,
                 "model": self.spec.model,
                 "options": dict(self.spec.options),
             },
