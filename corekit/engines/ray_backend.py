@@ -52,6 +52,14 @@ def connect(address: str | None) -> Any:
     return ray
 
 
+def cluster_info() -> dict[str, Any]:
+    """What a version made on Ray records in its manifest: the executor, the cluster's live
+    node count, the Ray version."""
+    ray = ray_module()
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive")) if ray.is_initialized() else 0
+    return {"type": "ray", "nodes": nodes, "ray": ray.__version__}
+
+
 def request_to_bytes(r: Request) -> bytes:
     return orjson.dumps(r.to_dict())
 

@@ -192,6 +192,10 @@ def _run_step(
     stats: dict[str, Any] = {"input_count": sum(len(r) for r in records)}
     if built:
         stats["engine"] = meter.used()
+    if any(s.ray is not None for s in specs.values()):
+        from corekit.engines.ray_backend import cluster_info
+
+        stats["executor"] = cluster_info()
     deduped = {n: _dedupe(recs, kind, ctx) for n, recs in produced.items()}
     if not allow_empty:
         _check_not_gutted(name, op_name, stats["input_count"], deduped, ctx.drops, max_error_share)

@@ -474,3 +474,25 @@ def test_the_executor_places_each_engine(tmp_path):
     assert b == {**a, "replicas": 4}
     local = p.with_executor("local")
     assert local.engines["a"][0].ray is None and local.executor["num_cpus"] == 2
+
+
+def test_generate_commands_take_the_executor_flag(tmp_path, cli, monkeypatch):
+    """--executor ray on a command with engine options reaches its engine (here: the
+    missing package's line, before the step runs)."""
+    import sys
+
+    from datakit.cli import cli as datakit
+    from tests.conftest import write_jsonl
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "Say hi.", "output": "hi"}])
+    assert cli(datakit, "import", "s.jsonl", "--name", "seeds")[0] == 0
+    code, out = cli(
+        datakit, "generate", "respond", "seeds", "-o", "answers", "--backend", "transformers",
+        "--model", str(model), "--executor", "ray",
+    )  # fmt: skip
+    assert code == 1 and "executor: ray needs the ray package" in out
+    assert not (tmp_path / "data" / "answers").exists()

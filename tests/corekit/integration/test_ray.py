@@ -4,6 +4,7 @@ lost mid-step (Ray retries its tasks)."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -74,6 +75,8 @@ def test_a_step_on_ray_writes_what_the_local_executor_writes(tmp_path, tiny_mode
     step = summary.steps[0]
     assert step["count"] + sum(step["drops"].values()) == len(WORDS) and step["count"] > 0
     assert _version_bytes(on_ray) == _version_bytes(local)
+    manifest = json.loads((on_ray.data_root / "answers" / "v1" / "manifest.json").read_text())
+    assert manifest["stats"]["executor"] == {"type": "ray", "nodes": 2, "ray": ray.__version__}
     # a re-run on Ray answers from the driver's request cache: no model call
     again = run_data(on_ray, quiet=True, force=True)
     assert again.steps[0]["engine"]["engine"]["model_calls"] == 0
