@@ -130,7 +130,7 @@ class RayEngine:
                 "options": dict(self.spec.options),
             },
             batch_size=s.batch_size,
-            concurrency=s.replicas,
+            compute=ray.data.ActorPoolStrategy(size=s.replicas),
             num_cpus=s.num_cpus,
             num_gpus=s.num_gpus,
             batch_format="numpy",
