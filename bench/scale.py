@@ -71,9 +71,6 @@ def main() -> None:
     model = random_llama("datakit-bench-scale-llama", llama_dims(128, 2, 2, 344), 512)
     cores = os.cpu_count() or 1
     ray.init(num_cpus=max(2, cores), include_dashboard=False, log_to_driver=False)
-    from ray.data import DataContext
-
-    DataContext.get_current().enable_progress_bars = False
     requests = _requests(n)
     settings = {"address": None, "num_cpus": 1, "num_gpus": 0, "batch_size": 16}
     local_s, local_texts = _run(model, requests, None)

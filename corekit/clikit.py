@@ -298,14 +298,9 @@ def engine_specs_from_options(kw: dict[str, Any]) -> dict[str, Any]:
             raise click.UsageError("--backend openai needs --base-url.")
         urls = list(kw["base_urls"])
         options["base_url"] = urls if len(urls) > 1 else urls[0]
-    ray = None
-    if kw.get("executor") == "ray":
-        from .config import with_defaults
-        from .schemas import load_schema
+    from .engines.ray_backend import cli_executor, placement
 
-        root = load_schema("pipeline")
-        ex = with_defaults({"type": "ray"}, root["properties"]["executor"], root)
-        ray = {**{k: v for k, v in ex.items() if k != "type"}, "address": kw.get("ray_address")}
+    ray = placement(cli_executor(kw.get("executor"), kw.get("ray_address")))
     roles = {"engine": EngineSpec(kw["backend"], kw["model"], options, ray)}
     for role in ("judge", "teacher"):
         if kw.get(f"{role}_model"):

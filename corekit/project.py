@@ -126,12 +126,9 @@ class Project:
     def ray_settings(self, engine: dict[str, Any] | None = None) -> dict[str, Any] | None:
         """An engine's Ray placement (the executor's, then the engine's own ``ray:``), or
         None under the local executor."""
-        ex = self.executor
-        if ex.get("type") != "ray":
-            return None
-        keys = ("replicas", "num_cpus", "num_gpus", "batch_size")
-        out = {"address": ex.get("address"), **{k: ex[k] for k in keys if k in ex}}
-        return {**out, **(engine or {})}
+        from .engines.ray_backend import placement
+
+        return placement(self.executor, engine)
 
     def with_executor(self, kind: str | None, address: str | None = None) -> Project:
         """This project with ``executor.type`` (and ``address``) set, as --executor does."""

@@ -34,6 +34,33 @@ class RaySettings:
     batch_size: int  # requests per actor call
 
 
+PLACEMENT = ("replicas", "num_cpus", "num_gpus", "batch_size")
+
+
+def placement(
+    executor: dict[str, Any] | None, engine: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """An engine's Ray placement (``EngineSpec.ray``): the executor's address and
+    placement, then the engine's own ``ray:``; None unless ``executor.type`` is ray.
+    ``executor`` has the schema's defaults filled in (pipeline.yaml's, or --executor's)."""
+    if not executor or executor.get("type") != "ray":
+        return None
+    out = {"address": executor.get("address"), **{k: executor[k] for k in PLACEMENT}}
+    return {**out, **(engine or {})}
+
+
+def cli_executor(kind: str | None, address: str | None) -> dict[str, Any] | None:
+    """``--executor``/``--ray-address`` as an executor section, the schema's defaults in."""
+    if kind is None:
+        return None
+    from ..config import with_defaults
+    from ..schemas import load_schema
+
+    root = load_schema("pipeline")
+    given = {"type": kind, **({"address": address} if address else {})}
+    return with_defaults(given, root["properties"]["executor"], root)
+
+
 def ray_module() -> Any:
     """``ray``, or one clear line saying how to install it."""
     try:
@@ -112,6 +139,14 @@ class RayEngine:
         self.spec = spec
         self.settings = settings
         self.ray = connect(settings.address)
+        import logging
+
+        from ray.data import DataContext
+
+        # The request cache's own bar shows the progress (and -q hides it): Ray Data's
+        # bars and per-operator progress lines would repeat it.
+        DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def generate(self, requests: list[Request]) -> list[Result]:
         if not requests:

@@ -496,3 +496,18 @@ def test_generate_commands_take_the_executor_flag(tmp_path, cli, monkeypatch):
     )  # fmt: skip
     assert code == 1 and "executor: ray needs the ray package" in out
     assert not (tmp_path / "data" / "answers").exists()
+
+
+def test_the_executor_flags_place_an_engine_as_the_config_would(tmp_path):
+    """--executor ray --ray-address auto gives the placement `executor: {type: ray, address:
+    auto}` gives (one function, the schema's defaults); --executor local and no flag none."""
+    from corekit.engines.ray_backend import cli_executor, placement
+    from corekit.project import Project
+
+    (tmp_path / "p.yaml").write_text(
+        "executor: {type: ray, address: auto}\nengines:\n  a: {backend: openai, model: x}\n"
+    )
+    from_config = Project.load(tmp_path / "p.yaml").engines["a"][0].ray
+    assert placement(cli_executor("ray", "auto")) == from_config
+    assert from_config["address"] == "auto" and from_config["replicas"] >= 1
+    assert placement(cli_executor("local", None)) is None and cli_executor(None, None) is None
