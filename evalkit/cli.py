@@ -285,6 +285,7 @@ def run_cmd(
     Examples:
       evalkit run pipeline.yaml
       evalkit run pipeline.yaml --runs-root /tmp/runs -q
+      evalkit run --executor ray --ray-address auto    # predictions on a Ray cluster
     """
     from corekit.project import Project
 
