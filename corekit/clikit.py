@@ -286,6 +286,18 @@ def _parse_engine_opts(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def cli_executor(kind: str | None, address: str | None) -> dict[str, Any] | None:
+    """``--executor``/``--ray-address`` as an executor section, the schema's defaults in."""
+    if kind is None:
+        return None
+    from .config import with_defaults
+    from .schemas import load_schema
+
+    root = load_schema("pipeline")
+    given = {"type": kind, **({"address": address} if address else {})}
+    return with_defaults(given, root["properties"]["executor"], root)
+
+
 def engine_specs_from_options(kw: dict[str, Any]) -> dict[str, Any]:
     """Role -> EngineSpec from the values of :func:`engine_options`."""
     from .engines import EngineSpec
@@ -298,7 +310,7 @@ def engine_specs_from_options(kw: dict[str, Any]) -> dict[str, Any]:
             raise click.UsageError("--backend openai needs --base-url.")
         urls = list(kw["base_urls"])
         options["base_url"] = urls if len(urls) > 1 else urls[0]
-    from .engines.ray_backend import cli_executor, placement
+    from .engines.ray_backend import placement
 
     ray = placement(cli_executor(kw.get("executor"), kw.get("ray_address")))
     roles = {"engine": EngineSpec(kw["backend"], kw["model"], options, ray)}

@@ -49,18 +49,6 @@ def placement(
     return {**out, **(engine or {})}
 
 
-def cli_executor(kind: str | None, address: str | None) -> dict[str, Any] | None:
-    """``--executor``/``--ray-address`` as an executor section, the schema's defaults in."""
-    if kind is None:
-        return None
-    from ..config import with_defaults
-    from ..schemas import load_schema
-
-    root = load_schema("pipeline")
-    given = {"type": kind, **({"address": address} if address else {})}
-    return with_defaults(given, root["properties"]["executor"], root)
-
-
 def ray_module() -> Any:
     """``ray``, or one clear line saying how to install it."""
     try:

@@ -501,7 +501,8 @@ def test_generate_commands_take_the_executor_flag(tmp_path, cli, monkeypatch):
 def test_the_executor_flags_place_an_engine_as_the_config_would(tmp_path):
     """--executor ray --ray-address auto gives the placement `executor: {type: ray, address:
     auto}` gives (one function, the schema's defaults); --executor local and no flag none."""
-    from corekit.engines.ray_backend import cli_executor, placement
+    from corekit.clikit import cli_executor
+    from corekit.engines.ray_backend import placement
     from corekit.project import Project
 
     (tmp_path / "p.yaml").write_text(
