@@ -2,7 +2,9 @@
 
 Misses are sent to the backend in chunks of ``batch_size`` and each finished chunk is
 appended to the cache before the next starts, so a killed run loses at most one chunk and
-an identical re-run makes no model calls at all.
+an identical re-run makes no model calls at all. An engine that streams its results back
+(``stream``: the Ray executor) gets every miss at once, and each result is appended as it
+arrives: a killed run loses only what was in flight.
 """
 
 from __future__ import annotations
@@ -109,36 +111,74 @@ class CachedEngine:
                 dynamic_ncols=True,
             )
         try:
-            for start in range(0, len(todo), self.batch_size):
-                chunk = todo[start : start + self.batch_size]
-                t0 = time.perf_counter()
-                out = self.engine.generate([requests[pending[k][0]] for k in chunk])
-                self.stats.seconds += time.perf_counter() - t0
-                self.stats.model_calls += len(chunk)
-                done = []
-                for k, res in zip(chunk, out, strict=True):
-                    for i in pending[k]:
-                        results[i] = res
-                    if res.ok:
-                        done.append((k, res))
-                        self.stats.prompt_tokens += res.prompt_tokens
-                        self.stats.completion_tokens += sum(
-                            c.completion_tokens for c in res.completions
-                        )
-                    else:
-                        self.stats.errors += 1
-                if self.cache is not None:
-                    self.cache.put_many(done)
-                if bar is not None:
-                    bar.update(len(chunk))
-                    if self.stats.seconds:
-                        bar.set_postfix_str(
-                            f"{self.stats.completion_tokens / self.stats.seconds:,.0f} tok/s"
-                        )
+            if hasattr(self.engine, "stream"):
+                self._stream(requests, todo, pending, results, bar)
+            else:
+                for start in range(0, len(todo), self.batch_size):
+                    chunk = todo[start : start + self.batch_size]
+                    t0 = time.perf_counter()
+                    out = self.engine.generate([requests[pending[k][0]] for k in chunk])
+                    self.stats.seconds += time.perf_counter() - t0
+                    done = [
+                        self._record(k, res, pending, results)
+                        for k, res in zip(chunk, out, strict=True)
+                    ]
+                    if self.cache is not None:
+                        self.cache.put_many([d for d in done if d is not None])
+                    self._advance(bar, len(chunk))
         finally:
             if bar is not None:
                 bar.close()
         return results  # type: ignore[return-value]
+
+    def _record(
+        self, key: str, res: Result, pending: dict[str, list[int]], results: list[Any]
+    ) -> tuple[str, Result] | None:
+        """A finished request: its result in every slot that asked it, counted; the cache
+        entry to store (None for an error, which a re-run asks again)."""
+        self.stats.model_calls += 1
+        for i in pending[key]:
+            results[i] = res
+        if not res.ok:
+            self.stats.errors += 1
+            return None
+        self.stats.prompt_tokens += res.prompt_tokens
+        self.stats.completion_tokens += sum(c.completion_tokens for c in res.completions)
+        return key, res
+
+    def _stream(
+        self,
+        requests: list[Request],
+        todo: list[str],
+        pending: dict[str, list[int]],
+        results: list[Any],
+        bar: Any,
+    ) -> None:
+        """Every miss in one call of an engine that streams its results back (Ray): each is
+        written to the cache as it arrives (fsynced at most every second and at the end),
+        so a driver killed mid-step asks none of them again."""
+        t0 = last_sync = time.perf_counter()
+        base = self.stats.seconds
+        try:
+            for n, res in self.engine.stream([requests[pending[k][0]] for k in todo]):
+                entry = self._record(todo[n], res, pending, results)
+                if self.cache is not None and entry is not None:
+                    now = time.perf_counter()
+                    self.cache.put_many([entry], sync=now - last_sync >= 1.0)
+                    last_sync = now if now - last_sync >= 1.0 else last_sync
+                self.stats.seconds = base + time.perf_counter() - t0
+                self._advance(bar, 1)
+        finally:
+            if self.cache is not None:
+                self.cache.sync()
+
+    def _advance(self, bar: Any, n: int) -> None:
+        if bar is not None:
+            bar.update(n)
+            if self.stats.seconds:
+                bar.set_postfix_str(
+                    f"{self.stats.completion_tokens / self.stats.seconds:,.0f} tok/s"
+                )
 
     def close(self) -> None:
         self.engine.close()

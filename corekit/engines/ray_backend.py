@@ -11,6 +11,7 @@ request cache stays on the driver (``CachedEngine`` wraps this engine as any oth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +61,22 @@ def ray_module() -> Any:
 
 def connect(address: str | None) -> Any:
     """The Ray cluster at ``address`` (joined once per process), or a local one."""
+    import logging
+    import os
+
     ray = ray_module()
     if not ray.is_initialized():
+        # Ray's own driver-side lines (its C++ core's notices, "Started a local Ray
+        # instance") would interleave with the tool's output; its logs keep them.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True)  # fmt: skip
+                 ignore_reinit_error=True, logging_level=logging.WARNING)  # fmt: skip
+    from ray.data import DataContext
+
+    # The request cache's own bar shows the progress (and -q hides it): Ray Data's bars,
+    # per-operator progress lines and its notice that they are off would repeat it.
+    DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     return ray
 
 
@@ -97,23 +110,40 @@ def result_from_bytes(blob: bytes) -> Result:
     return Result(comps, d.get("prompt_tokens", 0), error=d.get("error"))
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and its message's first line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 class _Replica:
-    """One actor of the pool: builds its engine once, then answers batches of requests."""
+    """One actor of the pool: builds its engine once, then answers batches of requests.
+
+    An engine that fails to start is not raised from the constructor (Ray would restart
+    the actor and print each death's traceback): every batch then comes back marked with
+    the failure, and the driver stops the step with that one line."""
 
     def __init__(self, target: str, model: str, options: dict[str, Any]) -> None:
         import importlib
 
-        module, _, name = target.partition(":")  # the backend's "module:Class"
-        self.engine = getattr(importlib.import_module(module), name)(model, **options)
+        self.failed = ""
+        try:
+            module, _, name = target.partition(":")  # the backend's "module:Class"
+            self.engine = getattr(importlib.import_module(module), name)(model, **options)
+        except Exception as e:  # noqa: BLE001 - reported to the driver as one line
+            self.failed = first_line(e)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        requests = [request_from_bytes(bytes(b)) for b in batch["request"]]
-        results = self.engine.generate(requests)
-        out = np.empty(len(results), dtype=object)
-        out[:] = [result_to_bytes(r) for r in results]
-        return {"index": batch["index"], "result": out}
+        out = np.empty(len(batch["request"]), dtype=object)
+        if self.failed:
+            out[:] = [b""] * len(out)
+        else:
+            requests = [request_from_bytes(bytes(b)) for b in batch["request"]]
+            out[:] = [result_to_bytes(r) for r in self.engine.generate(requests)]
+        failed = np.array([self.failed] * len(out), dtype=object)
+        return {"index": batch["index"], "result": out, "failed": failed}
 
 
 class RayEngine:
@@ -127,18 +157,21 @@ class RayEngine:
         self.spec = spec
         self.settings = settings
         self.ray = connect(settings.address)
-        import logging
-
-        from ray.data import DataContext
-
-        # The request cache's own bar shows the progress (and -q hides it): Ray Data's
-        # bars and per-operator progress lines would repeat it.
-        DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def generate(self, requests: list[Request]) -> list[Result]:
+        results: list[Result | None] = [None] * len(requests)
+        for i, result in self.stream(requests):
+            results[i] = result
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise ToolkitError(f"ray: {len(missing)} requests came back without a result")
+        return results  # type: ignore[return-value]
+
+    def stream(self, requests: list[Request]) -> Iterator[tuple[int, Result]]:
+        """(index, result) of each request as the replicas finish it, in no set order
+        (the request cache stores each one as it comes: a killed driver loses none)."""
         if not requests:
-            return []
+            return
         import ray.data
 
         s = self.settings
@@ -158,13 +191,13 @@ class RayEngine:
             num_gpus=s.num_gpus,
             batch_format="numpy",
         )
-        results: list[Result | None] = [None] * len(requests)
         for row in out.iter_rows():
-            results[int(row["index"])] = result_from_bytes(bytes(row["result"]))
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            raise ToolkitError(f"ray: {len(missing)} requests came back without a result")
-        return results  # type: ignore[return-value]
+            if row["failed"]:
+                raise ToolkitError(
+                    f"executor ray: the {self.backend} engine of {self.model} did not start "
+                    f"on a replica: {row['failed']}"
+                )
+            yield int(row["index"]), result_from_bytes(bytes(row["result"]))
 
     def close(self) -> None:
         pass  # the actors end with the dataset; the cluster is the user's

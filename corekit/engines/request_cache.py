@@ -70,7 +70,9 @@ class RequestCache:
         d = self._entries.get(key)
         return Result.from_dict(d) if d is not None else None
 
-    def put_many(self, items: list[tuple[str, Result]]) -> None:
+    def put_many(self, items: list[tuple[str, Result]], sync: bool = True) -> None:
+        """Append ``items``; ``sync``: fsync now (else the next sync does; a killed
+        process loses nothing written, only a machine's crash would)."""
         if not items:
             return
         buf = bytearray()
@@ -79,6 +81,11 @@ class RequestCache:
             self._entries[key] = d
             buf += orjson.dumps({"k": key, "r": d}) + b"\n"
         self._f.write(bytes(buf))
+        self._f.flush()
+        if sync:
+            os.fsync(self._f.fileno())
+
+    def sync(self) -> None:
         self._f.flush()
         os.fsync(self._f.fileno())
 

@@ -32,11 +32,12 @@ def cluster():
     c.shutdown()
 
 
-def _project(tmp_path, model, executor: str, address: str | None = None):
+def _project(tmp_path, model, executor: str, address: str | None = None, words=None):
     from corekit.project import Project
 
     prompts = [
-        {"instruction": f"Name thing {i}: it is {w}.", "output": "-"} for i, w in enumerate(WORDS)
+        {"instruction": f"Name thing {i}: it is {w}.", "output": "-"}
+        for i, w in enumerate(words or WORDS)
     ]
     write_jsonl(tmp_path / "seeds.jsonl", prompts)
     ray_part = f"executor: {{type: ray, address: '{address}', replicas: 2, batch_size: 3}}\n"
@@ -96,6 +97,66 @@ def test_a_step_on_ray_writes_what_the_local_executor_writes(tmp_path, tiny_mode
     # a re-run on Ray answers from the driver's request cache: no model call
     again = run_data(on_ray, quiet=True, force=True)
     assert again.steps[0]["engine"]["engine"]["model_calls"] == 0
+
+
+def _cached(project) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in project.cache_dir.glob("*.jsonl"))
+
+
+def test_a_killed_driver_resumes_without_asking_a_finished_request_again(
+    tmp_path, tiny_model, cluster
+):
+    """The driver writes each result to the request cache as it streams back: kill the
+    `datakit run` process mid-step, and the re-run sends only what was not finished."""
+    import signal
+    import subprocess
+    import sys
+
+    from datakit.stage import run_data
+
+    cluster, _ = cluster
+    words = WORDS * 2
+    on_ray = _project(tmp_path, tiny_model, "ray", cluster.address, words)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-m", "datakit.cli", "run", str(tmp_path / "p.yaml"), "-q"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while _cached(on_ray) < 4:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no result reached the cache"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cached = _cached(on_ray)
+    assert 4 <= cached < len(words)  # killed mid-step, with finished requests cached
+    assert not (on_ray.data_root / "answers").exists()  # and no version written
+    summary = run_data(on_ray, quiet=True)
+    used = summary.steps[0]["engine"]["engine"]
+    assert used["cache_hits"] == cached
+    assert used["model_calls"] == len(words) - cached
+
+
+def test_a_replica_whose_engine_cannot_start_is_one_line(tmp_path, tiny_model, cluster):
+    """A model the driver can read but a replica cannot load (its weights cut short):
+    `datakit run` says so in one line, exit 1, and writes no version."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from datakit.cli import cli
+
+    cluster, _ = cluster
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    project = _project(tmp_path, broken, "ray", cluster.address)
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "p.yaml"), "-q"])
+    assert res.exit_code == 1, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "did not start on a replica" in lines[0], res.output
+    assert "broken-model" in lines[0] and "Traceback" not in res.output
+    assert not (project.data_root / "answers").exists()
 
 
 def test_a_lost_worker_node_mid_step_changes_nothing(tmp_path, tiny_model, cluster):
