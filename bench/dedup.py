@@ -171,7 +171,8 @@ def ann_recall(n: int) -> tuple[float, int, float]:
     import numpy as np
 
     from corekit.embeddings import embed_whole, load_runtime
-    from datakit.ops.dedup import SEMANTIC_THRESHOLD, neighbour_pairs
+    from datakit.ops.dedup import SEMANTIC_THRESHOLD
+    from datakit.ops.dedup_search import neighbour_pairs
 
     load_runtime()  # onnxruntime before usearch: the other order crashes the process
     from usearch.index import Index

@@ -177,14 +177,16 @@ def progress(iterable: Any, quiet: bool, **kwargs: Any) -> Any:
     )
 
 
-# Where model calls run: the executor of pipeline.yaml, or of a command that talks to a model.
+# Where model calls (and dedup's embeddings and search) run: the executor of pipeline.yaml,
+# or of a command that talks to a model or dedups.
 executor_options = [
     click.option(
         "--executor",
         type=click.Choice(["local", "ray"]),
         default=None,
-        help="Where model calls run: local (this process) or ray (a pool of Ray actors per "
-        'engine; pip install -e ".[ray]"). Overrides the config\'s executor.type.',
+        help="Where model calls and dedup's embeddings and search run: local (this process) "
+        'or ray (pools of Ray actors; pip install -e ".[ray]"). Overrides the config\'s '
+        "executor.type.",
     ),
     click.option(
         "--ray-address",

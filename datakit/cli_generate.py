@@ -20,6 +20,7 @@ from corekit.clikit import (
     json_option,
     number_option,
     quiet_option,
+    with_executor_options,
 )
 from corekit.schemas import load_schema
 
@@ -158,6 +159,8 @@ def make_command(op: Op) -> click.Command:
         f = d(f)
     if op.roles:
         f = engine_options(op.roles)(f)
+    elif op.on_ray:
+        f = with_executor_options(f)
     cmd = click.Command(op.cli_name, callback=callback, help=_op_help(op))
     cmd.params = list(getattr(f, "__click_params__", []))
     return cmd
@@ -169,7 +172,9 @@ def _run_op(
     """One op as a step over INPUT into -o NAME, its flags checked by the op's schema."""
     from pathlib import Path
 
+    from corekit.clikit import cli_executor
     from corekit.engines.pool import EnginePool
+    from corekit.engines.ray_backend import placement
 
     from .ops.step import param_problems, run_step, step_line
     from .store import DatasetStore
@@ -204,6 +209,7 @@ def _run_op(
             force=kw["force"],
             batch_size=kw.get("batch_size", 256),
             allow_empty=kw.get("allow_empty", False),
+            executor=placement(cli_executor(kw.get("executor"), kw.get("ray_address"))),
         )
     finally:
         if pool is not None:

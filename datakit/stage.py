@@ -135,6 +135,7 @@ def _run_steps(
                 batch_size=batch,
                 allow_empty=step["allow_empty"] or allow_empty,
                 max_error_share=step["max_error_share"],
+                executor=project.ray_settings(),
             )
             summary.steps.append(res.summary())
     finally:

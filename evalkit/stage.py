@@ -250,6 +250,10 @@ def _eval_model(
         },
         "refusal_judge": ev.get("refusal_judge"),
     }
+    if spec.ray is not None:  # executor: ray, as a data version's manifest records it
+        from corekit.engines.ray_backend import cluster_info
+
+        provenance["executor"] = cluster_info()
     report = make_report(
         entries, {**info, "name": label, "engine": spec.backend}, provenance=provenance
     )

@@ -36,6 +36,7 @@ class Op:
     outputs: tuple[str, ...] = ()  # named outputs, written as <step>-<suffix>
     same_kind_inputs: bool = False  # every input holds the same record kind
     explain: str | None = None  # "module:function(version, record_id) -> rows": --explain ID
+    on_ray: bool = False  # runs its own heavy work on executor: ray (no engine needed)
 
     @property
     def cli_name(self) -> str:
@@ -184,6 +185,7 @@ OPS: dict[str, Op] = {
             command="top",
             many_inputs=True,
             explain="datakit.ops.dedup:explain",
+            on_ray=True,
         ),
         Op(
             "mix",

@@ -29,6 +29,9 @@ class OpContext:
     drops: Counter = field(default_factory=Counter)
     files: dict[str, list[Any]] = field(default_factory=dict)  # extra JSONL files to store
     stats: dict[str, Any] = field(default_factory=dict)  # extra manifest stats
+    # executor: ray's placement for an op's own heavy work (dedup's embeddings and
+    # search); None: this process
+    executor: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)

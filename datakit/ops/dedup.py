@@ -122,6 +122,7 @@ def semantic_pairs(
     vecs: Any = None,
     parts: tuple[list[str], list[str]] | None = None,
     backend: str | None = None,
+    executor: dict[str, Any] | None = None,
 ) -> list[tuple[int, int, float]]:
     """Pairs whose embeddings' cosine similarity is at least ``threshold``: each text's
     nearest neighbours come from an HNSW index (usearch), not from an all-pairs product.
@@ -129,36 +130,30 @@ def semantic_pairs(
     text's prompt and response; a pair's score is then the lower of its prompts' and its
     responses' cosines (both must match: a shared prompt with other answers is no
     duplicate), the whole text's only where a response is missing. ``backend``: the
-    embedding backend (None: the default)."""
+    embedding backend (None: the default). ``executor``: a Ray placement to embed and
+    search on a cluster (dedup_search), the same pairs as locally."""
     import numpy as np
 
-    from corekit.embeddings import embed_whole, load_runtime
+    from corekit.embeddings import backend_for
+
+    from .dedup_search import candidate_pairs, embed_blocks
 
     if len(texts) < 2:
         return []
-    # onnxruntime must be loaded before usearch: the other order crashes the process
-    # (usearch 2.x + onnxruntime 1.32, segfault in onnxruntime's module init)
-    load_runtime()
-    from usearch.index import Index
-
-    vecs = (embed_whole(texts, model, backend) if vecs is None else vecs).astype(np.float32)
-    # float32 storage: usearch's default follows the CPU (BF16 where AVX-512 BF16 exists,
-    # cosines off by up to 2.4e-4), which would make a pair near the threshold a duplicate
-    # on one machine and not on another. In float32 the distances differ between machines
-    # only by the rounding of a 384-term sum taken in another order.
-    index = Index(ndim=vecs.shape[1], metric="cos", dtype="f32")
-    index.add(np.arange(len(texts)), vecs)
+    backend = backend_for(model, backend)
+    lists = [] if vecs is not None else [texts]
+    if parts:
+        lists += [parts[0], [r or "-" for r in parts[1]]]
+    embedded = embed_blocks(lists, model, backend, executor)
+    vecs = (embedded.pop(0) if vecs is None else vecs).astype(np.float32)
     # The index proposes candidates; each pair's score is its own cosine, recomputed in
     # float32 from the two vectors (the same number whichever way the pair was found).
     # A small margin below the threshold keeps a pair the index's distance rounds away.
     margin = PART_MARGIN if parts else 1e-3
-    candidates = set()
-    for i, j in neighbour_pairs(index, vecs, threshold - margin, neighbours):
-        candidates.add((min(i, j), max(i, j)))
+    candidates = candidate_pairs(vecs, threshold - margin, neighbours, executor)
     if parts:
         prompts, responses = parts
-        p_vecs = embed_whole(prompts, model, backend).astype(np.float32)
-        r_vecs = embed_whole([r or "-" for r in responses], model, backend).astype(np.float32)
+        p_vecs, r_vecs = embedded
     out = []
     for i, j in sorted(candidates):
         if parts and responses[i] and responses[j]:
@@ -167,44 +162,6 @@ def semantic_pairs(
             sim = float(np.dot(vecs[i], vecs[j]))
         if sim >= threshold:
             out.append((i, j, round(sim, 4)))
-    return out
-
-
-MAX_NEIGHBOURS = 4096
-
-
-def neighbour_pairs(index: Any, vecs: Any, floor: float, k: int) -> list[tuple[int, int]]:
-    """(i, j) for every j among i's nearest neighbours with cosine >= ``floor``. The search
-    adapts: a record whose k-th neighbour is still above the floor may have more, so it is
-    searched again with four times k (and a search effort to match), until its list ends
-    below the floor; a record with more than 15 close matches loses none."""
-    n = len(vecs)
-    out: list[tuple[int, int]] = []
-    todo = list(range(n))
-    k = min(k, n)
-    while todo:
-        index.expansion_search = max(64, 2 * k)
-        found = index.search(vecs[todo], k)
-        # one query row comes back as a single Matches (flat keys), many as BatchMatches
-        counts = getattr(found, "counts", None)
-        keys_of, dists_of = found.keys, found.distances
-        if counts is None:
-            counts, keys_of, dists_of = [len(found.keys)], [found.keys], [found.distances]
-        again = []
-        for row, i in enumerate(todo):
-            count = int(counts[row])
-            keys, dists = keys_of[row][:count], dists_of[row][:count]
-            for j, dist in zip(keys, dists, strict=True):
-                if int(j) != i and 1.0 - float(dist) >= floor:
-                    out.append((i, int(j)))
-            if count == k and k < n and 1.0 - float(dists[-1]) >= floor:
-                again.append(i)
-        if not again or k >= min(n, MAX_NEIGHBOURS):
-            break
-        # these rows start over with a longer list (their pairs so far are found again)
-        redo = set(again)
-        out = [p for p in out if p[0] not in redo]
-        todo, k = again, min(n, MAX_NEIGHBOURS, 4 * k)
     return out
 
 
@@ -238,14 +195,17 @@ def duplicate_pairs(
     embedding_model: str | None = None,
     parts: tuple[list[str], list[str]] | None = None,
     embedding_backend: str | None = None,
+    executor: dict[str, Any] | None = None,
 ) -> list[tuple[int, int, float]]:
     """(i, j, similarity) for every pair of duplicates found, i < j. ``threshold`` is the
     shingle Jaccard for near, the embedding cosine for semantic (``parts``: see
-    :func:`semantic_pairs`)."""
+    :func:`semantic_pairs`). ``executor``: a Ray placement for the embeddings, the
+    signatures and the candidate search (exact: always here, a hash per record)."""
     if method == "semantic":
         return semantic_pairs(
-            texts, threshold, embedding_model, parts=parts, backend=embedding_backend
-        )
+            texts, threshold, embedding_model, parts=parts, backend=embedding_backend,
+            executor=executor,
+        )  # fmt: skip
     if method == "exact":
         from ..records import FirstCopies
 
@@ -256,24 +216,18 @@ def duplicate_pairs(
             if first is not None:
                 pairs.append((first, i, 1.0))
         return pairs
-    from datasketch import MinHash, MinHashLSH
+    from .dedup_search import lsh_candidates
 
     sets = [shingles(t, shingle_size) for t in texts]
-    hashes = MinHash.bulk(([s.encode() for s in sh] for sh in sets), num_perm=num_perm, seed=1)
     # Candidates are confirmed on the exact Jaccard below, so a false positive only costs a
     # set comparison while a false negative is a missed duplicate: the index is tuned for
     # recall (a lower threshold, false negatives weighted 4:1).
-    lsh = MinHashLSH(threshold=max(0.05, threshold - 0.1), num_perm=num_perm, weights=(0.2, 0.8))
+    candidates = lsh_candidates(sets, num_perm, max(0.05, threshold - 0.1), executor)
     pairs = []
-    for i, (sh, mh) in enumerate(zip(sets, hashes, strict=True)):
-        if not sh:
-            continue
-        for j in lsh.query(mh):
-            other = sets[j]
-            sim = len(sh & other) / len(sh | other)
-            if sim >= threshold:
-                pairs.append((j, i, round(sim, 4)))
-        lsh.insert(i, mh)
+    for i, j in sorted(candidates):
+        sim = len(sets[i] & sets[j]) / len(sets[i] | sets[j])
+        if sim >= threshold:
+            pairs.append((i, j, round(sim, 4)))
     return pairs
 
 
@@ -404,6 +358,7 @@ def run(
         embedding_model,
         parts=parts,
         embedding_backend=embedding_backend,
+        executor=ctx.executor,
     )
     if method == "semantic":
         from corekit.embeddings import backend_for

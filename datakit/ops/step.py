@@ -144,6 +144,7 @@ def _run_step(
     batch_size: int = 256,
     allow_empty: bool = False,
     max_error_share: float = 0.5,
+    executor: dict[str, Any] | None = None,
 ) -> StepResult:
     """Run op ``op_name`` over the input versions; store its output(s); skip if unchanged.
 
@@ -151,7 +152,8 @@ def _run_step(
     without roles (curation) need none. An op with named outputs writes ``<name>-<suffix>``.
     A step whose non-empty input gives no records, or that loses more than
     ``max_error_share`` of its input to engine errors, fails and writes nothing unless
-    ``allow_empty``.
+    ``allow_empty``. ``executor``: the Ray placement (``ray_backend.placement``) for an op
+    that runs its own work on Ray (dedup); None: here.
     """
     op = get_op(op_name)
     params = op_params(op_name, params)
@@ -184,7 +186,12 @@ def _run_step(
         if pool
         else {}
     )
-    ctx = OpContext(built, seed=seed, quiet=quiet, step=name)
+    on_ray = executor if op.on_ray else None
+    if on_ray is not None:
+        from corekit.engines.ray_backend import ray_module
+
+        ray_module()  # one line without the package, before any work
+    ctx = OpContext(built, seed=seed, quiet=quiet, step=name, executor=on_ray)
     meter = _EngineMeter(built)
     kind = "chat" if op.same_kind_inputs and as_chat else op.output_kind(params, srcs[0].kind)
     result = op.load()(records if op.many_inputs else records[0], ctx, **params)
@@ -192,7 +199,7 @@ def _run_step(
     stats: dict[str, Any] = {"input_count": sum(len(r) for r in records)}
     if built:
         stats["engine"] = meter.used()
-    if any(s.ray is not None for s in specs.values()):
+    if on_ray is not None or any(s.ray is not None for s in specs.values()):
         from corekit.engines.ray_backend import cluster_info
 
         stats["executor"] = cluster_info()

@@ -496,6 +496,11 @@ def test_generate_commands_take_the_executor_flag(tmp_path, cli, monkeypatch):
     )  # fmt: skip
     assert code == 1 and "executor: ray needs the ray package" in out
     assert not (tmp_path / "data" / "answers").exists()
+    # dedup runs its embeddings and search on the executor: the same flag, the same line
+    code, out = cli(datakit, "dedup", "seeds", "-o", "deduped", "--executor", "ray")
+    assert code == 1 and "executor: ray needs the ray package" in out
+    assert not (tmp_path / "data" / "deduped").exists()
+    assert cli(datakit, "dedup", "seeds", "-o", "deduped", "--executor", "local")[0] == 0
 
 
 def test_the_executor_flags_place_an_engine_as_the_config_would(tmp_path):

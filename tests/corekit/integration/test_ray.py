@@ -99,6 +99,172 @@ def test_a_step_on_ray_writes_what_the_local_executor_writes(tmp_path, tiny_mode
     assert again.steps[0]["engine"]["engine"]["model_calls"] == 0
 
 
+TOPICS = ["tides", "rainbows", "volcanoes", "vaccines", "compilers", "glaciers", "bread yeast",
+          "solar panels", "credit scores", "jet engines", "photosynthesis", "earthquakes"]  # fmt: skip
+
+
+def _dedup_project(tmp_path, executor: str, address: str | None = None):
+    """Records with planted duplicates (a copy, a light edit, a paraphrase of some), deduped
+    semantically and by MinHash."""
+    from corekit.project import Project
+
+    rows = []
+    for n, t in enumerate(TOPICS):
+        ask = f"Explain how {t} work, in three sentences for a curious child."
+        answer = f"Here is how {t} work: step one, step two, and the result {n}."
+        rows.append({"instruction": ask, "output": answer})
+        rows.append({"instruction": ask + " ", "output": answer})  # a copy
+        if n % 2:
+            rows.append({"instruction": ask.replace("curious", "bright"), "output": answer})
+        if n % 3 == 0:
+            rows.append({"instruction": f"In three sentences, tell a child how {t} work.",
+                         "output": f"This is how {t} work: step one, step two, result {n}."})  # fmt: skip
+        rows.append({"instruction": f"List {n + 2} facts about {t}.", "output": f"{t} fact."})
+    write_jsonl(tmp_path / "seeds.jsonl", rows)
+    ray_part = f"executor: {{type: ray, address: '{address}', replicas: 2}}\n"
+    (tmp_path / "p.yaml").write_text(
+        (ray_part if executor == "ray" else "")
+        + "data:\n  imports:\n    - {name: seeds, source: seeds.jsonl}\n  steps:\n"
+        + "    - {name: semantic, op: dedup, input: seeds}\n"
+        + "    - {name: near, op: dedup, input: seeds, params: {method: near, threshold: 0.7}}\n"
+        + "    - {name: connected, op: dedup, input: seeds,"
+        + " params: {cluster: connected, fields: instruction, keep: longest}}\n"
+    )
+    return Project.load(tmp_path / "p.yaml")
+
+
+def test_dedup_on_ray_writes_what_the_local_executor_writes(tmp_path, cluster, monkeypatch):
+    """Embeddings by an actor pool (blocks of 16 texts: several per replica), the semantic
+    candidates from two ANN shards, MinHash band keys grouped by Ray Data: the same records,
+    rejects and dedup report as in this process."""
+    import torch
+
+    from datakit.ops import dedup_search
+    from datakit.stage import run_data
+
+    cluster, _ = cluster
+    monkeypatch.setattr(dedup_search, "EMBED_BLOCK", 16)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local = _dedup_project(tmp_path / "local", "local")
+    on_ray = _dedup_project(tmp_path / "ray", "ray", cluster.address)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the replicas' thread count (see _run_local)
+    try:
+        run_data(local, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    run_data(on_ray, quiet=True)
+    for step in ("semantic", "near", "connected"):
+        files = ("records.jsonl", "rejects.jsonl", "dedup_report.jsonl")
+        mine, theirs = (p.data_root / step / "v1" for p in (on_ray, local))
+        assert [(mine / f).read_bytes() for f in files] == [
+            (theirs / f).read_bytes() for f in files
+        ]
+        kept = len((mine / "records.jsonl").read_bytes().splitlines())
+        assert 0 < kept < 5 * len(TOPICS), step  # something was dropped, not everything
+        manifest = json.loads((mine / "manifest.json").read_text())
+        assert manifest["stats"]["executor"]["type"] == "ray"
+
+
+def _at_one_thread(fn, *args, **kwargs):
+    """``fn`` at the replicas' thread count (see _run_local)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_judge_step_on_ray_writes_what_the_local_executor_writes(tmp_path, tiny_model, cluster):
+    """The judge's constrained choices (one label per criterion) through the actor pool:
+    the same scores, kept records and rejects."""
+    from corekit.project import Project
+    from datakit.stage import run_data
+
+    cluster, _ = cluster
+    rows = [{"instruction": f"Describe a {w} thing.", "output": f"It is {w} {i}."}
+            for i, w in enumerate(WORDS[:16])]  # fmt: skip
+    projects = {}
+    for executor in ("local", "ray"):
+        d = tmp_path / executor
+        d.mkdir()
+        write_jsonl(d / "seeds.jsonl", rows)
+        ray_part = (
+            f"executor: {{type: ray, address: '{cluster.address}', replicas: 2, batch_size: 4}}\n"
+        )
+        (d / "p.yaml").write_text(
+            (ray_part if executor == "ray" else "")
+            + f"engines:\n  gen: {{backend: transformers, model: {tiny_model}, options: {{batch_size: 1}}}}\n"
+            + "data:\n  imports:\n    - {name: seeds, source: seeds.jsonl}\n  steps:\n"
+            + "    - {name: judged, op: judge, input: seeds, engine: gen}\n"
+        )
+        projects[executor] = Project.load(d / "p.yaml")
+    _at_one_thread(run_data, projects["local"], quiet=True)
+    run_data(projects["ray"], quiet=True)
+    mine, theirs = (projects[e].data_root / "judged" / "v1" for e in ("ray", "local"))
+    for f in ("records.jsonl", "rejects.jsonl"):
+        assert (mine / f).read_bytes() == (theirs / f).read_bytes(), f
+    judged = [json.loads(x) for x in (mine / "records.jsonl").read_text().splitlines()]
+    judged += [json.loads(x)["record"] for x in (mine / "rejects.jsonl").read_text().splitlines()]
+    assert len(judged) == 16 and all("judge" in r["meta"] for r in judged)
+
+
+def test_eval_predictions_on_ray_are_the_local_executors(tmp_path, tiny_model, cluster):
+    """`evalkit run` with executor: ray: the same predictions file and report metrics."""
+    import yaml
+
+    from evalkit.stage import run_eval
+
+    cluster, _ = cluster
+    suite = tmp_path / "facts.jsonl"
+    write_jsonl(suite, [{"id": f"q{i}", "prompt": f"What is {w}?", "references": [w]}
+                        for i, w in enumerate(WORDS[:12])])  # fmt: skip
+    out = {}
+    for executor in ("local", "ray"):
+        d = tmp_path / executor
+        cfg = {
+            "engines": {
+                "hf": {
+                    "backend": "transformers",
+                    "model": str(tiny_model),
+                    "options": {"batch_size": 1},
+                }
+            },  # fmt: skip
+            "eval": {
+                "engine": "hf",
+                "models": {"tiny": str(tiny_model)},
+                "out": str(d / "eval"),
+                "suites": [
+                    {
+                        "name": "facts",
+                        "path": str(suite),
+                        "metrics": ["f1"],
+                        "max_tokens": 8,
+                        "truncated": "score",
+                    }
+                ],
+            },  # fmt: skip
+            "runs_root": str(d / "runs"),
+        }
+        if executor == "ray":
+            cfg["executor"] = {"type": "ray", "address": cluster.address, "replicas": 2}
+        d.mkdir()
+        (d / "p.yaml").write_text(yaml.safe_dump(cfg))
+        run = run_eval if executor == "ray" else lambda *a, **k: _at_one_thread(run_eval, *a, **k)
+        run(d / "p.yaml", quiet=True, curves=False)
+        out[executor] = d / "eval" / "tiny"
+    preds = [(out[e] / "facts.predictions.jsonl").read_bytes() for e in ("ray", "local")]
+    assert preds[0] == preds[1] and len(preds[0].splitlines()) == 12
+    reports = [json.loads((out[e] / "report.json").read_text()) for e in ("ray", "local")]
+    assert reports[0]["suites"] == reports[1]["suites"]
+    assert reports[0]["provenance"]["executor"]["nodes"] == 2
+    assert "executor" not in reports[1]["provenance"]
+
+
 def _cached(project) -> int:
     return sum(len(p.read_bytes().splitlines()) for p in project.cache_dir.glob("*.jsonl"))
 

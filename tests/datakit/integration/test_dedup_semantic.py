@@ -73,7 +73,7 @@ def test_the_search_widens_when_exactly_one_record_needs_it():
     3 neighbours only the centre's list is full above the 0.8 floor."""
     from usearch.index import Index
 
-    from datakit.ops.dedup import neighbour_pairs
+    from datakit.ops.dedup_search import neighbour_pairs
 
     vecs = [[1.0, 0.0, 0.0]]
     for angle in (0.0, 2 * np.pi / 3, 4 * np.pi / 3):
