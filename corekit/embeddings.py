@@ -188,7 +188,6 @@ def _build_onnx(path: Path, out: Path) -> None:
 class _OnnxEncoder:
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         from .models import cache_dir, fingerprint
 
@@ -201,12 +200,12 @@ class _OnnxEncoder:
         self.session = ort.InferenceSession(
             str(built / "model.onnx"), options, providers=["CPUExecutionProvider"]
         )
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         try:
             conf = json.loads((path / "sentence_bert_config.json").read_text())
             self.max_length = int(conf.get("max_seq_length") or 512)
         except (OSError, ValueError):
             self.max_length = 512
+        self.tokenize = _tokenizer(path, self.max_length)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def encode(self, texts: list[str]) -> Any:
@@ -216,13 +215,7 @@ class _OnnxEncoder:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in range(0, len(order), FAST_BATCH):
             idx = order[start : start + FAST_BATCH]
-            enc = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
+            enc = self.tokenize([texts[i] for i in idx])
             feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self.inputs}
             if "token_type_ids" in self.inputs and "token_type_ids" not in feed:
                 feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
@@ -234,6 +227,44 @@ class _OnnxEncoder:
                 out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
             out[idx] = vecs
         return out
+
+
+def _tokenizer(path: Path, max_length: int) -> Any:
+    """texts -> {input_ids, attention_mask, token_type_ids} as numpy arrays, padded to the
+    longest and cut at ``max_length``: the model's tokenizer.json run by the tokenizers
+    library itself (what transformers' fast tokenizer wraps, the same ids; importing
+    transformers alone costs seconds at every start, in every Ray actor). Without a
+    tokenizer.json, transformers' AutoTokenizer."""
+    import numpy as np
+
+    if not (path / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        auto = AutoTokenizer.from_pretrained(str(path))
+        return lambda texts: dict(
+            auto(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        )
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    try:
+        special = json.loads((path / "special_tokens_map.json").read_text())
+        pad = special["pad_token"]
+        pad = pad["content"] if isinstance(pad, dict) else pad
+    except (OSError, ValueError, KeyError):
+        pad = "[PAD]"
+    tok.enable_truncation(max_length=max_length)
+    tok.enable_padding(pad_id=tok.token_to_id(pad) or 0, pad_token=pad)
+
+    def encode(texts: list[str]) -> dict[str, Any]:
+        enc = tok.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+        }
+
+    return encode
 
 
 def _threads() -> int:

@@ -230,6 +230,19 @@ def _callbacks(stage: Stage, info: dict[str, Any], resume: Path | None) -> list[
     return callbacks
 
 
+def _world(stage: Stage, refs: list[dict[str, Any]], args: Any, quiet: bool) -> dict[str, Any]:
+    """The ranks, hosts, devices and dataset versions, checked alike on every rank; rank 0
+    says so in one line."""
+    import sys
+
+    from .world import check_world
+
+    world = check_world(stage.name, refs, args)
+    if rank() == 0 and not quiet:
+        print(world["line"], file=sys.stderr, flush=True)
+    return world
+
+
 def run_stage(
     stage: Stage,
     store: DatasetStore,
@@ -276,6 +289,7 @@ def run_stage(
     trainer = build_trainer(stage, model, tokenizer, data.train, data.eval, callbacks, quiet)
     info["world_size"] = trainer.args.world_size
     info["ddp_backend"] = trainer.args.ddp_backend
+    info["world"] = _world(stage, data.refs, trainer.args, quiet)
     clock.lap("trainer")  # TRL's own dataset preparation (tokenisation) and setup
     resume = plan.resume
     out = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

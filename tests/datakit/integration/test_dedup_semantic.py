@@ -279,3 +279,33 @@ def test_dedup_with_prompt_response_keeps_different_answers_to_one_long_prompt(s
 
     res = run_step(store, "long-dedup", "dedup", ["long"], {})
     assert len(list(res.version.records())) == 2
+
+
+def test_the_int8_path_tokenizes_as_transformers_does():
+    """The fast path runs the model's tokenizer.json with the tokenizers library (no
+    transformers import at start): the same ids, masks and type ids as transformers' own
+    tokenizer with the model's window, on texts with accents, CJK, emoji, odd spacing and
+    past the window."""
+    import random
+    from pathlib import Path
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from corekit.embeddings import _tokenizer, default_embedding_model
+
+    path = Path(default_embedding_model())
+    auto = AutoTokenizer.from_pretrained(str(path))
+    mine = _tokenizer(path, 256)
+    rng = random.Random(0)
+    words = "the Quick fox Ümlaut naïve café 東京 🤖 don't e-mail C++ x=3.14 \t  two".split(" ")
+    texts = ["", " ", "a"] + [
+        " ".join(rng.choice(words) for _ in range(rng.randint(1, 400))) for _ in range(120)
+    ]
+    assert max(len(t.split()) for t in texts) > 300  # past the 256-token window
+    for i in range(0, len(texts), 16):
+        batch = texts[i : i + 16]
+        want = auto(batch, padding=True, truncation=True, max_length=256, return_tensors="np")
+        got = mine(batch)
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            assert np.array_equal(want[key], got[key]), (i, key)

@@ -30,7 +30,7 @@ def test_two_processes_train_one_run(project):  # noqa: F811
     def launch(port: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-             "--master_port", port, "-m", "trainkit", "run", str(cfg), "-q"],
+             "--master_port", port, "-m", "trainkit", "run", str(cfg)],
             capture_output=True, text=True, timeout=600, env=env, cwd=project["root"],
         )  # fmt: skip
 
@@ -48,6 +48,10 @@ def test_two_processes_train_one_run(project):  # noqa: F811
     run_dir = project["root"] / "runs" / "ddp" / "train" / "sft"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["world_size"] == 2 and info["ddp_backend"] == "gloo"
+    # the world, checked on both ranks (all_gather), said once by rank 0
+    assert info["world"]["ranks"] == 2 and info["world"]["devices"] == ["cpu"]
+    line = "world: 2 ranks (gloo) on 1 host, devices cpu; every rank reads chat@v1"
+    assert info["world"]["line"] == line and proc.stderr.count("world: ") == 1
     assert (
         info["status"] == "complete" and info["global_step"] == 4 and info["weights_delta_l2"] > 0
     )
