@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 EMBED_BLOCK = 1024  # texts per embedding call: the unit of work on Ray, and locally
-SHARD_SIZE = 200_000  # vectors per ANN shard at most (more shards than replicas then)
 MAX_NEIGHBOURS = 4096
 
 
@@ -175,7 +174,8 @@ def candidate_pairs(
     vecs: Any, floor: float, k: int, executor: dict | None = None
 ) -> set[tuple[int, int]]:
     """(i, j), i < j, for the pairs the nearest-neighbour search finds at cosine >= floor:
-    one index locally; on Ray, one index per shard, every vector searched in each."""
+    one index locally; on Ray, one index per shard (one shard per replica: each shard costs
+    a search of every vector), every vector searched in each."""
     if executor is None:
         found = neighbour_pairs(_index(vecs), vecs, floor, k)
     else:
@@ -183,7 +183,7 @@ def candidate_pairs(
 
         ray = connect(executor.get("address"))
         n = len(vecs)
-        shards = max(executor["replicas"], -(-n // SHARD_SIZE))
+        shards = max(1, min(n, executor["replicas"]))  # one per replica (docs/scaling.md)
         edges = [n * s // shards for s in range(shards + 1)]
         search = ray.remote(_search_shard).options(num_cpus=executor["num_cpus"])
         shared = ray.put(vecs)
