@@ -110,6 +110,14 @@ def result_from_bytes(blob: bytes) -> Result:
     return Result(comps, d.get("prompt_tokens", 0), error=d.get("error"))
 
 
+def reserve_threads(threads: int) -> None:
+    """Compute with as many threads as CPUs the actor reserves, whatever OMP_NUM_THREADS
+    the cluster was started with (the output then matches a local run at that count)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def first_line(exc: BaseException) -> str:
     """An exception as one line: its type and its message's first line."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -123,10 +131,14 @@ class _Replica:
     the actor and print each death's traceback): every batch then comes back marked with
     the failure, and the driver stops the step with that one line."""
 
-    def __init__(self, target: str, model: str, options: dict[str, Any]) -> None:
+    def __init__(
+        self, target: str, model: str, options: dict[str, Any], threads: int | None = None
+    ) -> None:
         import importlib
 
         self.failed = ""
+        if threads:
+            reserve_threads(threads)
         try:
             module, _, name = target.partition(":")  # the backend's "module:Class"
             self.engine = getattr(importlib.import_module(module), name)(model, **options)
@@ -184,6 +196,8 @@ class RayEngine:
                 "target": self.target,
                 "model": self.spec.model,
                 "options": dict(self.spec.options),
+                # torch backends: threads = reserved CPUs (openai: no torch to load)
+                "threads": max(1, int(s.num_cpus)) if self.backend != "openai" else None,
             },
             batch_size=s.batch_size,
             compute=ray.data.ActorPoolStrategy(size=s.replicas),

@@ -58,9 +58,11 @@ def embed_blocks(
 class _Encoder:
     """One actor of the embedding pool: one encoder, one block of texts per call."""
 
-    def __init__(self, model: str, backend: str) -> None:
+    def __init__(self, model: str, backend: str, threads: int) -> None:
         from corekit.embeddings import load_runtime
+        from corekit.engines.ray_backend import reserve_threads
 
+        reserve_threads(threads)  # the encoder's threads follow torch's (embeddings._threads)
         load_runtime()
         self.model, self.backend = model, backend
 
@@ -98,7 +100,11 @@ def _embed_on_ray(
     ]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         _Encoder,
-        fn_constructor_kwargs={"model": model, "backend": backend},
+        fn_constructor_kwargs={
+            "model": model,
+            "backend": backend,
+            "threads": max(1, int(executor["num_cpus"])),
+        },
         batch_size=1,  # one block of texts per call: the same batches as locally
         compute=ray.data.ActorPoolStrategy(size=executor["replicas"]),
         num_cpus=executor["num_cpus"],

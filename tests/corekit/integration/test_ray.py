@@ -148,12 +148,18 @@ def test_dedup_on_ray_writes_what_the_local_executor_writes(tmp_path, cluster, m
     (tmp_path / "ray").mkdir()
     local = _dedup_project(tmp_path / "local", "local")
     on_ray = _dedup_project(tmp_path / "ray", "ray", cluster.address)
+    from corekit import embeddings
+
+    # the replicas' thread count (see _run_local), in an encoder session made for it (the
+    # session keeps the thread count it was made with)
+    embeddings._onnx.cache_clear()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the replicas' thread count (see _run_local)
+    torch.set_num_threads(1)
     try:
         run_data(local, quiet=True)
     finally:
         torch.set_num_threads(threads)
+        embeddings._onnx.cache_clear()
     run_data(on_ray, quiet=True)
     for step in ("semantic", "near", "connected"):
         files = ("records.jsonl", "rejects.jsonl", "dedup_report.jsonl")
