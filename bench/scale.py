@@ -30,7 +30,7 @@ thread count exactly (``same_texts``), and the count that differ from the local 
 its default thread count is printed beside it, for the record.
 
     python bench/scale.py            # 2,000 requests, 20,000 records (as issue 22 asks)
-    python bench/scale.py --quick    # 120 requests, 1,000 records: about a minute
+    python bench/scale.py --quick    # 60 requests, 500 records: about a minute
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _dedup(records: list, ray: dict | None, method: str) -> tuple[float, list, l
     return time.perf_counter() - t0, [r["id"] for r in kept], ctx.files["dedup_report.jsonl"]
 
 
-def dedup_figures(n: int, cores: int, method: str = "semantic") -> bool:
+def dedup_figures(n: int, cores: int, method: str = "semantic", repeats: int = 2) -> bool:
     """Dedup of n records local vs Ray; prints the figures, True if the same."""
     from bench.dedup import scale_records
 
@@ -98,7 +98,7 @@ def dedup_figures(n: int, cores: int, method: str = "semantic") -> bool:
     # Each side twice, interleaved, the faster kept: this machine's speed drifts by up to
     # 20% from one minute to the next (the same embedding work measured 52 to 66 s).
     runs: dict[str, list] = {k: [] for k in sides}
-    for _ in range(2):
+    for _ in range(repeats):
         for k, placement in sides.items():
             runs[k].append(_dedup(records, placement, method))
     (
@@ -151,7 +151,7 @@ def generate_figures(n: int, cores: int) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="120 requests, 1,000 records")
+    ap.add_argument("--quick", action="store_true", help="60 requests, 500 records")
     ap.add_argument("--part", choices=["all", "generate", "dedup", "near"], default="all")
     args = ap.parse_args()
     import ray
@@ -159,12 +159,13 @@ def main() -> None:
     cores = os.cpu_count() or 1
     ray.init(num_cpus=max(2, cores), include_dashboard=False, log_to_driver=False)
     ok = True
+    size, repeats = ([500], 1) if args.quick else ([20000], 2)
     if args.part in ("all", "generate"):
-        ok &= generate_figures(120 if args.quick else 2000, cores)
+        ok &= generate_figures(60 if args.quick else 2000, cores)
     if args.part in ("all", "dedup"):
-        ok &= dedup_figures(1000 if args.quick else 20000, max(2, cores))
+        ok &= dedup_figures(*size, max(2, cores), "semantic", repeats)
     if args.part in ("all", "near"):
-        ok &= dedup_figures(1000 if args.quick else 20000, max(2, cores), "near")
+        ok &= dedup_figures(*size, max(2, cores), "near", repeats)
     ray.shutdown()
     if not ok:
         sys.exit(1)
