@@ -11,6 +11,8 @@ request cache stays on the driver (``CachedEngine`` wraps this engine as any oth
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,18 +61,41 @@ def ray_module() -> Any:
     return ray
 
 
+@contextlib.contextmanager
+def _held_stderr() -> Iterator[None]:
+    """File descriptor 2 (where native code writes) held in a temporary file for the
+    duration; written out after all if the block raises, so no error is lost."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def connect(address: str | None) -> Any:
     """The Ray cluster at ``address`` (joined once per process), or a local one."""
     import logging
-    import os
 
     ray = ray_module()
     if not ray.is_initialized():
         # Ray's own driver-side lines (its C++ core's notices, "Started a local Ray
         # instance") would interleave with the tool's output; its logs keep them.
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True, logging_level=logging.WARNING)  # fmt: skip
+        with _held_stderr():  # the C++ core says at start which level it read from there
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     ignore_reinit_error=True, logging_level=logging.WARNING)  # fmt: skip
     from ray.data import DataContext
 
     # The request cache's own bar shows the progress (and -q hides it): Ray Data's bars,
