@@ -165,7 +165,12 @@ def resolve(
         from corekit.models import resolve_path
 
         src = resolve_path(base, s["path"])
-    fmt = s.get("format") or (sdef.format if sdef and not s.get("dataset") else "jsonl")
+    # a .jsonl file of the user's is JSON Lines even under a built-in's name (a suite named
+    # qa with its own path is not SQuAD); other files take the built-in's format
+    own_jsonl = str(s.get("path") or "").endswith(".jsonl")
+    fmt = s.get("format") or (
+        sdef.format if sdef and not s.get("dataset") and not own_jsonl else "jsonl"
+    )
     return Suite(
         s["name"],
         load_items(src, fmt, str(data_root)),

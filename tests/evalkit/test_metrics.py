@@ -278,6 +278,25 @@ def test_xstest_csv_loads_as_safety_items(shared_data):
     assert all(i["id"] and i["prompt"] for i in items)
 
 
+def test_a_jsonl_file_under_a_built_in_suites_name_is_read_as_jsonl(tmp_path):
+    """A suite named qa with its own .jsonl path is JSON Lines, not the built-in's SQuAD
+    format (which it was: "not valid JSON"); a .json path under that name still is SQuAD,
+    and `format` still decides when given."""
+    import json
+
+    from evalkit.suites import SUITES, resolve
+
+    rows = [{"id": f"q{i}", "prompt": f"What is {i}?", "references": [str(i)]} for i in range(3)]
+    (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = resolve({"name": "qa", "path": str(tmp_path / "mine.jsonl")})
+    assert [i["prompt"] for i in suite.items] == [r["prompt"] for r in rows]
+    assert suite.metrics == list(SUITES["qa"].metrics)  # the built-in's other defaults stay
+    squad = resolve({"name": "qa", "path": str(SUITES["qa"].path)})
+    assert len(squad.items) == len(resolve("qa").items)
+    with pytest.raises(ToolkitError, match="not valid JSON"):
+        resolve({"name": "qa", "path": str(tmp_path / "mine.jsonl"), "format": "squad"})
+
+
 def test_batch_normalisation_equals_one_by_one():
     """normalize_many's fast paths (ASCII token filter, regex path, repeated strings) give
     what normalize_answer gives for each string."""
