@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ToolkitError
 from .base import Engine, Request, Result
 from .request_cache import RequestCache, request_key
 
@@ -168,6 +169,9 @@ class CachedEngine:
                     last_sync = now if now - last_sync >= 1.0 else last_sync
                 self.stats.seconds = base + time.perf_counter() - t0
                 self._advance(bar, 1)
+            missing = sum(results[pending[k][0]] is None for k in todo)
+            if missing:
+                raise ToolkitError(f"{self.backend}: {missing} requests came back without a result")
         finally:
             if self.cache is not None:
                 self.cache.sync()

@@ -65,6 +65,43 @@ def test_cache_hits_dedup_and_errors(tmp_path):
     assert all(r.cached for i, r in enumerate(out2) if i != 3)
 
 
+class StreamingEngine(CountingEngine):
+    """Answers as a streaming engine (the Ray executor's protocol): (index, result) in an
+    order of its own; dies after ``die_after`` answers, or leaves out ``drop``."""
+
+    def __init__(self, die_after=None, drop=None):
+        super().__init__()
+        self.die_after, self.drop = die_after, drop
+
+    def stream(self, requests):
+        answers = self.generate(requests)  # counted in calls
+        for n, i in enumerate(reversed(range(len(requests)))):
+            if n == self.die_after:
+                raise RuntimeError("driver killed")
+            if i != self.drop:
+                yield i, answers[i]
+
+
+def test_a_streaming_engine_caches_each_answer_as_it_arrives(tmp_path):
+    """All misses go to a streaming engine in one call (not chunks of batch_size); each
+    answer is in the cache as soon as it arrives, so one killed after three answers leaves
+    three for the re-run not to ask; a stream that leaves a request out is an error."""
+    reqs = [Request(prompt=p, seed=1) for p in ("ab", "cd", "ef", "gh", "ij")]
+    eng = StreamingEngine(die_after=3)
+    ce = CachedEngine(eng, RequestCache(tmp_path / "c.jsonl"), batch_size=2, quiet=True)
+    with pytest.raises(RuntimeError):
+        ce.generate(reqs)
+    assert eng.calls == [5] and len(RequestCache(tmp_path / "c.jsonl")) == 3
+    ce.close()
+    again = CachedEngine(CountingEngine(), RequestCache(tmp_path / "c.jsonl"), quiet=True)
+    out = again.generate(reqs)
+    assert again.engine.calls == [2] and again.stats.cache_hits == 3
+    assert [r.text for r in out] == ["ba", "dc", "fe", "hg", "ji"]
+    short = CachedEngine(StreamingEngine(drop=1), None, quiet=True)
+    with pytest.raises(ToolkitError, match="1 requests came back without a result"):
+        short.generate(reqs)
+
+
 def test_cache_key_covers_seed_and_model():
     a = request_key("vllm", "m", Request(prompt="x", seed=1))
     assert a != request_key("vllm", "m", Request(prompt="x", seed=2))
