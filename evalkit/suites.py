@@ -165,9 +165,10 @@ def resolve(
         from corekit.models import resolve_path
 
         src = resolve_path(base, s["path"])
-    # a .jsonl file of the user's is JSON Lines even under a built-in's name (a suite named
-    # qa with its own path is not SQuAD); other files take the built-in's format
-    own_jsonl = str(s.get("path") or "").endswith(".jsonl")
+    # a .jsonl file of the user's is JSON Lines when the built-in comes from the suite's
+    # name alone (a suite named qa with its own path is not SQuAD); `suite:` or `format:`
+    # says otherwise, and other files take the built-in's format
+    own_jsonl = "suite" not in s and str(s.get("path") or "").endswith(".jsonl")
     fmt = s.get("format") or (
         sdef.format if sdef and not s.get("dataset") and not own_jsonl else "jsonl"
     )

@@ -281,7 +281,7 @@ def test_xstest_csv_loads_as_safety_items(shared_data):
 def test_a_jsonl_file_under_a_built_in_suites_name_is_read_as_jsonl(tmp_path):
     """A suite named qa with its own .jsonl path is JSON Lines, not the built-in's SQuAD
     format (which it was: "not valid JSON"); a .json path under that name still is SQuAD,
-    and `format` still decides when given."""
+    and `format` or `suite` still decide when given."""
     import json
 
     from evalkit.suites import SUITES, resolve
@@ -293,8 +293,9 @@ def test_a_jsonl_file_under_a_built_in_suites_name_is_read_as_jsonl(tmp_path):
     assert suite.metrics == list(SUITES["qa"].metrics)  # the built-in's other defaults stay
     squad = resolve({"name": "qa", "path": str(SUITES["qa"].path)})
     assert len(squad.items) == len(resolve("qa").items)
-    with pytest.raises(ToolkitError, match="not valid JSON"):
-        resolve({"name": "qa", "path": str(tmp_path / "mine.jsonl"), "format": "squad"})
+    for explicit in ({"format": "squad"}, {"suite": "squad"}):
+        with pytest.raises(ToolkitError, match="not valid JSON"):
+            resolve({"name": "qa", "path": str(tmp_path / "mine.jsonl"), **explicit})
 
 
 def test_batch_normalisation_equals_one_by_one():
