@@ -183,6 +183,30 @@ class _Replica:
         return {"index": batch["index"], "result": out, "failed": failed}
 
 
+def actor_map(
+    rows: list[dict[str, Any]],
+    actor: type,
+    kwargs: dict[str, Any],
+    placed: dict[str, Any],
+    batch_size: int,
+    blocks: int,
+) -> Any:
+    """``rows`` through a pool of ``placed["replicas"]`` actors of class ``actor`` (built
+    with ``kwargs``, each reserving ``num_cpus`` / ``num_gpus``), ``batch_size`` rows per
+    call, as a Ray Dataset to iterate: the one actor pool the engines and the embeddings use."""
+    import ray.data
+
+    return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        actor,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=placed["replicas"]),
+        num_cpus=placed["num_cpus"],
+        num_gpus=placed["num_gpus"],
+        batch_format="numpy",
+    )
+
+
 class RayEngine:
     """The engine of ``spec`` served by ``settings.replicas`` Ray actors."""
 
@@ -209,27 +233,18 @@ class RayEngine:
         (the request cache stores each one as it comes: a killed driver loses none)."""
         if not requests:
             return
-        import ray.data
-
         s = self.settings
         rows = [{"index": i, "request": request_to_bytes(r)} for i, r in enumerate(requests)]
+        kwargs = {
+            "target": self.target,
+            "model": self.spec.model,
+            "options": dict(self.spec.options),
+            # torch backends: threads = reserved CPUs (openai: no torch to load)
+            "threads": max(1, int(s.num_cpus)) if self.backend != "openai" else None,
+        }
+        placed = {"replicas": s.replicas, "num_cpus": s.num_cpus, "num_gpus": s.num_gpus}
         blocks = max(1, min(len(rows), s.replicas * 4))
-        ds = ray.data.from_items(rows, override_num_blocks=blocks)
-        out = ds.map_batches(
-            _Replica,
-            fn_constructor_kwargs={
-                "target": self.target,
-                "model": self.spec.model,
-                "options": dict(self.spec.options),
-                # torch backends: threads = reserved CPUs (openai: no torch to load)
-                "threads": max(1, int(s.num_cpus)) if self.backend != "openai" else None,
-            },
-            batch_size=s.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=s.replicas),
-            num_cpus=s.num_cpus,
-            num_gpus=s.num_gpus,
-            batch_format="numpy",
-        )
+        out = actor_map(rows, _Replica, kwargs, placed, s.batch_size, blocks)
         for row in out.iter_rows():
             if row["failed"]:
                 raise ToolkitError(

@@ -89,28 +89,16 @@ def _embed_on_ray(
 ) -> dict[tuple[int, int], Any]:
     import orjson
 
-    from corekit.engines.ray_backend import connect
+    from corekit.engines.ray_backend import actor_map, connect
 
     connect(executor.get("address"))
-    import ray.data
-
     rows = [
         {"list": n, "start": s, "texts": orjson.dumps(lists[n][s : s + EMBED_BLOCK])}
         for n, s in blocks
     ]
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        _Encoder,
-        fn_constructor_kwargs={
-            "model": model,
-            "backend": backend,
-            "threads": max(1, int(executor["num_cpus"])),
-        },
-        batch_size=1,  # one block of texts per call: the same batches as locally
-        compute=ray.data.ActorPoolStrategy(size=executor["replicas"]),
-        num_cpus=executor["num_cpus"],
-        num_gpus=executor["num_gpus"],
-        batch_format="numpy",
-    )
+    kwargs = {"model": model, "backend": backend, "threads": max(1, int(executor["num_cpus"]))}
+    # one block of texts per call: the same batches as locally
+    ds = actor_map(rows, _Encoder, kwargs, executor, 1, len(rows))
     return {(int(r["list"]), int(r["start"])): r["vecs"] for r in ds.iter_rows()}
 
 
