@@ -245,13 +245,21 @@ class RayEngine:
         placed = {"replicas": s.replicas, "num_cpus": s.num_cpus, "num_gpus": s.num_gpus}
         blocks = max(1, min(len(rows), s.replicas * 4))
         out = actor_map(rows, _Replica, kwargs, placed, s.batch_size, blocks)
+        # A replica whose engine did not start marks its rows at once. The pool is let
+        # finish (what the other replicas answer is cached) before the step stops: left
+        # early, Ray kills actors with batches queued, and prints each killed task on the
+        # driver's stdout, beside the one line the user should see.
+        failed = ""
         for row in out.iter_rows():
             if row["failed"]:
-                raise ToolkitError(
-                    f"executor ray: the {self.backend} engine of {self.model} did not start "
-                    f"on a replica: {row['failed']}"
-                )
+                failed = failed or row["failed"]
+                continue
             yield int(row["index"]), result_from_bytes(bytes(row["result"]))
+        if failed:
+            raise ToolkitError(
+                f"executor ray: the {self.backend} engine of {self.model} did not start "
+                f"on a replica: {failed}"
+            )
 
     def close(self) -> None:
         pass  # the actors end with the dataset; the cluster is the user's
