@@ -193,7 +193,14 @@ class _OnnxEncoder:
 
         built = cache_dir() / "embeddings" / f"{fingerprint(path)}-int8"
         if not (built / "model.onnx").is_file():
-            _build_onnx(path, built)
+            from filelock import FileLock
+
+            # two processes on a fresh cache (two runs, parallel test workers): one builds,
+            # the other waits and loads its build (replacing it under a reader would not do)
+            built.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(built.with_name(built.name + ".lock")), timeout=900):
+                if not (built / "model.onnx").is_file():
+                    _build_onnx(path, built)
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, _threads())
         options.log_severity_level = 3
