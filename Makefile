@@ -113,11 +113,18 @@ browser:
 	       || echo "==> could not install chromium: the browser tests will skip"; } \
 	  || echo "==> no chromium and no way to install it: the browser tests will skip"; }
 
+# make test and test-portable run in TEST_JOBS pytest workers (pytest-xdist), a test file per
+# worker at a time, each worker pinned to its share of the CPUs (tests/conftest.py): most of
+# the suite waits on one thread (imports, engine starts, small batches), so two workers on
+# two cores take about half the time of one. TEST_JOBS=0: one process, every core.
+TEST_JOBS ?= $(shell [ "$$(nproc 2>/dev/null || echo 1)" -ge 2 ] && echo 2 || echo 0)
+XDIST   := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
+
 # Both runs share the tiny models the first one builds (a fresh directory, removed after).
 test: setup browser
 	@models=$$(mktemp -d); trap 'rm -rf "$$models"' EXIT; \
-	echo "$(BIN)/pytest $(PYTEST_ARGS)"; \
-	DATAKIT_TEST_MODELS=$$models $(BIN)/pytest $(PYTEST_ARGS) && \
+	echo "$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)"; \
+	DATAKIT_TEST_MODELS=$$models $(BIN)/pytest $(XDIST) $(PYTEST_ARGS) && \
 	DATAKIT_TEST_MODELS=$$models $(MAKE) --no-print-directory test-portable
 
 # The numeric tests (marker `numeric`) once more on another kind of CPU, as far as one
@@ -128,7 +135,7 @@ PORTABLE_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default 
 	ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 test-portable: setup
 	@echo "==> numeric tests with portable kernel settings: $(PORTABLE_ENV)"
-	$(PORTABLE_ENV) $(BIN)/pytest -m numeric $(PYTEST_ARGS)
+	$(PORTABLE_ENV) $(BIN)/pytest $(XDIST) -m numeric $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

@@ -23,6 +23,28 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 # subprocesses and make targets the tests start inherit this).
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
+
+def _pin_xdist_worker() -> None:
+    """Under pytest-xdist (`make test` runs two workers), each worker and everything it
+    starts (vLLM engines and servers, trainings, CLIs in subprocesses) keeps to its own share
+    of the CPUs, set before torch or vLLM count them. Two workers each running OpenMP on
+    every core slow each other down many times over (a thread descheduled at a barrier
+    stalls its team); two one-core machines side by side do not."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < count:
+        return
+    mine = cpus[int(worker[2:]) % count :: count]
+    os.sched_setaffinity(0, mine)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(len(mine)))
+
+
+_pin_xdist_worker()
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -81,13 +103,18 @@ def _tiny(tmp_path_factory, name: str, **kw) -> Path:
     """A tiny model built once per session; with DATAKIT_TEST_MODELS (``make test`` sets a
     fresh directory for its two pytest runs) once for both, so the portable run does not
     train it again."""
+    from filelock import FileLock
+
     from corekit.tiny import init_tiny
     from datakit.demo import tiny_corpus
 
     shared = os.environ.get("DATAKIT_TEST_MODELS")
     path = (Path(shared) if shared else tmp_path_factory.mktemp("models")) / name
-    if not (path / "config.json").is_file():  # written last, by a rename (init_tiny)
-        init_tiny(path, tiny_corpus(0), seed=0, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # parallel workers (make test runs pytest-xdist) build it once: the others wait
+    with FileLock(str(path.with_name(name + ".lock")), timeout=900):
+        if not (path / "config.json").is_file():  # written last, by a rename (init_tiny)
+            init_tiny(path, tiny_corpus(0), seed=0, **kw)
     return path
 
 
