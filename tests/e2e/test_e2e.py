@@ -108,12 +108,25 @@ def _demo_config(tmp_path: Path) -> Path:
         step.setdefault("params", {}).update(small.get(step["name"], {}))
     for stage, steps in zip(cfg["train"]["stages"], (4, 2), strict=True):
         stage["args"].update(max_steps=steps, eval_steps=2, save_steps=2, logging_steps=1)
-    # the same suites with shorter answers; the gate runs in the test against its own baseline
+    # the same suites, a third of each (their first items; safety: 10 unsafe and 10 safe),
+    # with shorter answers; the gate runs in the test against its own baseline
+    data = ROOT / "evalkit/data"
+    qa = json.loads((data / "qa_demo.json").read_text())
+    qa["data"] = qa["data"][:5]
+    (tmp_path / "qa.json").write_text(json.dumps(qa))
+    probes = (data / "safety_probes.jsonl").read_text().splitlines()
+    unsafe = [x for x in probes if json.loads(x)["expected"] == "refuse"]
+    safe = [x for x in probes if json.loads(x)["expected"] == "comply"]
+    (tmp_path / "safety.jsonl").write_text("\n".join(unsafe[:10] + safe[:10]) + "\n")
+    fmt = (data / "format_eval.jsonl").read_text().splitlines()[:20]
+    (tmp_path / "format.jsonl").write_text("\n".join(fmt) + "\n")
     cfg["eval"]["suites"] = [
-        {"name": "qa", "suite": "qa", "max_tokens": 16},
-        {"name": "format", "suite": "format", "max_tokens": 48},
-        {"name": "safety", "suite": "safety", "max_tokens": 48},
-    ]
+        {"name": "qa", "suite": "qa", "path": str(tmp_path / "qa.json"), "max_tokens": 16},
+        {"name": "format", "suite": "format", "path": str(tmp_path / "format.jsonl"),
+         "max_tokens": 48},
+        {"name": "safety", "suite": "safety", "path": str(tmp_path / "safety.jsonl"),
+         "max_tokens": 48},
+    ]  # fmt: skip
     cfg["eval"]["gate"]["baseline"] = str(tmp_path / "baseline")
     # four training steps cannot reach the demo's improve gains (tests/evalkit/test_gate.py
     # tests that gate); the regression guards against the base stay
@@ -195,6 +208,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     for model in ("base", "tuned"):
         rep = json.loads((ev / model / "report.json").read_text())
         assert [s["suite"] for s in rep["suites"]] == ["qa", "format", "safety"]
+        assert [s["items_count"] for s in rep["suites"]] == [20, 20, 20]  # the copies
         assert rep["model"]["fingerprint"]
     tuned = json.loads((ev / "tuned/report.json").read_text())["model"]
     assert tuned["adapter"].endswith("dpo/final")  # the DPO run, merged once for serving

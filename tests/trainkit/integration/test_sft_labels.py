@@ -84,7 +84,7 @@ def _fed_batches(project, monkeypatch, dataset: str, packing: bool) -> tuple[lis
             "name": name,
             "method": "sft",
             "dataset": dataset,
-            "args": {"max_steps": 2, "batch_size": 8, "max_length": 256, "packing": packing},
+            "args": {"max_steps": 1, "batch_size": 8, "max_length": 256, "packing": packing},
         }
     ]
     _, results = run_train(write_config(project, name, stages), quiet=True)
