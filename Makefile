@@ -26,7 +26,7 @@ export TRL_EXPERIMENTAL_SILENCE ?= 1
 
 help:
 	@echo "make demo    data -> train -> eval on the offline default pipeline ($(CONFIG))"
-	@echo "make test    all test tiers (unit, integration, e2e)"
+	@echo "make test    all test tiers (unit, integration, e2e) in TEST_JOBS=$(TEST_JOBS) pytest workers"
 	@echo "make setup   create $(VENV) and install the $(PROFILE) profile (pinned: $(LOCK))"
 	@echo "make lock    refresh $(LOCK) from the newest versions"
 	@echo "make data | train | eval     run one stage of $(CONFIG)"
