@@ -190,15 +190,11 @@ class _OnnxEncoder:
         import onnxruntime as ort
 
         from .models import cache_dir, fingerprint
+        from .runs import build_lock
 
         built = cache_dir() / "embeddings" / f"{fingerprint(path)}-int8"
         if not (built / "model.onnx").is_file():
-            from filelock import FileLock
-
-            # two processes on a fresh cache (two runs, parallel test workers): one builds,
-            # the other waits and loads its build (replacing it under a reader would not do)
-            built.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(built.with_name(built.name + ".lock")), timeout=900):
+            with build_lock(built):  # another process may be building it
                 if not (built / "model.onnx").is_file():
                     _build_onnx(path, built)
         options = ort.SessionOptions()
@@ -343,11 +339,14 @@ def _build_static(path: Path, out: Path) -> None:
 def static_model_dir(model: str | None = None) -> Path:
     """The static-embedding folder distilled from ``model`` (built on first use)."""
     from .models import cache_dir, fingerprint
+    from .runs import build_lock
 
     path = Path(model or default_embedding_model()).resolve()
     built = cache_dir() / "embeddings" / f"{fingerprint(path)}-static{STATIC_DIMS}"
     if not (built / "model.safetensors").is_file():
-        _build_static(path, built)
+        with build_lock(built):  # another process may be building it
+            if not (built / "model.safetensors").is_file():
+                _build_static(path, built)
     return built
 
 

