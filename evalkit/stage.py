@@ -165,7 +165,7 @@ def _model_engine(
 ) -> tuple[Any, Any]:
     """(spec, engine) serving one model: its own engine, or the running one with the model's
     weights swapped in or its LoRA adapter served per request (``info["engine_start"]``
-    says which)."""
+    says which, once its answers are in)."""
     import dataclasses
 
     path, info = served
@@ -177,12 +177,19 @@ def _model_engine(
         options.update(enable_lora=True, max_lora_rank=lora_bases[path])
     spec = dataclasses.replace(configured, model=path, options=options)
     started = start_engine(pool, spec, batch_size, f"eval.models.{label}", swap=True)
-    info["engine_start"] = (
-        ("adapter per request" if info.get("lora") else "weights swapped in")
-        if pool.last == "swapped"
-        else pool.last
-    )
+    info["engine_start"] = pool.last  # final once the model's answers are in: _engine_start
     return spec, started
+
+
+def _engine_start(how: str, engine: Any, lora: bool) -> str:
+    """How the model's answers were served, for its report: by an engine started for it,
+    by the running one (its weights swapped in, or its adapter per request), or by no
+    engine at all (every answer was in the request cache: a deferred engine never starts)."""
+    if not engine.started:
+        return "none: every answer was in the request cache"
+    if how == "swapped":
+        return "adapter per request" if lora else "weights swapped in"
+    return "running" if how == "running" else "started"
 
 
 def _eval_model(
@@ -241,6 +248,7 @@ def _eval_model(
         )  # fmt: skip
         entry["predictions_file"] = pf.name
         entries.append(entry)
+    info["engine_start"] = _engine_start(info["engine_start"], engine, bool(info.get("lora")))
     provenance = {
         "generation": {
             "temperature": temperature,

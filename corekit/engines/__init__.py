@@ -23,6 +23,7 @@ __all__ = [
     "BACKENDS",
     "CachedEngine",
     "Completion",
+    "DeferredEngine",
     "Engine",
     "EngineSpec",
     "Request",
@@ -227,22 +228,84 @@ def build_engine(
             quiet=quiet,
             fingerprint=spec_fingerprint(spec),
         )
-    if quiet and spec.backend in ("transformers", "vllm"):
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    start = None
-    if spec.backend in ("transformers", "vllm"):  # openai: a client, nothing to load
-        import sys
-        import time
-
-        if not quiet:
-            print(_announce(spec), file=sys.stderr, flush=True)
-        start = time.perf_counter()
-    engine = _cls(spec.backend)(spec.model, **spec.options)
-    if start is not None:
-        _record_start(spec, time.perf_counter() - start)
     cache = RequestCache(cache_path) if cache_path is not None else None
+    engine: Any = (
+        DeferredEngine(spec, where, quiet)
+        if spec.backend in ("transformers", "vllm")  # openai: a client, nothing to load
+        else _cls(spec.backend)(spec.model, **spec.options)
+    )
     return CachedEngine(
         engine, cache, batch_size=batch_size, quiet=quiet, fingerprint=spec_fingerprint(spec)
     )
+
+
+class DeferredEngine:
+    """An in-process engine (vLLM, transformers) started on its first request, not when the
+    step or the eval asks for it: a re-run whose answers are all in the request cache never
+    loads the model (~40 s of vLLM start on 2 CPU cores). Until it starts, serving another
+    model (``swap_model``) only changes what it will start with. A backend that fails
+    while starting is the tool failing (ToolFailure: evalkit exits 3), named by ``where``."""
+
+    def __init__(self, spec: EngineSpec, where: str = "engine", quiet: bool = False):
+        self.spec = spec
+        self.backend = spec.backend
+        self.where = where
+        self.quiet = quiet
+        self._engine: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def model(self) -> str:
+        return self._engine.model if self._engine is not None else self.spec.model
+
+    def start(self) -> Any:
+        """The running engine, started now if it was not."""
+        if self._engine is not None:
+            return self._engine
+        import sys
+        import time
+
+        from ..errors import ToolFailure
+
+        spec = self.spec
+        if self.quiet:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        else:
+            print(_announce(spec), file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            self._engine = _cls(spec.backend)(spec.model, **spec.options)
+        except ToolkitError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise ToolFailure(
+                f"{self.where}: the {spec.backend} engine could not start: {msg}"
+            ) from e
+        _record_start(spec, time.perf_counter() - t0)
+        return self._engine
+
+    def generate(self, requests: list[Request]) -> list[Result]:
+        return self.start().generate(requests)
+
+    def swap_model(self, model: str, lora_adapter: str | None = None) -> bool:
+        if self._engine is None:  # nothing loaded yet: start with the new model later
+            import dataclasses
+
+            options = {k: v for k, v in self.spec.options.items() if k != "lora_adapter"}
+            if lora_adapter:
+                options["lora_adapter"] = lora_adapter
+            self.spec = dataclasses.replace(self.spec, model=model, options=options)
+            return True
+        swap = getattr(self._engine, "swap_model", None)
+        return bool(swap is not None and swap(model, lora_adapter))
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None

@@ -76,6 +76,11 @@ class CachedEngine:
         return True
 
     @property
+    def started(self) -> bool:
+        """Whether the backend is running (a deferred one starts on its first miss)."""
+        return bool(getattr(self.engine, "started", True))
+
+    @property
     def backend(self) -> str:
         return self.engine.backend
 
@@ -101,6 +106,9 @@ class CachedEngine:
         todo = list(pending)
         bar = None
         if todo:
+            start = getattr(self.engine, "start", None)
+            if start is not None:  # a deferred engine starts before its first request is timed
+                start()
             from tqdm import tqdm
 
             bar = tqdm(

@@ -18,8 +18,10 @@ class EnginePool:
         self.quiet = quiet
         self._engines: dict[str, CachedEngine] = {}
         self._options: dict[str, dict[str, Any]] = {}
-        # how the last get() found its engine: started, running, or swapped (another
-        # model's running engine took this one's weights or adapter)
+        # how the last get() found its engine: started (built; an in-process backend loads
+        # its model on the first request the cache cannot answer), running, swapped
+        # (another model's running engine took this one's weights or adapter) or deferred
+        # (another model's engine, not started yet, will start as this one)
         self.last = ""
 
     def get(
@@ -37,7 +39,6 @@ class EnginePool:
             cache = self.cache_dir / f"{spec.backend}-{key}.jsonl"
             if swap:
                 if self._swapped(spec, key, cache, where):
-                    self.last = "swapped"
                     return self._engines[key]
                 self.close()
             self.last = "started"
@@ -59,10 +60,14 @@ class EnginePool:
                 continue
             check_spec(spec, where)
             adapter = spec.options.get("lora_adapter")
+            running = engine.started
             if engine.swap(
                 spec.model, adapter, spec_fingerprint(spec), lambda: RequestCache(cache)
             ):
-                if not self.quiet:
+                self.last = "swapped" if running else "deferred"
+                if not running:  # not started yet: it starts on its first miss, as this spec
+                    engine.engine.where = where
+                elif not self.quiet:
                     how = (
                         f"serving the LoRA adapter {adapter} per request on"
                         if adapter

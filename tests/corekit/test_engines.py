@@ -435,6 +435,97 @@ def test_weights_swap_only_between_one_architecture_and_one_tokenizer(tmp_path):
     assert not same_architecture(base, tmp_path / "missing")
 
 
+class LoadingBackend:
+    """A stand-in in-process backend that records each start (what vLLM's model load is)."""
+
+    backend = "transformers"
+    starts: list = []
+    fail = False
+
+    def __init__(self, model, **options):
+        if LoadingBackend.fail:
+            raise RuntimeError("loading weights\nout of memory")
+        LoadingBackend.starts.append((model, options.get("lora_adapter")))
+        self.model = model
+
+    def generate(self, requests):
+        return [Result([Completion(f"{self.model}:{r.prompt}", "stop", 1)], 1) for r in requests]
+
+    def swap_model(self, model, lora_adapter=None):
+        self.model = model
+        return True
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def loading(monkeypatch, tmp_path):
+    import corekit.engines as eng
+    import corekit.engines.pool as pool
+
+    LoadingBackend.starts, LoadingBackend.fail = [], False
+    monkeypatch.setattr(eng, "_cls", lambda backend: LoadingBackend)
+    for module in (eng, pool):  # the stand-in "models" are names, not directories
+        monkeypatch.setattr(module, "check_spec", lambda spec, where="engine": None)
+    monkeypatch.setattr(eng, "_start_times", lambda: tmp_path / "starts.json")
+    return LoadingBackend
+
+
+def test_an_engine_starts_on_its_first_uncached_request_only(tmp_path, loading):
+    """An in-process engine loads its model when the cache cannot answer, not when a step
+    or the eval asks for it: a re-run answered from the cache never starts one."""
+    spec = EngineSpec("transformers", "m1")
+    reqs = [Request(prompt=p, max_tokens=4) for p in ("a", "b")]
+    first = build_engine(spec, tmp_path / "c.jsonl", quiet=True)
+    assert loading.starts == [] and not first.started  # asked for, not started
+    assert [r.text for r in first.generate(reqs)] == ["m1:a", "m1:b"]
+    assert loading.starts == [("m1", None)] and first.started
+    first.close()
+    again = build_engine(spec, tmp_path / "c.jsonl", quiet=True)
+    assert [r.text for r in again.generate(reqs)] == ["m1:a", "m1:b"]
+    assert loading.starts == [("m1", None)] and not again.started  # all from the cache
+    assert again.stats.cache_hits == 2 and again.stats.model_calls == 0
+    again.generate([Request(prompt="c", max_tokens=4)])  # a miss starts it
+    assert loading.starts == [("m1", None)] * 2
+    again.close()
+
+
+def test_a_deferred_engine_that_cannot_start_is_the_tools_failure(tmp_path, loading):
+    from corekit.errors import ToolFailure
+
+    loading.fail = True
+    engine = build_engine(EngineSpec("vllm", "m1"), None, quiet=True, where="eval.models.base")
+    with pytest.raises(
+        ToolFailure, match=r"^eval\.models\.base: the vllm engine could not start: out of memory$"
+    ):
+        engine.generate([Request(prompt="a", max_tokens=4)])
+
+
+def test_the_pool_swaps_a_model_into_an_engine_not_started_yet(tmp_path, loading):
+    """evalkit's base then tuned: when the base's answers were all cached its engine never
+    started, and the tuned model's misses start it once, on the tuned model (with its
+    adapter); when the base started, the tuned model's weights are swapped in."""
+    from corekit.engines.pool import EnginePool
+
+    pool = EnginePool(tmp_path, quiet=True)
+    reqs = [Request(prompt="a", max_tokens=4)]
+    base = pool.get(EngineSpec("vllm", "base", {"x": 1}), swap=True)
+    assert pool.last == "started" and not base.started
+    tuned = pool.get(EngineSpec("vllm", "base", {"x": 1, "lora_adapter": "ad"}), swap=True)
+    assert pool.last == "deferred" and tuned is base and loading.starts == []
+    assert tuned.generate(reqs)[0].text == "base:a"
+    assert loading.starts == [("base", "ad")]  # one start, as the tuned model
+    pool.close()
+    base = pool.get(EngineSpec("vllm", "base"), swap=True)
+    base.generate(reqs)
+    tuned = pool.get(EngineSpec("vllm", "tuned"), swap=True)
+    assert pool.last == "swapped" and tuned is base
+    assert tuned.generate(reqs)[0].text == "tuned:a"
+    assert loading.starts[1:] == [("base", None)]  # no second start
+    pool.close()
+
+
 def test_vllm_options_are_read_once_per_vllm_version(tmp_path, monkeypatch):
     """`datakit config check` names unknown vLLM options without importing vLLM each time:
     the EngineArgs fields are kept in the shared cache, one file per installed version."""

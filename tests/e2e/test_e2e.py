@@ -225,6 +225,9 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     run(BIN / "evalkit", "baseline", ev / "tuned", "-o", tmp_path / "baseline")
     out = run(*env_make, "eval").stdout
     assert "gate: pass" in out
+    for model in ("base", "tuned"):  # every answer was cached: no vLLM engine started
+        rep = json.loads((ev / model / "report.json").read_text())
+        assert rep["model"]["engine_start"] == "none: every answer was in the request cache"
     assert (ev / "gate.xml").is_file() and 'failures="0"' in (ev / "gate.xml").read_text()
     show = run(BIN / "trainkit", "show", tmp_path / "runs/train/sft").stdout
     assert "sft (sft, adapter lora) - complete" in show and "data: sft-train@v1" in show
