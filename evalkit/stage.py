@@ -274,15 +274,14 @@ def start_engine(pool: Any, spec: Any, batch_size: int, where: str, swap: bool =
     directory that does not exist, an unknown option) is bad input (ToolkitError, exit 2);
     an engine that fails while starting is the tool failing (ToolFailure, exit 3), not a
     verdict on the model."""
-    from corekit.errors import ToolFailure
+    from corekit.engines import start_failure
 
     try:
         return pool.get(spec, batch_size=batch_size, where=where, swap=swap)
     except ToolkitError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise ToolFailure(f"{where}: the {spec.backend} engine could not start: {msg}") from e
+        raise start_failure(where, spec.backend, e) from e
 
 
 def _gate(res: EvalResult, ev: dict[str, Any], settings: Any, base: Path, out: Path) -> None:

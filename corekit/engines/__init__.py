@@ -32,6 +32,7 @@ __all__ = [
     "build_engine",
     "check_spec",
     "spec_fingerprint",
+    "start_failure",
 ]
 
 
@@ -239,6 +240,17 @@ def build_engine(
     )
 
 
+def start_failure(where: str, backend: str, exc: BaseException) -> ToolkitError:
+    """An engine that failed while starting, as one line naming ``where``: the tool failing
+    (ToolFailure: evalkit exits 3), not bad input and not a verdict on the model. The
+    message's last line is kept (a backend's start-up error ends with its cause)."""
+    from ..errors import ToolFailure
+
+    text = str(exc).strip()
+    msg = text.splitlines()[-1] if text else type(exc).__name__
+    return ToolFailure(f"{where}: the {backend} engine could not start: {msg}")
+
+
 class DeferredEngine:
     """An in-process engine (vLLM, transformers) started on its first request, not when the
     step or the eval asks for it: a re-run whose answers are all in the request cache never
@@ -268,8 +280,6 @@ class DeferredEngine:
         import sys
         import time
 
-        from ..errors import ToolFailure
-
         spec = self.spec
         if self.quiet:
             from transformers.utils import logging as hf_logging
@@ -283,10 +293,7 @@ class DeferredEngine:
         except ToolkitError:
             raise
         except Exception as e:  # noqa: BLE001 - whatever the backend raised, one line
-            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            raise ToolFailure(
-                f"{self.where}: the {spec.backend} engine could not start: {msg}"
-            ) from e
+            raise start_failure(self.where, spec.backend, e) from e
         _record_start(spec, time.perf_counter() - t0)
         return self._engine
 
