@@ -491,6 +491,18 @@ def test_an_engine_starts_on_its_first_uncached_request_only(tmp_path, loading):
     again.close()
 
 
+def test_a_deferred_engine_still_refuses_a_bad_spec_when_asked_for(tmp_path):
+    """Deferring the start does not defer the checks: a model directory that does not
+    exist is bad input (ToolkitError, not the tool's failure) before any request."""
+    from corekit.errors import ToolFailure
+
+    with pytest.raises(
+        ToolkitError, match=r"eval\.models\.base: model directory .* does not exist"
+    ) as e:
+        build_engine(EngineSpec("vllm", str(tmp_path / "nope")), None, where="eval.models.base")
+    assert not isinstance(e.value, ToolFailure)
+
+
 def test_a_deferred_engine_that_cannot_start_is_the_tools_failure(tmp_path, loading):
     from corekit.errors import ToolFailure
 
