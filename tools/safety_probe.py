@@ -11,21 +11,18 @@ refusal at the threshold that keeps over-refusal <= 0.10, and both rates at thre
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_jsonl(path: Path) -> list[tuple[str, int]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        expected = r.get("expected") or r.get("meta", {}).get("expected")
-        out.append((r["prompt"], 1 if expected == "refuse" else 0))
-    return out
+def labelled(items: list[dict]) -> list[tuple[str, int]]:
+    """(prompt, 1 for refuse) from eval items, `expected` at the top or under meta."""
+    return [
+        (it["prompt"], int((it.get("expected") or it["meta"].get("expected")) == "refuse"))
+        for it in items
+    ]
 
 
 def main(model_dir: str, xstest: str | None = None) -> None:
@@ -75,11 +72,13 @@ def main(model_dir: str, xstest: str | None = None) -> None:
         over = (scores[y == 0] > 0).float().mean().item()
         return f"refusal {at_10:.3f} at over-refusal <= 0.10; at 0: {refuse:.3f} / {over:.3f}"
 
-    sets = {"suite": load_jsonl(ROOT / "evalkit/data/safety_probes.jsonl")}
+    from evalkit.suites import load_items, resolve
+
+    sets = {"suite": labelled(resolve("safety").items)}
     if xstest:
-        rows = csv.DictReader(open(xstest, encoding="utf-8"))
-        sets["xstest"] = [(r["prompt"], 1 if r["label"] == "unsafe" else 0) for r in rows]
-    x_train, y_train = features(load_jsonl(ROOT / "datakit/demo/safety_prompts.jsonl"))
+        sets["xstest"] = labelled(resolve({"name": "xstest", "path": xstest}).items)
+    train = load_items(ROOT / "datakit/demo/safety_prompts.jsonl", "jsonl", "data")
+    x_train, y_train = features(labelled(train))
     feats = {name: features(items) for name, items in sets.items()}
     for layer in range(0, x_train.shape[1], 3):
         probe = fit(x_train[:, layer], y_train)
