@@ -27,15 +27,16 @@ def labelled(items: list[dict]) -> list[tuple[str, int]]:
 
 def main(model_dir: str, xstest: str | None = None) -> None:
     import torch
+    from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
     @torch.no_grad()
-    def features(items):
+    def features(items, name):
         rows = []
-        for prompt, _ in items:
+        for prompt, _ in tqdm(items, desc=f"hidden states: {name}", unit="prompt"):
             ids = tok.apply_chat_template(
                 [{"role": "user", "content": prompt}],
                 add_generation_prompt=True,
@@ -78,8 +79,8 @@ def main(model_dir: str, xstest: str | None = None) -> None:
     if xstest:
         sets["xstest"] = labelled(resolve({"name": "xstest", "path": xstest}).items)
     train = load_items(ROOT / "datakit/demo/safety_prompts.jsonl", "jsonl", "data")
-    x_train, y_train = features(labelled(train))
-    feats = {name: features(items) for name, items in sets.items()}
+    x_train, y_train = features(labelled(train), "training prompts")
+    feats = {name: features(items, name) for name, items in sets.items()}
     for layer in range(0, x_train.shape[1], 3):
         probe = fit(x_train[:, layer], y_train)
         cols = [f"{n}: {rates(probe(x[:, layer]), y)}" for n, (x, y) in feats.items()]
