@@ -302,7 +302,7 @@ def misspelt_pipeline(tmp_path):
         ("      op: judge\n      input: answers", "      op: judge\n      input: answrs"),
         ("dataset: sft-train", "dataset: sft-trian"),
         ("from: sft", "from: sfft"),
-        ('tuned: "train:dpo"', 'tuned: "train:dppo"'),
+        ('tuned: "train:safety-sft"', 'tuned: "train:safety-sfft"'),
         ("suites: [qa, format, safety]", "suites: [qa, formatt, safety]"),
         ("      qa/f1: {max_drop: 0.05}", "      qa/f11: {max_drop: 0.05}"),
     ]  # fmt: skip
@@ -319,7 +319,7 @@ WANT = [
     "data.steps[3].input: no dataset 'answrs': no import, step or data-root dataset makes it; did you mean 'answers'?",
     "train.stages[0].dataset: no dataset 'sft-trian': no import, step or data-root dataset makes it; did you mean 'sft-train'?",
     "train.stages[1] (dpo): from 'sfft' is not an earlier stage (sft)",
-    "eval.models.tuned: train:dppo: no trainkit stage 'dppo'; did you mean 'dpo'?",
+    "eval.models.tuned: train:safety-sfft: no trainkit stage 'safety-sfft'; did you mean 'safety-sft'?",
     "eval.suites[1]: no built-in suite 'formatt'; did you mean 'format'?",
     "eval.gate.rules.qa/f11: unknown metric 'f11'; did you mean 'f1'?",
 ]  # fmt: skip

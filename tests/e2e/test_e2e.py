@@ -106,7 +106,7 @@ def _demo_config(tmp_path: Path) -> Path:
     }
     for step in cfg["data"]["steps"]:
         step.setdefault("params", {}).update(small.get(step["name"], {}))
-    for stage, steps in zip(cfg["train"]["stages"], (4, 2), strict=True):
+    for stage, steps in zip(cfg["train"]["stages"], (4, 2, 2), strict=True):
         stage["args"].update(max_steps=steps, eval_steps=2, save_steps=2, logging_steps=1)
     # the same suites, a third of each (their first items; safety: 10 unsafe and 10 safe),
     # with shorter answers; the gate runs in the test against its own baseline
@@ -188,15 +188,19 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     ):
         assert r["chosen"] != r["rejected"]
         assert r["meta"]["chosen_quality"] > r["meta"]["rejected_quality"]
-    # make train: SFT on the curated answers, then DPO from the SFT model; no raw log dicts.
+    # make train: SFT on the curated answers, DPO from the SFT model, then SFT on the safety
+    # answers' openings from the DPO model; no raw log dicts.
     assert "stage sft (sft): trained" in out and "stage dpo (dpo): trained" in out
+    assert "stage safety-sft (sft): trained" in out
     # where the time went: the data steps, slowest first, and each stage's training time
     times = next(x for x in out.splitlines() if x.startswith("time by step: "))
     secs = [float(t.rsplit(" ", 2)[1]) for t in times[len("time by step: ") :].split(", ")]
     assert secs == sorted(secs, reverse=True) and len(secs) >= 3
-    assert out.count(" s of training -> ") == 2
+    assert out.count(" s of training -> ") == 3
     assert "{'loss'" not in out and "'train_runtime'" not in out
-    for stage, data in (("sft", "sft-train@v1"), ("dpo", "dpo-mix@v1")):
+    for stage, data in (
+        ("sft", "sft-train@v1"), ("dpo", "dpo-mix@v1"), ("safety-sft", "safety-good@v1"),
+    ):  # fmt: skip
         rd = tmp_path / "runs/train" / stage
         info = json.loads((rd / "run.json").read_text())
         assert info["status"] == "complete" and info["datasets"][0]["ref"] == data
@@ -211,7 +215,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
         assert [s["items_count"] for s in rep["suites"]] == [20, 20, 20]  # the copies
         assert rep["model"]["fingerprint"]
     tuned = json.loads((ev / "tuned/report.json").read_text())["model"]
-    assert tuned["adapter"].endswith("dpo/final")  # the DPO run, merged once for serving
+    assert tuned["adapter"].endswith("safety-sft/final")  # the chain, merged once for serving
     # ... and its weights loaded into the base model's running engine: one engine start
     assert tuned["engine_start"] == "weights swapped in"
     for name in ("summary.md", "report.html"):
@@ -233,6 +237,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert "sft (sft, adapter lora) - complete" in show and "data: sft-train@v1" in show
     out = run(*env_make, "train").stdout
     assert "stage sft (sft): skipped" in out and "stage dpo (dpo): skipped" in out
+    assert "stage safety-sft (sft): skipped" in out
     # A re-run reuses everything: no new version, no model rebuilt, no step re-run.
     out = run(*env_make, "data").stdout
     assert (
