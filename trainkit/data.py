@@ -282,6 +282,32 @@ def _text_of(row: dict[str, Any], tokenizer: Any) -> list[str]:
     return [render(row["prompt"])]
 
 
+def _prompt_of(row: dict[str, Any], tokenizer: Any) -> str | None:
+    """The text before the trained answer (its last assistant turn or completion), or None."""
+    if "messages" in row:
+        msgs = row["messages"]
+        if not msgs or msgs[-1].get("role") != "assistant":
+            return None
+        return tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
+    if "completion" in row or "chosen" in row:
+        p = row["prompt"]
+        if isinstance(p, list):
+            return tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        return p
+    return None
+
+
+def _some_answer_fits(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> bool:
+    """Whether some sequence keeps answer tokens after truncation: its prompt is shorter than
+    max_length. Training on answer openings (every sequence cut, every prompt whole) is a
+    recipe; every prompt cut is a mistake."""
+    prompts = [p for p in (_prompt_of(r, tokenizer) for r in rows) if p is not None]
+    if not prompts:
+        return False
+    ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    return any(len(x) < max_length for x in ids)
+
+
 def check_lengths(
     rows: list[dict[str, Any]], tokenizer: Any, max_length: int, ref: str
 ) -> dict[str, Any]:
@@ -290,7 +316,7 @@ def check_lengths(
     # One batched call: a fast tokenizer encodes the batch in parallel in Rust.
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     over = sum(1 for n in lengths if n > max_length)
-    if over == len(lengths):
+    if over == len(lengths) and not _some_answer_fits(rows, tokenizer, max_length):
         raise ToolkitError(
             f"{ref}: all {len(lengths)} sequences are longer than args.max_length={max_length} "
             f"tokens (shortest {min(lengths)}); raise max_length or use shorter data"

@@ -64,6 +64,28 @@ def test_sequences_all_longer_than_max_length(store, tok):
     assert str(e.value).startswith(
         "long@v1: all 2 sequences are longer than args.max_length=32 tokens (shortest "
     )
+    # Every answer cut but every prompt whole: training on the answers' openings (the
+    # demo's safety-sft stage), allowed; the same answers behind a prompt that does not fit
+    # are the error above.
+    opening = [
+        {
+            "messages": [
+                {"role": "user", "content": greeting},
+                {"role": "assistant", "content": "word " * 80},
+            ]
+        }
+        for greeting in ("Hi", "Hello")
+    ]
+    store.write("openings", opening, "chat")
+    data = load_stage_data(store, "sft", "openings", tok, 32)
+    assert data.stats["truncated"] == data.stats["sequences"] == 2
+    store.write(
+        "cut-prompts",
+        [{"messages": [{"role": "user", "content": "x " * 40}, opening[0]["messages"][1]]}],
+        "chat",
+    )
+    with pytest.raises(ToolkitError, match="all 1 sequences are longer"):
+        load_stage_data(store, "sft", "cut-prompts", tok, 32)
     # Some too long is a warning and a stat, not an error.
     store.write("mixed", CHAT + long, "chat")
     data = load_stage_data(store, "sft", "mixed", tok, 32)
