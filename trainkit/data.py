@@ -224,13 +224,7 @@ def drop_long_prompts(
 ) -> tuple[list[dict[str, Any]], int]:
     """The rows whose prompt, as the model sees it, is at most ``limit`` tokens; and how
     many were left out. An error when none is left."""
-
-    def text(p: Any) -> str:
-        if isinstance(p, str):
-            return p
-        return tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-
-    texts = [text(r["prompt"]) for r in rows]
+    texts = [_prompt_text(r["prompt"], tokenizer) for r in rows]
     lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     kept = [r for r, n in zip(rows, lengths, strict=True) if n <= limit]
     if not kept:
@@ -282,18 +276,21 @@ def _text_of(row: dict[str, Any], tokenizer: Any) -> list[str]:
     return [render(row["prompt"])]
 
 
+def _prompt_text(prompt: Any, tokenizer: Any) -> str:
+    """A prompt (text or messages) as the model sees it, up to where its answer starts."""
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
 def _prompt_of(row: dict[str, Any], tokenizer: Any) -> str | None:
-    """The text before the trained answer (its last assistant turn or completion), or None."""
+    """The text before the first trained token (a conversation's first assistant turn, a
+    completion, a preference pair's answers), or None when the row trains no answer."""
     if "messages" in row:
-        msgs = row["messages"]
-        if not msgs or msgs[-1].get("role") != "assistant":
-            return None
-        return tokenizer.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
+        first = next((i for i, m in enumerate(row["messages"]) if m["role"] == "assistant"), 0)
+        return _prompt_text(row["messages"][:first], tokenizer) if first else None
     if "completion" in row or "chosen" in row:
-        p = row["prompt"]
-        if isinstance(p, list):
-            return tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-        return p
+        return _prompt_text(row["prompt"], tokenizer)
     return None
 
 

@@ -76,9 +76,19 @@ def test_sequences_all_longer_than_max_length(store, tok):
         }
         for greeting in ("Hi", "Hello")
     ]
+    # a longer conversation: its first answer keeps tokens though the last one's prompt is cut
+    opening.append(
+        {
+            "messages": [
+                *opening[0]["messages"],
+                {"role": "user", "content": "x " * 40},
+                {"role": "assistant", "content": "y"},
+            ]
+        }
+    )
     store.write("openings", opening, "chat")
     data = load_stage_data(store, "sft", "openings", tok, 32)
-    assert data.stats["truncated"] == data.stats["sequences"] == 2
+    assert data.stats["truncated"] == data.stats["sequences"] == len(opening)
     store.write(
         "cut-prompts",
         [{"messages": [{"role": "user", "content": "x " * 40}, opening[0]["messages"][1]]}],
