@@ -56,4 +56,8 @@ METHODS = {
 
 
 def builder(method: str) -> Any:
+    from ..lm_head import score_labelled_positions_only
+
+    # Before any trainer exists, so every stage of a process scores its loss the same way.
+    score_labelled_positions_only()
     return importlib.import_module(f"{__name__}.{METHODS[method].module}").build

@@ -53,7 +53,9 @@ def project(request, tmp_path_factory):
     return {"root": root, "model": request.getfixturevalue(request.param)}
 
 
-def _fed_batches(project, monkeypatch, dataset: str, packing: bool) -> tuple[list, object]:
+def _fed_batches(
+    project, monkeypatch, dataset: str, packing: bool, tag: str = ""
+) -> tuple[list, object]:
     """Train one step and keep every batch handed to the model's loss."""
     import trainkit.methods as methods
     from trainkit.stage import run_train
@@ -78,7 +80,7 @@ def _fed_batches(project, monkeypatch, dataset: str, packing: bool) -> tuple[lis
         return wrapped
 
     monkeypatch.setattr(methods, "builder", builder)
-    name = f"{dataset}-{'packed' if packing else 'plain'}"
+    name = f"{dataset}-{'packed' if packing else 'plain'}{tag}"
     stages = [
         {
             "name": name,
@@ -145,3 +147,66 @@ def test_only_completions_carry_labels(project, monkeypatch, packing):
     for s in spans:
         assert s in completions, s
     assert not any("Convert" in s for s in spans)
+
+
+def _count_head_rows(monkeypatch) -> list[int]:
+    """Rows (token positions) each call of TRL's fused LM head projects."""
+    import trl.trainer.utils as utils
+
+    rows: list[int] = []
+    original = utils._ChunkedLogProbFunction
+
+    class Recording:
+        @staticmethod
+        def apply(hidden, *args):
+            rows.append(int(hidden.shape[0]))
+            return original.apply(hidden, *args)
+
+    monkeypatch.setattr(utils, "_ChunkedLogProbFunction", Recording)
+    return rows
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["unpacked", "packed"])
+def test_the_loss_head_projects_only_labelled_positions(project, monkeypatch, packing):
+    """On CPU TRL's fused head would project every position (prompt and padding too) and
+    throw those away; trainkit.lm_head makes it project the labelled ones only."""
+    rows = _count_head_rows(monkeypatch)
+    batches, _ = _fed_batches(project, monkeypatch, "pairs", packing, tag="-head")
+    labelled = [int((b["labels"][:, 1:] != -100).sum()) for b in batches]
+    positions = [b["labels"][:, 1:].numel() for b in batches]
+    assert rows == labelled, (rows, labelled)
+    # The batches held prompt positions to skip.
+    assert all(n < p for n, p in zip(labelled, positions, strict=True))
+
+
+@pytest.mark.numeric
+def test_the_compact_head_gives_the_plain_loss_and_gradients(tiny_model):
+    """Scoring only the labelled positions changes the work, not the result: the loss and
+    its gradients equal those of plain full logits + cross-entropy, up to float32 rounding."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from trainkit.lm_head import score_labelled_positions_only
+
+    assert score_labelled_positions_only()
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    add_fused_lm_head(model)
+    vocab = model.config.vocab_size
+    ids = torch.randint(3, vocab, (3, 24))
+    labels = ids.clone()
+    labels[:, :15] = -100  # a prompt
+    labels[2, 20:] = -100  # padding
+    fused = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
+    fused.backward()
+    fused_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(input_ids=ids).logits[:, :-1]
+    plain = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), labels[:, 1:].reshape(-1))
+    plain.backward()
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    for a, p in zip(fused_grads, model.parameters(), strict=True):
+        # float32 rounding of sums in another order: relative to the tensor's own scale
+        scale = float(p.grad.abs().max())
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-5 * scale)
