@@ -87,8 +87,9 @@ def main() -> None:
     for name, path in models(args.quick).items():
         cfg = json.loads((path / "config.json").read_text())
         for method, seq, batch, optim in cases[name]:
+            info: dict = {}
             with tempfile.TemporaryDirectory() as work:
-                peak = measure_sft_peak(path, method, seq, batch, work, optimizer=optim)
+                peak = measure_sft_peak(path, method, seq, batch, work, optimizer=optim, info=info)
             est = estimate(
                 cfg,
                 method,
@@ -97,6 +98,7 @@ def main() -> None:
                 precision="float32",
                 lora_r=16,
                 optimizer=optim,
+                scored_tokens=info["scored_tokens"],  # the loss scores the answers only
             )
             base = rule_of_thumb(cfg, method, est.activations_bytes)
             key = f"{name}_{method}_{seq}x{batch}" + ("" if optim == fused else f"_{optim}")

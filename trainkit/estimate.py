@@ -34,7 +34,10 @@ Parts:
     head         TRL's chunked log-prob kernel (SFT and DPO) never materialises the logits:
                  it projects tiles of up to 4096 tokens x 32768 vocabulary entries into one
                  buffer; without Triton (the CPU) the backward's torch fallback also holds
-                 about 7 tile-sized fp32 temporaries at once.
+                 about 7 tile-sized fp32 temporaries at once. It projects the positions the
+                 loss scores (``scored_tokens``: by default every position, the bound; SFT
+                 with unsupervised prompts scores fewer, and trainkit.lm_head makes the CPU
+                 skip the rest as Triton does).
                  When the head trains (full fine-tuning) its fp32 gradient accumulator
                  (vocabulary x hidden) exists from the start of the backward pass.
     peak         the larger of the two moments a step peaks at: the start of the backward
@@ -250,6 +253,7 @@ def estimate(
     double_quant: bool = True,
     where: str = "config.json",
     optimizer: str = "adamw_torch_fused",
+    scored_tokens: int | None = None,
 ) -> Estimate:
     if optimizer not in OPTIMIZERS:
         raise ToolkitError(f"unknown optimizer {optimizer!r}; choose {', '.join(OPTIMIZERS)}")
@@ -277,7 +281,8 @@ def estimate(
     gradients = trainable * grad_b
     moments = trainable * 2 * grad_b
     acts = activations_bytes(s, method, seq_len, batch, act, lora_r, gradient_checkpointing)
-    head = head_bytes(seq_len * batch, s.vocab, act, cpu=precision == "float32")
+    scored = seq_len * batch if scored_tokens is None else min(scored_tokens, seq_len * batch)
+    head = head_bytes(scored, s.vocab, act, cpu=precision == "float32")
     if method == "full":
         head += s.vocab * s.hidden * 4  # the head's fp32 gradient accumulator, from the start
     backward_start = acts + head

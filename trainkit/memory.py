@@ -63,11 +63,11 @@ def measure_sft_peak(
     batch: int,
     workdir: str | Path,
     optimizer: str = "adamw_torch_fused",
+    info: dict[str, Any] | None = None,
 ) -> int:
     """Peak tensor bytes of step 2 of a trainkit SFT stage on ``model_dir``: ``adapter``
-    (full, lora, qlora; rank 16 on all linear layers), every row ``seq_len`` tokens (long
-    conversations truncated), per-device batch ``batch``, ``optimizer``, the CPU's float32
-    path."""
+    (full, lora, qlora; rank 16 on all linear layers), rows of ``seq_len`` tokens, batch
+    ``batch``, ``optimizer``, float32; ``info`` gets ``scored_tokens`` (see below)."""
     import random
 
     import yaml
@@ -133,4 +133,16 @@ def measure_sft_peak(
         stage, load_base(stage), tok, full_length, callbacks=[step_peak_callback(2, out)]
     )
     trainer.train()
+    if info is not None:
+        info["scored_tokens"] = _scored_tokens(trainer, batch)
     return out["peak_bytes"]
+
+
+def _scored_tokens(trainer: Any, batch: int) -> int:
+    """Supervised positions per batch (the mean row's, times ``batch``): the label positions
+    after the one-token shift, as the loss head sees them (the prompts are not scored)."""
+    collate = trainer.data_collator
+    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    labels = collate(rows)["labels"]
+    scored = int((labels[:, 1:] != -100).sum())
+    return round(scored / len(rows) * batch)

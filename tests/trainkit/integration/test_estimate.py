@@ -153,7 +153,11 @@ def test_estimate_is_within_10_percent_of_a_real_sft_step(
     stage on CPU (TRL's trainer, profiler memory timeline: trainkit.memory)."""
     from trainkit.memory import measure_sft_peak
 
-    measured = measure_sft_peak(tiny_model, adapter, seq, batch, tmp_path, optimizer=optimizer)
+    info: dict = {}
+    measured = measure_sft_peak(
+        tiny_model, adapter, seq, batch, tmp_path, optimizer=optimizer, info=info
+    )
+    assert 0 < info["scored_tokens"] < seq * batch  # the prompts are not scored
     cfg = json.loads((tiny_model / "config.json").read_text())
     est = estimate(
         cfg,
@@ -163,6 +167,7 @@ def test_estimate_is_within_10_percent_of_a_real_sft_step(
         precision="float32",
         lora_r=16,
         optimizer=optimizer,
+        scored_tokens=info["scored_tokens"],
     )
     print(
         f"{adapter} seq {seq} x {batch} {optimizer}: estimate {est.total_bytes / 2**20:.1f} "
