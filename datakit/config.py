@@ -27,6 +27,7 @@ def check_section(
 def _step_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[tuple[int, str]]:
     """Steps' engine names, ops that need an engine, inputs an op cannot take."""
     from .ops import OPS
+    from .ops.dedup import WITHIN_NEEDS_REFERENCES
 
     out: list[tuple[int, str]] = []
     engines = data.get("engines") if isinstance(data.get("engines"), dict) else {}
@@ -63,6 +64,15 @@ def _step_problems(data: dict[str, Any], lines: dict[tuple, int]) -> list[tuple[
                 (
                     lines.get(at + ("input",), 0),
                     f"{key_path(at + ('input',))}: {op.name} reads one input",
+                )
+            )
+        params = step.get("params") if isinstance(step.get("params"), dict) else {}
+        alone = not isinstance(inputs, list) or len(inputs) < 2
+        if op.name == "dedup" and params.get("within") is False and alone:
+            out.append(
+                (
+                    lines.get(at + ("params",), lines.get(at, 0)),
+                    f"{key_path(at + ('params', 'within'))}: {WITHIN_NEEDS_REFERENCES}",
                 )
             )
     return out

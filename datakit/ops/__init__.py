@@ -181,7 +181,9 @@ OPS: dict[str, Op] = {
             "Drop duplicate records, each only for a kept record it resembles: semantic "
             "(embeddings + HNSW, the default), near (MinHash LSH) or exact; further inputs "
             "are sets to dedup against.",
-            "datakit dedup grown -o grown-dedup --method near --threshold 0.8",
+            "datakit dedup grown -o grown-dedup --method near --threshold 0.8\n"
+            "datakit dedup answers eval-set -o answers-clean --no-within"
+            "   # only what resembles eval-set",
             command="top",
             many_inputs=True,
             explain="datakit.ops.dedup:explain",

@@ -20,6 +20,8 @@ record (or a reference) it is itself similar to, so no chain of small edits drop
 for one it does not resemble. ``cluster: connected`` keeps the old transitive clusters
 (union-find, one record per component), labelled as such in the report. Further inputs are
 reference sets ("against"): a record is dropped when it is itself similar to a reference.
+``within: false`` drops only those: records alike among themselves all stay (two sampled
+answers to one prompt, say), so a set is checked against an eval suite and nothing else.
 
 Every dropped record is a reject with the id it was dropped for, the method, the clustering
 and that pair's own similarity; ``dedup_report.jsonl`` in the version lists the same, one
@@ -330,6 +332,13 @@ def keep_one(
     return drop
 
 
+# The one rule of ``within: false`` (also checked by ``datakit config check``).
+WITHIN_NEEDS_REFERENCES = (
+    "false drops only records similar to a reference: list the reference sets as inputs "
+    "after the first"
+)
+
+
 def run(
     inputs: list[list[dict[str, Any]]],
     ctx: OpContext,
@@ -342,8 +351,11 @@ def run(
     embedding_model: str | None = None,
     cluster: str = "greedy",
     embedding_backend: str = "auto",
+    within: bool = True,
 ) -> list[dict[str, Any]]:
     records, references = inputs[0], [r for refs in inputs[1:] for r in refs]
+    if not within and not references:
+        raise ToolkitError(f"{ctx.step}: within: {WITHIN_NEEDS_REFERENCES}")
     everything = records + references
     texts = [record_text(r, fields) for r in everything]
     if threshold is None:
@@ -366,6 +378,8 @@ def run(
         ctx.stats["embedding_backend"] = backend_for(embedding_model, embedding_backend)
         ctx.stats["threshold"] = threshold
     n = len(records)
+    if not within:  # only a record's likeness to a reference counts
+        pairs = [(i, j, sim) for i, j, sim in pairs if (i < n) != (j < n)]
     order = keep_order(records, texts[:n], keep)
     drop = keep_one(n, len(references), pairs, order, cluster)
     out, report = [], []

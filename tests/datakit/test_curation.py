@@ -103,6 +103,40 @@ def test_dedup_against_another_dataset(store):
     assert res.version.manifest()["parents"] == ["generated@v1", "evalset@v1"]
 
 
+def test_dedup_within_false_checks_against_the_references_only(store):
+    """Two samples of one answer stay (alike among themselves); a record like the eval set
+    goes. Without references the flag is an error, before any version is written."""
+    store.write("samples", recs([BASE[0], BASE[0].upper(), BASE[1], BASE[2]]), "instruction")
+    store.write("evalset", [{"prompt": BASE[2], "references": ["x"]}], "eval_item")
+    params = {"method": "near", "fields": "instruction", "within": False}
+    res = run_step(store, "samples-clean", "dedup", ["samples", "evalset"], params)
+    out = [r["instruction"] for r in res.version.records()]
+    assert out == [BASE[0], BASE[0].upper(), BASE[1]]
+    assert res.version.manifest()["stats"]["drops"] == {"duplicates_reference": 1}
+    # the default still thins the set itself
+    res = run_step(
+        store, "samples-dedup", "dedup", ["samples", "evalset"], {**params, "within": True}
+    )
+    assert res.version.manifest()["stats"]["drops"] == {"duplicate": 1, "duplicates_reference": 1}
+    with pytest.raises(ToolkitError, match=r"^samples-alone: within: false drops only records"):
+        run_step(store, "samples-alone", "dedup", ["samples"], params)
+    assert store.versions("samples-alone") == []
+
+
+def test_config_check_names_a_within_false_dedup_without_references(cli, tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"instruction": "Hi.", "output": "Hello."}) + "\n")
+    (tmp_path / "p.yaml").write_text(
+        "data:\n  imports:\n    - {name: a, source: a.jsonl, format: alpaca}\n"
+        "  steps:\n    - {name: b, op: dedup, input: a, params: {within: false}}\n"
+    )
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 1
+    assert out.splitlines()[0] == (
+        "p.yaml:5: data.steps[0].params.within: false drops only records similar to a "
+        "reference: list the reference sets as inputs after the first"
+    )
+
+
 def test_mix_realises_the_proportions(store):
     store.write("synthetic", recs([f"Synthetic task {i} here" for i in range(40)]), "instruction")
     store.write("real", recs([f"Real task {i} here" for i in range(10)]), "instruction")
