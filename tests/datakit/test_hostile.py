@@ -318,7 +318,7 @@ WANT = [
     "data.imports[1].source: no such file {tmp}/nowhere/format_tasks.jsonl",
     "data.steps[3].input: no dataset 'answrs': no import, step or data-root dataset makes it; did you mean 'answers'?",
     "train.stages[0].dataset: no dataset 'sft-trian': no import, step or data-root dataset makes it; did you mean 'sft-train'?",
-    "train.stages[1] (dpo): from 'sfft' is not an earlier stage (sft)",
+    "train.stages[1] (safety-sft): from 'sfft' is not an earlier stage (sft)",
     "eval.models.tuned: train:safety-sfft: no trainkit stage 'safety-sfft'; did you mean 'safety-sft'?",
     "eval.suites[1]: no built-in suite 'formatt'; did you mean 'format'?",
     "eval.gate.rules.qa/f11: unknown metric 'f11'; did you mean 'f1'?",

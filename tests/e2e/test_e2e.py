@@ -99,14 +99,12 @@ def _demo_config(tmp_path: Path) -> Path:
         "grown": {"num_instructions": 4, "prompts_per_round": 4, "max_rounds": 1},
         "evolved": {"max_tokens": 96, "response_max_tokens": 96},
         "answers": {"max_tokens": 128},
-        "prefs": {"max_tokens": 48},
         "format-answers": {"samples": 1},
         "safety-answers": {"samples": 1, "max_tokens": 64},
-        "safety-contrast": {"max_tokens": 48},
     }
     for step in cfg["data"]["steps"]:
         step.setdefault("params", {}).update(small.get(step["name"], {}))
-    for stage, steps in zip(cfg["train"]["stages"], (4, 2, 2), strict=True):
+    for stage, steps in zip(cfg["train"]["stages"], (4, 2), strict=True):
         stage["args"].update(max_steps=steps, eval_steps=2, save_steps=2, logging_steps=1)
     # the same suites, a third of each (their first items; safety: 10 unsafe and 10 safe),
     # with shorter answers; the gate runs in the test against its own baseline
@@ -143,8 +141,8 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert "model smollm2: present at" in out
     assert "dataset demo-seeds@v1: 12 instruction records" in out
     steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup"]
-    steps += ["format-answers", "format-good", "safety-answers", "safety-good"]
-    steps += ["sft-all", "sft-mix", "sft", "prefs", "safety-contrast", "safety-pairs", "dpo-mix"]
+    steps += ["format-answers", "format-good", "safety-answers", "safety-good", "safety-clean"]
+    steps += ["sft-all", "sft-mix", "sft"]
     for name in steps:
         assert f"step {name} (" in out
     for name in [s for s in steps if s != "sft"] + ["sft-train", "sft-test"]:
@@ -166,16 +164,12 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert safe["count"] > 0 and set(safe["stats"]["drops"]) <= {
         "complied_unsafe", "refused_safe", "partial_refusal",
     }  # fmt: skip
-    # Safety preference pairs made from the model's own answers, each one way round.
-    pairs = [
-        json.loads(x)
-        for x in (tmp_path / "data/safety-pairs/v1/records.jsonl").read_text().splitlines()
-    ]
-    assert pairs and all(p["chosen"] != p["rejected"] for p in pairs)
-    assert {p["meta"]["expected"] for p in pairs} <= {"refuse", "comply"}
     # Nothing resembling an eval prompt reaches training.
     clean = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
     assert clean["parents"] == ["sft-all@v1", "eval-format@v1", "eval-safety@v1"]
+    clean = json.loads((tmp_path / "data/safety-clean/v1/manifest.json").read_text())
+    assert clean["parents"] == ["safety-good@v1", "eval-format@v1", "eval-safety@v1"]
+    assert set(clean["stats"]["drops"]) <= {"duplicates_reference"}  # the samples all stay
     # make data ends with examples people can read, and the counts kept and dropped.
     assert "examples:" in out and "  answers@v1  Q: " in out
     assert "kept " in out and " dropped " in out
@@ -183,24 +177,17 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
         json.loads(x) for x in (tmp_path / "data/judged/v1/records.jsonl").read_text().splitlines()
     ]
     assert judged and all(0.0 <= r["meta"]["judge"]["quality"] <= 1.0 for r in judged)
-    for r in (
-        json.loads(x) for x in (tmp_path / "data/prefs/v1/records.jsonl").read_text().splitlines()
-    ):
-        assert r["chosen"] != r["rejected"]
-        assert r["meta"]["chosen_quality"] > r["meta"]["rejected_quality"]
-    # make train: SFT on the curated answers, DPO from the SFT model, then SFT on the safety
-    # answers' openings from the DPO model; no raw log dicts.
-    assert "stage sft (sft): trained" in out and "stage dpo (dpo): trained" in out
+    # make train: SFT on the curated answers, then SFT on the safety answers' openings from
+    # the SFT model; no raw log dicts.
+    assert "stage sft (sft): trained" in out
     assert "stage safety-sft (sft): trained" in out
     # where the time went: the data steps, slowest first, and each stage's training time
     times = next(x for x in out.splitlines() if x.startswith("time by step: "))
     secs = [float(t.rsplit(" ", 2)[1]) for t in times[len("time by step: ") :].split(", ")]
     assert secs == sorted(secs, reverse=True) and len(secs) >= 3
-    assert out.count(" s of training -> ") == 3
+    assert out.count(" s of training -> ") == 2
     assert "{'loss'" not in out and "'train_runtime'" not in out
-    for stage, data in (
-        ("sft", "sft-train@v1"), ("dpo", "dpo-mix@v1"), ("safety-sft", "safety-good@v1"),
-    ):  # fmt: skip
+    for stage, data in (("sft", "sft-train@v1"), ("safety-sft", "safety-clean@v1")):
         rd = tmp_path / "runs/train" / stage
         info = json.loads((rd / "run.json").read_text())
         assert info["status"] == "complete" and info["datasets"][0]["ref"] == data
@@ -236,7 +223,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     show = run(BIN / "trainkit", "show", tmp_path / "runs/train/sft").stdout
     assert "sft (sft, adapter lora) - complete" in show and "data: sft-train@v1" in show
     out = run(*env_make, "train").stdout
-    assert "stage sft (sft): skipped" in out and "stage dpo (dpo): skipped" in out
+    assert "stage sft (sft): skipped" in out
     assert "stage safety-sft (sft): skipped" in out
     # A re-run reuses everything: no new version, no model rebuilt, no step re-run.
     out = run(*env_make, "data").stdout
