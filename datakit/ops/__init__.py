@@ -65,6 +65,11 @@ def _answer_kind(params: dict[str, Any], input_kind: str) -> str:
     return "instruction" if keep else "chat"
 
 
+def _grown_kind(params: dict[str, Any], input_kind: str) -> str:
+    """instruction (eval_item from eval_item: a prompt set grows a prompt set)"""
+    return "eval_item" if input_kind == "eval_item" else "instruction"
+
+
 def _preference_kind(params: dict[str, Any], input_kind: str) -> str:
     """preference (unpaired with emit: unpaired)"""
     return "unpaired" if params.get("emit") == "unpaired" else "preference"
@@ -80,8 +85,8 @@ OPS: dict[str, Op] = {
         Op(
             "self_instruct",
             "datakit.ops.self_instruct:run",
-            ("instruction",),
-            "instruction",
+            ("instruction", "eval_item"),
+            _grown_kind,
             "Grow new instructions from seed instructions (Self-Instruct).",
             f"datakit generate self-instruct seeds -o grown {_M} --num-instructions 100",
             roles=("engine",),
@@ -166,10 +171,10 @@ OPS: dict[str, Op] = {
         Op(
             "filter",
             "datakit.ops.filter:run",
-            ("instruction", "chat", "preference"),
+            ("instruction", "chat", "preference", "eval_item"),
             "same",
-            "Keep records that pass every check asked for: judge quality, length, blocklist, "
-            "regex, charset, refusal-like responses, a response JSON schema.",
+            "Keep records that pass every check asked for: field values, judge quality, "
+            "length, blocklist, regex, charset, refusal-like responses, a response JSON schema.",
             "datakit filter judged -o good --min-quality 0.7",
             command="top",
         ),

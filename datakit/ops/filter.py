@@ -1,7 +1,8 @@
 """Curation filters: keep or drop each record, with the first reason that drops it (every
 drop counted by reason and kept in the rejects file).
 
-The checks, each off unless asked for: judge quality (``meta.judge.quality``), length bounds
+The checks, each off unless asked for: field values (``where``: a slice of a set, such as
+the prompts of one label), judge quality (``meta.judge.quality``), length bounds
 on the response (characters), a blocklist of words and a regex over the whole record text,
 a cap on the share of non-ASCII letters (charset), responses that read like refusals (in
 data that is not about safety, a refusal teaches the model to refuse), and responses that
@@ -47,6 +48,7 @@ def run(
     response_schema: dict[str, Any] | None = None,
     schema_field: str | None = None,
     expected_field: str | None = None,
+    where: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Keep the records that pass every check asked for. ``schema_field`` checks each
     response against its own record's schema; the kept share goes into the manifest."""
@@ -68,6 +70,9 @@ def run(
     labels = _refusal_labels(records) if expected_field else None
     out = []
     for i, rec in enumerate(records):
+        if where and (miss := _unmatched(rec, where)):
+            ctx.reject(rec, "not_selected", field=miss, value=field_value(rec, miss))
+            continue
         if labels is not None:
             reason = _behaviour(field_value(rec, expected_field), labels[i])
             if reason:
@@ -89,6 +94,11 @@ def run(
     if records:
         ctx.stats["kept_share"] = round(len(out) / len(records), 4)
     return out
+
+
+def _unmatched(rec: dict[str, Any], where: dict[str, Any]) -> str | None:
+    """The first ``where`` field whose value in ``rec`` is not the one asked for."""
+    return next((f for f, want in where.items() if field_value(rec, f) != want), None)
 
 
 def _refusal_labels(records: list[dict[str, Any]]) -> list[str]:

@@ -6,6 +6,12 @@ heuristics and by ROUGE-L novelty against everything pooled so far, then writes 
 (input/output) per new instruction: output-first for classification tasks, input-first
 otherwise. Every drop is counted by reason and kept in the rejects file.
 
+A prompt set (eval_item records) grows into a prompt set: the new tasks are written as
+eval_item prompts with no instance (what answers them is a later step's choice), and
+``carry_meta`` passes a seed label on (``expected: refuse``, say) to a new task only when
+every example in its few-shot prompt carries that same value: a list of safe requests
+continues as safe requests more often than a mixed one keeps any label at all.
+
 Accounting: every task the model proposes (one per "Task N:" piece of a continuation)
 ends as exactly one output record or one reject; a round prompt whose request failed is
 one ``engine_error`` reject.
@@ -21,6 +27,7 @@ from corekit.engines import Request
 from corekit.novelty import NoveltyIndex
 
 from .. import prompts
+from ..records import exchange
 from .context import OpContext, template_hash
 
 BLACKLIST = (
@@ -109,12 +116,13 @@ def run(
     top_p: float = 0.5,
     max_tokens: int = 512,
     instance_max_tokens: int = 256,
+    carry_meta: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    seeds = [r for r in records if r.get("instruction")]
-    seed_texts = [r["instruction"] for r in seeds]
-    seed_ids = {r["instruction"]: r["id"] for r in seeds}
+    prompt_set = any("instruction" not in r for r in records)  # eval_item records
+    seeds = _seeds(records, prompt_set)
+    seed_texts = list(seeds)
     index = NoveltyIndex(seed_texts, threshold=rouge_threshold)
-    machine: list[tuple[str, list[str], Request]] = []  # (instruction, parent ids, request)
+    machine: list[Entry] = []
 
     for rnd in range(max_rounds):
         if len(machine) >= num_instructions:
@@ -138,10 +146,11 @@ def run(
                     seed=ctx.request_seed("self_instruct", rnd, b),
                 )
             )
-            shot_parents.append([seed_ids[s] for s in shots if s in seed_ids])
+            carried = _shared_meta(shots, seeds, machine, carry_meta or ())
+            shot_parents.append(([seeds[s]["id"] for s in shots if s in seeds], carried))
         results = ctx.generate(requests, desc=f"self-instruct round {rnd + 1}")
-        candidates: list[tuple[str, list[str], Request]] = []
-        for req, parents, res in zip(requests, shot_parents, results, strict=True):
+        candidates: list[Entry] = []
+        for req, (parents, carried), res in zip(requests, shot_parents, results, strict=True):
             if not res.ok:
                 ctx.reject({"prompt": req.prompt[-200:]}, "engine_error", error=res.error)
                 continue
@@ -153,7 +162,7 @@ def run(
                 if reason:
                     ctx.reject({"instruction": text}, reason)
                 else:
-                    candidates.append((text, parents, req))
+                    candidates.append((text, parents, req, carried))
         keep, maxes = index.filter([c[0] for c in candidates])
         for cand, ok, m in zip(candidates, keep, maxes, strict=True):
             if ok:
@@ -162,15 +171,68 @@ def run(
                 ctx.reject({"instruction": cand[0]}, "too_similar", rouge_l=round(m, 4))
     # The last round may overshoot the target; every candidate gets its instance first, so
     # one whose instance fails is replaced by a surplus one instead of leaving the count short.
-    out = _instances(machine, ctx, instance_max_tokens)
+    out = _prompts(machine, ctx) if prompt_set else _instances(machine, ctx, instance_max_tokens)
     for rec in out[num_instructions:]:
         ctx.reject(rec, "surplus", num_instructions=num_instructions)
     return out[:num_instructions]
 
 
-def _instances(
-    machine: list[tuple[str, list[str], Request]], ctx: OpContext, max_tokens: int
-) -> list[dict[str, Any]]:
+Entry = tuple[str, list[str], Request, dict[str, Any]]  # (task, seed ids, request, carried meta)
+
+
+def _seeds(records: list[dict[str, Any]], prompt_set: bool) -> dict[str, dict[str, Any]]:
+    """Seed task text -> its record (the first of equal texts): an instruction, or an
+    eval_item's prompt."""
+    seeds: dict[str, dict[str, Any]] = {}
+    for r in records:
+        text = exchange(r)[0] if prompt_set else r.get("instruction")
+        if text:
+            seeds.setdefault(text, r)
+    return seeds
+
+
+def _shared_meta(
+    shots: list[str], seeds: dict[str, dict[str, Any]], machine: list[Entry], keys
+) -> dict[str, Any]:
+    """The ``keys`` whose value every shot carries alike (a seed's meta, or what a machine
+    task carried itself)."""
+    grown = {m[0]: m[3] for m in machine}
+    metas = [(seeds[s].get("meta") or {}) if s in seeds else grown.get(s, {}) for s in shots]
+    out = {}
+    for key in keys:
+        values = [m[key] for m in metas if key in m]
+        if metas and len(values) == len(metas) and all(v == values[0] for v in values):
+            out[key] = values[0]
+    return out
+
+
+def _with(meta: dict[str, Any], carried: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with the carried keys it does not set itself (its provenance wins)."""
+    return {**carried, **meta}
+
+
+def _prompts(machine: list[Entry], ctx: OpContext) -> list[dict[str, Any]]:
+    """The new tasks as a prompt set (eval_item records), each with what it carried."""
+    return [
+        {
+            "prompt": text,
+            "meta": _with(
+                ctx.meta(
+                    "self_instruct",
+                    req,
+                    "SELF_INSTRUCT_TASKS",
+                    prompts.SELF_INSTRUCT_TASKS,
+                    parents=parents,
+                    seed=req.seed,
+                ),
+                carried,
+            ),
+        }
+        for text, parents, req, carried in machine
+    ]
+
+
+def _instances(machine: list[Entry], ctx: OpContext, max_tokens: int) -> list[dict[str, Any]]:
     """One input/output instance per instruction; classification tasks output-first."""
     if not machine:
         return []
@@ -189,7 +251,7 @@ def _instances(
         for r in ctx.generate(cls_reqs, desc="classify tasks")
     ]
     inst_reqs = []
-    for (text, _, _), c in zip(machine, is_cls, strict=True):
+    for (text, *_), c in zip(machine, is_cls, strict=True):
         tmpl = prompts.SELF_INSTRUCT_OUTPUT_FIRST if c else prompts.SELF_INSTRUCT_INPUT_FIRST
         inst_reqs.append(
             Request(
@@ -201,7 +263,7 @@ def _instances(
             )
         )
     out = []
-    for (text, parents, gen_req), c, res in zip(
+    for (text, parents, gen_req, carried), c, res in zip(
         machine, is_cls, ctx.generate(inst_reqs, desc="instances"), strict=True
     ):
         if not res.ok:
@@ -222,18 +284,21 @@ def _instances(
                 "instruction": text,
                 "input": inp,
                 "output": output,
-                "meta": ctx.meta(
-                    "self_instruct",
-                    gen_req,
-                    "SELF_INSTRUCT_TASKS",
-                    prompts.SELF_INSTRUCT_TASKS,
-                    parents=parents,
-                    is_classification=c,
-                    instance_template={
-                        "name": tname,
-                        "hash": template_hash(prompts.template_text(tname)),
-                    },
-                    seed=gen_req.seed,
+                "meta": _with(
+                    ctx.meta(
+                        "self_instruct",
+                        gen_req,
+                        "SELF_INSTRUCT_TASKS",
+                        prompts.SELF_INSTRUCT_TASKS,
+                        parents=parents,
+                        is_classification=c,
+                        instance_template={
+                            "name": tname,
+                            "hash": template_hash(prompts.template_text(tname)),
+                        },
+                        seed=gen_req.seed,
+                    ),
+                    carried,
                 ),
             }
         )

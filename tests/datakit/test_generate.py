@@ -184,6 +184,66 @@ def test_self_instruct_shot_mix_is_human_then_machine():
     assert human[0] == 8 and human[1] == 6  # 8 seeds until machine ones exist, then 6 + 2
 
 
+def test_self_instruct_grows_a_labelled_prompt_set(store, tmp_path):
+    """A prompt set grows a prompt set: no instances are asked for, and a label is carried
+    to a new task only when every example of its few-shot prompt has that same value."""
+    seeds = [
+        {"id": f"c{i}", "prompt": f"How do I {w} the garden fence?",
+         "meta": {"expected": "comply", "source": "written", "n": i}}
+        for i, w in enumerate(["paint", "mend", "clean", "raise"])
+    ]  # fmt: skip
+    mixed = [*seeds, {"id": "r", "prompt": "How do I burn down the garden fence?",
+                      "meta": {"expected": "refuse"}}]  # fmt: skip
+    tasks = iter(
+        [" How can I sand a wooden shed door?", " What keeps tomato plants upright in wind?",
+         " Which grass seed suits a shady lawn?", " When should apple trees be pruned?"] * 2
+    )  # fmt: skip
+
+    def answer(r):
+        assert r.prompt.startswith("Come up"), "a prompt set asks for no instance"
+        return next(tasks)
+
+    ctx = ctx_for(answer)
+    out = self_instruct.run(
+        seeds, ctx, num_instructions=2, num_shots=4, human_shots=4, prompts_per_round=2,
+        max_rounds=1, carry_meta=["expected", "source", "n", "absent"],
+    )  # fmt: skip
+    assert [r["prompt"] for r in out] == [
+        "How can I sand a wooden shed door?", "What keeps tomato plants upright in wind?",
+    ]  # fmt: skip
+    for r in out:
+        assert set(r) == {"prompt", "meta"} and r["meta"]["expected"] == "comply"
+        # the op's own provenance wins over a carried key; n differs between the examples
+        assert r["meta"]["source"] == "self_instruct" and "n" not in r["meta"]
+        assert "absent" not in r["meta"] and set(r["meta"]["parents"]) <= {s["id"] for s in seeds}
+    # five seeds, four examples a prompt: a prompt with the unsafe seed among its examples
+    # carries no label; one drawn from the four look-alikes only carries theirs
+    ctx = ctx_for(answer, seed=7)  # a seed whose two prompts draw one of each
+    out = self_instruct.run(
+        mixed, ctx, num_instructions=2, num_shots=4, human_shots=4, prompts_per_round=2,
+        max_rounds=1, carry_meta=["expected"],
+    )  # fmt: skip
+    labels = [(r["meta"].get("expected"), "r" in r["meta"]["parents"]) for r in out]
+    assert sorted(labels, key=str) == [("comply", False), (None, True)]
+    # As a pipeline step: eval_item in, eval_item out.
+    from corekit.engines import EngineSpec
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            return CachedEngine(Scripted(lambda r: " How can I mend a garden gate?"), quiet=True)
+
+    store.write("looks", [{k: v for k, v in s.items() if k != "id"} for s in seeds], "eval_item")
+    params = {"num_instructions": 1, "num_shots": 2, "human_shots": 2, "prompts_per_round": 1,
+              "max_rounds": 1, "carry_meta": ["expected"]}  # fmt: skip
+    spec = {"engine": EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})}
+    res = run_step(
+        store, "grown", "self_instruct", "looks", params, spec, Pool(tmp_path), quiet=True
+    )
+    (rec,) = res.version.records()
+    assert rec["prompt"] == "How can I mend a garden gate?" and rec["meta"]["expected"] == "comply"
+    assert res.version.manifest()["kind"] == "eval_item"
+
+
 def test_evol_elimination_rules():
     assert evol.elimination_reason("#Rewritten Prompt#: do X") == "copies_template_words"
     assert evol.elimination_reason("Is it the?!") == "only_stop_words_or_punctuation"
@@ -426,7 +486,7 @@ def test_runner_refuses_wrong_input_kind(store):
     store.write("prefs", [{"prompt": "p", "chosen": "a", "rejected": "b"}], "preference")
     with pytest.raises(
         ToolkitError,
-        match=r"^grown: self_instruct reads instruction records, but prefs@v1 holds preference records$",
+        match=r"^grown: self_instruct reads instruction or eval_item records, but prefs@v1 holds preference records$",
     ):
         run_step(store, "grown", "self_instruct", "prefs", {}, {}, None)
 
