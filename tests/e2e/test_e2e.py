@@ -263,7 +263,7 @@ def test_wheel_ships_schemas_and_demo_seeds(tmp_path):
         assert f"corekit/_schemas/records/{kind}.json" in names
     assert "corekit/_schemas/pipeline.json" in names and "datakit/demo/seeds.jsonl" in names
     assert "corekit/_schemas/eval_report.json" in names
-    demo = ("safety.jsonl", "safety_prefs.jsonl", "format_tasks.jsonl", "safety_prompts.jsonl")
+    demo = ("seeds.jsonl", "format_tasks.jsonl", "safety_prompts.jsonl")
     assert {f"datakit/demo/{f}" for f in demo} <= set(names)
     assert "corekit/refusal_model.json" in names  # the detector's weights
     for f in ("qa_demo.json", "format_eval.jsonl", "safety_probes.jsonl", "refusal_labelled.jsonl"):

@@ -22,7 +22,21 @@ RECIPES = {
     "safety-alignment": ({"safety": "refusal_rate", "qa": "f1"}, "dpo"),
     "style-transfer": ({"style": "judge_quality", "qa": "f1"}, "sft"),
     "tool-agent": ({"tools": "tool_call_match", "qa": "f1"}, "sft"),
+    # the GPU recipe: its data steps and QLoRA stages run here; its gate holds absolute bars
+    # (refusal_rate min 0.9, against your own baseline) a two-step tiny model cannot pass
+    "qlora-7b": (None, "dpo"),
 }
+# What the GPU recipe leaves at its defaults (2,000 instructions, 1,024-token answers),
+# shrunk per op for its tiny run; the tiny model's short answers are kept, not dropped.
+GPU_TINY_PARAMS = {
+    "self_instruct": {"num_instructions": 3, "max_rounds": 2, "prompts_per_round": 6,
+                      "max_tokens": 64, "instance_max_tokens": 32,
+                      "rouge_threshold": 1.0},  # the tiny model recites its training seeds
+    "evol_instruct": {"rounds": 1, "max_tokens": 32, "response_max_tokens": 32},
+    "respond": {"max_tokens": 32, "drop_truncated": False},
+    "distill": {"max_tokens": 32, "drop_truncated": False},
+    "preferences": {"max_tokens": 32},
+}  # fmt: skip
 BUILTIN = {
     "format": ROOT / "evalkit/data/format_eval.jsonl",
     "safety": ROOT / "evalkit/data/safety_probes.jsonl",
@@ -61,10 +75,16 @@ def _tiny_config(name: str, tmp: Path, server: str, tiny: Path) -> Path:
         imp["source"] = str(_first(src, tmp / src.name, 12) if "eval" in src.name else src)
     small = {"samples": 1, "max_tokens": 32, "response_max_tokens": 32}
     for step in cfg["data"]["steps"]:
-        params = step.get("params") or {}
+        params = step.setdefault("params", {})
         params.update({k: v for k, v in small.items() if k in params})
+        if name == "qlora-7b":
+            params.update(GPU_TINY_PARAMS.get(step["op"], {}))
+            if step["op"] == "mix":  # a record or two of general data: every input whole
+                params.pop("weights", None)
         if step["op"] == "judge":  # one choice per criterion: parses even from the tiny model
             step["engine"] = "local"
+        if step["op"] == "preferences":  # its judge likewise; the tiny model's may all tie
+            step["judge_engine"], step["allow_empty"] = "local", True
         if step["op"] == "filter":  # the tiny model's answers may fail any quality bar
             step["allow_empty"] = True
         if step["op"] == "filter" and "min_quality" in params:
@@ -106,11 +126,12 @@ def test_a_recipe_runs_end_to_end_at_tiny_settings(
     monkeypatch.chdir(tmp_path)
     cfg = _tiny_config(name, tmp_path, vllm_server, tiny_trained)
     runner = CliRunner()
+    suites, last = RECIPES[name]
     for group, args in (
         (datakit, ["config", "check", str(cfg)]),
         (datakit, ["run", str(cfg), "--quiet"]),
         (trainkit, ["run", str(cfg), "--quiet"]),
-        (evalkit, ["run", str(cfg), "--quiet"]),
+        *([(evalkit, ["run", str(cfg), "--quiet"])] if suites else []),
     ):
         res = runner.invoke(group, args, catch_exceptions=False)
         assert res.exit_code == 0, f"{args}: {res.output[-2000:]}"
@@ -123,10 +144,11 @@ def test_a_recipe_runs_end_to_end_at_tiny_settings(
         )
         for out in outs:
             assert (tmp_path / "data" / out / "v1" / "manifest.json").is_file(), out
-    suites, last = RECIPES[name]
     for stage in spec["train"]["stages"]:
         info = json.loads((tmp_path / "runs/train" / stage["name"] / "run.json").read_text())
         assert info["status"] == "complete" and info["weights_delta_l2"] > 0
+    if suites is None:
+        return
     report = json.loads((tmp_path / "runs/eval/tuned/report.json").read_text())
     # the tuned model is the last stage's adapter, merged for the engine (runs/eval/models)
     assert Path(report["model"]["path"]).name.startswith(f"{last}-")
