@@ -87,8 +87,10 @@ OPS: dict[str, Op] = {
             "datakit.ops.self_instruct:run",
             ("instruction", "eval_item"),
             _grown_kind,
-            "Grow new instructions from seed instructions (Self-Instruct).",
-            f"datakit generate self-instruct seeds -o grown {_M} --num-instructions 100",
+            "Grow new instructions (or prompts, from a prompt set) from seeds (Self-Instruct).",
+            f"datakit generate self-instruct seeds -o grown {_M} --num-instructions 100\n"
+            f"datakit generate self-instruct look-alikes -o look-alikes-grown {_M} "
+            "--num-instructions 50 --carry-meta expected",
             roles=("engine",),
         ),
         Op(
@@ -175,7 +177,8 @@ OPS: dict[str, Op] = {
             "same",
             "Keep records that pass every check asked for: field values, judge quality, "
             "length, blocklist, regex, charset, refusal-like responses, a response JSON schema.",
-            "datakit filter judged -o good --min-quality 0.7",
+            "datakit filter judged -o good --min-quality 0.7\n"
+            'datakit filter safety-prompts -o look-alikes --where \'{"meta.expected": "comply"}\'',
             command="top",
         ),
         Op(
