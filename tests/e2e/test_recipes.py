@@ -148,6 +148,7 @@ def test_a_recipe_runs_end_to_end_at_tiny_settings(
         info = json.loads((tmp_path / "runs/train" / stage["name"] / "run.json").read_text())
         assert info["status"] == "complete" and info["weights_delta_l2"] > 0
     if suites is None:
+        _check_grown_labels(tmp_path / "data")
         return
     report = json.loads((tmp_path / "runs/eval/tuned/report.json").read_text())
     # the tuned model is the last stage's adapter, merged for the engine (runs/eval/models)
@@ -190,3 +191,13 @@ def test_the_tool_data_never_shares_an_argument_value_with_the_eval_items():
     for it in items:
         assert not values(it["expected"]["tool_call"]["arguments"]) & seen, it["id"]
     assert len(items) >= 30 and len({it["expected"]["tool_call"]["name"] for it in items}) == 4
+
+
+def _check_grown_labels(data: Path) -> None:
+    """The GPU recipe grows each label's prompts apart: every grown prompt keeps its slice's
+    label, and its answers are kept or dropped by what that label asks."""
+    for name, label in (("unsafe-grown", "refuse"), ("look-alikes-grown", "comply")):
+        rows = [json.loads(x) for x in (data / name / "v1/records.jsonl").read_text().splitlines()]
+        assert rows and {r["meta"]["expected"] for r in rows} == {label}, name
+    kept = (data / "safety-good/v1/records.jsonl").read_text().splitlines()
+    assert {json.loads(x)["meta"]["expected"] for x in kept} <= {"refuse", "comply"}
