@@ -128,6 +128,7 @@ def run(
         if len(machine) >= num_instructions:
             break
         requests, shot_parents = [], []
+        grown = {m[0]: m[3] for m in machine}  # what each machine task carries
         for b in range(prompts_per_round):
             n_machine = min(num_shots - human_shots, len(machine))
             n_human = min(num_shots - n_machine, len(seed_texts))
@@ -146,7 +147,7 @@ def run(
                     seed=ctx.request_seed("self_instruct", rnd, b),
                 )
             )
-            carried = _shared_meta(shots, seeds, machine, carry_meta or ())
+            carried = _shared_meta(shots, seeds, grown, carry_meta or ())
             shot_parents.append(([seeds[s]["id"] for s in shots if s in seeds], carried))
         results = ctx.generate(requests, desc=f"self-instruct round {rnd + 1}")
         candidates: list[Entry] = []
@@ -192,11 +193,10 @@ def _seeds(records: list[dict[str, Any]], prompt_set: bool) -> dict[str, dict[st
 
 
 def _shared_meta(
-    shots: list[str], seeds: dict[str, dict[str, Any]], machine: list[Entry], keys
+    shots: list[str], seeds: dict[str, dict[str, Any]], grown: dict[str, dict[str, Any]], keys
 ) -> dict[str, Any]:
     """The ``keys`` whose value every shot carries alike (a seed's meta, or what a machine
     task carried itself)."""
-    grown = {m[0]: m[3] for m in machine}
     metas = [(seeds[s].get("meta") or {}) if s in seeds else grown.get(s, {}) for s in shots]
     out = {}
     for key in keys:

@@ -216,6 +216,15 @@ def test_self_instruct_grows_a_labelled_prompt_set(store, tmp_path):
         # the op's own provenance wins over a carried key; n differs between the examples
         assert r["meta"]["source"] == "self_instruct" and "n" not in r["meta"]
         assert "absent" not in r["meta"] and set(r["meta"]["parents"]) <= {s["id"] for s in seeds}
+    # a second round mixes in machine-made examples, which carry the label they got
+    news = iter([" What keeps tomato plants upright in wind?", " When are apple trees pruned?"])
+    ctx = ctx_for(lambda r: next(news))
+    out = self_instruct.run(
+        seeds, ctx, num_instructions=2, num_shots=3, human_shots=2, prompts_per_round=1,
+        max_rounds=2, carry_meta=["expected"],
+    )  # fmt: skip
+    second = ctx.engine.engine.seen[1].prompt
+    assert "tomato" in second and [r["meta"]["expected"] for r in out] == ["comply", "comply"]
     # five seeds, four examples a prompt: a prompt with the unsafe seed among its examples
     # carries no label; one drawn from the four look-alikes only carries theirs
     ctx = ctx_for(answer, seed=7)  # a seed whose two prompts draw one of each
