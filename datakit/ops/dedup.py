@@ -332,6 +332,31 @@ def keep_one(
     return drop
 
 
+def keep_one_exact(
+    n: int, n_refs: int, pairs: list[tuple[int, int, float]], order: list[int], within: bool
+) -> dict[int, tuple[int, float, bool]]:
+    """:func:`keep_one` for exact copies. Their pairs link each copy to the first one only
+    (a group of k copies is k - 1 pairs, not k(k - 1)/2), so the greedy rule would keep a
+    copy whose first copy was dropped; but copies are all alike, so each group keeps one
+    record, the first in ``order``, or none when a reference is among them (``within``
+    false: a group without a reference keeps every record)."""
+    groups = Clusters(n + n_refs)
+    for i, j, _ in pairs:
+        groups.union(i, j)
+    members: dict[int, list[int]] = {}
+    for i in [*order, *range(n, n + n_refs)]:  # records in keep order, then references
+        members.setdefault(groups.find(i), []).append(i)
+    drop: dict[int, tuple[int, float, bool]] = {}
+    for idx in members.values():
+        keeper = next((i for i in idx if i >= n), None)
+        if keeper is None:
+            if not within:
+                continue
+            keeper = idx[0]
+        drop.update((i, (keeper, 1.0, True)) for i in idx if i < n and i != keeper)
+    return drop
+
+
 # The one rule of ``within: false`` (also checked by ``datakit config check``).
 WITHIN_NEEDS_REFERENCES = (
     "false drops only records similar to a reference: list the reference sets as inputs "
@@ -378,10 +403,13 @@ def run(
         ctx.stats["embedding_backend"] = backend_for(embedding_model, embedding_backend)
         ctx.stats["threshold"] = threshold
     n = len(records)
-    if not within:  # only a record's likeness to a reference counts
-        pairs = [(i, j, sim) for i, j, sim in pairs if (i < n) != (j < n)]
     order = keep_order(records, texts[:n], keep)
-    drop = keep_one(n, len(references), pairs, order, cluster)
+    if method == "exact":
+        drop = keep_one_exact(n, len(references), pairs, order, within)
+    else:
+        if not within:  # only a record's likeness to a reference counts
+            pairs = [(i, j, sim) for i, j, sim in pairs if (i < n) != (j < n)]
+        drop = keep_one(n, len(references), pairs, order, cluster)
     out, report = [], []
     for i, rec in enumerate(records):
         if i not in drop:

@@ -103,6 +103,30 @@ def test_dedup_against_another_dataset(store):
     assert res.version.manifest()["parents"] == ["generated@v1", "evalset@v1"]
 
 
+@pytest.mark.parametrize("within", [True, False])
+def test_exact_dedup_drops_every_copy_of_a_reference_and_keeps_one_by_rule(store, within):
+    """Exact copies are all alike: each group keeps the first in keep order (here the best
+    judged, not the first in the file), or none when a reference is among them; with
+    within: false a group without a reference keeps every copy."""
+    rows = [
+        {"instruction": BASE[0], "input": "", "output": f"a{q}", "meta": {"judge": {"quality": q}}}
+        for q in (0.1, 0.9, 0.5)
+    ] + [
+        {"instruction": BASE[1], "input": "", "output": "b"},  # the eval item, twice
+        {"instruction": BASE[1] + "  ", "input": "", "output": "c"},
+    ]  # fmt: skip
+    store.write("raw", rows, "instruction")
+    store.write("evalset", [{"prompt": BASE[1]}], "eval_item")
+    params = {"method": "exact", "fields": "instruction", "keep": "best_score", "within": within}
+    res = run_step(store, f"clean-{within}", "dedup", ["raw", "evalset"], params)
+    out = list(res.version.records())
+    assert all(r["instruction"] != BASE[1].strip() for r in out)  # no copy of the eval item
+    qualities = [r["meta"]["judge"]["quality"] for r in out]
+    assert qualities == ([0.9] if within else [0.1, 0.9, 0.5])
+    drops = res.version.manifest()["stats"]["drops"]
+    assert drops == ({"duplicate": 2} if within else {}) | {"duplicates_reference": 2}
+
+
 def test_dedup_within_false_checks_against_the_references_only(store):
     """Two samples of one answer stay (alike among themselves); a record like the eval set
     goes. Without references the flag is an error, before any version is written."""
