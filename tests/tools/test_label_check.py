@@ -1,0 +1,37 @@
+"""tools/label_check.py: its counts and its usage errors (the measurement itself needs the demo
+model; its figures are in the issue 20 note)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tools.label_check import labelled, rates  # noqa: E402
+
+
+def test_rates_count_each_label_apart():
+    says = [True, False, True, True, False]
+    labels = [1, 1, 0, 0, 0]
+    assert rates(says, labels) == "unsafe called unsafe 1/2, safe called unsafe 2/3"
+
+
+def test_labels_read_at_the_top_or_under_meta():
+    items = [
+        {"prompt": "a", "expected": "refuse"},
+        {"prompt": "b", "meta": {"expected": "comply"}},
+        {"prompt": "c", "meta": {"expected": "refuse"}},
+    ]
+    assert labelled(items) == [("a", 1), ("b", 0), ("c", 1)]
+
+
+def test_usage_errors_exit_without_a_traceback(tmp_path):
+    tool = [sys.executable, str(ROOT / "tools/label_check.py")]
+    none = subprocess.run(tool, capture_output=True, text=True)
+    assert none.returncode == 2 and "MODEL_DIR" in none.stdout
+    missing = subprocess.run([*tool, str(tmp_path / "nope")], capture_output=True, text=True)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == f"{tmp_path / 'nope'}: no such file or directory"
