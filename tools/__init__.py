@@ -1,0 +1,23 @@
+"""Measurement scripts of the recipe search (run as files: `.venv/bin/python tools/X.py`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def run_on_paths(doc: str, usage: str, main: Callable[..., None], most: int) -> None:
+    """Call ``main`` with the command line's arguments, each an existing path: the module's
+    ``doc`` for -h / --help (exit 0) or no argument (exit 2); one line and exit 1 for too many
+    arguments or a path that does not exist."""
+    args = sys.argv[1:]
+    if not args or args[0] in ("-h", "--help"):
+        print(doc)
+        sys.exit(0 if args else 2)
+    if len(args) > most:
+        sys.exit(f"usage: {usage} (got {len(args)} arguments)")
+    for path in args:
+        if not Path(path).exists():
+            sys.exit(f"{path}: no such file or directory")
+    main(*args)

@@ -88,13 +88,7 @@ def main(model_dir: str, xstest: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        sys.exit(0 if args else 2)
-    if len(args) > 2:
-        sys.exit(f"usage: tools/safety_probe.py MODEL_DIR [XSTEST_CSV] (got {len(args)} arguments)")
-    for path in args:
-        if not Path(path).exists():
-            sys.exit(f"{path}: no such file or directory")
-    main(*args)
+    sys.path.insert(0, str(ROOT))
+    from tools import run_on_paths
+
+    run_on_paths(__doc__, "tools/safety_probe.py MODEL_DIR [XSTEST_CSV]", main, 2)

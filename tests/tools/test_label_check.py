@@ -1,11 +1,13 @@
-"""tools/label_check.py: its counts and its usage errors (the measurement itself needs the demo
-model; its figures are in the issue 20 note)."""
+"""tools/label_check.py's counts, and both measurement tools' usage errors (the measurements
+themselves need the demo model; their figures are in the issue 20 notes)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -28,10 +30,14 @@ def test_labels_read_at_the_top_or_under_meta():
     assert labelled(items) == [("a", 1), ("b", 0), ("c", 1)]
 
 
-def test_usage_errors_exit_without_a_traceback(tmp_path):
-    tool = [sys.executable, str(ROOT / "tools/label_check.py")]
+@pytest.mark.parametrize("script", ["label_check.py", "safety_probe.py"])
+def test_usage_errors_exit_without_a_traceback(tmp_path, script):
+    tool = [sys.executable, str(ROOT / "tools" / script)]
     none = subprocess.run(tool, capture_output=True, text=True)
     assert none.returncode == 2 and "MODEL_DIR" in none.stdout
     missing = subprocess.run([*tool, str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"{tmp_path / 'nope'}: no such file or directory"
+    many = subprocess.run([*tool, "a", "b", "c"], capture_output=True, text=True)
+    assert many.returncode == 1
+    assert many.stderr.strip() == f"usage: tools/{script} MODEL_DIR [XSTEST_CSV] (got 3 arguments)"
