@@ -337,24 +337,12 @@ def keep_one_exact(
 ) -> dict[int, tuple[int, float, bool]]:
     """:func:`keep_one` for exact copies. Their pairs link each copy to the first one only
     (a group of k copies is k - 1 pairs, not k(k - 1)/2), so the greedy rule would keep a
-    copy whose first copy was dropped; but copies are all alike, so each group keeps one
-    record, the first in ``order``, or none when a reference is among them (``within``
-    false: a group without a reference keeps every record)."""
-    groups = Clusters(n + n_refs)
-    for i, j, _ in pairs:
-        groups.union(i, j)
-    members: dict[int, list[int]] = {}
-    for i in [*order, *range(n, n + n_refs)]:  # records in keep order, then references
-        members.setdefault(groups.find(i), []).append(i)
-    drop: dict[int, tuple[int, float, bool]] = {}
-    for idx in members.values():
-        keeper = next((i for i in idx if i >= n), None)
-        if keeper is None:
-            if not within:
-                continue
-            keeper = idx[0]
-        drop.update((i, (keeper, 1.0, True)) for i in idx if i < n and i != keeper)
-    return drop
+    copy whose first copy was dropped; copies are all alike, so each group is one
+    ``connected`` component: it keeps one record, the first in ``order``, or none when a
+    reference is among them (``within`` false: a group without a reference keeps every
+    record). Every drop is a direct copy of its keeper."""
+    drop = keep_one(n, n_refs, pairs, order, "connected")
+    return {i: (k, 1.0, True) for i, (k, _, _) in drop.items() if within or k >= n}
 
 
 # The one rule of ``within: false`` (also checked by ``datakit config check``).

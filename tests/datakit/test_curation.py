@@ -125,6 +125,19 @@ def test_exact_dedup_drops_every_copy_of_a_reference_and_keeps_one_by_rule(store
     assert qualities == ([0.9] if within else [0.1, 0.9, 0.5])
     drops = res.version.manifest()["stats"]["drops"]
     assert drops == ({"duplicate": 2} if within else {}) | {"duplicates_reference": 2}
+    # each drop names what it copies: the kept copy or the eval item, never through a chain
+    report = [
+        json.loads(x) for x in (res.version.path / "dedup_report.jsonl").read_text().splitlines()
+    ]
+    ids = {r["id"]: r for r in res.version.records()}
+    reference = next(iter(store.resolve("evalset").records()))["id"]
+    assert all(row["similarity"] == 1.0 and "transitive" not in row for row in report)
+    assert sorted(row["kept"] == reference for row in report) == [
+        *[False] * (2 if within else 0),
+        True,
+        True,
+    ]
+    assert all(row["kept"] in ids for row in report if row["kept"] != reference)
 
 
 def test_dedup_within_false_checks_against_the_references_only(store):
