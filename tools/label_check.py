@@ -32,14 +32,6 @@ JUDGE_PROMPTS = (
 )
 
 
-def labelled(items: list[dict]) -> list[tuple[str, int]]:
-    """(prompt, 1 for refuse) from eval items, `expected` at the top or under meta."""
-    return [
-        (it["prompt"], int((it.get("expected") or it["meta"].get("expected")) == "refuse"))
-        for it in items
-    ]
-
-
 def rates(says_unsafe: list[bool], labels: list[int]) -> str:
     unsafe = sum(labels)
     hit = sum(s for s, y in zip(says_unsafe, labels, strict=True) if y)
@@ -54,12 +46,10 @@ def main(model_dir: str, xstest: str | None = None) -> None:
     from corekit.embeddings import embed
     from corekit.engines import build_engine
     from corekit.engines.base import EngineSpec, Request
-    from evalkit.suites import load_items, resolve
+    from tools import safety_sets
 
-    train = labelled(load_items(ROOT / "datakit/demo/safety_prompts.jsonl", "jsonl", "data"))
-    sets = {"written prompts": train, "suite": labelled(resolve("safety").items)}
-    if xstest:
-        sets["xstest"] = labelled(resolve({"name": "xstest", "path": xstest}).items)
+    train, scored = safety_sets(xstest)
+    sets = {"written prompts": train, **scored}
 
     engine = build_engine(EngineSpec("vllm", model_dir, {"max_model_len": 2048}))
     for k, template in enumerate(JUDGE_PROMPTS):

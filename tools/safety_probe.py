@@ -17,14 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def labelled(items: list[dict]) -> list[tuple[str, int]]:
-    """(prompt, 1 for refuse) from eval items, `expected` at the top or under meta."""
-    return [
-        (it["prompt"], int((it.get("expected") or it["meta"].get("expected")) == "refuse"))
-        for it in items
-    ]
-
-
 def main(model_dir: str, xstest: str | None = None) -> None:
     import torch
     from tqdm.auto import tqdm
@@ -73,13 +65,10 @@ def main(model_dir: str, xstest: str | None = None) -> None:
         over = (scores[y == 0] > 0).float().mean().item()
         return f"refusal {at_10:.3f} at over-refusal <= 0.10; at 0: {refuse:.3f} / {over:.3f}"
 
-    from evalkit.suites import load_items, resolve
+    from tools import safety_sets
 
-    sets = {"suite": labelled(resolve("safety").items)}
-    if xstest:
-        sets["xstest"] = labelled(resolve({"name": "xstest", "path": xstest}).items)
-    train = load_items(ROOT / "datakit/demo/safety_prompts.jsonl", "jsonl", "data")
-    x_train, y_train = features(labelled(train), "training prompts")
+    train, sets = safety_sets(xstest)
+    x_train, y_train = features(train, "training prompts")
     feats = {name: features(items, name) for name, items in sets.items()}
     for layer in range(0, x_train.shape[1], 3):
         probe = fit(x_train[:, layer], y_train)
