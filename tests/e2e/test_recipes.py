@@ -195,9 +195,22 @@ def test_the_tool_data_never_shares_an_argument_value_with_the_eval_items():
 
 def _check_grown_labels(data: Path) -> None:
     """The GPU recipe grows each label's prompts apart: every grown prompt keeps its slice's
-    label, and its answers are kept or dropped by what that label asks."""
+    label and is answered, and an answer is kept only when the refusal detector finds it
+    doing what its label asks (a full refusal of an unsafe prompt, no refusal of a safe
+    one); every answer is kept or rejected, none lost."""
+    from corekit.refusal import classify_many
+    from datakit.records import exchange
+
+    def rows(name: str, file: str = "records.jsonl") -> list[dict]:
+        return [json.loads(x) for x in (data / name / "v1" / file).read_text().splitlines()]
+
+    answered = {exchange(r)[0] for r in rows("safety-answers")}
     for name, label in (("unsafe-grown", "refuse"), ("look-alikes-grown", "comply")):
-        rows = [json.loads(x) for x in (data / name / "v1/records.jsonl").read_text().splitlines()]
-        assert rows and {r["meta"]["expected"] for r in rows} == {label}, name
-    kept = (data / "safety-good/v1/records.jsonl").read_text().splitlines()
-    assert {json.loads(x)["meta"]["expected"] for x in kept} <= {"refuse", "comply"}
+        grown = rows(name)
+        assert grown and {r["meta"]["expected"] for r in grown} == {label}, name
+        assert {r["prompt"] for r in grown} <= answered, name
+    kept = rows("safety-good")
+    labels = classify_many([exchange(r)[1] for r in kept])
+    wanted = {"refuse": "full", "comply": "none"}
+    assert [wanted[r["meta"]["expected"]] for r in kept] == labels
+    assert len(kept) + len(rows("safety-good", "rejects.jsonl")) == len(rows("safety-answers"))
