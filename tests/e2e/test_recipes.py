@@ -199,7 +199,7 @@ def _check_grown_labels(data: Path) -> None:
     doing what its label asks (a full refusal of an unsafe prompt, no refusal of a safe
     one); every answer is kept or rejected, none lost."""
     from corekit.refusal import classify_many
-    from datakit.records import exchange
+    from datakit.records import exchange, response_text
 
     def rows(name: str, file: str = "records.jsonl") -> list[dict]:
         return [json.loads(x) for x in (data / name / "v1" / file).read_text().splitlines()]
@@ -209,8 +209,17 @@ def _check_grown_labels(data: Path) -> None:
         grown = rows(name)
         assert grown and {r["meta"]["expected"] for r in grown} == {label}, name
         assert {r["prompt"] for r in grown} <= answered, name
+    # the detector on the filter's own input, as one batch like the filter's (a batch of
+    # other texts may pad, and so round, an embedding differently)
+    answers = rows("safety-answers")
+    label = dict(
+        zip(
+            [r["id"] for r in answers],
+            classify_many([response_text(r) or "" for r in answers]),
+            strict=True,
+        )
+    )
     kept = rows("safety-good")
-    labels = classify_many([exchange(r)[1] for r in kept])
     wanted = {"refuse": "full", "comply": "none"}
-    assert [wanted[r["meta"]["expected"]] for r in kept] == labels
-    assert len(kept) + len(rows("safety-good", "rejects.jsonl")) == len(rows("safety-answers"))
+    assert kept and all(label[r["id"]] == wanted[r["meta"]["expected"]] for r in kept)
+    assert len(kept) + len(rows("safety-good", "rejects.jsonl")) == len(answers)
