@@ -1,4 +1,5 @@
-"""Measurement scripts of the recipe search (run as files: `.venv/bin/python tools/X.py`)."""
+"""Scripts run as files (`.venv/bin/python tools/X.py`): the schema writer and the recipe
+search's measurements, with what the measurements share."""
 
 from __future__ import annotations
 
