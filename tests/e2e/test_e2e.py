@@ -141,7 +141,8 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert "model smollm2: present at" in out
     assert "dataset demo-seeds@v1: 12 instruction records" in out
     steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup"]
-    steps += ["format-answers", "format-good", "safety-answers", "safety-good", "safety-clean"]
+    steps += ["format-answers", "format-good", "format-clean"]
+    steps += ["safety-answers", "safety-good", "safety-clean"]
     steps += ["sft-all", "sft-mix", "sft"]
     for name in steps:
         assert f"step {name} (" in out
@@ -153,7 +154,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert (tmp_path / "data/grown-dedup/v1/dedup_report.jsonl").is_file()
     mix = json.loads((tmp_path / "data/sft-all/v1/manifest.json").read_text())
     assert mix["parents"] == [
-        "good@v1", "grown-dedup@v1", "evolved@v1", "format-good@v1", "safety-good@v1",
+        "good@v1", "grown-dedup@v1", "evolved@v1", "format-clean@v1", "safety-good@v1",
     ]  # fmt: skip
     assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2, 3, 4] and mix["kind"] == "chat"
     # The skills' data: format answers all fit their task's schema (kept share recorded);
@@ -167,9 +168,10 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # Nothing resembling an eval prompt reaches training.
     clean = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
     assert clean["parents"] == ["sft-all@v1", "eval-format@v1", "eval-safety@v1"]
-    clean = json.loads((tmp_path / "data/safety-clean/v1/manifest.json").read_text())
-    assert clean["parents"] == ["safety-good@v1", "eval-format@v1", "eval-safety@v1"]
-    assert set(clean["stats"]["drops"]) <= {"duplicates_reference"}  # the samples all stay
+    for name in ("safety", "format"):  # the mix draws from what survives this check
+        clean = json.loads((tmp_path / f"data/{name}-clean/v1/manifest.json").read_text())
+        assert clean["parents"] == [f"{name}-good@v1", "eval-format@v1", "eval-safety@v1"]
+        assert set(clean["stats"]["drops"]) <= {"duplicates_reference"}  # the samples all stay
     # make data ends with examples people can read, and the counts kept and dropped.
     assert "examples:" in out and "  answers@v1  Q: " in out
     assert "kept " in out and " dropped " in out
