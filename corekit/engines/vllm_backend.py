@@ -116,8 +116,10 @@ class VLLMEngine:
 
         so = None
         if r.json_schema is not None:
-            # No free whitespace: a model that pads JSON with newlines can hit max_tokens mid-object.
-            so = StructuredOutputsParams(json=r.json_schema, disable_any_whitespace=True)
+            # Whitespace between tokens is free unless the engine's options say otherwise
+            # (`structured_outputs_config: {backend: xgrammar, disable_any_whitespace: true}`):
+            # vLLM 0.32 reads that from the engine's config and ignores a request's own flag.
+            so = StructuredOutputsParams(json=r.json_schema)
         elif r.choice is not None:
             so = StructuredOutputsParams(choice=list(r.choice))
         elif r.regex is not None:

