@@ -235,6 +235,19 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     )
     assert out.count("(unchanged, skipped)") == len(steps)
     assert not (tmp_path / "data/demo-seeds/v2").exists()
+    # A gate that fails: `make demo` still prints the timings and where to look, says a
+    # gate failed, and fails with evalkit's code for a failed gate (make reports the
+    # recipe's "Error 1", and exits 2 as make does); everything else is reused.
+    import yaml
+
+    failing = yaml.safe_load(cfg.read_text())
+    failing["eval"]["gate"]["rules"]["qa/f1"] = {"min": 1.01}  # a floor no F1 reaches
+    cfg.write_text(yaml.safe_dump(failing))
+    proc = run(*env_make, "demo", check=False)
+    assert proc.returncode == 2 and "demo] Error 1" in proc.stderr, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "gate: FAIL" in out and "==> demo done" in out and "a gate FAILED, above" in out
+    assert "   total " in out and "another draw of the recipe" in out
 
 
 def test_make_data_stops_on_a_bad_config_before_any_work(tmp_path):
