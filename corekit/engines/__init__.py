@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,17 @@ __all__ = [
 
 
 def spec_fingerprint(spec: EngineSpec) -> dict[str, str | None]:
-    """The content fingerprints of what an engine serves: its model and any adapter."""
+    """The content fingerprints of what an engine serves: its model and any adapter, and
+    the vLLM setting that changes how a request under a JSON schema decodes (compact JSON
+    or free whitespace: `structured_outputs_config`, an engine option, not a request's),
+    so that switching it is never answered from the other setting's cache."""
     out = {"model": fingerprint(spec.model)}
     if spec.options.get("lora_adapter"):
         out["lora_adapter"] = fingerprint(spec.options["lora_adapter"])
+    if spec.options.get("structured_outputs_config"):
+        out["structured_outputs"] = json.dumps(
+            spec.options["structured_outputs_config"], sort_keys=True
+        )
     return out
 
 

@@ -355,6 +355,30 @@ def test_cache_misses_after_the_model_is_retrained_in_place(tmp_path):
     assert ce2.stats.cache_hits == 0 and ce2.stats.model_calls == 1
 
 
+def test_cache_misses_when_the_engine_decodes_json_another_way(tmp_path):
+    """Compact JSON is an engine option in vLLM, not a request's: switching it must not be
+    answered from the other setting's cache (nor change the key when it is not set)."""
+    from corekit.engines import EngineSpec, spec_fingerprint
+    from corekit.models import fingerprint
+
+    m = _fake_model(tmp_path / "m")
+    plain = EngineSpec("vllm", str(m), {"max_model_len": 512})
+    compact = {"backend": "xgrammar", "disable_any_whitespace": True}
+    tight = EngineSpec("vllm", str(m), {"max_model_len": 512, "structured_outputs_config": compact})
+    assert spec_fingerprint(plain) == {"model": fingerprint(m)}  # old cache keys hold
+    req = Request(prompt="x", json_schema={"type": "object"}, seed=1)
+    counts = []
+    for spec in (plain, tight, tight, plain):
+        eng = CountingEngine()
+        ce = CachedEngine(
+            eng, RequestCache(tmp_path / "c.jsonl"), quiet=True, fingerprint=spec_fingerprint(spec)
+        )
+        ce.generate([req])
+        ce.close()
+        counts.append(ce.stats.model_calls)
+    assert counts == [1, 1, 0, 0]
+
+
 def test_row_sampler_draws_from_the_right_distribution_per_row():
     """The transformers backend's sampler: temperature and top-p as documented, one
     generator per row, so a row's tokens do not depend on the other rows in its batch."""
