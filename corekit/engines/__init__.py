@@ -39,17 +39,26 @@ __all__ = [
 
 def spec_fingerprint(spec: EngineSpec) -> dict[str, str | None]:
     """The content fingerprints of what an engine serves: its model and any adapter, and
-    the vLLM setting that changes how a request under a JSON schema decodes (compact JSON
-    or free whitespace: `structured_outputs_config`, an engine option, not a request's),
-    so that switching it is never answered from the other setting's cache."""
+    each engine option set that changes what a request decodes to (OUTPUT_OPTIONS), so
+    that switching one is never answered from the other setting's cache. An option left
+    unset adds nothing: existing caches keep their keys."""
     out = {"model": fingerprint(spec.model)}
     if spec.options.get("lora_adapter"):
         out["lora_adapter"] = fingerprint(spec.options["lora_adapter"])
-    if spec.options.get("structured_outputs_config"):
-        out["structured_outputs"] = json.dumps(
-            spec.options["structured_outputs_config"], sort_keys=True
-        )
+    for key in OUTPUT_OPTIONS:
+        if spec.options.get(key) is not None:
+            out[key] = json.dumps(spec.options[key], sort_keys=True, default=str)
     return out
+
+
+# Engine options that change the text a request gets, beyond the model's weights: the
+# numeric precision and quantization, the tokenizer (and so the chat template) and hub
+# revisions, and vLLM's structured-output setting (compact JSON or free whitespace under a
+# schema, an engine option in vLLM, not a request's).
+OUTPUT_OPTIONS = (
+    "dtype", "quantization", "tokenizer", "revision", "tokenizer_revision",
+    "structured_outputs_config",
+)  # fmt: skip
 
 
 BACKENDS: dict[str, tuple[str, str, str]] = {

@@ -377,6 +377,9 @@ def test_cache_misses_when_the_engine_decodes_json_another_way(tmp_path):
         ce.close()
         counts.append(ce.stats.model_calls)
     assert counts == [1, 1, 0, 0]
+    # the same for the other options that change outputs, e.g. the precision
+    half = EngineSpec("vllm", str(m), {"max_model_len": 512, "dtype": "bfloat16"})
+    assert spec_fingerprint(half) != spec_fingerprint(plain) != spec_fingerprint(tight)
 
 
 def test_row_sampler_draws_from_the_right_distribution_per_row():
