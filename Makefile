@@ -85,8 +85,10 @@ data: setup
 train: setup
 	$(BIN)/trainkit run $(CONFIG) $(if $(CI),-q,)
 
+EVAL_RUN = $(BIN)/evalkit run $(CONFIG) $(if $(CI),-q,)
+
 eval: setup
-	$(BIN)/evalkit run $(CONFIG) $(if $(CI),-q,)
+	$(EVAL_RUN)
 
 # data -> train -> eval, each stage timed (setup excluded), then where to look. evalkit
 # runs directly (not `make eval`, whose failures all come back as 2) so that its exit code
@@ -96,7 +98,7 @@ demo: setup
 	@t0=$$(date +%s); \
 	$(MAKE) --no-print-directory data SETUP_DONE=1 || exit $$?; t1=$$(date +%s); \
 	$(MAKE) --no-print-directory train SETUP_DONE=1 || exit $$?; t2=$$(date +%s); \
-	$(BIN)/evalkit run $(CONFIG) $(if $(CI),-q,); rc=$$?; t3=$$(date +%s); \
+	$(EVAL_RUN); rc=$$?; t3=$$(date +%s); \
 	[ $$rc -le 1 ] || exit $$rc; \
 	echo; echo "==> demo done ($(CONFIG))$$([ $$rc -eq 0 ] || echo ': a gate FAILED, above')"; \
 	printf '   %-6s %8s\n' stage seconds data $$((t1-t0)) train $$((t2-t1)) eval $$((t3-t2)) total $$((t3-t0)); \
@@ -104,7 +106,7 @@ demo: setup
 	echo "    data/<name>/v<N>/rejects.jsonl (every dropped record and why),"; \
 	echo "    trainkit show runs/train/sft and runs/train/*/curves.png (training curves),"; \
 	echo "    runs/eval/summary.md and runs/eval/report.html (base vs tuned, the gate)"; \
-	[ $$rc -eq 0 ] || echo "==> against eval/baseline, blessed on another machine, a failure can be another draw of the recipe, not a regression (README: the regression gate and another draw)"; \
+	[ $$rc -eq 0 ] || echo "==> against a baseline blessed on another machine, a failure can be another draw of the recipe, not a regression (README: the regression gate and another draw)"; \
 	exit $$rc
 
 # The review UI's browser tests drive the system chromium through Playwright (never

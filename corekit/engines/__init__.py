@@ -46,8 +46,11 @@ def spec_fingerprint(spec: EngineSpec) -> dict[str, str | None]:
     if spec.options.get("lora_adapter"):
         out["lora_adapter"] = fingerprint(spec.options["lora_adapter"])
     for key in OUTPUT_OPTIONS:
-        if spec.options.get(key) is not None:
-            out[key] = json.dumps(spec.options[key], sort_keys=True, default=str)
+        value = spec.options.get(key)
+        if value is None:
+            continue
+        # a tokenizer is a directory or hub id, fingerprinted like the model
+        out[key] = fingerprint(value) if key == "tokenizer" else json.dumps(value, sort_keys=True)
     return out
 
 

@@ -380,6 +380,9 @@ def test_cache_misses_when_the_engine_decodes_json_another_way(tmp_path):
     # the same for the other options that change outputs, e.g. the precision
     half = EngineSpec("vllm", str(m), {"max_model_len": 512, "dtype": "bfloat16"})
     assert spec_fingerprint(half) != spec_fingerprint(plain) != spec_fingerprint(tight)
+    # a tokenizer directory by its contents, like the model
+    tok = EngineSpec("vllm", str(m), {"tokenizer": str(tmp_path / "m")})
+    assert spec_fingerprint(tok)["tokenizer"] == fingerprint(m)
 
 
 def test_row_sampler_draws_from_the_right_distribution_per_row():
