@@ -22,6 +22,7 @@ def run(
     schema_field: str | None = None,
     regex_field: str | None = None,
     trim_truncated: bool = False,
+    json_indent: int | None = None,
 ) -> list[dict[str, Any]]:
     """The teacher engine answers; records are in student format (without the teacher's system prompt)."""
     teacher = ctx.engine_for("teacher")
@@ -41,4 +42,5 @@ def run(
         schema_field=schema_field,
         regex_field=regex_field,
         trim_truncated=trim_truncated,
+        json_indent=json_indent,
     )

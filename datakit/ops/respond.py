@@ -3,6 +3,7 @@ the same way."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -34,6 +35,19 @@ def trim_to_sentence(text: str) -> str | None:
     return kept or None
 
 
+def relay_json(text: str, indent: int) -> str | None:
+    """A structured answer laid out one way: parsed and written again with ``indent``
+    spaces (0: one line, no spaces), keys and values as the model wrote them; None when
+    the text is not JSON (a filter after it says why)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if indent == 0:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, indent=indent)
+
+
 def answer(
     records,
     ctx: OpContext,
@@ -50,6 +64,7 @@ def answer(
     schema_field: str | None = None,
     regex_field: str | None = None,
     trim_truncated: bool = False,
+    json_indent: int | None = None,
 ) -> list[dict[str, Any]]:
     convs = [prompt_messages(r) for r in records]
     reqs = []
@@ -79,14 +94,15 @@ def answer(
         for k, comp in enumerate(res.completions):
             made = _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system,
                            drop_truncated, output_kind, engine, samples > 1,
-                           trim_truncated)  # fmt: skip
+                           trim_truncated, json_indent)  # fmt: skip
             if made is not None:
                 out.append(made)
     return out
 
 
 def _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system, drop_truncated,
-            output_kind, engine, numbered, trim_truncated=False) -> dict[str, Any] | None:  # fmt: skip
+            output_kind, engine, numbered, trim_truncated=False,
+            json_indent=None) -> dict[str, Any] | None:  # fmt: skip
     """One response as a record, or None (rejected with the reason)."""
     text = comp.text.strip()
     if not text:
@@ -100,11 +116,18 @@ def _record(rec, msgs, req, comp, k, ctx, source, system_prompt, keep_system, dr
     if drop_truncated and comp.finish_reason == "length" and not trimmed:
         ctx.reject(rec, "truncated", response=text[:500], sample=k)
         return None
+    relaid = None
+    if json_indent is not None and req.json_schema is not None:
+        relaid = relay_json(text, json_indent)
+        if relaid is not None:
+            text = relaid
     meta = ctx.meta(
         source, req, parents=[rec["id"]], engine=engine, finish_reason=comp.finish_reason
     )
     if trimmed:
         meta["trimmed_to_sentence"] = True
+    if relaid is not None:
+        meta["json_relaid"] = json_indent
     if numbered:
         meta["sample"] = k
     if system_prompt:
@@ -135,6 +158,7 @@ def respond(
     schema_field: str | None = None,
     regex_field: str | None = None,
     trim_truncated: bool = False,
+    json_indent: int | None = None,
 ) -> list[dict[str, Any]]:
     """Answer every prompt; the system prompt, if any, stays in the chat records."""
     return answer(
@@ -152,4 +176,5 @@ def respond(
         schema_field=schema_field,
         regex_field=regex_field,
         trim_truncated=trim_truncated,
+        json_indent=json_indent,
     )

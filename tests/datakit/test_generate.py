@@ -796,3 +796,41 @@ def test_respond_trims_cut_off_answers_to_their_last_sentence():
     assert ctx.drops == {"truncated": 1}  # nothing left to keep: dropped as before
     ctx = OpContext({"engine": CachedEngine(CutOff(None), quiet=True)}, quiet=True)
     assert respond(recs, ctx) == [] and ctx.drops == {"truncated": 2}  # the default drops
+
+
+def test_respond_lays_out_schema_answers_one_way():
+    """json_indent writes each structured answer that parses again with one layout, keys and
+    values as decoded; an answer that does not parse, or a free one, is kept as it came."""
+    schema = {"type": "object", "properties": {"birds": {"type": "array"}}}
+    texts = {
+        "a": '{"birds":[\n    "owl"\n \n \n,"wren"\n\n]\n\n}',
+        "b": '{"birds": ["owl",',  # not JSON: for a filter after to judge
+        "c": "Owls and wrens.",  # no schema asked: free text, untouched
+    }
+    recs = [
+        {"id": k, "prompt": k, **({"meta": {"schema": schema}} if k != "c" else {})} for k in texts
+    ]
+    from datakit.ops.respond import relay_json, respond
+
+    def run(**params):
+        ctx = OpContext(
+            {"engine": CachedEngine(Scripted(lambda r: texts[last_user(r)]), quiet=True)},
+            quiet=True,
+        )
+        return {
+            r["messages"][0]["content"]: r
+            for r in respond(recs, ctx, schema_field="meta.schema", **params)
+        }
+
+    out = run(json_indent=2)
+    assert out["a"]["messages"][-1]["content"] == '{\n  "birds": [\n    "owl",\n    "wren"\n  ]\n}'
+    assert out["a"]["meta"]["json_relaid"] == 2
+    assert (
+        out["b"]["messages"][-1]["content"] == texts["b"] and "json_relaid" not in out["b"]["meta"]
+    )
+    assert (
+        out["c"]["messages"][-1]["content"] == texts["c"] and "json_relaid" not in out["c"]["meta"]
+    )
+    assert run()["a"]["messages"][-1]["content"] == texts["a"].strip()  # the default: as decoded
+    assert relay_json(texts["a"], 0) == '{"birds":["owl","wren"]}'
+    assert relay_json('{"name": "Zoë", "n": 1.50}', 0) == '{"name":"Zoë","n":1.5}'
