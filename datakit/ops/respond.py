@@ -35,12 +35,19 @@ def trim_to_sentence(text: str) -> str | None:
     return kept or None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) < len(keys):
+        raise ValueError("duplicate key")  # relaying would silently keep only the last
+    return dict(pairs)
+
+
 def relay_json(text: str, indent: int) -> str | None:
     """A structured answer laid out one way: parsed and written again with ``indent``
     spaces (0: one line, no spaces), keys and values as the model wrote them; None when
-    the text is not JSON (a filter after it says why)."""
+    the text is not JSON, or holds an object with a key twice (a filter after it judges)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except ValueError:
         return None
     if indent == 0:

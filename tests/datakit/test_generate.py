@@ -834,3 +834,5 @@ def test_respond_lays_out_schema_answers_one_way():
     assert run()["a"]["messages"][-1]["content"] == texts["a"].strip()  # the default: as decoded
     assert relay_json(texts["a"], 0) == '{"birds":["owl","wren"]}'
     assert relay_json('{"name": "Zoë", "n": 1.50}', 0) == '{"name":"Zoë","n":1.5}'
+    assert relay_json('{"a": 1, "b": {"a": 2}}', 0) == '{"a":1,"b":{"a":2}}'
+    assert relay_json('{"a": 1, "a": 2}', 2) is None  # relaid, the first value would vanish
