@@ -161,16 +161,26 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # safety answers kept only where the detector agrees with what the prompt expects.
     fmt = json.loads((tmp_path / "data/format-good/v1/manifest.json").read_text())
     assert fmt["count"] > 0 and 0 < fmt["stats"]["kept_share"] <= 1
+
     # ...each laid out one way (json_indent: 2), whatever whitespace the decoder let through
     # (but one holding a key twice, which relaying would change: kept as decoded)
-    from datakit.ops.respond import relay_json
+    def key_twice(pairs):
+        if len({k for k, _ in pairs}) < len(pairs):
+            raise KeyError("a key twice")
+        return dict(pairs)
 
+    relaid = 0
     for line in (tmp_path / "data/format-good/v1/records.jsonl").read_text().splitlines():
         rec = json.loads(line)
         answer = rec["messages"][-1]["content"]
-        if relay_json(answer, 2) is not None:
-            assert answer == json.dumps(json.loads(answer), indent=2, ensure_ascii=False)
-            assert rec["meta"]["json_relaid"] == 2
+        try:
+            value = json.loads(answer, object_pairs_hook=key_twice)
+        except KeyError:
+            continue
+        assert answer == json.dumps(value, indent=2, ensure_ascii=False)
+        assert rec["meta"]["json_relaid"] == 2
+        relaid += 1
+    assert relaid > 0
     safe = json.loads((tmp_path / "data/safety-good/v1/manifest.json").read_text())
     assert safe["count"] > 0 and set(safe["stats"]["drops"]) <= {
         "complied_unsafe", "refused_safe", "partial_refusal",
