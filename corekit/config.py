@@ -182,11 +182,11 @@ def _engine_resources(
 
         if importlib.util.find_spec(BACKENDS[e["backend"]][1]) is not None:
             for key, hint in unknown_options(e["backend"], options):
+                where = at + ("options", *key.split("."))  # a vLLM config class's own key
                 out.append(
                     (
-                        lines.get(at + ("options", key), 0),
-                        f"{key_path(at + ('options', key))}: unknown option for the "
-                        f"{e['backend']} backend{hint}",
+                        lines.get(where, 0),
+                        f"{key_path(where)}: unknown option for the {e['backend']} backend{hint}",
                     )
                 )
     return out

@@ -116,7 +116,11 @@ def check_spec(spec: EngineSpec, where: str = "engine") -> None:
 
 def unknown_options(backend: str, options: dict[str, Any]) -> list[tuple[str, str]]:
     """(option, hint) for each option the backend does not take; the hint is "did you mean"
-    or, for vLLM's long list, where to look."""
+    or, for vLLM's long list, where to look. A vLLM option that is one of its config classes
+    (``structured_outputs_config``, ``compilation_config``, ...) given as a mapping has its
+    keys checked against that class's fields too, named with dots
+    (``structured_outputs_config.disable_any_whitespac``): vLLM would refuse them only when the
+    engine starts, after the steps before it ran."""
     if not options:
         return []
     allowed = backend_options(backend)
@@ -127,6 +131,21 @@ def unknown_options(backend: str, options: dict[str, Any]) -> list[tuple[str, st
             if "did you mean" not in hint and len(allowed) > 20:
                 hint = f" (its options: {'vllm.EngineArgs fields' if backend == 'vllm' else 'see --help'})"
             out.append((key, hint))
+    if backend == "vllm":
+        nested = _vllm_engine_args()[1]
+        todo = [(k, v) for k, v in options.items() if isinstance(v, dict) and k in nested]
+        while todo:
+            path, value = todo.pop(0)
+            fields = nested[path]
+            for key, sub in value.items():
+                dotted = f"{path}.{key}"
+                if key not in fields:
+                    hint = did_you_mean(str(key), fields, "its fields")
+                    if "did you mean" not in hint and len(fields) > 12:
+                        hint = f" (vLLM's documentation of {path} lists its fields)"
+                    out.append((dotted, hint))
+                elif isinstance(sub, dict) and dotted in nested:
+                    todo.append((dotted, sub))
     return out
 
 
@@ -138,14 +157,31 @@ def backend_options(backend: str) -> list[str]:
         p for p, v in params.items() if p not in ("self", "model") and v.kind != v.VAR_KEYWORD
     ]
     if backend == "vllm":
-        allowed += _vllm_engine_args() + ["lora_adapter"]
+        allowed += _vllm_engine_args()[0] + ["lora_adapter"]
     return allowed
 
 
-def _vllm_engine_args() -> list[str]:
-    """The fields of ``vllm.EngineArgs`` but ``model``: read once per installed vLLM version
-    and kept in the shared cache (importing vLLM takes seconds; `datakit config check`
-    should not)."""
+def _config_class(annotation: Any) -> Any:
+    """The dataclass an EngineArgs field holds (``X`` or ``X | None``), else None: a field
+    that also takes a free dict (``dict[str, Any] | X``) has no keys to check."""
+    import dataclasses
+    import types
+    import typing
+
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(kinds) == 1:
+            return _config_class(kinds[0])
+    return None
+
+
+def _vllm_engine_args() -> tuple[list[str], dict[str, list[str]]]:
+    """The fields of ``vllm.EngineArgs`` but ``model``, and for each field that is one of
+    vLLM's config classes (and each such field of those, dotted) the keys it takes: read once
+    per installed vLLM version and kept in the shared cache (importing vLLM takes seconds;
+    `datakit config check` should not)."""
     import dataclasses
     import json
     from importlib import metadata
@@ -160,13 +196,19 @@ def _vllm_engine_args() -> list[str]:
             break
         except metadata.PackageNotFoundError:
             continue
-    path = cache_dir() / f"vllm_engine_args-{version}.json" if version else None
+    path = cache_dir() / f"vllm_engine_args2-{version}.json" if version else None
     if path is not None:
         try:
-            names = json.loads(path.read_text())
-            if isinstance(names, list) and all(isinstance(n, str) for n in names):
-                return names
-        except (OSError, ValueError):
+            kept = json.loads(path.read_text())
+            names, nested = kept["fields"], kept["nested"]
+            if (
+                isinstance(names, list)
+                and all(isinstance(n, str) for n in names)
+                and isinstance(nested, dict)
+                and all(isinstance(v, list) for v in nested.values())
+            ):
+                return names, nested
+        except (OSError, ValueError, TypeError, KeyError):
             pass
     from .vllm_backend import quiet_imports
 
@@ -175,13 +217,24 @@ def _vllm_engine_args() -> list[str]:
     from vllm.engine.arg_utils import EngineArgs
 
     names = [f.name for f in dataclasses.fields(EngineArgs) if f.name != "model"]
+    nested: dict[str, list[str]] = {}
+    todo = [(f.name, f.type) for f in dataclasses.fields(EngineArgs) if f.name != "model"]
+    while todo:
+        where, annotation = todo.pop(0)
+        cls = _config_class(annotation)
+        if cls is None or where.count(".") > 3:
+            continue
+        fields = [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
+        nested[where] = [f.name for f in fields]
+        todo += [(f"{where}.{f.name}", f.type) for f in fields]
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, json.dumps(names).encode())
+            data = json.dumps({"fields": names, "nested": nested})
+            atomic_write_bytes(path, data.encode())
         except OSError:
             pass  # a read-only cache only costs the import next time
-    return names
+    return names, nested
 
 
 def _start_times() -> Path:

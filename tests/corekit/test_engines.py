@@ -570,18 +570,59 @@ def test_the_pool_swaps_a_model_into_an_engine_not_started_yet(tmp_path, loading
 
 def test_vllm_options_are_read_once_per_vllm_version(tmp_path, monkeypatch):
     """`datakit config check` names unknown vLLM options without importing vLLM each time:
-    the EngineArgs fields are kept in the shared cache, one file per installed version."""
+    the EngineArgs fields (and the keys of its config-class fields) are kept in the shared
+    cache, one file per installed version."""
     pytest.importorskip("vllm")
-    from corekit.engines import backend_options
+    from corekit.engines import backend_options, unknown_options
 
     monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
     first = backend_options("vllm")
     assert {"max_model_len", "tensor_parallel_size", "lora_adapter"} <= set(first)
-    (kept,) = tmp_path.glob("vllm_engine_args-vllm*.json")
-    kept.write_text(json.dumps(["max_model_len", "only_from_the_cache"]))
+    (kept,) = tmp_path.glob("vllm_engine_args2-vllm*.json")
+    nested = json.loads(kept.read_text())["nested"]
+    assert "disable_any_whitespace" in nested["structured_outputs_config"]
+    kept.write_text(json.dumps({"fields": ["only_from_the_cache", "x"], "nested": {"x": ["y"]}}))
     assert "only_from_the_cache" in backend_options("vllm")  # read back, not recomputed
-    kept.write_text("not json")  # a damaged file is recomputed and rewritten
-    assert set(backend_options("vllm")) == set(first) and json.loads(kept.read_text())
+    assert unknown_options("vllm", {"x": {"z": 1}}) == [("x.z", " (its fields: y)")]
+    for damaged in ("not json", "[1, 2]", '{"fields": ["a"]}', '{"fields": [1], "nested": {}}'):
+        kept.write_text(damaged)  # a damaged file is recomputed and rewritten
+        assert set(backend_options("vllm")) == set(first)
+        assert json.loads(kept.read_text())["nested"] == nested
+
+
+def test_keys_inside_a_vllm_config_option_are_checked(tmp_path, monkeypatch):
+    """A vLLM option that is one of its config classes, given as a mapping, has its keys
+    checked too (at any depth), named with dots: vLLM refused a misspelt one only when the
+    engine started, after the steps before it ran. Free-form dict options are not checked."""
+    pytest.importorskip("vllm")
+    from corekit.engines import unknown_options
+
+    monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
+    good = {
+        "max_model_len": 2048,
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+        "compilation_config": {"mode": 0, "pass_config": {}},
+        "hf_overrides": {"anything": 1},  # a free dict: vLLM passes it to the model config
+        "speculative_config": {"anything": 1},
+    }
+    assert unknown_options("vllm", good) == []
+    bad = {
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespac": True},
+        "compilation_config": {"pass_config": {"no_such_pass": True}},
+    }
+    got = unknown_options("vllm", bad)
+    assert [k for k, _ in got] == [
+        "structured_outputs_config.disable_any_whitespac",
+        "compilation_config.pass_config.no_such_pass",
+    ]
+    assert got[0][1] == "; did you mean 'disable_any_whitespace'?"
+    # what vLLM itself refuses: each flagged key makes its config class fail to build
+    from vllm.config import CompilationConfig, StructuredOutputsConfig
+
+    with pytest.raises(Exception, match="disable_any_whitespac"):
+        StructuredOutputsConfig(**bad["structured_outputs_config"])
+    with pytest.raises(Exception, match="no_such_pass"):
+        CompilationConfig(**bad["compilation_config"])
 
 
 def test_a_second_vllm_engine_on_cpu_asks_for_what_the_process_holds_on_top(monkeypatch):

@@ -389,6 +389,42 @@ def test_config_check_reads_each_source_as_its_format_and_names_what_fits(cli, t
     nothing_written(tmp_path)
 
 
+def test_config_check_names_a_misspelt_key_inside_a_vllm_config_option(cli, tmp_path):
+    """A key inside one of vLLM's config-class options (structured_outputs_config,
+    compilation_config, ...) is checked with the option names: before, a misspelt one passed
+    config check, and `datakit run` ran the steps before the engine's first use, then failed
+    as the tool's error (exit 3) when vLLM refused it on start."""
+    pytest.importorskip("vllm")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (tmp_path / "p.yaml").write_text(
+        "engines:\n"
+        "  g:\n"
+        "    backend: vllm\n"
+        f"    model: {base}\n"
+        "    options:\n"
+        "      max_model_len: 2048\n"
+        "      structured_outputs_config:\n"
+        "        backend: xgrammar\n"
+        "        disable_any_whitespac: true\n"
+        "      hf_overrides: {free: 1}\n"
+    )
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert (code, out.splitlines()) == (
+        1,
+        [
+            "p.yaml:9: engines.g.options.structured_outputs_config.disable_any_whitespac: "
+            "unknown option for the vllm backend; did you mean 'disable_any_whitespace'?",
+            "p.yaml: 1 problem",
+        ],
+    )
+    text = (tmp_path / "p.yaml").read_text().replace("whitespac:", "whitespace:")
+    (tmp_path / "p.yaml").write_text(text)
+    code, out = cli(datakit, "config", "check", "p.yaml")
+    assert code == 0, out
+
+
 def test_evalkit_run_with_a_runs_root_that_cannot_hold_directories(cli, tmp_path):
     """Before: an OSError traceback from mkdir; now one line naming the directory, exit 2
     (unreadable input in evalkit's codes), before any engine starts."""
