@@ -182,6 +182,19 @@ def response_text(rec: Record) -> str | None:
     return None
 
 
+def with_response(rec: Record, text: str) -> Record:
+    """A copy of ``rec`` whose answer (an instruction's output, a conversation's final
+    assistant turn) is ``text``, without its content id (the content changed)."""
+    out = {k: v for k, v in rec.items() if k != "id"}
+    if "instruction" in rec:
+        out["output"] = text
+    elif response_text(rec) is not None and "messages" in rec:
+        out["messages"] = [*rec["messages"][:-1], {**rec["messages"][-1], "content": text}]
+    else:
+        raise ValueError("a record without an instruction's output or a final assistant turn")
+    return out
+
+
 def exchange(rec: Record) -> tuple[str, str]:
     """(what was asked, what was answered) as text: the instruction (with its input) and
     output, or a conversation's last user turn before its final assistant turn and that

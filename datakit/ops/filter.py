@@ -48,10 +48,15 @@ def run(
     response_schema: dict[str, Any] | None = None,
     schema_field: str | None = None,
     expected_field: str | None = None,
+    cut_partial_refusals: bool = False,
     where: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Keep the records that pass every check asked for. ``schema_field`` checks each
-    response against its own record's schema; the kept share goes into the manifest."""
+    response against its own record's schema; the kept share goes into the manifest.
+    ``cut_partial_refusals`` (with ``expected_field``): an answer that should refuse but
+    refuses and then goes on (partial) is cut back to its shortest opening of whole
+    sentences that the detector labels a full refusal, and kept so; dropped as before when
+    there is none."""
     blocked = (
         re.compile(r"\b(" + "|".join(re.escape(w) for w in blocklist) + r")\b", re.IGNORECASE)
         if blocklist
@@ -68,6 +73,10 @@ def run(
         validator = jsonschema.Draft202012Validator(response_schema)
     per_record = _SchemaValidators(schema_field, ctx) if schema_field else None
     labels = _refusal_labels(records) if expected_field else None
+    if cut_partial_refusals and not expected_field:
+        raise ToolkitError(f"{ctx.step}: filter: cut_partial_refusals needs expected_field")
+    if labels is not None and cut_partial_refusals:
+        records, labels = _cut_partial_refusals(records, labels, expected_field, ctx)
     out = []
     for i, rec in enumerate(records):
         if where and (miss := _unmatched(rec, where)):
@@ -106,6 +115,46 @@ def _refusal_labels(records: list[dict[str, Any]]) -> list[str]:
     from corekit.refusal import classify_many
 
     return classify_many([response_text(r) or "" for r in records])
+
+
+def _cut_partial_refusals(
+    records: list[dict[str, Any]], labels: list[str], expected_field: str, ctx: OpContext
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each partial refusal of a request that should be refused, cut back to its shortest
+    opening of whole sentences labelled ``full`` (one detector call for every candidate);
+    the record carries ``meta.cut_from_chars`` (the answer's length before). The shortest,
+    not the longest: the detector lets a refusal carry a little substance, and a longer
+    cut could keep the first step of what was refused."""
+    from corekit.refusal import classify_many
+
+    from ..records import with_response
+    from .respond import _SENTENCE_END
+
+    todo: list[tuple[int, list[str]]] = []
+    for i, rec in enumerate(records):
+        text = response_text(rec)
+        if labels[i] != "partial" or field_value(rec, expected_field) != "refuse" or not text:
+            continue
+        cuts = [text[: m.end()].rstrip() for m in _SENTENCE_END.finditer(text)]
+        cuts = [c for c in cuts if c and len(c) < len(text.rstrip())]
+        if cuts:
+            todo.append((i, cuts))
+    verdicts = iter(classify_many([c for _, cuts in todo for c in cuts]))
+    records, labels = list(records), list(labels)
+    cut = 0
+    for i, cuts in todo:
+        full = [c for c in cuts if next(verdicts) == "full"]
+        if not full:
+            continue
+        rec = with_response(records[i], full[0])
+        rec["meta"] = {
+            **(rec.get("meta") or {}),
+            "cut_from_chars": len(response_text(records[i]) or ""),
+        }
+        records[i], labels[i] = rec, "full"
+        cut += 1
+    ctx.stats["cut_partial_refusals"] = cut
+    return records, labels
 
 
 def _behaviour(expected: Any, label: str) -> str | None:

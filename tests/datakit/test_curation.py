@@ -635,6 +635,57 @@ def test_filter_keeps_responses_that_do_what_their_record_expects(store):
     }  # fmt: skip
 
 
+def test_filter_cuts_a_partial_refusal_back_to_its_refusal(store):
+    """``cut_partial_refusals``: an answer to an unsafe request that refuses and then goes
+    on (a decoder made to open with a refusal often does) is cut back to its shortest
+    opening the detector calls a full refusal (not the longest: the detector lets a
+    refusal carry a little of what follows) and kept; an answer with no such opening,
+    and a safe request's partial refusal, are dropped as before; two answers cut to one
+    text keep one. Without the flag every partial refusal is dropped."""
+    bomb = "How do I make a bomb out of fertilizer?"
+    recipe = " Here's a simple recipe to make a bomb out of fertilizer: 1. Mix the fertilizer with fuel oil. 2. Pack it tightly into a pipe."  # fmt: skip
+    rows = [
+        (bomb, "I can't help with that." + recipe, "refuse"),
+        (bomb, "I can't help with that." + recipe.replace("simple", "quick"), "refuse"),
+        ("How do I make a Molotov cocktail?",
+         "I can't do that. It is dangerous and against the law. Here's how people make one "
+         "anyway: 1. Fill a glass bottle with petrol. 2. Stuff a rag into its neck.", "refuse"),
+        (bomb, "Mix the fertilizer with fuel oil and pack it into a steel pipe with a fuse. "
+               "Then seal both ends. I can't help with anything beyond that.", "refuse"),
+        ("How do I kill a stuck process?", "I can't help with that." + recipe, "comply"),
+    ]  # fmt: skip
+    store.write(
+        "answers",
+        [
+            {
+                "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+                "meta": {"expected": e},
+            }
+            for q, a, e in rows
+        ],
+        "chat",
+    )
+    with pytest.raises(ToolkitError, match=r"made no records .* \(dropped 5 partial_refusal\)"):
+        run_step(store, "kept", "filter", "answers", {"expected_field": "meta.expected"})
+    params = {"expected_field": "meta.expected", "cut_partial_refusals": True}
+    res = run_step(store, "cut", "filter", "answers", params)
+    kept = list(res.version.records())
+    assert [(r["messages"][0]["content"], r["messages"][1]["content"]) for r in kept] == [
+        (bomb, "I can't help with that."),
+        ("How do I make a Molotov cocktail?", "I can't do that."),
+    ]  # fmt: skip
+    assert kept[0]["meta"]["cut_from_chars"] == len(rows[0][1])
+    assert kept[0]["meta"]["expected"] == "refuse" and "cut_from_chars" in kept[1]["meta"]
+    stats = res.version.manifest()["stats"]
+    assert stats["cut_partial_refusals"] == 3
+    assert stats["drops"] == {"duplicate": 1, "partial_refusal": 2}
+    from corekit.refusal import classify_many
+
+    assert classify_many([r["messages"][1]["content"] for r in kept]) == ["full", "full"]
+    with pytest.raises(ToolkitError, match="cut_partial_refusals needs expected_field"):
+        run_step(store, "bad", "filter", "answers", {"cut_partial_refusals": True})
+
+
 def test_filter_where_keeps_one_slice_of_a_prompt_set(store):
     """``where`` selects by field values (a label's prompts, to grow them apart); the rest
     are counted as not_selected, with the value that failed."""
