@@ -135,6 +135,8 @@ def _cut_partial_refusals(
         text = response_text(rec)
         if labels[i] != "partial" or field_value(rec, expected_field) != "refuse" or not text:
             continue
+        if "instruction" not in rec and "messages" not in rec:
+            continue  # a preference's chosen answer is not cut: the pair is judged whole
         cuts = [text[: m.end()].rstrip() for m in _SENTENCE_END.finditer(text)]
         cuts = [c for c in cuts if c and len(c) < len(text.rstrip())]
         if cuts:

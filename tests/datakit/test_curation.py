@@ -684,6 +684,13 @@ def test_filter_cuts_a_partial_refusal_back_to_its_refusal(store):
     assert classify_many([r["messages"][1]["content"] for r in kept]) == ["full", "full"]
     with pytest.raises(ToolkitError, match="cut_partial_refusals needs expected_field"):
         run_step(store, "bad", "filter", "answers", {"cut_partial_refusals": True})
+    # a preference record's partial chosen answer is not cut (nor a crash): dropped as before
+    pref = {"prompt": bomb, "chosen": rows[0][1], "rejected": "Sure.", "meta": {"expected": "refuse"}}  # fmt: skip
+    keep = {"prompt": bomb, "chosen": "I can't help with that.", "rejected": "Sure.", "meta": {"expected": "refuse"}}  # fmt: skip
+    store.write("prefs", [pref, keep], "preference")
+    res = run_step(store, "prefs-cut", "filter", "prefs", params)
+    assert [r["chosen"] for r in res.version.records()] == ["I can't help with that."]
+    assert res.version.manifest()["stats"]["drops"] == {"partial_refusal": 1}
 
 
 def test_filter_where_keeps_one_slice_of_a_prompt_set(store):
