@@ -182,16 +182,27 @@ def response_text(rec: Record) -> str | None:
     return None
 
 
+def editable_response(rec: Record) -> str | None:
+    """The one answer a record holds that can be rewritten in place (``response_text``):
+    None for a preference pair, whose two answers are judged together, and for a record
+    without an answer."""
+    return None if "chosen" in rec else response_text(rec)
+
+
 def with_response(rec: Record, text: str) -> Record:
-    """A copy of ``rec`` whose answer (an instruction's output, a conversation's final
-    assistant turn) is ``text``, without its content id (the content changed)."""
+    """A copy of ``rec`` whose answer (``editable_response``: an instruction's output, a
+    conversation's final assistant turn, an unpaired completion) is ``text``, without its
+    content id (the content changed)."""
+    if editable_response(rec) is None:
+        raise ValueError("a record without one answer to rewrite (a preference pair, an eval item)")
     out = {k: v for k, v in rec.items() if k != "id"}
     if "instruction" in rec:
         out["output"] = text
-    elif response_text(rec) is not None and "messages" in rec:
-        out["messages"] = [*rec["messages"][:-1], {**rec["messages"][-1], "content": text}]
+    elif isinstance(rec.get("completion"), str):
+        out["completion"] = text
     else:
-        raise ValueError("a record without an instruction's output or a final assistant turn")
+        key = "completion" if "completion" in rec else "messages"
+        out[key] = [*rec[key][:-1], {**rec[key][-1], "content": text}]
     return out
 
 

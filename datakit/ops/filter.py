@@ -127,16 +127,14 @@ def _cut_partial_refusals(
     cut could keep the first step of what was refused."""
     from corekit.refusal import classify_many
 
-    from ..records import with_response
+    from ..records import editable_response, with_response
     from .respond import _SENTENCE_END
 
     todo: list[tuple[int, list[str]]] = []
     for i, rec in enumerate(records):
-        text = response_text(rec)
+        text = editable_response(rec)  # None for a preference pair: judged whole, not cut
         if labels[i] != "partial" or field_value(rec, expected_field) != "refuse" or not text:
             continue
-        if "instruction" not in rec and "messages" not in rec:
-            continue  # a preference's chosen answer is not cut: the pair is judged whole
         cuts = [text[: m.end()].rstrip() for m in _SENTENCE_END.finditer(text)]
         cuts = [c for c in cuts if c and len(c) < len(text.rstrip())]
         if cuts:

@@ -9,9 +9,9 @@ from typing import Any
 
 from corekit.errors import ToolkitError
 
-from ..records import answer_text
+from ..records import answer_text, with_response
 from .agreement import agreement
-from .core import STATUSES, RecordState, Review, prompt_text, with_response
+from .core import STATUSES, RecordState, Review, prompt_text
 
 
 def commit(review: Review, out: str | None = None, message: str | None = None) -> dict[str, Any]:

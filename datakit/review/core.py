@@ -33,7 +33,7 @@ from typing import Any
 
 from corekit.errors import ToolkitError
 
-from ..records import answer_text, prompt_messages, response_text
+from ..records import answer_text, editable_response, prompt_messages
 
 DEFAULT_CRITERIA = ("clarity", "helpfulness", "accuracy")  # the LLM judge's rubric criteria
 log = logging.getLogger(__name__)
@@ -46,26 +46,6 @@ LETTERS = "ABCDEFGHIJ"
 
 class ReviewInputError(ToolkitError):
     """An action the log refuses (bad field, unknown record): shown to the annotator."""
-
-
-def editable_response(rec: dict[str, Any]) -> str | None:
-    """The response an annotator may edit (``records.response_text``); None for a
-    preference pair, whose two responses are compared, not edited."""
-    return None if "chosen" in rec else response_text(rec)
-
-
-def with_response(rec: dict[str, Any], text: str) -> dict[str, Any]:
-    """A copy of ``rec`` whose response is ``text`` (id dropped: the content changed)."""
-    out = {k: v for k, v in rec.items() if k != "id"}
-    if "instruction" in rec:
-        out["output"] = text
-    elif "completion" in rec and isinstance(rec["completion"], str):
-        out["completion"] = text
-    elif "completion" in rec:
-        out["completion"] = [*rec["completion"][:-1], {**rec["completion"][-1], "content": text}]
-    else:
-        out["messages"] = [*rec["messages"][:-1], {**rec["messages"][-1], "content": text}]
-    return out
 
 
 def prompt_text(rec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..records import editable_response
 from .agreement import agreement
 from .core import (
     LETTERS,
     STATUSES,
     RecordState,
-    editable_response,
     judge_suggestion,
     options,
     prompt_text,

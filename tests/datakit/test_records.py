@@ -1,6 +1,8 @@
 """The record views every consumer reads records through, and their one rule for
 conversations: the prompt is everything before the final assistant turn."""
 
+import pytest
+
 from datakit.records import (
     conversation,
     exchange,
@@ -72,7 +74,7 @@ def test_the_response_of_every_kind_is_read_one_way():
 def test_the_filter_stats_and_review_read_the_same_response():
     from datakit.ops import OpContext
     from datakit.ops.filter import run as quality_filter
-    from datakit.review.core import editable_response
+    from datakit.records import editable_response
     from datakit.stats import _texts
 
     pair = {"prompt": "Q?", "chosen": [U1, A2], "rejected": "Nope."}
@@ -81,6 +83,26 @@ def test_the_filter_stats_and_review_read_the_same_response():
         kept = quality_filter([rec], OpContext(), regex="^Rain\\.$")
         assert kept == [rec] and _texts(rec)[1] == "Rain."
     assert editable_response(chat) == "Rain." and editable_response(pair) is None
+
+
+def test_with_response_rewrites_the_one_answer_of_every_kind_and_refuses_a_pair():
+    """One rewrite for the review UI's edits and the filter's cuts: the content id goes."""
+    from datakit.records import response_text, with_response
+
+    recs = [
+        {"id": "x", "instruction": "Say hi.", "output": "Hi."},
+        {"id": "x", "messages": [SYS, U1, A1]},
+        {"id": "x", "prompt": "Q?", "completion": "Sure.", "label": False},
+        {"id": "x", "prompt": "Q?", "completion": [A1], "label": True},
+    ]
+    for rec in recs:
+        out = with_response(rec, "New.")
+        assert response_text(out) == "New." and "id" not in out and rec["id"] == "x"
+        assert set(out) == set(rec) - {"id"}
+    assert with_response(recs[1], "New.")["messages"][:2] == [SYS, U1]
+    for bad in ({"prompt": "Q?", "chosen": "a", "rejected": "b"}, {"messages": [U1]}):
+        with pytest.raises(ValueError):
+            with_response(bad, "New.")
 
 
 def test_first_copies_keeps_the_first_of_each_key_and_names_it_for_the_rest():
