@@ -178,7 +178,9 @@ OPS: dict[str, Op] = {
             "Keep records that pass every check asked for: field values, judge quality, "
             "length, blocklist, regex, charset, refusal-like responses, a response JSON schema.",
             "datakit filter judged -o good --min-quality 0.7\n"
-            'datakit filter safety-prompts -o look-alikes --where \'{"meta.expected": "comply"}\'',
+            'datakit filter safety-prompts -o look-alikes --where \'{"meta.expected": "comply"}\'\n'
+            "datakit filter safety-answers -o safety-good --expected-field meta.expected "
+            "--cut-partial-refusals",
             command="top",
         ),
         Op(
