@@ -45,3 +45,39 @@ class RowPackedCollator:
 def uses_varlen_kernel(model: Any) -> bool:
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
     return "flash" in impl
+
+
+class OpeningLossCollator:
+    """``collate``'s batches with the loss kept on the first ``tokens`` tokens of each answer.
+
+    An answer is a run of labelled tokens; a run ends at an unlabelled token (the prompt
+    of the next sample, padding) or where the position ids restart (a packed sample). Used
+    to fit a decision made in an answer's first tokens (refuse or answer) without the rest
+    of the answer diluting its gradient.
+    """
+
+    def __init__(self, collate: Any, tokens: int):
+        self.collate = collate
+        self.tokens = tokens
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        batch["labels"] = opening_labels(batch["labels"], self.tokens, batch.get("position_ids"))
+        return batch
+
+
+def opening_labels(labels: Any, tokens: int, position_ids: Any = None) -> Any:
+    """``labels`` with every labelled token past the ``tokens``-th of its run set to -100."""
+    import torch
+
+    labelled = labels != -100
+    starts = labelled.clone()
+    starts[:, 1:] &= ~labelled[:, :-1] | (
+        position_ids[:, 1:] == 0 if position_ids is not None else False
+    )
+    # Index within the run: positions since the run's start (a cumulative max of start
+    # positions), for labelled tokens only.
+    index = torch.arange(labels.shape[1], device=labels.device).expand_as(labels)
+    run_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    keep = labelled & (index - run_start < tokens)
+    return torch.where(keep, labels, torch.full_like(labels, -100))

@@ -14,7 +14,7 @@ from typing import Any
 def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
     from trl import SFTConfig, SFTTrainer
 
-    from ..packing import RowPackedCollator, uses_varlen_kernel
+    from ..packing import OpeningLossCollator, RowPackedCollator, uses_varlen_kernel
 
     conversational = "messages" in inputs["train_dataset"].column_names
     args = SFTConfig(
@@ -29,4 +29,8 @@ def build(stage, common: dict[str, Any], inputs: dict[str, Any]) -> Any:
         # Without a varlen attention kernel TRL's padding-free batch is one long row whose
         # attention costs (batch x max_length)^2: keep the packs as rows instead.
         trainer.data_collator = RowPackedCollator(inputs["processing_class"].pad_token_id)
+    if stage.params["opening_loss_tokens"]:
+        trainer.data_collator = OpeningLossCollator(
+            trainer.data_collator, stage.params["opening_loss_tokens"]
+        )
     return trainer

@@ -54,7 +54,7 @@ def project(request, tmp_path_factory):
 
 
 def _fed_batches(
-    project, monkeypatch, dataset: str, packing: bool, tag: str = ""
+    project, monkeypatch, dataset: str, packing: bool, tag: str = "", params: dict | None = None
 ) -> tuple[list, object]:
     """Train one step and keep every batch handed to the model's loss."""
     import trainkit.methods as methods
@@ -87,6 +87,7 @@ def _fed_batches(
             "method": "sft",
             "dataset": dataset,
             "args": {"max_steps": 1, "batch_size": 8, "max_length": 256, "packing": packing},
+            **({"params": params} if params else {}),
         }
     ]
     _, results = run_train(write_config(project, name, stages), quiet=True)
@@ -147,6 +148,49 @@ def test_only_completions_carry_labels(project, monkeypatch, packing):
     for s in spans:
         assert s in completions, s
     assert not any("Convert" in s for s in spans)
+
+
+def _runs(batch) -> list[list[int]]:
+    """Every contiguous run of supervised token ids, row by row (a packed sample starts a
+    new run)."""
+    runs = []
+    labels, position = batch["labels"], batch.get("position_ids")
+    for row in range(labels.shape[0]):
+        run: list[int] = []
+        for pos in range(labels.shape[1]):
+            if run and (
+                labels[row, pos] == -100 or (position is not None and position[row, pos] == 0)
+            ):
+                runs.append(run)
+                run = []
+            if labels[row, pos] != -100:
+                run.append(int(labels[row, pos]))
+        if run:
+            runs.append(run)
+    return runs
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["unpacked", "packed"])
+def test_opening_loss_supervises_the_first_tokens_of_each_answer(project, monkeypatch, packing):
+    """params.opening_loss_tokens: 2 keeps the loss on each answer's first two tokens, the
+    same tokens the full loss starts with, and on nothing else."""
+    full, tok = _fed_batches(project, monkeypatch, "chats", packing, tag="-full")
+    monkeypatch.undo()  # the next run records into its own list only
+    cut, _ = _fed_batches(
+        project, monkeypatch, "chats", packing, tag="-open", params={"opening_loss_tokens": 2}
+    )
+    full_runs = [r for b in full for r in _runs(b)]
+    cut_runs = [r for b in cut for r in _runs(b)]
+    assert all(len(r) > 2 for r in full_runs)  # the answers are longer than the opening
+    # One opening per answer, in the same order (one step over the same eight
+    # conversations), each the first two tokens of its answer.
+    assert [r[:2] for r in full_runs] == cut_runs
+    answers = [m["content"] for c in CHATS for m in c["messages"] if m["role"] == "assistant"]
+    openings = [tok.decode(r).strip() for r in cut_runs]
+    assert all(any(a.startswith(o) for a in answers) for o in openings), openings
+    assert {o[0] for o in openings} == {"F", "P"}  # both turns of a conversation
+    for b in cut:  # the ids fed are unchanged: only the loss is cut
+        assert b["input_ids"].shape == full[cut.index(b)]["input_ids"].shape
 
 
 def _count_head_rows(monkeypatch) -> list[int]:
