@@ -209,10 +209,12 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert secs == sorted(secs, reverse=True) and len(secs) >= 3
     assert out.count(" s of training -> ") == 2
     assert "{'loss'" not in out and "'train_runtime'" not in out
-    for stage, data in (("sft", "sft-train@v1"), ("safety-sft", "safety-clean@v1")):
+    # (the safety stage: the safety answers and the SFT mix, the loss on answer openings)
+    stages = (("sft", ["sft-train@v1"]), ("safety-sft", ["safety-clean@v1", "sft-train@v1"]))
+    for stage, data in stages:
         rd = tmp_path / "runs/train" / stage
         info = json.loads((rd / "run.json").read_text())
-        assert info["status"] == "complete" and info["datasets"][0]["ref"] == data
+        assert info["status"] == "complete" and [d["ref"] for d in info["datasets"]] == data
         assert info["weights_delta_l2"] > 0 and (rd / "final/adapter_model.safetensors").is_file()
         assert (rd / "curves.png").is_file() and (rd / "metrics.jsonl").stat().st_size > 0
     # make eval: base and tuned side by side on every suite, the renderings; no baseline yet,
