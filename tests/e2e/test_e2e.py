@@ -209,8 +209,12 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert secs == sorted(secs, reverse=True) and len(secs) >= 3
     assert out.count(" s of training -> ") == 2
     assert "{'loss'" not in out and "'train_runtime'" not in out
-    # (the safety stage: the safety answers and the SFT mix, the loss on answer openings)
-    stages = (("sft", ["sft-train@v1"]), ("safety-sft", ["safety-clean@v1", "sft-train@v1"]))
+    # (the SFT stage: its train and eval splits; the safety stage: the safety answers and
+    # the SFT mix, the loss on answer openings)
+    stages = (
+        ("sft", ["sft-train@v1", "sft-test@v1"]),
+        ("safety-sft", ["safety-clean@v1", "sft-train@v1"]),
+    )
     for stage, data in stages:
         rd = tmp_path / "runs/train" / stage
         info = json.loads((rd / "run.json").read_text())
