@@ -97,29 +97,34 @@ def _fed_batches(
     return batches, AutoTokenizer.from_pretrained(project["model"])
 
 
-def _labelled_spans(batch, tok) -> list[str]:
-    """The text of every contiguous run of supervised tokens, batch row by row (special
-    tokens dropped); each run must end its turn with the end-of-turn (eos) token."""
-    spans = []
-    labels, ids = batch["labels"], batch["input_ids"]
-    position = batch.get("position_ids")
-
-    def close(run: list[int]) -> None:
-        assert tok.eos_token_id in run, tok.decode(run)  # the model learns to stop
-        spans.append(tok.decode(run, skip_special_tokens=True).strip())
-
+def _runs(batch) -> list[list[int]]:
+    """Every contiguous run of supervised token ids, row by row (a packed sample starts a
+    new run); labels are the tokens themselves."""
+    runs = []
+    labels, ids, position = batch["labels"], batch["input_ids"], batch.get("position_ids")
     for row in range(labels.shape[0]):
         run: list[int] = []
         for pos in range(labels.shape[1]):
-            new_sample = position is not None and int(position[row, pos]) == 0
-            if labels[row, pos] != -100 and not new_sample:
-                assert labels[row, pos] == ids[row, pos]  # labels are the tokens themselves
-                run.append(int(ids[row, pos]))
-            elif run:
-                close(run)
+            if run and (
+                labels[row, pos] == -100 or (position is not None and position[row, pos] == 0)
+            ):
+                runs.append(run)
                 run = []
+            if labels[row, pos] != -100:
+                assert labels[row, pos] == ids[row, pos]
+                run.append(int(ids[row, pos]))
         if run:
-            close(run)
+            runs.append(run)
+    return runs
+
+
+def _labelled_spans(batch, tok) -> list[str]:
+    """The text of every run of supervised tokens (special tokens dropped); each run must
+    end its turn with the end-of-turn (eos) token: the model learns to stop."""
+    spans = []
+    for run in _runs(batch):
+        assert tok.eos_token_id in run, tok.decode(run)
+        spans.append(tok.decode(run, skip_special_tokens=True).strip())
     return spans
 
 
@@ -150,30 +155,12 @@ def test_only_completions_carry_labels(project, monkeypatch, packing):
     assert not any("Convert" in s for s in spans)
 
 
-def _runs(batch) -> list[list[int]]:
-    """Every contiguous run of supervised token ids, row by row (a packed sample starts a
-    new run)."""
-    runs = []
-    labels, position = batch["labels"], batch.get("position_ids")
-    for row in range(labels.shape[0]):
-        run: list[int] = []
-        for pos in range(labels.shape[1]):
-            if run and (
-                labels[row, pos] == -100 or (position is not None and position[row, pos] == 0)
-            ):
-                runs.append(run)
-                run = []
-            if labels[row, pos] != -100:
-                run.append(int(labels[row, pos]))
-        if run:
-            runs.append(run)
-    return runs
-
-
 @pytest.mark.parametrize("packing", [False, True], ids=["unpacked", "packed"])
 def test_opening_loss_supervises_the_first_tokens_of_each_answer(project, monkeypatch, packing):
     """params.opening_loss_tokens: 2 keeps the loss on each answer's first two tokens, the
     same tokens the full loss starts with, and on nothing else."""
+    import torch
+
     full, tok = _fed_batches(project, monkeypatch, "chats", packing, tag="-full")
     monkeypatch.undo()  # the next run records into its own list only
     cut, _ = _fed_batches(
@@ -189,8 +176,29 @@ def test_opening_loss_supervises_the_first_tokens_of_each_answer(project, monkey
     openings = [tok.decode(r).strip() for r in cut_runs]
     assert all(any(a.startswith(o) for a in answers) for o in openings), openings
     assert {o[0] for o in openings} == {"F", "P"}  # both turns of a conversation
-    for b in cut:  # the ids fed are unchanged: only the loss is cut
-        assert b["input_ids"].shape == full[cut.index(b)]["input_ids"].shape
+    for a, b in zip(full, cut, strict=True):  # the ids fed are unchanged: only the loss is cut
+        assert torch.equal(a["input_ids"], b["input_ids"])
+
+
+def test_opening_labels_splits_runs_at_prompts_and_at_packed_sample_starts():
+    """A run ends at an unlabelled token or where position ids restart (two packed samples
+    whose labels touch, as rows without a prompt do); each keeps its own opening."""
+    import torch
+
+    from trainkit.packing import opening_labels
+
+    x = -100
+    labels = torch.tensor([[x, x, 5, 6, 7, x, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7, 8, 9]])
+    positions = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3], [0, 1, 2, 0, 1, 2, 3, 4, 5]])
+    assert opening_labels(labels, 2).tolist() == [
+        [x, x, 5, 6, x, x, 9, 10, x],
+        [1, 2, x, x, x, x, x, x, x],  # without position ids: one run
+    ]
+    assert opening_labels(labels, 2, positions).tolist() == [
+        [x, x, 5, 6, x, x, 9, 10, x],
+        [1, 2, x, 4, 5, x, x, x, x],  # the second sample starts at position 0
+    ]
+    assert torch.equal(opening_labels(labels, 9, positions), labels)  # all fit: unchanged
 
 
 def _count_head_rows(monkeypatch) -> list[int]:
