@@ -55,6 +55,17 @@ def _option_for(name: str, prop: dict[str, Any]) -> Any:
             default=None,
             help=help_,
         )
+    forms = {f.get("type") for f in prop.get("anyOf", [])}
+    if forms == {"string", "array"}:
+        # one value or a list of them (mix's balance_by): repeat the flag for a list
+        return click.option(
+            flag,
+            name,
+            multiple=True,
+            default=None,
+            help=help_ + " Repeatable.",
+            callback=lambda c, p, v: None if not v else v[0] if len(v) == 1 else list(v),
+        )
     if prop.get("type") == "array":
         item = prop.get("items", {}).get("type")
         if item == "number":

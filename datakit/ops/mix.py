@@ -29,19 +29,19 @@ def mix(
     weights: list[float] | None = None,
     total: int | None = None,
     best_effort: bool = False,
-    balance_by: str | None = None,
+    balance_by: str | list[str] | None = None,
     balance_weights: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     rng = random.Random(ctx.seed)
     if balance_by and balance_weights:
-        held = {str(scalar_field(r, balance_by)) for recs in inputs for r in recs}
+        held = {_group(r, balance_by) for recs in inputs for r in recs}
         unknown = sorted(set(balance_weights) - held)
         if unknown:
             # a typo draws evenly without a word; with best_effort (take what there is) a
             # value this run's data lacks is said and recorded instead
             said = (
                 f"{ctx.step}: mix balance_weights names {', '.join(map(repr, unknown))}, which "
-                f"no input holds in {balance_by} (values: {', '.join(sorted(held))})"
+                f"no input holds in {_said(balance_by)} (values: {', '.join(sorted(held))})"
             )
             if not best_effort:
                 raise ToolkitError(said)
@@ -86,9 +86,9 @@ def mix(
         if balance_by:
             counts: dict[str, int] = {}
             for i in chosen:
-                key = str(scalar_field(recs[i], balance_by))
+                key = _group(recs[i], balance_by)
                 counts[key] = counts.get(key, 0) + 1
-            realised[-1]["by_" + balance_by] = dict(sorted(counts.items()))
+            realised[-1]["by_" + _said(balance_by)] = dict(sorted(counts.items()))
         taken = set(chosen)
         for i, rec in enumerate(recs):
             if i not in taken:
@@ -103,20 +103,36 @@ def mix(
     return out
 
 
+def _group(rec: dict[str, Any], by: str | list[str]) -> str:
+    """A record's group for ``balance_by``: the value of the field, or of the first of the
+    fields the record holds (one list can name each input's field: the safety answers' label,
+    the format answers' task category); "None" when it holds none."""
+    for path in [by] if isinstance(by, str) else by:
+        value = scalar_field(rec, path)
+        if value is not None:
+            return str(value)
+    return "None"
+
+
+def _said(by: str | list[str]) -> str:
+    return by if isinstance(by, str) else "|".join(by)
+
+
 def _balanced(
     recs: list[dict[str, Any]],
     n: int,
-    path: str,
+    by: str | list[str],
     rng: random.Random,
     weights: dict[str, float] | None = None,
 ) -> list[int]:
-    """``n`` indices of ``recs`` drawn across the values of field ``path`` (records without it
-    form a group of their own): evenly, or in proportion to ``weights`` (value -> weight,
-    1 for a value it does not name); a group too small gives all it has and the others share
-    its remainder in their proportions."""
+    """``n`` indices of ``recs`` drawn across their groups (``_group``: the values of field
+    ``by``, or of the first of several fields a record holds; records holding none form a
+    group of their own): evenly, or in proportion to ``weights`` (value -> weight, 1 for a
+    value it does not name); a group too small gives all it has and the others share its
+    remainder in their proportions."""
     groups: dict[str, list[int]] = {}
     for i, rec in enumerate(recs):
-        groups.setdefault(str(scalar_field(rec, path)), []).append(i)
+        groups.setdefault(_group(rec, by), []).append(i)
     for idx in groups.values():
         rng.shuffle(idx)
     weight = {g: float((weights or {}).get(g, 1.0)) for g in groups}

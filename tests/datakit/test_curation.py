@@ -216,6 +216,39 @@ def test_mix_balance_by_draws_each_value_evenly(store):
     assert stats[1]["by_meta.expected"] == {"comply": 2, "refuse": 3}  # odd one: the larger
 
 
+def test_mix_balance_by_a_list_balances_each_input_on_the_first_field_it_holds(store, cli):
+    """One mix, two inputs balanced on their own fields: the safety answers by meta.expected
+    (3:2 by the weights), the format answers by meta.category (evenly; the category with too few
+    gives all it has). A record holding neither field is a group of its own; the manifest
+    names the fields; the CLI takes the list as a repeated flag."""
+    store.write("safety", _labelled(refusals=20, answers=20), "instruction")
+    categories = ["list"] * 12 + ["choice"] * 12 + ["sum"] * 2 + [None] * 4
+    fmt = [{"instruction": f"Format task {i} here", "input": "", "output": "{}",
+            "meta": {"category": f} if f else {}} for i, f in enumerate(categories)]  # fmt: skip
+    store.write("fmt", fmt, "instruction")
+    by = ["meta.expected", "meta.category"]
+    res = run_step(store, "mb", "mix", ["safety", "fmt"],
+                   {"weights": [1, 1], "total": 20, "balance_by": by,
+                    "balance_weights": {"comply": 3, "refuse": 2}})  # fmt: skip
+    stats = res.version.manifest()["stats"]["mix"]
+    assert stats[0]["by_meta.expected|meta.category"] == {"comply": 6, "refuse": 4}
+    # 10 over four groups: "sum" gives its 2, the other three share 8 (3, 3, 2: the
+    # shortest for its weight first, so "None" with 4 records gets the smaller share)
+    assert stats[1]["by_meta.expected|meta.category"] == {"None": 2, "choice": 3, "list": 3,
+                                                        "sum": 2}  # fmt: skip
+    got = [r.get("meta", {}).get("category") for r in res.version.records() if "Format" in
+           r["instruction"]]  # fmt: skip
+    assert sorted(map(str, got)) == ["None"] * 2 + ["choice"] * 3 + ["list"] * 3 + ["sum"] * 2
+    # the same draw from the command line (the store is its data root), the list given as a
+    # repeated flag
+    code, out = cli(datakit, "mix", "fmt", "-o", "mc", "--total", "10",
+                    "--balance-by", "meta.expected", "--balance-by", "meta.category")  # fmt: skip
+    assert code == 0, out
+    stats = store.resolve("mc").manifest()["stats"]["mix"]
+    assert stats[0]["by_meta.expected|meta.category"] == {"None": 2, "choice": 3, "list": 3,
+                                                        "sum": 2}  # fmt: skip
+
+
 def test_mix_balance_weights_draw_the_values_in_proportion(store):
     """30 refusals and 12 helpful answers drawn 3:2 (comply:refuse): 6 of 10 are helpful
     answers; 30 asked: the 12 helpful answers are too few for 18, so they all go and the
