@@ -32,7 +32,7 @@ def _subschema(schema: dict, root: dict) -> dict:
     return schema
 
 
-def _specific(err: Any) -> Any:
+def specific_error(err: Any) -> Any:
     """For a value that matches none of a oneOf/anyOf's forms, the error of the form it
     was meant as (the one whose type it has): "weight: -1 is less than or equal to the
     minimum of 0" rather than "not valid under any of the given schemas"."""
@@ -74,7 +74,7 @@ def _schema_problems(data: Any, lines: dict[tuple, int]) -> list[tuple[int, str]
     schema = load_schema("pipeline")
     problems: list[tuple[int, str]] = []
     for err in jsonschema.Draft7Validator(schema).iter_errors(data):
-        err = _specific(err)
+        err = specific_error(err)
         path = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             problems += _unknown_keys(err, path, schema, lines)

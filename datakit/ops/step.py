@@ -32,11 +32,12 @@ def param_problems(op: str, params: dict[str, Any] | None) -> list[tuple[str, st
     with the parameter's name ("params" for the object as a whole)."""
     import jsonschema
 
+    from corekit.config import specific_error
+
     schema = load_schema("pipeline")["definitions"][f"params_{op}"]
-    return [
-        (_where(err), err.message)
-        for err in jsonschema.Draft7Validator(schema).iter_errors(params or {})
-    ]
+    # a value that fits none of a key's forms: the error of the form it was meant as
+    errors = map(specific_error, jsonschema.Draft7Validator(schema).iter_errors(params or {}))
+    return [(_where(err), err.message) for err in errors]
 
 
 def _where(err: Any) -> str:

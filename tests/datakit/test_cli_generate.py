@@ -58,6 +58,13 @@ def test_generate_flags(cli, tmp_path):
     )
     code, out = cli(datakit, "judge", "seeds", "-o", "j", "--model", "m", "--rubric", "[1]")
     assert code == 2 and "Invalid value for '--rubric': [1] is not of type 'object'" in out
+    # a value that fits none of a flag's forms (balance_by: a field or a list of them):
+    # the error of the form it was meant as, not "not valid under any of the given schemas"
+    code, out = cli(datakit, "mix", "seeds", "-o", "m", "--balance-by", "")
+    assert (code, out.splitlines()[-1]) == (
+        2,
+        "Error: Invalid value for '--balance-by': '' should be non-empty",
+    )
     # a flag that needs another (a schema dependency) names itself
     code, out = cli(datakit, "mix", "seeds", "-o", "m", "--balance-weights", '{"comply": 3}')
     assert (code, out.splitlines()[-1]) == (
