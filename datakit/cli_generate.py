@@ -27,6 +27,18 @@ from corekit.schemas import load_schema
 from .ops import Op
 
 
+def _repeatable(flag: str, name: str, help_: str, given: Any) -> Any:
+    """A flag given any number of times: None when absent, else ``given`` of the values."""
+    return click.option(
+        flag,
+        name,
+        multiple=True,
+        default=None,
+        help=help_ + " Repeatable.",
+        callback=lambda c, p, v: given(v) if v else None,
+    )
+
+
 def _option_for(name: str, prop: dict[str, Any]) -> Any:
     flag = "--" + name.replace("_", "-")
     help_ = prop.get("description", "")
@@ -58,14 +70,7 @@ def _option_for(name: str, prop: dict[str, Any]) -> Any:
     forms = {f.get("type") for f in prop.get("anyOf", [])}
     if forms == {"string", "array"}:
         # one value or a list of them (mix's balance_by): repeat the flag for a list
-        return click.option(
-            flag,
-            name,
-            multiple=True,
-            default=None,
-            help=help_ + " Repeatable.",
-            callback=lambda c, p, v: None if not v else v[0] if len(v) == 1 else list(v),
-        )
+        return _repeatable(flag, name, help_, lambda v: v[0] if len(v) == 1 else list(v))
     if prop.get("type") == "array":
         item = prop.get("items", {}).get("type")
         if item == "number":
@@ -77,14 +82,7 @@ def _option_for(name: str, prop: dict[str, Any]) -> Any:
                 help=help_ + " Comma-separated.",
                 callback=lambda c, p, v: None if v is None else _floats(v, p.opts[0]),
             )
-        return click.option(
-            flag,
-            name,
-            multiple=True,
-            default=None,
-            help=help_ + " Repeatable.",
-            callback=lambda c, p, v: list(v) or None,
-        )
+        return _repeatable(flag, name, help_, list)
     if prop.get("type") == "object":
         return click.option(
             flag,
