@@ -207,7 +207,9 @@ OPS: dict[str, Op] = {
             "Mix datasets in given proportions (INPUT:WEIGHT), optionally to a total size.",
             "datakit mix synthetic:0.8 general:0.2 -o train-mix --total 1000 --seed 1\n"
             "datakit mix safety -o safety-mix --total 150 --balance-by meta.expected "
-            '--balance-weights \'{"comply": 3, "refuse": 2}\'',
+            '--balance-weights \'{"comply": 3, "refuse": 2}\'\n'
+            "datakit mix format:0.4 safety:0.6 -o sft-mix --total 160 "
+            "--balance-by meta.category --balance-by meta.expected",
             command="top",
             many_inputs=True,
             same_kind_inputs=True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from typing import Any
 
 from corekit.errors import ToolkitError
@@ -33,8 +34,10 @@ def mix(
     balance_weights: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     rng = random.Random(ctx.seed)
+    # each record's group, once: the weights check, the draw and the counts all read it
+    groups = [[_group(r, balance_by) for r in recs] for recs in inputs] if balance_by else []
     if balance_by and balance_weights:
-        held = {_group(r, balance_by) for recs in inputs for r in recs}
+        held = {g for keys in groups for g in keys}
         unknown = sorted(set(balance_weights) - held)
         if unknown:
             # a typo draws evenly without a word; with best_effort (take what there is) a
@@ -75,7 +78,7 @@ def mix(
     realised = []
     for k, (recs, want) in enumerate(zip(inputs, wanted, strict=True)):
         if balance_by:
-            chosen = sorted(_balanced(recs, min(want, len(recs)), balance_by, rng, balance_weights))
+            chosen = sorted(_balanced(groups[k], min(want, len(recs)), rng, balance_weights))
         else:
             chosen = sorted(rng.sample(range(len(recs)), min(want, len(recs))))
         out.extend(recs[i] for i in chosen)
@@ -84,10 +87,7 @@ def mix(
              "taken": len(chosen)}
         )  # fmt: skip
         if balance_by:
-            counts: dict[str, int] = {}
-            for i in chosen:
-                key = _group(recs[i], balance_by)
-                counts[key] = counts.get(key, 0) + 1
+            counts = Counter(groups[k][i] for i in chosen)
             realised[-1]["by_" + _said(balance_by)] = dict(sorted(counts.items()))
         taken = set(chosen)
         for i, rec in enumerate(recs):
@@ -119,20 +119,18 @@ def _said(by: str | list[str]) -> str:
 
 
 def _balanced(
-    recs: list[dict[str, Any]],
+    keys: list[str],
     n: int,
-    by: str | list[str],
     rng: random.Random,
     weights: dict[str, float] | None = None,
 ) -> list[int]:
-    """``n`` indices of ``recs`` drawn across their groups (``_group``: the values of field
-    ``by``, or of the first of several fields a record holds; records holding none form a
-    group of their own): evenly, or in proportion to ``weights`` (value -> weight, 1 for a
-    value it does not name); a group too small gives all it has and the others share its
-    remainder in their proportions."""
+    """``n`` indices of records drawn across their groups (``keys``: each record's group,
+    ``_group``): evenly, or in proportion to ``weights`` (value -> weight, 1 for a value it
+    does not name); a group too small gives all it has and the others share its remainder
+    in their proportions."""
     groups: dict[str, list[int]] = {}
-    for i, rec in enumerate(recs):
-        groups.setdefault(_group(rec, by), []).append(i)
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
     for idx in groups.values():
         rng.shuffle(idx)
     weight = {g: float((weights or {}).get(g, 1.0)) for g in groups}

@@ -236,6 +236,12 @@ def test_mix_balance_by_a_list_balances_each_input_on_the_first_field_it_holds(s
     # shortest for its weight first, so "None" with 4 records gets the smaller share)
     assert stats[1]["by_meta.expected|meta.category"] == {"None": 2, "choice": 3, "list": 3,
                                                         "sum": 2}  # fmt: skip
+    # a weight for a value none of the fields holds names them all, and writes nothing
+    typo = {"total": 10, "balance_by": by, "balance_weights": {"lists": 2}}
+    with pytest.raises(ToolkitError, match=r"names 'lists', which no input holds in "
+                       r"meta.expected\|meta.category \(values: None, choice, list, sum\)"):  # fmt: skip
+        run_step(store, "mb-typo", "mix", ["fmt"], typo)
+    assert not store.versions("mb-typo")
     got = [r.get("meta", {}).get("category") for r in res.version.records() if "Format" in
            r["instruction"]]  # fmt: skip
     assert sorted(map(str, got)) == ["None"] * 2 + ["choice"] * 3 + ["list"] * 3 + ["sum"] * 2
