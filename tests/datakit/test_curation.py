@@ -517,6 +517,10 @@ def test_curation_ops_pass_empty_inputs_on(store):
     # best effort: the empty input gives nothing; the shortfall shows in stats.mix
     assert res.version.manifest()["count"] == 1
     assert [x["taken"] for x in res.version.manifest()["stats"]["mix"]] == [0, 1]
+    # without weights every input is taken whole, an empty one too (the demo's safety
+    # answers and their rewordings, of which an allow_empty step may keep none)
+    res = run_step(store, "all", "mix", ["some", "none"], {})
+    assert res.version.manifest()["count"] == 2
 
 
 CHAIN_WORDS = "please write a short friendly note to thank our team for the great work".split()

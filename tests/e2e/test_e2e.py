@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -79,8 +81,6 @@ def test_cli_round_trip_through_console_scripts(tmp_path):
 def _demo_config(tmp_path: Path) -> Path:
     """The default pipeline with smaller settings: 12 seeds, fewer and shorter generations,
     a few training steps. Same model (SmolLM2, pulled by `make setup`), same steps."""
-    import yaml
-
     cfg = yaml.safe_load((ROOT / "pipeline.yaml").read_text())
     seeds = (ROOT / "datakit/demo/seeds.jsonl").read_text().splitlines()[:12]
     (tmp_path / "seeds.jsonl").write_text("\n".join(seeds) + "\n")
@@ -142,7 +142,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert "dataset demo-seeds@v1: 12 instruction records" in out
     steps = ["grown", "evolved", "answers", "judged", "good", "grown-dedup"]
     steps += ["format-answers", "format-good", "format-clean"]
-    steps += ["safety-answers", "safety-good", "safety-clean"]
+    steps += ["safety-answers", "safety-good", "safety-reworded", "safety-grown", "safety-clean"]
     steps += ["sft-all", "sft-mix", "sft"]
     for name in steps:
         assert f"step {name} (" in out
@@ -154,7 +154,7 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert (tmp_path / "data/grown-dedup/v1/dedup_report.jsonl").is_file()
     mix = json.loads((tmp_path / "data/sft-all/v1/manifest.json").read_text())
     assert mix["parents"] == [
-        "good@v1", "grown-dedup@v1", "evolved@v1", "format-clean@v1", "safety-good@v1",
+        "good@v1", "grown-dedup@v1", "evolved@v1", "format-clean@v1", "safety-grown@v1",
     ]  # fmt: skip
     assert [x["input"] for x in mix["stats"]["mix"]] == [0, 1, 2, 3, 4] and mix["kind"] == "chat"
     # The skills' data: format answers all fit their task's schema (kept share recorded);
@@ -185,12 +185,33 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     assert safe["count"] > 0 and set(safe["stats"]["drops"]) <= {
         "complied_unsafe", "refused_safe", "partial_refusal",
     }  # fmt: skip
+    # The safety prompts reworded: each rewording asks in the shape the step's regex gives,
+    # and keeps its kept answer's reply and label (what the safety stage trains on); every
+    # kept answer's rewording is a record or a counted reject.
+    step = next(s for s in yaml.safe_load(cfg.read_text())["data"]["steps"]
+                if s["name"] == "safety-reworded")  # fmt: skip
+    shape = re.compile(step["params"]["regex"])
+    kept = {
+        r["id"]: r for r in map(json.loads, (tmp_path / "data/safety-good/v1/records.jsonl").open())
+    }
+    reworded = json.loads((tmp_path / "data/safety-reworded/v1/manifest.json").read_text())
+    assert reworded["count"] + sum(reworded["stats"]["drops"].values()) == len(kept)
+    for line in (tmp_path / "data/safety-reworded/v1/records.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        (parent,) = [kept[p] for p in rec["meta"]["parents"]]
+        assert shape.fullmatch(rec["messages"][-2]["content"])
+        assert rec["messages"][-2]["content"] != parent["messages"][-2]["content"]
+        assert rec["messages"][-1] == parent["messages"][-1]
+        assert rec["meta"]["expected"] == parent["meta"]["expected"]
+    grown = json.loads((tmp_path / "data/safety-grown/v1/manifest.json").read_text())
+    assert grown["count"] == len(kept) + reworded["count"]
     # Nothing resembling an eval prompt reaches training.
     clean = json.loads((tmp_path / "data/sft-mix/v1/manifest.json").read_text())
     assert clean["parents"] == ["sft-all@v1", "eval-format@v1", "eval-safety@v1"]
-    for name in ("safety", "format"):  # the mix draws from what survives this check
+    for name, data in (("safety", "safety-grown"), ("format", "format-good")):
+        # the mix draws from what survives this check
         clean = json.loads((tmp_path / f"data/{name}-clean/v1/manifest.json").read_text())
-        assert clean["parents"] == [f"{name}-good@v1", "eval-format@v1", "eval-safety@v1"]
+        assert clean["parents"] == [f"{data}@v1", "eval-format@v1", "eval-safety@v1"]
         assert set(clean["stats"]["drops"]) <= {"duplicates_reference"}  # the samples all stay
     # make data ends with examples people can read, and the counts kept and dropped.
     assert "examples:" in out and "  answers@v1  Q: " in out
@@ -264,8 +285,6 @@ def test_make_demo_on_a_copy_of_the_default_pipeline(tmp_path):
     # A gate that fails: `make demo` still prints the timings and where to look, says a
     # gate failed, and fails with evalkit's code for a failed gate (make reports the
     # recipe's "Error 1", and exits 2 as make does); everything else is reused.
-    import yaml
-
     failing = yaml.safe_load(cfg.read_text())
     failing["eval"]["gate"]["rules"]["qa/f1"] = {"min": 1.01}  # a floor no F1 reaches
     cfg.write_text(yaml.safe_dump(failing))
