@@ -40,7 +40,7 @@ data:
   imports:
     - {{name: seeds, source: {ROOT / "datakit/demo/seeds.jsonl"}, kind: instruction}}
   steps:
-    - {{name: grown, op: self_instruct, input: seeds, engine: hf,
+    - {{name: grown, op: self_instruct, input: seeds, engine: hf, allow_empty: true,
         params: {{num_instructions: 8, prompts_per_round: 6, max_rounds: 2, max_tokens: 96, instance_max_tokens: 48, rouge_threshold: 0.9, temperature: 1.0, top_p: 0.95}}}}
     - {{name: answers, op: respond, input: seeds, engine: hf, params: {{max_tokens: 24, drop_truncated: false}}}}
     - {{name: prefs, op: preferences, input: seeds, engine: hf, allow_empty: true, params: {{max_tokens: 64, temperatures: [0.5, 1.0]}}}}

@@ -417,7 +417,7 @@ def test_evalkit_serves_a_from_chain_as_one_lora_on_the_base_engine(trained, tmp
         "".join(
             json.dumps({"id": f"s{i}", "prompt": r["instruction"], "references": [r["output"]]})
             + "\n"
-            for i, r in enumerate(rows[:8])
+            for i, r in enumerate(rows)
         )
     )
     preds, infos = {}, {}
@@ -442,7 +442,7 @@ def test_evalkit_serves_a_from_chain_as_one_lora_on_the_base_engine(trained, tmp
                         "name": "s",
                         "path": str(suite),
                         "metrics": ["f1"],
-                        "max_tokens": 12,
+                        "max_tokens": 32,
                         "truncated": "score",
                     }
                 ],  # fmt: skip
