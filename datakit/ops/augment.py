@@ -22,6 +22,7 @@ from corekit.engines import Request
 
 from .. import prompts
 from .context import OpContext
+from .context import carry_meta as carry
 
 
 def _asked_turn(rec: dict[str, Any]) -> tuple[str, int | None]:
@@ -119,7 +120,6 @@ def run(
             ctx.reject(rec, "duplicate_rephrase", rephrase=text, similarity=round(sim, 4))
         else:
             seen.add(text)
-            parent = rec.get("meta") or {}
             meta = ctx.meta(
                 "augment",
                 req,
@@ -128,8 +128,6 @@ def run(
                 parents=[rec["id"]],
                 similarity=round(sim, 4),
             )
-            for key in carry_meta or ():
-                if key in parent and key not in meta:
-                    meta[key] = parent[key]
+            carry(meta, rec.get("meta"), carry_meta)
             out.append({**with_asked(rec, text), "meta": meta})
     return out

@@ -89,3 +89,12 @@ class OpContext:
             m["parents"] = parents
         m.update(extra)
         return m
+
+
+def carry_meta(meta: dict[str, Any], parent: dict[str, Any] | None, keys: Any) -> dict[str, Any]:
+    """``meta`` with each of ``keys`` that the parent record's meta holds and ``meta`` does
+    not (an op's ``carry_meta``: a grown or reworded record keeps its seed's label)."""
+    for key in keys or ():
+        if parent and key in parent and key not in meta:
+            meta[key] = parent[key]
+    return meta

@@ -20,6 +20,7 @@ from corekit.engines import Request
 from .. import prompts
 from ..records import exchange
 from .context import OpContext
+from .context import carry_meta as carry
 
 STOP_WORDS = frozenset(
     "a an the and or but if then so of to in on at by for with from as is are was were be been being it its this that "
@@ -110,10 +111,7 @@ def run(
             text, root, chain = pool[k]
             next_pool[k] = (evolved[k], root, [*chain, chosen[k]])
             rec = _record(evolved[k], answer, reqs[k], chosen[k], rnd, next_pool[k], text, ctx)
-            carried = roots[root].get("meta") or {}
-            for key in carry_meta or ():
-                if key in carried and key not in rec["meta"]:
-                    rec["meta"][key] = carried[key]
+            carry(rec["meta"], roots[root].get("meta"), carry_meta)
             out.append(rec)
         # survivors evolve further; the eliminated retry from their original
         pool = next_pool
