@@ -371,6 +371,11 @@ def test_augment_rewords_what_each_kind_of_record_asks_and_keeps_the_rest(
         assert rec["meta"]["parents"] == [parent["id"]] and rec["meta"]["source"] == "augment"
         assert "id" not in rec and "absent" not in rec["meta"]
     assert "topic" not in chat["meta"] and "response_regex" not in chat["meta"]
+    # A regex that does not compile stops the op before any request, in one line.
+    ctx = ctx_for(answer, seed=1)
+    with pytest.raises(ToolkitError, match=r"augment: regex '\(' does not compile"):
+        augment.run(records, ctx, regex="(")
+    assert ctx.engine.engine.seen == []
     # Without carry_meta no label is kept.
     ctx = ctx_for(answer, seed=1)
     assert all("expected" not in r["meta"] for r in augment.run(records, ctx, variants=3))
