@@ -102,7 +102,7 @@ def pretrain(
 
     texts = _rendered(tokenizer, documents)
     enc = [
-        tokenizer(t, add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
+        tokenizer(t, add_special_tokens=False, truncation=True, max_length=512)["input_ids"]
         for t in texts
     ]
     rng = random.Random(seed)

@@ -139,8 +139,10 @@ def write_jsonl(path: Path, rows) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory) -> Path:
-    """A tiny model trained 300 steps on the demo seeds: it ends its turns and writes parseable Self-Instruct instances (~30 s)."""
-    return _tiny(tmp_path_factory, "tiny-trained", train_steps=300)
+    """A tiny model trained 500 steps on the demo seeds (datakit.demo.tiny_corpus): it ends
+    its turns, continues task lists, writes parseable Self-Instruct instances and closes JSON
+    under a schema, on any CPU (test_generate_tiny checks it first; ~30 s)."""
+    return _tiny(tmp_path_factory, "tiny-trained", train_steps=500)
 
 
 SMOLLM2 = {

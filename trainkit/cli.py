@@ -50,7 +50,7 @@ def cli(verbose: bool) -> None:
 @number_option(
     "--train-steps",
     default=0,
-    help="First train this many steps on the demo seeds, so the model ends its turns (~300 is plenty).",
+    help="First train this many steps on the demo seeds, so the model ends its turns and writes the formats the generators ask for (~500 is plenty).",
     minimum=0,
 )
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
@@ -76,7 +76,7 @@ def init_tiny_cmd(
     Examples:
       trainkit init-tiny runs/models/tiny
       trainkit init-tiny /tmp/tiny --seed 1 --vocab-size 2048 --text corpus.txt
-      trainkit init-tiny runs/models/tiny-trained --train-steps 300
+      trainkit init-tiny runs/models/tiny-trained --train-steps 500
     """
     from corekit.tiny import init_tiny
     from datakit.demo import tiny_corpus

@@ -29,9 +29,9 @@ RECIPES = {
 # What the GPU recipe leaves at its defaults (2,000 instructions, 1,024-token answers),
 # shrunk per op for its tiny run; the tiny model's short answers are kept, not dropped.
 GPU_TINY_PARAMS = {
-    "self_instruct": {"num_instructions": 3, "max_rounds": 2, "prompts_per_round": 6,
-                      "max_tokens": 64, "instance_max_tokens": 32,
-                      "rouge_threshold": 1.0},  # the tiny model recites its training seeds
+    # the tiny model recites its training seeds (a seed's instance is up to ~90 tokens)
+    "self_instruct": {"num_instructions": 3, "max_rounds": 4, "prompts_per_round": 6,
+                      "max_tokens": 64, "instance_max_tokens": 96, "rouge_threshold": 1.0},
     "evol_instruct": {"rounds": 1, "max_tokens": 32, "response_max_tokens": 32},
     "respond": {"max_tokens": 32, "drop_truncated": False},
     "distill": {"max_tokens": 32, "drop_truncated": False},
@@ -81,6 +81,8 @@ def _tiny_config(name: str, tmp: Path, server: str, tiny: Path) -> Path:
             params.update(GPU_TINY_PARAMS.get(step["op"], {}))
             if step["op"] == "mix":  # a record or two of general data: every input whole
                 params.pop("weights", None)
+        if step["op"] == "respond" and params.get("schema_field"):
+            params["max_tokens"] = 96  # as configured: a JSON answer is ~40 tiny-model tokens
         if step["op"] == "judge":  # one choice per criterion: parses even from the tiny model
             step["engine"] = "local"
         if step["op"] == "preferences":  # its judge likewise; the tiny model's may all tie

@@ -1,6 +1,7 @@
 """Generators on a real tiny model (transformers backend): pairwise preferences pair only
 strict direct wins, and a model retrained in place re-runs its steps instead of answering
-from the cache."""
+from the cache. First, what the generator tests stand on: the trained tiny model writes the
+formats they ask for, whatever the CPU's kernels."""
 
 from __future__ import annotations
 
@@ -12,6 +13,53 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 DATAKIT = Path(sys.executable).parent / "datakit"
+
+
+def test_the_trained_tiny_model_writes_instances_and_closes_json(vllm_server, tmp_path):
+    """The session's tiny model (conftest ``tiny_trained``) learnt the exact prompts
+    Self-Instruct sends for an instance and a few JSON answers (datakit.demo.tiny_corpus).
+    Served as the tests serve it, it writes a parseable instance for most seed tasks and
+    closes most JSON answers under a schema. A build that learnt only a bare
+    "Task/Input/Output" text wrote none on one CPU and several on another, and a model
+    that never saw JSON looped on the whitespace JSON allows; either fails here first,
+    instead of as an empty step in a recipe's tiny run."""
+    import jsonschema
+
+    from corekit.engines import EngineSpec, Request, build_engine
+    from datakit import prompts
+    from datakit.demo import _is_classification, demo_format_tasks, demo_seeds
+    from datakit.ops.self_instruct import _parse_input_first, _parse_output_first
+
+    eng = build_engine(
+        EngineSpec("openai", "tiny", {"base_url": vllm_server}), tmp_path / "c.jsonl", quiet=True
+    )
+    seeds = demo_seeds()
+    kinds = [_is_classification(s) for s in seeds]
+    reqs = [
+        Request(
+            prompt=(prompts.SELF_INSTRUCT_OUTPUT_FIRST if c else prompts.SELF_INSTRUCT_INPUT_FIRST)
+            .format(instruction=s["instruction"]),
+            temperature=0.0, max_tokens=100, stop=("\nTask:",),
+        )
+        for s, c in zip(seeds, kinds, strict=True)
+    ]  # fmt: skip
+    parsed = [
+        (_parse_output_first if c else _parse_input_first)(r.text)
+        for c, r in zip(kinds, eng.generate(reqs), strict=True)
+    ]
+    assert sum(p is not None for p in parsed) > len(seeds) / 2, parsed
+    tasks = demo_format_tasks()
+    reqs = [
+        Request.chat([{"role": "user", "content": t["prompt"]}], json_schema=t["meta"]["schema"],
+                     temperature=0.0, max_tokens=96)
+        for t in tasks
+    ]  # fmt: skip
+    closed = 0
+    for t, r in zip(tasks, eng.generate(reqs), strict=True):
+        if r.completions[0].finish_reason == "stop":
+            jsonschema.validate(json.loads(r.text), t["meta"]["schema"])
+            closed += 1
+    assert closed > len(tasks) / 2, closed
 
 
 def test_pairwise_preferences_on_the_tiny_model(tmp_path, tiny_trained, monkeypatch):
