@@ -21,8 +21,8 @@ def test_the_trained_tiny_model_writes_instances_and_closes_json(vllm_server, tm
     Served as the tests serve it, it writes a parseable instance for most seed tasks and
     closes most JSON answers under a schema. A build that learnt only a bare
     "Task/Input/Output" text wrote none on one CPU and several on another, and a model
-    that never saw JSON looped on the whitespace JSON allows; either fails here first,
-    instead of as an empty step in a recipe's tiny run."""
+    that never saw JSON looped on the whitespace JSON allows; either fails here by name,
+    not only as an empty step in a recipe's tiny run."""
     import jsonschema
 
     from corekit.engines import EngineSpec, Request, build_engine
