@@ -9,10 +9,20 @@ from importlib.resources import files
 from typing import Any
 
 
+def _shipped(name: str) -> list[dict[str, Any]]:
+    """The records of one of the demo's JSONL files."""
+    with files(__name__).joinpath(name).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def demo_seeds() -> list[dict[str, Any]]:
     """The demo's seed instructions (datakit/demo/seeds.jsonl)."""
-    with files(__name__).joinpath("seeds.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return _shipped("seeds.jsonl")
+
+
+def demo_format_tasks() -> list[dict[str, Any]]:
+    """The demo's JSON tasks (datakit/demo/format_tasks.jsonl): a prompt and meta.schema."""
+    return _shipped("format_tasks.jsonl")
 
 
 def demo_texts() -> list[str]:
@@ -63,12 +73,6 @@ def tiny_corpus(seed: int = 0) -> Any:
             prompts.SELF_INSTRUCT_TASKS.format(examples=examples, next=9) + f" {shots[8]}\nTask 10:"
         )
     return TinyCorpus(texts=demo_texts(), documents=docs)
-
-
-def demo_format_tasks() -> list[dict[str, Any]]:
-    """The demo's JSON tasks (datakit/demo/format_tasks.jsonl): a prompt and meta.schema."""
-    with files(__name__).joinpath("format_tasks.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _json_answers() -> list[list[dict[str, str]]]:
