@@ -46,6 +46,22 @@ def specific_error(err: Any) -> Any:
     return err
 
 
+def schema_errors(schema: dict[str, Any], instance: Any) -> list[Any]:
+    """Every way ``instance`` breaks ``schema``, each as the error of the form it was meant
+    as (``specific_error``), with formats checked: a ``"format": "regex"`` value that does
+    not compile is an error here, with the reason, before any work starts."""
+    import jsonschema
+
+    checker = jsonschema.Draft7Validator.FORMAT_CHECKER
+    out = []
+    for err in jsonschema.Draft7Validator(schema, format_checker=checker).iter_errors(instance):
+        err = specific_error(err)
+        if err.validator == "format" and err.cause is not None:
+            err.message = f"{err.message}: {err.cause}"
+        out.append(err)
+    return out
+
+
 def check_config(
     data: Any,
     lines: dict[tuple, int] | None = None,
@@ -69,12 +85,9 @@ def check_config(
 
 
 def _schema_problems(data: Any, lines: dict[tuple, int]) -> list[tuple[int, str]]:
-    import jsonschema
-
     schema = load_schema("pipeline")
     problems: list[tuple[int, str]] = []
-    for err in jsonschema.Draft7Validator(schema).iter_errors(data):
-        err = specific_error(err)
+    for err in schema_errors(schema, data):
         path = tuple(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             problems += _unknown_keys(err, path, schema, lines)

@@ -16,11 +16,9 @@ record or a reject (a failed request is ``variants`` rejects).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from corekit.engines import Request
-from corekit.errors import ToolkitError
 
 from .. import prompts
 from .context import OpContext
@@ -82,13 +80,6 @@ def run(
     regex: str | None = None,
     carry_meta: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    if regex is not None:
-        try:
-            re.compile(regex)
-        except re.error as e:  # before any request: one line, nothing written
-            raise ToolkitError(
-                f"{ctx.step}: augment: regex {regex!r} does not compile: {e}"
-            ) from None
     originals = [asked(r) for r in records]
     reqs = [
         Request.chat(

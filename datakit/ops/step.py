@@ -30,14 +30,10 @@ log = logging.getLogger(__name__)
 def param_problems(op: str, params: dict[str, Any] | None) -> list[tuple[str, str]]:
     """(where, message) for each way an op's parameters break its schema; ``where`` starts
     with the parameter's name ("params" for the object as a whole)."""
-    import jsonschema
-
-    from corekit.config import specific_error
+    from corekit.config import schema_errors
 
     schema = load_schema("pipeline")["definitions"][f"params_{op}"]
-    # a value that fits none of a key's forms: the error of the form it was meant as
-    errors = map(specific_error, jsonschema.Draft7Validator(schema).iter_errors(params or {}))
-    return [(_where(err), err.message) for err in errors]
+    return [(_where(err), err.message) for err in schema_errors(schema, params or {})]
 
 
 def _where(err: Any) -> str:

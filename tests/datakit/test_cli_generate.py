@@ -58,6 +58,14 @@ def test_generate_flags(cli, tmp_path):
     )
     code, out = cli(datakit, "judge", "seeds", "-o", "j", "--model", "m", "--rubric", "[1]")
     assert code == 2 and "Invalid value for '--rubric': [1] is not of type 'object'" in out
+    # a pattern that does not compile, with the reason (the schema's "format": "regex")
+    code, out = cli(datakit, "generate", "augment", "seeds", "-o", "a", "--model", "m",
+                    "--regex", "[a-")  # fmt: skip
+    assert (code, out.splitlines()[-1]) == (
+        2,
+        "Error: Invalid value for '--regex': '[a-' is not a 'regex': "
+        "unterminated character set at position 0",
+    )
     # a value that fits none of a flag's forms (balance_by: a field or a list of them):
     # the error of the form it was meant as, not "not valid under any of the given schemas"
     code, out = cli(datakit, "mix", "seeds", "-o", "m", "--balance-by", "")

@@ -468,8 +468,9 @@ def test_filter_checks_each_drop_with_its_reason(store):
     assert drops == {"format_not_json": 7, "format_schema": 1}
     from corekit.errors import ToolkitError
 
-    with pytest.raises(ToolkitError, match="regex '\\(' does not compile"):
+    with pytest.raises(ToolkitError, match=r"^filter: regex: '\(' is not a 'regex': missing \)"):
         run_step(store, "bad", "filter", "raw", {"regex": "("})
+    assert not (store.root / "bad").exists()
 
 
 def test_stats_command(cli, tmp_path):

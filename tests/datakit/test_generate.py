@@ -303,9 +303,11 @@ def test_evol_grows_labelled_safety_prompts(store, tmp_path):
     # As a pipeline step it reads a prompt set (eval_item records) as they are.
     from corekit.engines import EngineSpec
 
+    scripted = Scripted(answer)
+
     class Pool(EnginePool):
         def get(self, spec, batch_size=256, where="engine"):
-            return CachedEngine(Scripted(answer), quiet=True)
+            return CachedEngine(scripted, quiet=True)
 
     store.write("safety", [{k: v for k, v in seeds[0].items() if k != "id"}], "eval_item")
     params = {"rounds": 1, "operations": {"concretize": 1.0}, "keep_apologies": True,
@@ -371,20 +373,17 @@ def test_augment_rewords_what_each_kind_of_record_asks_and_keeps_the_rest(
         assert rec["meta"]["parents"] == [parent["id"]] and rec["meta"]["source"] == "augment"
         assert "id" not in rec and "absent" not in rec["meta"]
     assert "topic" not in chat["meta"] and "response_regex" not in chat["meta"]
-    # A regex that does not compile stops the op before any request, in one line.
-    ctx = ctx_for(answer, seed=1)
-    with pytest.raises(ToolkitError, match=r"augment: regex '\(' does not compile"):
-        augment.run(records, ctx, regex="(")
-    assert ctx.engine.engine.seen == []
     # Without carry_meta no label is kept.
     ctx = ctx_for(answer, seed=1)
     assert all("expected" not in r["meta"] for r in augment.run(records, ctx, variants=3))
     # As a pipeline step a prompt set stays a prompt set.
     from corekit.engines import EngineSpec
 
+    scripted = Scripted(answer)
+
     class Pool(EnginePool):
         def get(self, spec, batch_size=256, where="engine"):
-            return CachedEngine(Scripted(answer), quiet=True)
+            return CachedEngine(scripted, quiet=True)
 
     store.write("safety", [{k: v for k, v in records[2].items() if k != "id"}], "eval_item")
     spec = {"engine": EngineSpec("openai", "m", {"base_url": "http://127.0.0.1:9/v1"})}
@@ -393,6 +392,12 @@ def test_augment_rewords_what_each_kind_of_record_asks_and_keeps_the_rest(
     (rec,) = res.version.records()
     assert rec["prompt"] == "What is the way to kill a stuck process"
     assert rec["meta"]["expected"] == "comply" and res.version.manifest()["kind"] == "eval_item"
+    # A regex that does not compile stops the step before any request, in one line, and
+    # writes nothing (the schema's "format": "regex"; config check reports it too).
+    asked = len(scripted.seen)
+    with pytest.raises(ToolkitError, match=r"^augment: regex: '\(' is not a 'regex': missing \)"):
+        run_step(store, "bad", "augment", "safety", {"regex": "("}, spec, Pool(tmp_path))
+    assert len(scripted.seen) == asked and not (store.root / "bad").exists()
 
 
 def test_evol_eliminated_return_to_the_pool():

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from datakit.cli import cli as datakit
 from evalkit.cli import cli as evalkit
@@ -300,6 +301,7 @@ def misspelt_pipeline(tmp_path):
          "    model: tinee\n    options: {batch_sise: 4}"),
         (f"source: {root}/datakit/demo/format_tasks.jsonl", "source: nowhere/format_tasks.jsonl"),
         ("      op: judge\n      input: answers", "      op: judge\n      input: answrs"),
+        ('regex: "(How (do', 'regex: "((How (do'),  # a pattern that does not compile
         ("dataset: sft-train", "dataset: sft-trian"),
         ("from: sft", "from: sfft"),
         ('tuned: "train:safety-sft"', 'tuned: "train:safety-sfft"'),
@@ -317,6 +319,7 @@ WANT = [
     "engines.smol.options.batch_sise: unknown option for the transformers backend; did you mean 'batch_size'?",
     "data.imports[1].source: no such file {tmp}/nowhere/format_tasks.jsonl",
     "data.steps[3].input: no dataset 'answrs': no import, step or data-root dataset makes it; did you mean 'answers'?",
+    "data.steps[11].params.regex: {rx!r} is not a 'regex': missing ), unterminated subpattern at position 0",
     "train.stages[0].dataset: no dataset 'sft-trian': no import, step or data-root dataset makes it; did you mean 'sft-train'?",
     "train.stages[1] (safety-sft): from 'sfft' is not an earlier stage (sft)",
     "eval.models.tuned: train:safety-sfft: no trainkit stage 'safety-sfft'; did you mean 'safety-sft'?",
@@ -332,12 +335,14 @@ def test_config_check_finds_every_reference_run_would_trip_on(cli, tmp_path):
     code, out = cli(datakit, "config", "check", "p.yaml")
     assert code == 1
     got = [line.split(": ", 1)[1] for line in out.splitlines()[:-1]]
-    assert got == [w.format(tmp=tmp_path) for w in WANT]
+    steps = yaml.safe_load((tmp_path / "p.yaml").read_text())["data"]["steps"]
+    rx = steps[11]["params"]["regex"]
+    assert got == [w.format(tmp=tmp_path, rx=rx) for w in WANT]
     assert all(line.startswith("p.yaml:") and line.split(":")[1].isdigit()
                for line in out.splitlines()[:-1])  # fmt: skip
-    assert out.splitlines()[-1] == "p.yaml: 9 problems"
+    assert out.splitlines()[-1] == "p.yaml: 10 problems"
     code, out = cli(datakit, "run", "p.yaml")
-    assert code == 1 and out.startswith("Error: 9 problems in p.yaml:")
+    assert code == 1 and out.startswith("Error: 10 problems in p.yaml:")
     assert "Traceback" not in out
     nothing_written(tmp_path)
 
