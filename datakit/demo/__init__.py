@@ -86,31 +86,28 @@ def _json_answers() -> list[list[dict[str, str]]]:
         if key in seen:
             continue
         seen.add(key)
-        value = _fitting(schema, task["meta"].get("subject") or "one")
+        value = _fitting(schema, task["meta"].get("subject"))
         text = json.dumps(value, indent=2 if len(docs) % 2 else None)
         docs.append([{"role": "user", "content": task["prompt"]},
                      {"role": "assistant", "content": text}])  # fmt: skip
     return docs
 
 
-def _fitting(schema: dict[str, Any], word: str) -> Any:
-    """A small value that the (object, array, string, integer, boolean, enum) schema accepts."""
+def _fitting(schema: dict[str, Any], word: str | None) -> Any:
+    """A small value that the (object, array, string, integer, boolean, enum) schema
+    accepts; its strings are ``word`` (the task's subject), else the property's name."""
     if "enum" in schema:
         return schema["enum"][0]
     kind = schema.get("type")
     if kind == "object":
-        return {
-            k: _fitting(sub, k if word == "one" else word)
-            for k, sub in schema["properties"].items()
-        }
+        return {k: _fitting(sub, word or k) for k, sub in schema["properties"].items()}
     if kind == "array":
-        n = schema.get("minItems", 1)
-        return [f"{word} {i + 1}" for i in range(n)]
+        return [f"{word or 'item'} {i + 1}" for i in range(schema.get("minItems", 1))]
     if kind == "integer":
         return max(schema.get("minimum", 0), 7)
     if kind == "boolean":
         return True
-    return word
+    return word or "text"
 
 
 def _is_classification(rec: dict[str, Any]) -> bool:
