@@ -206,6 +206,46 @@ def with_response(rec: Record, text: str) -> Record:
     return out
 
 
+def _asked_turn(rec: Record) -> tuple[str, int | None]:
+    """Where a record's request is: ("instruction", None), ("prompt", None) for a prompt
+    given as text, or (key, index) of the last user turn of its messages or prompt turns
+    (a conversation's last before its final answer)."""
+    if "instruction" in rec:
+        return "instruction", None
+    key = "messages" if "messages" in rec else "prompt"
+    turns = rec.get(key)
+    if isinstance(turns, str):
+        return key, None
+    users = [k for k, m in enumerate(turns or []) if m.get("role") == "user"]
+    return key, (users[-1] if users else None)
+
+
+def asked_text(rec: Record) -> str:
+    """What a record asks, as text: an instruction (without its input), a prompt given as
+    text, or the last user turn of its messages or prompt turns ("" for none)."""
+    key, k = _asked_turn(rec)
+    if key == "instruction":
+        return rec["instruction"]
+    if k is None:
+        return rec[key] if isinstance(rec.get(key), str) else ""
+    return str(rec[key][k].get("content") or "")
+
+
+def with_asked(rec: Record, text: str) -> Record:
+    """A copy of ``rec`` asking ``text`` instead (``asked_text``'s place; the pair of
+    ``with_response``), without its id and meta (the content changed)."""
+    key, k = _asked_turn(rec)
+    if k is None and not (key == "instruction" or isinstance(rec.get(key), str)):
+        raise ValueError("a record that asks nothing to reword (no user turn)")
+    out = {k: v for k, v in rec.items() if k not in ("id", "meta")}
+    if k is None:
+        out[key] = text
+    else:
+        out[key] = [dict(m) for m in rec[key]]
+        out[key][k]["content"] = text
+    return out
+
+
 def exchange(rec: Record) -> tuple[str, str]:
     """(what was asked, what was answered) as text: the instruction (with its input) and
     output, or a conversation's last user turn before its final assistant turn and that
@@ -213,11 +253,7 @@ def exchange(rec: Record) -> tuple[str, str]:
     if "instruction" in rec:
         return instruction_text(rec), rec.get("output") or ""
     response = response_text(rec) if "messages" in rec else None
-    asked = next(
-        (m.get("content") or "" for m in reversed(prompt_messages(rec)) if m.get("role") == "user"),
-        "",
-    )
-    return asked, response or ""
+    return asked_text(rec), response or ""
 
 
 def preview(rec: Record, width: int = 160) -> str:

@@ -21,44 +21,9 @@ from typing import Any
 from corekit.engines import Request
 
 from .. import prompts
+from ..records import asked_text, with_asked
 from .context import OpContext
 from .context import carry_meta as carry
-
-
-def _asked_turn(rec: dict[str, Any]) -> tuple[str, int | None]:
-    """Where a record's request is: ("instruction", None), ("prompt", None) for a prompt
-    given as text, or (key, index) of the last user turn of its messages or prompt turns
-    (a conversation's last before its final answer)."""
-    if "instruction" in rec:
-        return "instruction", None
-    key = "messages" if "messages" in rec else "prompt"
-    turns = rec.get(key)
-    if isinstance(turns, str):
-        return key, None
-    users = [k for k, m in enumerate(turns or []) if m.get("role") == "user"]
-    return key, (users[-1] if users else None)
-
-
-def asked(rec: dict[str, Any]) -> str:
-    """The text a rephrase rewords ("" for a record with no user turn)."""
-    key, k = _asked_turn(rec)
-    if key == "instruction":
-        return rec["instruction"]
-    if k is None:
-        return rec[key] if isinstance(rec.get(key), str) else ""
-    return str(rec[key][k].get("content") or "")
-
-
-def with_asked(rec: dict[str, Any], text: str) -> dict[str, Any]:
-    """A copy of ``rec`` asking ``text`` instead, without its id (the content changed)."""
-    out = {k: v for k, v in rec.items() if k not in ("id", "meta")}
-    key, k = _asked_turn(rec)
-    if k is None:
-        out[key] = text
-    else:
-        out[key] = [dict(m) for m in rec[key]]
-        out[key][k]["content"] = text
-    return out
 
 
 def similarities(a: list[str], b: list[str], model: str | None = None) -> list[float]:
@@ -80,7 +45,14 @@ def run(
     regex: str | None = None,
     carry_meta: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    originals = [asked(r) for r in records]
+    todo = []  # (record, what it asks)
+    for rec in records:
+        text = asked_text(rec)
+        if text.strip():
+            todo.append((rec, text))
+        else:  # a conversation with no user turn: nothing to reword
+            for _ in range(variants):
+                ctx.reject(rec, "nothing_asked")
     reqs = [
         Request.chat(
             [{"role": "user", "content": prompts.AUGMENT.format(instruction=text)}],
@@ -90,11 +62,11 @@ def run(
             seed=ctx.request_seed("augment", r["id"]),
             regex=regex,
         )
-        for r, text in zip(records, originals, strict=True)
+        for r, text in todo
     ]
     pairs = []
     results = ctx.generate(reqs, desc="rephrase")
-    for rec, original, req, res in zip(records, originals, reqs, results, strict=True):
+    for (rec, original), req, res in zip(todo, reqs, results, strict=True):
         if not res.ok:
             for _ in range(variants):
                 ctx.reject(rec, "engine_error", error=res.error)

@@ -11,6 +11,7 @@ from corekit.schemas import load_schema
 from datakit.ops import OPS, OpContext, augment, judge, preferences, self_instruct
 from datakit.ops import evol_instruct as evol
 from datakit.ops.step import op_params, run_step
+from datakit.records import with_asked
 
 
 class Scripted:
@@ -376,6 +377,15 @@ def test_augment_rewords_what_each_kind_of_record_asks_and_keeps_the_rest(
     # Without carry_meta no label is kept.
     ctx = ctx_for(answer, seed=1)
     assert all("expected" not in r["meta"] for r in augment.run(records, ctx, variants=3))
+    # A conversation with no user turn asks nothing: each rephrase asked of it is a
+    # reject, and no request is sent (rewording it would replace its turns with text).
+    ctx = ctx_for(answer, seed=1)
+    silent = {"id": "s", "messages": [{"role": "system", "content": "Be brief."},
+                                      {"role": "assistant", "content": "Hello."}]}  # fmt: skip
+    assert augment.run([silent], ctx, variants=2) == [] and ctx.engine.engine.seen == []
+    assert ctx.drops == {"nothing_asked": 2}
+    with pytest.raises(ValueError, match="asks nothing"):
+        with_asked(silent, "Reworded?")
     # As a pipeline step a prompt set stays a prompt set.
     from corekit.engines import EngineSpec
 
