@@ -128,7 +128,9 @@ OPS: dict[str, Op] = {
             _PROMPTS,
             "same",
             "Rephrase what each record asks, keeping its answer and labels (similarity check).",
-            f"datakit generate augment seeds -o rephrased {_M} --variants 2",
+            f"datakit generate augment seeds -o rephrased {_M} --variants 2\n"
+            f"datakit generate augment safety-good -o safety-reworded {_M} "
+            "--regex 'How (do|can) I [a-z][^?]{8,80}\\?' --carry-meta expected",
             roles=("engine",),
         ),
         Op(
